@@ -1,0 +1,455 @@
+//! The consumer side.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use super::layout::{ConsumerSlot, Shared, resolve};
+use super::ring::{self, SlotState};
+use super::wait::{self, DataWait, Deadline};
+use super::{Error, Policy, QueueInfo, QueueStats, Result, Start, info_of, stats_of};
+use crate::sys::futex;
+use crate::sys::robust::{Keeper, KeeperCtl, Owner, SharedWord};
+
+/// State shared with the keeper thread, which doubles as the poll notifier.
+struct PollState {
+    efd: OnceLock<OwnedFd>,
+    /// 1 while the notifier should signal `efd` when a record past `at` is committed.
+    armed: AtomicU32,
+    at: AtomicU64,
+}
+
+/// One reader of a queue, with its own cursor: it receives every record (broadcast).
+///
+/// A consumer may be moved between threads; it is not `Sync`.
+pub struct Consumer {
+    shared: Arc<Shared>,
+    keeper: Keeper,
+    index: u32,
+    /// Next sequence number to read (mirrors the shared cursor).
+    cursor: u64,
+    lost: u64,
+    received: u64,
+    poll: Arc<PollState>,
+    /// A raw zero-copy read is open.
+    pending: Option<u64>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("path", &self.shared.path)
+            .field("index", &self.index)
+            .field("cursor", &self.cursor)
+            .field("lost", &self.lost)
+            .finish()
+    }
+}
+
+impl Consumer {
+    /// Opens a queue as a new consumer starting at `start`.
+    pub fn open(name: &str, start: Start) -> Result<Consumer> {
+        let shared = Arc::new(Shared::open(&resolve(name)?)?);
+        let poll = Arc::new(PollState {
+            efd: OnceLock::new(),
+            armed: AtomicU32::new(0),
+            at: AtomicU64::new(0),
+        });
+        let max = shared.layout.max_consumers;
+        let mut claimed = None;
+        for i in 0..max {
+            if wait::evict_if_dead(&shared, i) != Owner::Free {
+                continue;
+            }
+            let mapping: Arc<dyn Send + Sync> = shared.clone();
+            // SAFETY: the owner word is an aligned atomic inside the mapping `mapping` keeps.
+            let word = unsafe { SharedWord::new(&shared.consumer(i).owner, mapping) };
+            let notifier = {
+                let shared = Arc::clone(&shared);
+                let poll = Arc::clone(&poll);
+                move |ctl: &KeeperCtl| notifier_loop(&shared, i, &poll, ctl)
+            };
+            match Keeper::spawn("shmio-consumer", word, notifier)
+                .map_err(|e| Error::io("spawn keeper thread", None, e))?
+            {
+                Ok(k) => {
+                    claimed = Some((i, k));
+                    break;
+                }
+                Err(_) => continue,
+            }
+        }
+        let Some((index, keeper)) = claimed else {
+            return Err(Error::TooManyConsumers { max });
+        };
+        let h = shared.header();
+        h.space
+            .0
+            .consumers_hwm
+            .fetch_max(index + 1, Ordering::SeqCst);
+        let me = shared.consumer(index);
+        me.pid.store(crate::sys::getpid(), Ordering::Relaxed);
+        me.lost.store(0, Ordering::Relaxed);
+        me.received.store(0, Ordering::Relaxed);
+        me.sleeping.store(0, Ordering::SeqCst);
+
+        // Registration: publish a conservative cursor, tell the producer to rescan, then read
+        // the head. Any record the producer writes without having seen us is at most `head`,
+        // so records from `head - slot_count + 1` on are safe to claim.
+        let n = u64::from(shared.layout.slot_count);
+        let provisional = h.prod.0.head.load(Ordering::SeqCst).saturating_sub(n);
+        ring::release_to(&me.cursor, provisional);
+        h.space.0.consumers_epoch.fetch_add(1, Ordering::SeqCst);
+        let head = h.prod.0.head.load(Ordering::SeqCst);
+        let oldest = (head + 1).saturating_sub(n);
+        let start = match start {
+            Start::Newest => head.saturating_sub(1),
+            Start::Oldest => oldest,
+            Start::Sequence(s) if s > head => {
+                return Err(Error::InvalidArgument(format!(
+                    "sequence {s} is ahead of the producer (next is {head})"
+                )));
+            }
+            Start::Sequence(s) if s < oldest && shared.layout.policy == Policy::BackPressure => {
+                return Err(Error::InvalidArgument(format!(
+                    "sequence {s} is no longer held (oldest is {oldest})"
+                )));
+            }
+            Start::Sequence(s) => s,
+        };
+        ring::release_to(&me.cursor, start);
+        wait::wake_producer(&shared);
+        Ok(Consumer {
+            shared,
+            keeper,
+            index,
+            cursor: start,
+            lost: 0,
+            received: 0,
+            poll,
+            pending: None,
+        })
+    }
+
+    fn me(&self) -> &ConsumerSlot {
+        self.shared.consumer(self.index)
+    }
+
+    /// The queue's geometry.
+    pub fn info(&self) -> QueueInfo {
+        info_of(&self.shared)
+    }
+
+    /// A snapshot of the queue's state.
+    pub fn stats(&self) -> QueueStats {
+        stats_of(&self.shared)
+    }
+
+    /// The sequence number of the next record this consumer reads.
+    pub fn position(&self) -> u64 {
+        self.cursor
+    }
+
+    /// Records lost to overwriting since this consumer opened (overwrite mode only).
+    pub fn lost(&self) -> u64 {
+        self.lost
+    }
+
+    /// Records received since this consumer opened.
+    pub fn received(&self) -> u64 {
+        self.received
+    }
+
+    /// This consumer's slot index in the file.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// Receives the next record into `buf`, waiting as long as needed; returns its length.
+    /// Fails with [`Error::ProducerDead`] or [`Error::Closed`] once every committed record has
+    /// been received and the producer is gone, and with [`Error::BufferTooSmall`] (consuming
+    /// nothing) if the record does not fit.
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.recv_for(buf, None)
+    }
+
+    /// Like [`recv`](Self::recv) but fails with [`Error::WouldBlock`] instead of waiting.
+    pub fn try_recv(&mut self, buf: &mut [u8]) -> Result<usize> {
+        self.recv_for(buf, Some(Duration::ZERO))
+    }
+
+    /// Like [`recv`](Self::recv), waiting at most `timeout` (`None`: no limit).
+    pub fn recv_for(&mut self, buf: &mut [u8], timeout: Option<Duration>) -> Result<usize> {
+        self.recv_seq_for(buf, timeout).map(|(_, n)| n)
+    }
+
+    /// Like [`recv_for`](Self::recv_for), also returning the record's sequence number.
+    pub fn recv_seq_for(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Option<Duration>,
+    ) -> Result<(u64, usize)> {
+        if self.pending.is_some() {
+            return Err(Error::InvalidArgument(
+                "a zero-copy read is open: release it first".into(),
+            ));
+        }
+        let deadline = Deadline::after(timeout);
+        loop {
+            let (seq, ptr, len) = self.next_record(&deadline)?;
+            if len > buf.len() {
+                if self.check(seq) {
+                    return Err(Error::BufferTooSmall { needed: len });
+                }
+                continue;
+            }
+            // SAFETY: `ptr` is the payload of a slot inside our mapping and `len` was checked
+            // against the slot size; `buf` is our own memory of at least `len` bytes. The source
+            // may be rewritten concurrently by the producer (overwrite mode); any torn copy is
+            // detected by `check` below and discarded. Bytes have no invalid values.
+            unsafe { std::ptr::copy_nonoverlapping(ptr, buf.as_mut_ptr(), len) };
+            if self.check(seq) {
+                self.advance(seq + 1);
+                return Ok((seq, len));
+            }
+        }
+    }
+
+    /// Receives the next record into a new vector.
+    pub fn recv_vec_for(&mut self, timeout: Option<Duration>) -> Result<Vec<u8>> {
+        let mut v = vec![0u8; self.shared.layout.slot_size as usize];
+        let n = self.recv_for(&mut v, timeout)?;
+        v.truncate(n);
+        Ok(v)
+    }
+
+    /// Reads the next record in place, waiting as long as needed. See [`ReadGuard`].
+    pub fn read(&mut self) -> Result<ReadGuard<'_>> {
+        self.read_for(None)
+    }
+
+    /// Like [`read`](Self::read) but fails with [`Error::WouldBlock`] instead of waiting.
+    pub fn try_read(&mut self) -> Result<ReadGuard<'_>> {
+        self.read_for(Some(Duration::ZERO))
+    }
+
+    /// Like [`read`](Self::read), waiting at most `timeout`.
+    pub fn read_for(&mut self, timeout: Option<Duration>) -> Result<ReadGuard<'_>> {
+        let (seq, ptr, len) = self.read_raw(timeout)?;
+        Ok(ReadGuard {
+            consumer: self,
+            seq,
+            ptr,
+            len,
+        })
+    }
+
+    /// Binding-level zero-copy read: the record's sequence number, payload pointer and length.
+    /// The memory stays readable until [`release_raw`](Self::release_raw); in overwrite mode it
+    /// may be overwritten meanwhile, which `release_raw` reports.
+    pub fn read_raw(&mut self, timeout: Option<Duration>) -> Result<(u64, *const u8, usize)> {
+        if self.pending.is_some() {
+            return Err(Error::InvalidArgument(
+                "a zero-copy read is open: release it first".into(),
+            ));
+        }
+        let (seq, ptr, len) = self.next_record(&Deadline::after(timeout))?;
+        self.pending = Some(seq);
+        Ok((seq, ptr, len))
+    }
+
+    /// Ends the open zero-copy read and moves past the record. In back-pressure mode this frees
+    /// the slot for the producer. In overwrite mode, fails with [`Error::Overrun`] if the record
+    /// was overwritten while it was read (it then counts as lost).
+    pub fn release_raw(&mut self) -> Result<()> {
+        let Some(seq) = self.pending.take() else {
+            return Err(Error::InvalidArgument("no zero-copy read is open".into()));
+        };
+        let (slot, _) = self.shared.slot(seq);
+        let valid = ring::still_valid(&slot.stamp, seq);
+        if valid {
+            self.advance(seq + 1);
+            Ok(())
+        } else {
+            self.lost += 1;
+            self.me().lost.store(self.lost, Ordering::Relaxed);
+            self.set_cursor(seq + 1);
+            Err(Error::Overrun)
+        }
+    }
+
+    /// Whether record `seq`, read in place, is still intact. If not, the cursor stays and the
+    /// next look finds the overwrite and counts the loss.
+    fn check(&self, seq: u64) -> bool {
+        let (slot, _) = self.shared.slot(seq);
+        ring::still_valid(&slot.stamp, seq)
+    }
+
+    fn set_cursor(&mut self, next: u64) {
+        self.cursor = next;
+        match self.shared.layout.policy {
+            Policy::BackPressure => {
+                ring::release_to(&self.me().cursor, next);
+                wait::wake_producer(&self.shared);
+            }
+            Policy::Overwrite => self.me().cursor.store(next, Ordering::Release),
+        }
+    }
+
+    fn advance(&mut self, next: u64) {
+        self.received += 1;
+        self.me().received.store(self.received, Ordering::Relaxed);
+        self.set_cursor(next);
+    }
+
+    /// Waits for the record at the cursor and locates it: (seq, payload, checked length).
+    /// Skips, and counts, records lost to overwriting.
+    fn next_record(&mut self, deadline: &Deadline) -> Result<(u64, *const u8, usize)> {
+        let n = u64::from(self.shared.layout.slot_count);
+        let max = self.shared.layout.slot_size as usize;
+        loop {
+            let c = self.cursor;
+            match wait::wait_for_data(&self.shared, self.me(), c, deadline, None) {
+                Ok(DataWait::Data) => {}
+                Ok(DataWait::Gone(Owner::Died)) => return Err(Error::ProducerDead),
+                Ok(DataWait::Gone(_)) | Ok(DataWait::Kicked) => return Err(Error::Closed),
+                Err(Error::WouldBlock) => {
+                    self.arm();
+                    return Err(Error::WouldBlock);
+                }
+                Err(e) => return Err(e),
+            }
+            let (slot, payload) = self.shared.slot(c);
+            match ring::begin_read(&slot.stamp, &slot.len, c) {
+                SlotState::Ready(len) if (len as usize) <= max => {
+                    return Ok((c, payload.cast_const(), len as usize));
+                }
+                SlotState::Ready(len) => {
+                    if ring::still_valid(&slot.stamp, c) {
+                        return Err(Error::Corrupt(format!(
+                            "record {c} claims {len} bytes, slot size is {max}"
+                        )));
+                    }
+                    // Torn by a concurrent rewrite: look again.
+                }
+                SlotState::Overwritten { occupant }
+                    if self.shared.layout.policy == Policy::Overwrite =>
+                {
+                    let next = ring::resume_after_overrun(c, occupant, n);
+                    self.lost += next - c;
+                    self.me().lost.store(self.lost, Ordering::Relaxed);
+                    self.set_cursor(next);
+                }
+                other => {
+                    return Err(Error::Corrupt(format!(
+                        "slot for record {c} holds {other:?} although the head is past it"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// A file descriptor that becomes readable when a record is available or the producer is
+    /// gone, for select/poll/epoll. After it polls readable, call [`try_recv`](Self::try_recv)
+    /// (or [`try_read`](Self::try_read)) until it fails with [`Error::WouldBlock`]: that re-arms
+    /// it. There is no need to read the descriptor itself. It stays owned by the consumer.
+    ///
+    /// Design: an eventfd owned by this process, signalled by the consumer's keeper thread,
+    /// which sleeps on the same futex words as a blocking `recv` (data and producer death) only
+    /// while the descriptor is armed. So the producer never makes a system call for pollers and
+    /// needs no access to other processes' descriptors, and a producer's death makes the
+    /// descriptor readable through the same kernel wake-up. The cost is one extra thread wake
+    /// per notification.
+    pub fn fd(&mut self) -> Result<RawFd> {
+        if self.poll.efd.get().is_none() {
+            let fd =
+                crate::sys::eventfd_nonblocking().map_err(|e| Error::io("eventfd", None, e))?;
+            let _ = self.poll.efd.set(fd);
+            self.arm();
+        }
+        Ok(self.poll.efd.get().map_or(-1, |f| f.as_raw_fd()))
+    }
+
+    /// Re-arms the poll descriptor (if one was asked for) from the current cursor.
+    fn arm(&self) {
+        let Some(fd) = self.poll.efd.get() else {
+            return;
+        };
+        let _ = crate::sys::eventfd_drain(fd.as_fd());
+        self.poll.at.store(self.cursor, Ordering::SeqCst);
+        self.poll.armed.store(1, Ordering::SeqCst);
+        let kick = &self.keeper.ctl().kick;
+        kick.fetch_add(1, Ordering::SeqCst);
+        futex::wake_all(kick);
+    }
+}
+
+/// Runs on the consumer's keeper thread: while armed, sleeps until a record past `at` is
+/// committed or the producer is gone, then signals the eventfd.
+fn notifier_loop(shared: &Shared, index: u32, poll: &PollState, ctl: &KeeperCtl) {
+    let me = shared.consumer(index);
+    loop {
+        if ctl.releasing() {
+            return;
+        }
+        let k = ctl.kick.load(Ordering::SeqCst);
+        if poll.armed.load(Ordering::SeqCst) == 0 {
+            let _ = futex::wait(&ctl.kick, k, None);
+            continue;
+        }
+        let at = poll.at.load(Ordering::SeqCst);
+        match wait::wait_for_data(shared, me, at, &Deadline::Never, Some((&ctl.kick, k))) {
+            Ok(DataWait::Kicked) => continue,
+            Err(Error::Interrupted) => continue,
+            _ => {
+                if poll.armed.swap(0, Ordering::SeqCst) == 1 {
+                    if let Some(fd) = poll.efd.get() {
+                        let _ = crate::sys::eventfd_signal(fd.as_fd());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A record read in place. [`data`](Self::data) borrows the slot itself: no copy.
+///
+/// In back-pressure mode the slot is the consumer's until the guard is released. In overwrite
+/// mode the producer may rewrite the slot while it is read: the bytes are only known to be the
+/// record once [`release`](Self::release) returns `Ok`; act on them only then (or copy first).
+/// Dropping the guard releases it, ignoring the verdict.
+pub struct ReadGuard<'a> {
+    consumer: &'a mut Consumer,
+    seq: u64,
+    ptr: *const u8,
+    len: usize,
+}
+
+impl ReadGuard<'_> {
+    /// The record's sequence number.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The record's bytes, in the shared mapping.
+    pub fn data(&self) -> &[u8] {
+        // SAFETY: `ptr..ptr+len` lies in a slot's payload inside the mapping kept alive by the
+        // consumer we borrow (`len` was checked against the slot size). In overwrite mode the
+        // producer process may change these bytes; any bit pattern is a valid `u8`, and the
+        // caller is told to trust them only after `release` validates the slot.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// Moves past the record; see [`Consumer::release_raw`].
+    pub fn release(self) -> Result<()> {
+        let mut this = std::mem::ManuallyDrop::new(self);
+        this.consumer.release_raw()
+    }
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.consumer.release_raw();
+    }
+}

@@ -1,0 +1,546 @@
+//! The queue file: layout, creation, validation and mapping.
+//!
+//! ```text
+//! offset 0                 Header   (config line, then one 128-byte line per writer group)
+//! consumers_offset         ConsumerSlot × max_consumers   (128 bytes each)
+//! slots_offset (page)      Slot × slot_count   (16-byte slot header + payload, stride 64-aligned)
+//! ```
+//!
+//! Every field lives in an atomic: the file is shared with processes we do not control, so no
+//! plain reference to it may assume the bytes do not change. The configuration is copied out
+//! once, validated, and only the local copy ([`Layout`]) is used to compute addresses after that.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use super::{Error, Policy, QueueOptions};
+use crate::sys::syscall;
+
+/// `"SHMIOQ\0\x01"` read as a little-endian u64.
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMIOQ\0\x01");
+/// Bumped whenever the file layout changes incompatibly.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Bytes in front of every payload.
+pub(crate) const SLOT_HEADER: u64 = 16;
+/// Largest slot count (after rounding).
+pub const MAX_SLOTS: u32 = 1 << 24;
+/// Largest payload per slot.
+pub const MAX_SLOT_SIZE: u32 = 1 << 30;
+/// Largest number of consumer slots; a blocked producer sleeps on all of them at once with
+/// `futex_waitv`, which takes at most 128 words.
+pub const MAX_CONSUMERS: u32 = 127;
+/// Bytes per consumer slot: two cache lines, so that adjacent-line prefetch does not make
+/// neighbouring consumers share a line.
+pub(crate) const CONSUMER_STRIDE: u64 = 128;
+/// Slots start on a page boundary.
+const PAGE: u64 = 4096;
+
+/// One group of fields written by the same party, alone on its 128-byte line.
+#[repr(C, align(128))]
+pub(crate) struct Line<T>(pub(crate) T);
+
+/// Written once at creation, read once at open.
+#[repr(C)]
+pub(crate) struct Config {
+    pub(crate) magic: AtomicU64,
+    pub(crate) layout_version: AtomicU32,
+    pub(crate) header_size: AtomicU32,
+    pub(crate) policy: AtomicU32,
+    pub(crate) slot_count: AtomicU32,
+    pub(crate) slot_size: AtomicU32,
+    pub(crate) slot_stride: AtomicU32,
+    pub(crate) max_consumers: AtomicU32,
+    pub(crate) consumer_stride: AtomicU32,
+    pub(crate) consumers_offset: AtomicU64,
+    pub(crate) slots_offset: AtomicU64,
+    pub(crate) total_size: AtomicU64,
+    pub(crate) created_unix_ns: AtomicU64,
+}
+
+/// Written by the producer on every record.
+#[repr(C)]
+pub(crate) struct ProducerLine {
+    /// Records committed so far; record `s` is visible iff `s < head`.
+    pub(crate) head: AtomicU64,
+    /// Futex word consumers sleep on; bumped by the producer when it wakes them.
+    pub(crate) notify: AtomicU32,
+}
+
+/// Who holds the producer role.
+#[repr(C)]
+pub(crate) struct OwnerLine {
+    /// Robust futex word held by the producer's keeper thread (see `sys::robust`).
+    pub(crate) owner: AtomicU32,
+    pub(crate) pid: AtomicU32,
+    /// Bumped at every producer take-over.
+    pub(crate) generation: AtomicU32,
+}
+
+/// Back-pressure coordination.
+#[repr(C)]
+pub(crate) struct SpaceLine {
+    /// Futex word a back-pressure producer sleeps on; bumped by consumers that release.
+    pub(crate) space_notify: AtomicU32,
+    /// Non-zero while the producer sleeps waiting for space.
+    pub(crate) producer_waiting: AtomicU32,
+    /// Bumped by every consumer that registers, so the producer rescans cursors.
+    pub(crate) consumers_epoch: AtomicU32,
+    /// One past the highest consumer slot ever claimed (untrusted: clamp before use).
+    pub(crate) consumers_hwm: AtomicU32,
+}
+
+#[repr(C)]
+pub(crate) struct Header {
+    pub(crate) config: Line<Config>,
+    pub(crate) prod: Line<ProducerLine>,
+    /// Consumers asleep on `notify` (written by consumers, read by the producer per record).
+    pub(crate) waiters: Line<AtomicU32>,
+    pub(crate) owner: Line<OwnerLine>,
+    pub(crate) space: Line<SpaceLine>,
+}
+
+/// Per-consumer state.
+#[repr(C, align(128))]
+pub(crate) struct ConsumerSlot {
+    /// Robust futex word held by the consumer's keeper thread; 0 = free.
+    pub(crate) owner: AtomicU32,
+    pub(crate) pid: AtomicU32,
+    /// 1 while this consumer is counted in `Header::waiters`.
+    pub(crate) sleeping: AtomicU32,
+    pub(crate) _reserved: AtomicU32,
+    /// Next record this consumer reads; in back-pressure mode records before it are released.
+    pub(crate) cursor: AtomicU64,
+    /// Records this consumer lost to overwriting.
+    pub(crate) lost: AtomicU64,
+    /// Records this consumer received.
+    pub(crate) received: AtomicU64,
+}
+
+/// The header in front of each payload.
+#[repr(C)]
+pub(crate) struct SlotHeader {
+    pub(crate) stamp: AtomicU64,
+    pub(crate) len: AtomicU32,
+    pub(crate) _reserved: AtomicU32,
+}
+
+const _: () = assert!(std::mem::size_of::<SlotHeader>() as u64 == SLOT_HEADER);
+const _: () = assert!(std::mem::size_of::<ConsumerSlot>() as u64 == CONSUMER_STRIDE);
+
+fn round_up(v: u64, to: u64) -> Option<u64> {
+    v.checked_add(to - 1).map(|x| x / to * to)
+}
+
+/// The validated, process-local copy of a queue's geometry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub(crate) policy: Policy,
+    pub(crate) slot_count: u32,
+    pub(crate) slot_size: u32,
+    pub(crate) slot_stride: u64,
+    pub(crate) max_consumers: u32,
+    pub(crate) consumers_offset: u64,
+    pub(crate) slots_offset: u64,
+    pub(crate) total_size: u64,
+}
+
+impl Layout {
+    /// Geometry for these parameters, or `None` if they overflow or are out of range.
+    pub(crate) fn compute(
+        policy: Policy,
+        slot_count: u32,
+        slot_size: u32,
+        max_consumers: u32,
+    ) -> Option<Layout> {
+        if !slot_count.is_power_of_two()
+            || !(2..=MAX_SLOTS).contains(&slot_count)
+            || !(1..=MAX_SLOT_SIZE).contains(&slot_size)
+            || !(1..=MAX_CONSUMERS).contains(&max_consumers)
+        {
+            return None;
+        }
+        let header = std::mem::size_of::<Header>() as u64;
+        let consumers_offset = round_up(header, CONSUMER_STRIDE)?;
+        let slots_offset = round_up(
+            consumers_offset + u64::from(max_consumers) * CONSUMER_STRIDE,
+            PAGE,
+        )?;
+        let slot_stride = round_up(SLOT_HEADER + u64::from(slot_size), 64)?;
+        let total_size = slot_stride
+            .checked_mul(u64::from(slot_count))?
+            .checked_add(slots_offset)?;
+        if total_size > isize::MAX as u64 / 2 {
+            return None;
+        }
+        Some(Layout {
+            policy,
+            slot_count,
+            slot_size,
+            slot_stride,
+            max_consumers,
+            consumers_offset,
+            slots_offset,
+            total_size,
+        })
+    }
+
+    pub(crate) fn mask(&self) -> u64 {
+        u64::from(self.slot_count) - 1
+    }
+
+    /// Copies the configuration out of a mapped header and checks every field against the
+    /// geometry it implies and against the file's actual size.
+    pub(crate) fn read(config: &Config, file_len: u64) -> Result<Layout, Error> {
+        let magic = config.magic.load(Ordering::Acquire);
+        if magic != MAGIC {
+            return Err(Error::Corrupt(format!(
+                "bad magic {magic:#018x}: not a shmio queue file"
+            )));
+        }
+        let version = config.layout_version.load(Ordering::Relaxed);
+        if version != LAYOUT_VERSION {
+            return Err(Error::VersionMismatch {
+                found: version,
+                expected: LAYOUT_VERSION,
+            });
+        }
+        let header_size = config.header_size.load(Ordering::Relaxed);
+        if u64::from(header_size) != std::mem::size_of::<Header>() as u64 {
+            return Err(Error::Corrupt(format!(
+                "header size {header_size} is not {}",
+                std::mem::size_of::<Header>()
+            )));
+        }
+        let policy = match config.policy.load(Ordering::Relaxed) {
+            0 => Policy::Overwrite,
+            1 => Policy::BackPressure,
+            p => return Err(Error::Corrupt(format!("unknown policy {p}"))),
+        };
+        let slot_count = config.slot_count.load(Ordering::Relaxed);
+        let slot_size = config.slot_size.load(Ordering::Relaxed);
+        let max_consumers = config.max_consumers.load(Ordering::Relaxed);
+        let expected =
+            Layout::compute(policy, slot_count, slot_size, max_consumers).ok_or_else(|| {
+                Error::Corrupt(format!(
+                    "out-of-range geometry: {slot_count} slots of {slot_size} bytes, \
+                     {max_consumers} consumers"
+                ))
+            })?;
+        let found = (
+            u64::from(config.slot_stride.load(Ordering::Relaxed)),
+            u64::from(config.consumer_stride.load(Ordering::Relaxed)),
+            config.consumers_offset.load(Ordering::Relaxed),
+            config.slots_offset.load(Ordering::Relaxed),
+            config.total_size.load(Ordering::Relaxed),
+        );
+        let want = (
+            expected.slot_stride,
+            CONSUMER_STRIDE,
+            expected.consumers_offset,
+            expected.slots_offset,
+            expected.total_size,
+        );
+        if found != want {
+            return Err(Error::Corrupt(format!(
+                "inconsistent geometry (stride, consumer stride, offsets, size) {found:?}, \
+                 expected {want:?}"
+            )));
+        }
+        if file_len < expected.total_size {
+            return Err(Error::Corrupt(format!(
+                "file is {file_len} bytes, its header needs {}",
+                expected.total_size
+            )));
+        }
+        Ok(expected)
+    }
+
+    /// Writes the configuration into a fresh, zeroed mapping. The magic goes last.
+    fn write(&self, config: &Config) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        config
+            .layout_version
+            .store(LAYOUT_VERSION, Ordering::Relaxed);
+        config
+            .header_size
+            .store(std::mem::size_of::<Header>() as u32, Ordering::Relaxed);
+        config.policy.store(
+            match self.policy {
+                Policy::Overwrite => 0,
+                Policy::BackPressure => 1,
+            },
+            Ordering::Relaxed,
+        );
+        config.slot_count.store(self.slot_count, Ordering::Relaxed);
+        config.slot_size.store(self.slot_size, Ordering::Relaxed);
+        config
+            .slot_stride
+            .store(self.slot_stride as u32, Ordering::Relaxed);
+        config
+            .max_consumers
+            .store(self.max_consumers, Ordering::Relaxed);
+        config
+            .consumer_stride
+            .store(CONSUMER_STRIDE as u32, Ordering::Relaxed);
+        config
+            .consumers_offset
+            .store(self.consumers_offset, Ordering::Relaxed);
+        config
+            .slots_offset
+            .store(self.slots_offset, Ordering::Relaxed);
+        config.total_size.store(self.total_size, Ordering::Relaxed);
+        config.created_unix_ns.store(now, Ordering::Relaxed);
+        config.magic.store(MAGIC, Ordering::Release);
+    }
+}
+
+/// Directory that bare queue names live in: `$SHMIO_DIR`, or `/dev/shm`.
+pub fn queue_dir() -> PathBuf {
+    std::env::var_os("SHMIO_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from("/dev/shm"), PathBuf::from)
+}
+
+/// Resolves a queue name (`"orders"` → `/dev/shm/orders`) or path (anything with a `/`).
+pub fn resolve(name: &str) -> Result<PathBuf, Error> {
+    if name.is_empty() {
+        return Err(Error::InvalidArgument("empty queue name".into()));
+    }
+    if name.contains('\0') {
+        return Err(Error::InvalidArgument(
+            "queue name contains a NUL byte".into(),
+        ));
+    }
+    if name.contains('/') {
+        return Ok(PathBuf::from(name));
+    }
+    if name == "." || name == ".." || name.len() > 200 {
+        return Err(Error::InvalidArgument(format!(
+            "invalid queue name {name:?} (use 1-200 bytes, no '/', not . or ..)"
+        )));
+    }
+    Ok(queue_dir().join(name))
+}
+
+/// An open, validated, mapped queue file.
+pub(crate) struct Shared {
+    map: MmapRaw,
+    pub(crate) layout: Layout,
+    pub(crate) path: PathBuf,
+    _file: File,
+}
+
+impl Shared {
+    fn map_file(file: &File, len: u64) -> Result<MmapRaw, Error> {
+        MmapOptions::new()
+            .len(len as usize)
+            .map_raw(file)
+            .map_err(|e| Error::io("mmap", None, e))
+    }
+
+    /// Creates and initialises the queue under a temporary name beside `path`; returns the
+    /// mapping and that name. The caller claims the producer role on it, then calls
+    /// [`link_into_place`], so nobody ever opens a half-initialised queue or one without its
+    /// first producer.
+    pub(crate) fn create_tmp(path: &Path, opts: &QueueOptions) -> Result<(Shared, PathBuf), Error> {
+        let slot_count = opts.rounded_slots()?;
+        let layout = Layout::compute(opts.policy, slot_count, opts.slot_size, opts.max_consumers)
+            .ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "queue geometry out of range: {} slots of {} bytes, {} consumers \
+                     (slot size 1..={MAX_SLOT_SIZE}, consumers 1..={MAX_CONSUMERS})",
+                slot_count, opts.slot_size, opts.max_consumers
+            ))
+        })?;
+        if opts.mode & !0o777 != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "mode {:#o} has bits outside 0o777",
+                opts.mode
+            )));
+        }
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let base = path.file_name().ok_or_else(|| {
+            Error::InvalidArgument(format!("{} has no file name", path.display()))
+        })?;
+        let tmp = dir.join(format!(
+            ".{}.{}.{}.tmp",
+            base.to_string_lossy(),
+            crate::sys::getpid(),
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let ctmp = cpath(&tmp)?;
+        let fd = syscall!(open(
+            ctmp.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+            opts.mode as libc::c_uint
+        ))
+        .map_err(|e| Error::io("open", Some(&tmp), e))?;
+        // SAFETY: `open` returned a fresh descriptor that nothing else owns.
+        let file = unsafe { File::from_raw_fd(fd) };
+        let guard = TmpGuard(Some(tmp.clone()));
+        // The mode is applied exactly, whatever the umask.
+        syscall!(fchmod(file.as_raw_fd(), opts.mode as libc::mode_t))
+            .map_err(|e| Error::io("fchmod", Some(&tmp), e))?;
+        file.set_len(layout.total_size)
+            .map_err(|e| Error::io("ftruncate", Some(&tmp), e))?;
+        let map = Self::map_file(&file, layout.total_size)?;
+        let shared = Shared {
+            map,
+            layout,
+            path: path.to_path_buf(),
+            _file: file,
+        };
+        layout.write(&shared.header().config.0);
+        Ok((shared, guard.keep()))
+    }
+
+    /// Opens and validates an existing queue file.
+    pub(crate) fn open(path: &Path) -> Result<Shared, Error> {
+        let cpath = cpath(path)?;
+        let fd = syscall!(open(cpath.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC))
+            .map_err(|e| Error::io("open", Some(path), e))?;
+        // SAFETY: `open` returned a fresh descriptor that nothing else owns.
+        let file = unsafe { File::from_raw_fd(fd) };
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io("fstat", Some(path), e))?;
+        if !meta.file_type().is_file() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is not a regular file",
+                path.display()
+            )));
+        }
+        let len = meta.len();
+        if len < std::mem::size_of::<Header>() as u64 {
+            return Err(Error::Corrupt(format!(
+                "{} is {len} bytes, shorter than a queue header",
+                path.display()
+            )));
+        }
+        // Map only the header first; the rest once the geometry is known to fit the file.
+        let head_map = Self::map_file(&file, std::mem::size_of::<Header>() as u64)?;
+        // SAFETY: the mapping is at least `size_of::<Header>()` bytes, page-aligned, and every
+        // field of `Header` is an atomic, valid for any bit pattern.
+        let config = unsafe { &(*(head_map.as_ptr() as *const Header)).config.0 };
+        let layout = Layout::read(config, len)?;
+        drop(head_map);
+        let map = Self::map_file(&file, layout.total_size)?;
+        Ok(Shared {
+            map,
+            layout,
+            path: path.to_path_buf(),
+            _file: file,
+        })
+    }
+
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: the mapping is at least `total_size >= size_of::<Header>()` bytes and
+        // page-aligned; every field is an atomic (valid for any bits, shared mutation allowed).
+        unsafe { &*(self.map.as_ptr() as *const Header) }
+    }
+
+    /// Consumer slot `i`. `i` must be below `max_consumers` (checked).
+    pub(crate) fn consumer(&self, i: u32) -> &ConsumerSlot {
+        assert!(i < self.layout.max_consumers, "consumer index out of range");
+        let off = self.layout.consumers_offset + u64::from(i) * CONSUMER_STRIDE;
+        // SAFETY: `off + CONSUMER_STRIDE <= slots_offset <= total_size` by `Layout::compute`;
+        // the offset is a multiple of 128 from a page-aligned base; all fields are atomics.
+        unsafe { &*(self.map.as_ptr().add(off as usize) as *const ConsumerSlot) }
+    }
+
+    /// The slot that record `seq` lives in: its header and its payload's start.
+    pub(crate) fn slot(&self, seq: u64) -> (&SlotHeader, *mut u8) {
+        let idx = seq & self.layout.mask();
+        let off = self.layout.slots_offset + idx * self.layout.slot_stride;
+        // SAFETY: `idx < slot_count`, so `off + slot_stride <= total_size`, the mapping's
+        // length; `off` is a multiple of 64 from a page-aligned base.
+        unsafe {
+            let base = self.map.as_mut_ptr().add(off as usize);
+            (
+                &*(base as *const SlotHeader),
+                base.add(SLOT_HEADER as usize),
+            )
+        }
+    }
+
+    /// Number of consumer slots worth scanning (the high-water mark, clamped).
+    pub(crate) fn consumer_scan_len(&self) -> u32 {
+        self.header()
+            .space
+            .0
+            .consumers_hwm
+            .load(Ordering::SeqCst)
+            .min(self.layout.max_consumers)
+    }
+}
+
+static TMP_COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Removes a temporary file unless kept.
+struct TmpGuard(Option<PathBuf>);
+impl TmpGuard {
+    fn keep(mut self) -> PathBuf {
+        self.0.take().unwrap_or_default()
+    }
+}
+impl Drop for TmpGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// `link(tmp, path)` then `unlink(tmp)`: publishes a file made by [`Shared::create_tmp`], failing
+/// with [`Error::AlreadyExists`] if `path` exists. The temporary name is removed either way.
+/// Falls back to `renameat2(RENAME_NOREPLACE)` on file systems without hard links.
+pub(crate) fn link_into_place(tmp: &Path, path: &Path) -> Result<(), Error> {
+    let _guard = TmpGuard(Some(tmp.to_path_buf()));
+    let (ct, cp) = (cpath(tmp)?, cpath(path)?);
+    let linked = syscall!(link(ct.as_ptr(), cp.as_ptr()));
+    let res = match linked {
+        Ok(_) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EOPNOTSUPP)) => {
+            // SAFETY: both paths are valid NUL-terminated strings for the duration of the call.
+            let r = unsafe {
+                libc::renameat2(
+                    libc::AT_FDCWD,
+                    ct.as_ptr(),
+                    libc::AT_FDCWD,
+                    cp.as_ptr(),
+                    libc::RENAME_NOREPLACE,
+                )
+            };
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        }
+        Err(e) => Err(e),
+    };
+    res.map_err(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            Error::AlreadyExists(path.to_path_buf())
+        } else {
+            Error::io("link", Some(path), e)
+        }
+    })
+}
+
+pub(crate) fn cpath(path: &Path) -> Result<CString, Error> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Error::InvalidArgument(format!("{} contains a NUL byte", path.display())))
+}

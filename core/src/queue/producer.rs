@@ -1,0 +1,270 @@
+//! The producer side.
+
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::layout::{Shared, link_into_place, resolve};
+use super::wait::{self, Deadline};
+use super::{Error, Policy, QueueInfo, QueueOptions, QueueStats, Result, info_of, ring, stats_of};
+use crate::sys::robust::{Keeper, SharedWord};
+
+/// The single writer of a queue. Created with [`Producer::create`], or taken over from a dead
+/// or closed producer with [`Producer::open`]. Dropping it closes the queue for consumers
+/// (they drain, then get [`Error::Closed`]); the file stays until [`super::unlink`].
+///
+/// A producer may be moved between threads; it is not `Sync` (one writer at a time).
+pub struct Producer {
+    shared: Arc<Shared>,
+    keeper: Keeper,
+    /// The next sequence number to write (equal to the head).
+    next: u64,
+    /// Back-pressure: sequence numbers below this may be written without a scan.
+    limit: u64,
+    /// Back-pressure: the consumer epoch `limit` was computed at.
+    epoch: u32,
+    /// A raw reservation is open.
+    pending: bool,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("path", &self.shared.path)
+            .field("next", &self.next)
+            .finish()
+    }
+}
+
+impl Producer {
+    /// Creates a queue (failing if the file exists) and becomes its producer.
+    ///
+    /// `name` is a bare name, placed in [`super::queue_dir`] (`/dev/shm` by default), or a path
+    /// (anything containing `/`). The file gets `opts.mode` (0600 by default) exactly.
+    pub fn create(name: &str, opts: &QueueOptions) -> Result<Producer> {
+        let path = resolve(name)?;
+        let (shared, tmp) = Shared::create_tmp(&path, opts)?;
+        let producer = match Producer::claim(Arc::new(shared)) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        link_into_place(&tmp, &path)?;
+        Ok(producer)
+    }
+
+    /// Takes over an existing queue whose producer closed or died. Fails with
+    /// [`Error::ProducerExists`] while a live producer holds it. Writing resumes at the head:
+    /// a record the previous producer had not committed is overwritten, never delivered.
+    pub fn open(name: &str) -> Result<Producer> {
+        let shared = Shared::open(&resolve(name)?)?;
+        Producer::claim(Arc::new(shared))
+    }
+
+    fn claim(shared: Arc<Shared>) -> Result<Producer> {
+        let h = shared.header();
+        let mapping: Arc<dyn Send + Sync> = shared.clone();
+        // SAFETY: the owner word is an aligned atomic inside the mapping that `mapping` keeps.
+        let word = unsafe { SharedWord::new(&h.owner.0.owner, mapping) };
+        let keeper = match Keeper::spawn("shmio-producer", word, |_| {})
+            .map_err(|e| Error::io("spawn keeper thread", None, e))?
+        {
+            Ok(k) => k,
+            Err(_) => {
+                return Err(Error::ProducerExists {
+                    pid: h.owner.0.pid.load(Ordering::Relaxed),
+                });
+            }
+        };
+        h.owner.0.pid.store(crate::sys::getpid(), Ordering::Relaxed);
+        h.owner.0.generation.fetch_add(1, Ordering::SeqCst);
+        let next = h.prod.0.head.load(Ordering::SeqCst);
+        let epoch = h.space.0.consumers_epoch.load(Ordering::SeqCst);
+        Ok(Producer {
+            shared,
+            keeper,
+            next,
+            limit: 0,
+            epoch,
+            pending: false,
+        })
+    }
+
+    /// The queue's geometry.
+    pub fn info(&self) -> QueueInfo {
+        info_of(&self.shared)
+    }
+
+    /// A snapshot of the queue's state.
+    pub fn stats(&self) -> QueueStats {
+        stats_of(&self.shared)
+    }
+
+    /// The sequence number the next record gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    /// The thread id stored in the producer's owner word (for diagnostics).
+    pub fn keeper_tid(&self) -> u32 {
+        self.keeper.tid()
+    }
+
+    /// Reserves the next slot for writing in place, waiting for space in back-pressure mode.
+    pub fn reserve(&mut self) -> Result<Reservation<'_>> {
+        self.reserve_for(None)
+    }
+
+    /// Like [`reserve`](Self::reserve) but fails with [`Error::WouldBlock`] instead of waiting.
+    pub fn try_reserve(&mut self) -> Result<Reservation<'_>> {
+        self.reserve_for(Some(Duration::ZERO))
+    }
+
+    /// Like [`reserve`](Self::reserve), waiting at most `timeout` (`None`: no limit,
+    /// `Some(ZERO)`: not at all). Overwrite mode never waits.
+    pub fn reserve_for(&mut self, timeout: Option<Duration>) -> Result<Reservation<'_>> {
+        let (seq, buf, cap) = self.reserve_raw(timeout)?;
+        Ok(Reservation {
+            producer: self,
+            seq,
+            buf,
+            cap,
+        })
+    }
+
+    /// Copies `data` into the next slot and commits it; returns its sequence number. Waits for
+    /// space in back-pressure mode (never in overwrite mode).
+    pub fn send(&mut self, data: &[u8]) -> Result<u64> {
+        self.send_for(data, None)
+    }
+
+    /// Like [`send`](Self::send) but fails with [`Error::WouldBlock`] instead of waiting.
+    pub fn try_send(&mut self, data: &[u8]) -> Result<u64> {
+        self.send_for(data, Some(Duration::ZERO))
+    }
+
+    /// Like [`send`](Self::send), waiting at most `timeout` for space.
+    pub fn send_for(&mut self, data: &[u8], timeout: Option<Duration>) -> Result<u64> {
+        let max = self.shared.layout.slot_size as usize;
+        if data.len() > max {
+            return Err(Error::TooLarge {
+                len: data.len(),
+                max,
+            });
+        }
+        let (_, buf, _) = self.reserve_raw(timeout)?;
+        // SAFETY: `buf` is the payload area of the reserved slot, `slot_size >= data.len()`
+        // bytes inside our mapping, and `data` is a separate slice of our own memory.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), buf.as_ptr(), data.len()) };
+        self.commit_raw(data.len())
+    }
+
+    /// Binding-level reservation: returns the sequence number, the slot's payload pointer and
+    /// its capacity. The slot is the caller's until [`commit_raw`](Self::commit_raw) or
+    /// [`abort_raw`](Self::abort_raw); another reservation before then is refused.
+    pub fn reserve_raw(&mut self, timeout: Option<Duration>) -> Result<(u64, NonNull<u8>, usize)> {
+        if self.pending {
+            return Err(Error::InvalidArgument(
+                "a reservation is already open: commit or abort it first".into(),
+            ));
+        }
+        let seq = self.next;
+        if self.shared.layout.policy == Policy::BackPressure {
+            self.ensure_space(seq, &Deadline::after(timeout))?;
+        }
+        let (slot, payload) = self.shared.slot(seq);
+        ring::begin_write(&slot.stamp, seq);
+        self.pending = true;
+        let payload = NonNull::new(payload).ok_or_else(|| Error::Corrupt("null slot".into()))?;
+        Ok((seq, payload, self.shared.layout.slot_size as usize))
+    }
+
+    /// Commits the open reservation with `len` bytes; returns its sequence number. With `len`
+    /// larger than the slot, fails with [`Error::TooLarge`] and the reservation stays open.
+    pub fn commit_raw(&mut self, len: usize) -> Result<u64> {
+        if !self.pending {
+            return Err(Error::InvalidArgument("no reservation is open".into()));
+        }
+        let max = self.shared.layout.slot_size as usize;
+        if len > max {
+            return Err(Error::TooLarge { len, max });
+        }
+        let seq = self.next;
+        let (slot, _) = self.shared.slot(seq);
+        ring::end_write(&slot.stamp, &slot.len, seq, len as u32);
+        ring::publish(&self.shared.header().prod.0.head, seq);
+        wait::wake_consumers(&self.shared);
+        self.next = seq + 1;
+        self.pending = false;
+        Ok(seq)
+    }
+
+    /// Abandons the open reservation: nothing is published. (In overwrite mode the record that
+    /// slot held before is gone.)
+    pub fn abort_raw(&mut self) {
+        self.pending = false;
+    }
+
+    fn ensure_space(&mut self, seq: u64, deadline: &Deadline) -> Result<()> {
+        let epoch = self
+            .shared
+            .header()
+            .space
+            .0
+            .consumers_epoch
+            .load(Ordering::SeqCst);
+        if epoch == self.epoch && seq < self.limit {
+            return Ok(());
+        }
+        self.epoch = epoch;
+        self.limit = 0;
+        self.limit = wait::wait_for_space(&self.shared, seq, deadline)?;
+        Ok(())
+    }
+
+    /// Closes the queue for consumers (as dropping does).
+    pub fn close(self) {}
+}
+
+/// A reserved slot: write the record into [`buf`](Self::buf), then [`commit`](Self::commit).
+/// Dropping it without committing publishes nothing.
+pub struct Reservation<'a> {
+    producer: &'a mut Producer,
+    seq: u64,
+    buf: NonNull<u8>,
+    cap: usize,
+}
+
+impl Reservation<'_> {
+    /// The sequence number this record will have.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The slot's payload area (the slot size), to write in place.
+    pub fn buf(&mut self) -> &mut [u8] {
+        // SAFETY: the reserved slot's payload is `cap` bytes inside the mapping, which lives as
+        // long as the producer we borrow. Until commit only this producer writes it (consumers
+        // of an overwrite queue may read it, and detect the rewrite by the slot stamp).
+        unsafe { std::slice::from_raw_parts_mut(self.buf.as_ptr(), self.cap) }
+    }
+
+    /// Publishes the first `len` bytes as the record; returns its sequence number.
+    pub fn commit(self, len: usize) -> Result<u64> {
+        let mut this = std::mem::ManuallyDrop::new(self);
+        let res = this.producer.commit_raw(len);
+        if res.is_err() {
+            this.producer.abort_raw();
+        }
+        res
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.producer.abort_raw();
+    }
+}

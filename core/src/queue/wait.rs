@@ -1,0 +1,279 @@
+//! Waiting without burning a core: a short bounded spin, then a futex sleep that also watches
+//! the robust owner words, so a peer's death wakes the sleeper at once.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use super::layout::{ConsumerSlot, Shared};
+use super::{Error, Result, ring};
+use crate::sys::futex::{self, WaitOutcome};
+use crate::sys::robust::{FUTEX_WAITERS, Owner, mark_waiting, owner_of};
+use crate::sys::{deadline_after, deadline_passed};
+
+/// Spin iterations before sleeping: about a microsecond, enough to catch a producer that is
+/// mid-record, far too short to matter when nothing comes.
+pub(crate) const SPIN: u32 = 256;
+
+/// When a wait gives up.
+#[derive(Clone, Copy)]
+pub(crate) enum Deadline {
+    /// Do not wait at all.
+    Now,
+    /// Until this absolute `CLOCK_MONOTONIC` time.
+    At(libc::timespec),
+    /// For ever.
+    Never,
+}
+
+impl Deadline {
+    pub(crate) fn after(timeout: Option<Duration>) -> Deadline {
+        match timeout {
+            None => Deadline::Never,
+            Some(d) if d.is_zero() => Deadline::Now,
+            Some(d) => Deadline::At(deadline_after(d)),
+        }
+    }
+    fn passed(&self) -> bool {
+        match self {
+            Deadline::Now => true,
+            Deadline::At(t) => deadline_passed(t),
+            Deadline::Never => false,
+        }
+    }
+    fn as_ts(&self) -> Option<&libc::timespec> {
+        match self {
+            Deadline::At(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `futex_waitv` exists (Linux ≥ 5.16). Without it, sleeps are cut into 10 ms slices
+/// so that a peer's death is still noticed within the promised 50 ms.
+static NO_WAITV: AtomicU32 = AtomicU32::new(0);
+
+/// Sleeps until one of `words` is woken or changes, or the deadline passes.
+fn sleep_on(words: &[(&AtomicU32, u32)], deadline: &Deadline) -> Result<WaitOutcome> {
+    if NO_WAITV.load(Ordering::Relaxed) == 0 {
+        match futex::waitv(words, deadline.as_ts()) {
+            Ok(o) => return Ok(o),
+            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+                NO_WAITV.store(1, Ordering::Relaxed);
+            }
+            Err(e) => return Err(Error::io("futex_waitv", None, e)),
+        }
+    }
+    let slice = deadline_after(Duration::from_millis(10));
+    let until = match deadline.as_ts() {
+        Some(t) if (t.tv_sec, t.tv_nsec) < (slice.tv_sec, slice.tv_nsec) => *t,
+        _ => slice,
+    };
+    let (word, expected) = words[0];
+    match futex::wait(word, expected, Some(&until)) {
+        Ok(WaitOutcome::TimedOut) if !deadline.passed() => Ok(WaitOutcome::Woken(0)),
+        Ok(o) => Ok(o),
+        Err(e) => Err(Error::io("futex", None, e)),
+    }
+}
+
+/// What a consumer-side wait ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DataWait {
+    /// A record beyond the cursor is committed.
+    Data,
+    /// No producer, and nothing left to read: it closed ([`Owner::Free`]) or died.
+    Gone(Owner),
+    /// The extra word was kicked (used by the poll notifier).
+    Kicked,
+}
+
+/// Waits until record `cursor` is committed, the producer is gone (after every committed record
+/// is visible), the deadline passes, or `extra` (a word and the value it had) changes.
+pub(crate) fn wait_for_data(
+    shared: &Shared,
+    me: &ConsumerSlot,
+    cursor: u64,
+    deadline: &Deadline,
+    extra: Option<(&AtomicU32, u32)>,
+) -> Result<DataWait> {
+    let h = shared.header();
+    let head = &h.prod.0.head;
+    let owner = &h.owner.0.owner;
+    if !matches!(deadline, Deadline::Now) && extra.is_none() {
+        for _ in 0..SPIN {
+            if ring::committed(head) > cursor {
+                return Ok(DataWait::Data);
+            }
+            std::hint::spin_loop();
+        }
+    }
+    loop {
+        if ring::committed(head) > cursor {
+            return Ok(DataWait::Data);
+        }
+        if let Some((w, v)) = extra {
+            if w.load(Ordering::SeqCst) != v {
+                return Ok(DataWait::Kicked);
+            }
+        }
+        let ow = owner.load(Ordering::SeqCst);
+        let state = owner_of(ow);
+        if state != Owner::Alive(ow & crate::sys::robust::FUTEX_TID_MASK) {
+            // Records committed before the death or close are visible now: drain first.
+            if ring::committed(head) > cursor {
+                return Ok(DataWait::Data);
+            }
+            if state == Owner::Died && ow & FUTEX_WAITERS != 0 {
+                // The kernel wakes one sleeper per death; pass it on to the others.
+                futex::wake_all(owner);
+            }
+            return Ok(DataWait::Gone(state));
+        }
+        if deadline.passed() {
+            return Err(if matches!(deadline, Deadline::Now) {
+                Error::WouldBlock
+            } else {
+                Error::Timeout
+            });
+        }
+        let Some(ow) = mark_waiting(owner) else {
+            continue;
+        };
+        h.waiters.0.fetch_add(1, Ordering::SeqCst);
+        me.sleeping.store(1, Ordering::SeqCst);
+        let n = h.prod.0.notify.load(Ordering::SeqCst);
+        let res = if head.load(Ordering::SeqCst) > cursor {
+            Ok(WaitOutcome::Changed)
+        } else {
+            match extra {
+                Some(x) => sleep_on(&[(&h.prod.0.notify, n), (owner, ow), x], deadline),
+                None => sleep_on(&[(&h.prod.0.notify, n), (owner, ow)], deadline),
+            }
+        };
+        me.sleeping.store(0, Ordering::SeqCst);
+        h.waiters.0.fetch_sub(1, Ordering::SeqCst);
+        if let WaitOutcome::Interrupted = res? {
+            if ring::committed(head) > cursor {
+                return Ok(DataWait::Data);
+            }
+            return Err(Error::Interrupted);
+        }
+    }
+}
+
+/// Producer: wakes every consumer asleep on `notify`, if any announced it sleeps.
+#[inline]
+pub(crate) fn wake_consumers(shared: &Shared) {
+    let h = shared.header();
+    if ring::must_wake(&h.waiters.0) {
+        h.prod.0.notify.fetch_add(1, Ordering::SeqCst);
+        futex::wake_all(&h.prod.0.notify);
+    }
+}
+
+/// Frees consumer slot `i` if its holder died, undoing its share of the sleeper count.
+/// Returns the slot's owner state after the call.
+pub(crate) fn evict_if_dead(shared: &Shared, i: u32) -> Owner {
+    let c = shared.consumer(i);
+    let ow = c.owner.load(Ordering::SeqCst);
+    let state = owner_of(ow);
+    if state == Owner::Died {
+        if c.sleeping
+            .compare_exchange(1, 0, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            shared.header().waiters.0.fetch_sub(1, Ordering::SeqCst);
+        }
+        let _ = c
+            .owner
+            .compare_exchange(ow, 0, Ordering::SeqCst, Ordering::SeqCst);
+        return Owner::Free;
+    }
+    state
+}
+
+/// Back-pressure producer: the smallest cursor of the live consumers (`u64::MAX` if none), and
+/// the slot indices of those whose cursor blocks record `seq`. Evicts dead consumers on the way.
+pub(crate) fn scan_consumers(shared: &Shared, seq: u64, blockers: &mut Vec<u32>) -> u64 {
+    blockers.clear();
+    let n = u64::from(shared.layout.slot_count);
+    let mut min = u64::MAX;
+    for i in 0..shared.consumer_scan_len() {
+        if let Owner::Alive(_) = evict_if_dead(shared, i) {
+            let cur = shared.consumer(i).cursor.load(Ordering::SeqCst);
+            min = min.min(cur);
+            if !ring::has_space(seq, cur, n) {
+                blockers.push(i);
+            }
+        }
+    }
+    min
+}
+
+/// Back-pressure producer: waits until record `seq` may be written. Returns the new write
+/// limit (records below it may be written without another scan).
+pub(crate) fn wait_for_space(shared: &Shared, seq: u64, deadline: &Deadline) -> Result<u64> {
+    let h = shared.header();
+    let n = u64::from(shared.layout.slot_count);
+    let mut blockers = Vec::new();
+    let mut spins = 0;
+    loop {
+        let min = scan_consumers(shared, seq, &mut blockers);
+        if ring::has_space(seq, min, n) {
+            return Ok(min.saturating_add(n));
+        }
+        if deadline.passed() {
+            return Err(if matches!(deadline, Deadline::Now) {
+                Error::WouldBlock
+            } else {
+                Error::Timeout
+            });
+        }
+        if spins < 4 {
+            spins += 1;
+            for _ in 0..SPIN / 4 {
+                std::hint::spin_loop();
+            }
+            continue;
+        }
+        let space = &h.space.0;
+        space.producer_waiting.store(1, Ordering::SeqCst);
+        let sn = space.space_notify.load(Ordering::SeqCst);
+        let min = scan_consumers(shared, seq, &mut blockers);
+        if ring::has_space(seq, min, n) {
+            space.producer_waiting.store(0, Ordering::SeqCst);
+            return Ok(min.saturating_add(n));
+        }
+        // Sleep on the space word and on the owner words of the consumers in the way, so that
+        // their death wakes us too.
+        let mut words: Vec<(&AtomicU32, u32)> = Vec::with_capacity(blockers.len() + 1);
+        words.push((&space.space_notify, sn));
+        let mut gone = false;
+        for &i in blockers.iter().take(futex::WAITV_MAX - 1) {
+            let w = &shared.consumer(i).owner;
+            match mark_waiting(w) {
+                Some(v) => words.push((w, v)),
+                None => gone = true,
+            }
+        }
+        let res = if gone {
+            Ok(WaitOutcome::Changed)
+        } else {
+            sleep_on(&words, deadline)
+        };
+        space.producer_waiting.store(0, Ordering::SeqCst);
+        if let WaitOutcome::Interrupted = res? {
+            return Err(Error::Interrupted);
+        }
+    }
+}
+
+/// Consumer (back-pressure): after releasing records, wakes the producer if it sleeps.
+#[inline]
+pub(crate) fn wake_producer(shared: &Shared) {
+    let space = &shared.header().space.0;
+    if ring::producer_sleeping(&space.producer_waiting) {
+        space.space_notify.fetch_add(1, Ordering::SeqCst);
+        futex::wake_all(&space.space_notify);
+    }
+}

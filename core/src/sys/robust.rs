@@ -1,0 +1,362 @@
+//! Robust futex ownership: how a process's death becomes a futex wake in other processes.
+//!
+//! A *keeper* is a small thread that owns one 32-bit word in shared memory for as long as a
+//! shmio handle (a producer or a consumer) lives. It stores its thread id in the word and lists
+//! the word on its own kernel *robust futex list* (`set_robust_list(2)`). When the process dies,
+//! however it dies (`kill -9` included), the kernel walks that list, sees its thread id in the
+//! word, replaces the id by `FUTEX_OWNER_DIED` (keeping `FUTEX_WAITERS`) and, if `FUTEX_WAITERS`
+//! was set, wakes one sleeper on the word. Peers that sleep on the word therefore learn of the
+//! death at once, with no timeout and no polling; the first to wake wakes the rest.
+//!
+//! Why a dedicated thread rather than the caller's: robust lists are per *thread*, and the kernel
+//! processes them when that thread exits. Owning the word from the thread that opened a handle
+//! would report the handle dead when that thread exits, even though the process and the handle
+//! live on. The keeper lives exactly as long as the handle (or the process), so handles can move
+//! between threads freely. The keeper registers its own list head (it never locks glibc robust
+//! mutexes) and restores glibc's head before it returns, so glibc's own bookkeeping is untouched.
+//!
+//! Word states (the kernel's encoding, see futex(2)):
+//! - `0` (perhaps with `FUTEX_WAITERS`): free / closed cleanly;
+//! - `tid` (perhaps with `FUTEX_WAITERS`): held by a live keeper;
+//! - `FUTEX_OWNER_DIED` (perhaps with `FUTEX_WAITERS`): the holder died.
+//!
+//! # References
+//! - set_robust_list(2), futex(2), Linux `Documentation/locking/robust-futex-ABI.rst`
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use super::futex;
+
+/// Set by a sleeper before it waits on an owner word: the kernel wakes only if it is set.
+pub(crate) const FUTEX_WAITERS: u32 = 0x8000_0000;
+/// Set by the kernel when the owner died.
+pub(crate) const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
+/// The owner's thread id.
+pub(crate) const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+
+/// What an owner word says about its holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// Nobody holds it: never held, or released cleanly.
+    Free,
+    /// Held by the live thread with this id.
+    Alive(u32),
+    /// The holder died without releasing it.
+    Died,
+}
+
+/// Decodes an owner word.
+pub(crate) fn owner_of(word: u32) -> Owner {
+    let tid = word & FUTEX_TID_MASK;
+    if tid != 0 {
+        Owner::Alive(tid)
+    } else if word & FUTEX_OWNER_DIED != 0 {
+        Owner::Died
+    } else {
+        Owner::Free
+    }
+}
+
+/// Sets `FUTEX_WAITERS` on an owner word so that the kernel wakes a sleeper if the owner dies.
+/// Returns the word's value with the bit set (the value to pass to a futex wait), or `None` if
+/// the word shows no live owner (there is nothing to wait for).
+pub(crate) fn mark_waiting(word: &AtomicU32) -> Option<u32> {
+    let mut cur = word.load(Ordering::SeqCst);
+    loop {
+        if cur & FUTEX_TID_MASK == 0 {
+            return None;
+        }
+        if cur & FUTEX_WAITERS != 0 {
+            return Some(cur);
+        }
+        match word.compare_exchange_weak(
+            cur,
+            cur | FUTEX_WAITERS,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        ) {
+            Ok(_) => return Some(cur | FUTEX_WAITERS),
+            Err(now) => cur = now,
+        }
+    }
+}
+
+/// `struct robust_list` from `<linux/futex.h>`.
+#[repr(C)]
+struct RobustList {
+    next: *const RobustList,
+}
+
+/// `struct robust_list_head` from `<linux/futex.h>`.
+#[repr(C)]
+struct RobustListHead {
+    list: RobustList,
+    futex_offset: libc::c_long,
+    list_op_pending: *const RobustList,
+}
+
+/// `set_robust_list(head, len)` — tells the kernel where this thread's robust list is.
+///
+/// # Safety
+/// `head` must stay valid, and every entry reachable from it must stay valid, until the thread
+/// exits or registers another head.
+///
+/// # References
+/// - set_robust_list(2)
+unsafe fn set_robust_list(head: *const RobustListHead) -> io::Result<()> {
+    // SAFETY: the caller guarantees `head` outlives its registration.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_set_robust_list,
+            head,
+            std::mem::size_of::<RobustListHead>(),
+        )
+    };
+    if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `get_robust_list(0, &head, &len)` — this thread's current robust list head (glibc's).
+fn get_robust_list() -> io::Result<*const RobustListHead> {
+    let mut head: *const RobustListHead = std::ptr::null();
+    let mut len: libc::size_t = 0;
+    // SAFETY: both out-pointers point at live locals of the right types.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_get_robust_list,
+            0 as libc::c_int,
+            &mut head as *mut *const RobustListHead,
+            &mut len as *mut libc::size_t,
+        )
+    };
+    if r == -1 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(head)
+    }
+}
+
+/// A pointer to a 32-bit word in shared memory, with whatever keeps that memory mapped.
+#[derive(Clone)]
+pub(crate) struct SharedWord {
+    ptr: *const AtomicU32,
+    _mapping: Arc<dyn Send + Sync>,
+}
+
+// SAFETY: the word is an atomic in a mapping kept alive by `_mapping`; atomics may be used from
+// any thread.
+unsafe impl Send for SharedWord {}
+// SAFETY: as above; only atomic operations are performed through `ptr`.
+unsafe impl Sync for SharedWord {}
+
+impl SharedWord {
+    /// # Safety
+    /// `ptr` must be 4-byte aligned and stay valid for as long as `mapping` is alive.
+    pub(crate) unsafe fn new(ptr: *const AtomicU32, mapping: Arc<dyn Send + Sync>) -> Self {
+        SharedWord {
+            ptr,
+            _mapping: mapping,
+        }
+    }
+
+    pub(crate) fn get(&self) -> &AtomicU32 {
+        // SAFETY: `new`'s contract: aligned and valid while `_mapping`, which we hold, lives.
+        unsafe { &*self.ptr }
+    }
+}
+
+/// Control block shared between a handle and its keeper thread (process-private memory).
+pub(crate) struct KeeperCtl {
+    /// Futex word: [`RUN`] while the handle lives, [`RELEASE`] when it is being closed.
+    pub(crate) state: AtomicU32,
+    /// Futex word for an optional watch loop (see the queue's poll notifier): bumped to wake it.
+    pub(crate) kick: AtomicU32,
+}
+
+pub(crate) const RUN: u32 = 0;
+pub(crate) const RELEASE: u32 = 1;
+
+impl KeeperCtl {
+    pub(crate) fn releasing(&self) -> bool {
+        self.state.load(Ordering::SeqCst) == RELEASE
+    }
+}
+
+/// A claim was refused because a live thread holds the word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Held {
+    pub(crate) tid: u32,
+}
+
+/// A thread holding a robust word for as long as this value lives.
+pub(crate) struct Keeper {
+    ctl: Arc<KeeperCtl>,
+    thread: Option<JoinHandle<()>>,
+    tid: u32,
+}
+
+impl Keeper {
+    /// Spawns a keeper that claims `word` (which must show no live owner) and holds it.
+    ///
+    /// `while_held` runs on the keeper thread once the word is held; it must return promptly
+    /// once [`KeeperCtl::releasing`] is true (it is woken through `state`, and `kick` is
+    /// available for its own use). After it returns, the keeper sets the word to 0 and wakes
+    /// every sleeper on it.
+    ///
+    /// Returns `Ok(Err(Held))` when a live owner holds the word.
+    pub(crate) fn spawn<F>(
+        name: &str,
+        word: SharedWord,
+        while_held: F,
+    ) -> io::Result<Result<Keeper, Held>>
+    where
+        F: FnOnce(&KeeperCtl) + Send + 'static,
+    {
+        let ctl = Arc::new(KeeperCtl {
+            state: AtomicU32::new(RUN),
+            kick: AtomicU32::new(0),
+        });
+        let (tx, rx) = mpsc::sync_channel::<io::Result<Result<u32, Held>>>(1);
+        let thread_ctl = Arc::clone(&ctl);
+        let thread = std::thread::Builder::new()
+            .name(name.chars().take(15).collect())
+            .stack_size(128 * 1024)
+            .spawn(move || keeper_main(word, thread_ctl, tx, while_held))?;
+        let res = rx
+            .recv()
+            .unwrap_or_else(|_| Err(io::Error::other("keeper thread ended before claiming")));
+        match res {
+            Ok(Ok(tid)) => Ok(Ok(Keeper {
+                ctl,
+                thread: Some(thread),
+                tid,
+            })),
+            Ok(Err(held)) => {
+                let _ = thread.join();
+                Ok(Err(held))
+            }
+            Err(e) => {
+                let _ = thread.join();
+                Err(e)
+            }
+        }
+    }
+
+    /// The keeper's thread id (the value stored in the word).
+    pub(crate) fn tid(&self) -> u32 {
+        self.tid
+    }
+
+    pub(crate) fn ctl(&self) -> &Arc<KeeperCtl> {
+        &self.ctl
+    }
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        self.ctl.state.store(RELEASE, Ordering::SeqCst);
+        futex::wake_all(&self.ctl.state);
+        self.ctl.kick.fetch_add(1, Ordering::SeqCst);
+        futex::wake_all(&self.ctl.kick);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn keeper_main<F>(
+    word: SharedWord,
+    ctl: Arc<KeeperCtl>,
+    tx: mpsc::SyncSender<io::Result<Result<u32, Held>>>,
+    while_held: F,
+) where
+    F: FnOnce(&KeeperCtl),
+{
+    let tid = super::gettid();
+    let glibc_head = match get_robust_list() {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = tx.send(Err(e));
+            return;
+        }
+    };
+    // Our own list: head -> entry -> head. The entry is a private node; the kernel finds the
+    // word at `entry + futex_offset`, which may point anywhere (here: into the shared mapping).
+    let mut entry = Box::new(RobustList {
+        next: std::ptr::null(),
+    });
+    let mut head = Box::new(RobustListHead {
+        list: RobustList {
+            next: std::ptr::null(),
+        },
+        futex_offset: 0,
+        list_op_pending: std::ptr::null(),
+    });
+    let entry_ptr: *const RobustList = &*entry;
+    let head_list_ptr: *const RobustList = &head.list;
+    entry.next = head_list_ptr;
+    head.list.next = entry_ptr;
+    head.futex_offset = (word.ptr as isize).wrapping_sub(entry_ptr as isize) as libc::c_long;
+    let head_ptr: *const RobustListHead = &*head;
+    // SAFETY: `head` and `entry` are boxed and live until after we restore glibc's head below;
+    // the word they name stays mapped because `word` holds the mapping.
+    if let Err(e) = unsafe { set_robust_list(head_ptr) } {
+        let _ = tx.send(Err(e));
+        return;
+    }
+
+    // Claim: the entry is already listed, so if we die after the CAS the kernel sees our id.
+    let w = word.get();
+    let mut cur = w.load(Ordering::SeqCst);
+    let claimed = loop {
+        if cur & FUTEX_TID_MASK != 0 {
+            break Err(Held {
+                tid: cur & FUTEX_TID_MASK,
+            });
+        }
+        match w.compare_exchange(
+            cur,
+            tid | (cur & FUTEX_WAITERS),
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        ) {
+            Ok(_) => break Ok(tid),
+            Err(now) => cur = now,
+        }
+    };
+    let held = claimed.is_ok();
+    if held {
+        // Sleepers that saw the old owner re-evaluate.
+        futex::wake_all(w);
+    }
+    let _ = tx.send(Ok(claimed));
+
+    if held {
+        while_held(&ctl);
+        while !ctl.releasing() {
+            let _ = futex::wait(&ctl.state, RUN, None);
+        }
+        // Release cleanly: clear our id (0 = closed), then wake every sleeper.
+        let _ = w.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+            if v & FUTEX_TID_MASK == tid {
+                Some(0)
+            } else {
+                None
+            }
+        });
+        futex::wake_all(w);
+    }
+
+    // Give the thread back to glibc's list before our nodes are freed.
+    // SAFETY: glibc's head lives in the thread control block for the whole life of the thread.
+    let _ = unsafe { set_robust_list(glibc_head) };
+    drop(head);
+    drop(entry);
+}
