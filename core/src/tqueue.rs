@@ -266,7 +266,7 @@ mod tests {
 
     #[test]
     fn close_drains_then_fails_and_wakes_blocked_poppers() {
-        let q = Arc::new(TQueue::new(4).unwrap());
+        let q = Arc::new(TQueue::<u32>::new(4).unwrap());
         let q2 = Arc::clone(&q);
         let blocked = std::thread::spawn(move || q2.pop());
         std::thread::sleep(Duration::from_millis(20));

@@ -281,7 +281,9 @@ fn patch(path: &std::path::Path, at: u64, bytes: &[u8]) {
 
 #[test]
 fn corrupt_headers_are_refused_with_the_documented_error() {
-    let cases: Vec<(&str, Box<dyn Fn(&std::path::Path)>, fn(&Error) -> bool)> = vec![
+    type Damage = Box<dyn Fn(&std::path::Path)>;
+    type Case = (&'static str, Damage, fn(&Error) -> bool);
+    let cases: Vec<Case> = vec![
         (
             "magic",
             Box::new(|p| patch(p, off::MAGIC, b"NOTSHMIO")),

@@ -100,8 +100,9 @@ impl Consumer {
         let n = u64::from(shared.layout.slot_count);
         let provisional = h.prod.0.head.load(Ordering::SeqCst).saturating_sub(n);
         ring::release_to(&me.cursor, provisional);
-        h.space.0.consumers_epoch.fetch_add(1, Ordering::SeqCst);
-        let head = h.prod.0.head.load(Ordering::SeqCst);
+        h.space.0.consumers_epoch.fetch_add(1, Ordering::Relaxed);
+        ring::join_fence();
+        let head = h.prod.0.head.load(Ordering::Acquire);
         let oldest = (head + 1).saturating_sub(n);
         let start = match start {
             Start::Newest => head.saturating_sub(1),

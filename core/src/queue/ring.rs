@@ -35,18 +35,43 @@ pub(crate) fn end_write(stamp: &AtomicU64, len_word: &AtomicU32, seq: u64, len: 
 }
 
 /// Producer, step 3: make record `seq` (and all before it) visible.
-///
-/// Sequentially consistent so that, together with [`must_wake`], a consumer that announced it
-/// is going to sleep is either seen by the producer or sees the new head (no lost wake-up).
 #[inline]
 pub(crate) fn publish(head: &AtomicU64, seq: u64) {
-    head.store(seq.wrapping_add(1), Ordering::SeqCst);
+    head.store(seq.wrapping_add(1), Ordering::Release);
 }
 
 /// Producer, after [`publish`]: whether any consumer may be asleep and needs a futex wake.
+///
+/// The SeqCst fence pairs with the one in [`announce_sleep`] (a Dekker handshake): either the
+/// consumer's fence comes first, and this load sees its announcement, or ours does, and the
+/// consumer's re-check of the head sees the record. Either way no wake-up is lost. The same
+/// fence orders the head store before the producer's next load of the consumer epoch.
 #[inline]
 pub(crate) fn must_wake(waiters: &AtomicU32) -> bool {
-    waiters.load(Ordering::SeqCst) != 0
+    fence(Ordering::SeqCst);
+    waiters.load(Ordering::Relaxed) != 0
+}
+
+/// Consumer, before sleeping: count itself among the sleepers. After this, read the futex
+/// word's value with `Acquire`, re-check the head, and only then sleep (see `queue::wait`).
+/// The read must acquire: if it sees a bump made after a publish, the re-check must see that
+/// publish too, or the sleeper would wait for a wake-up that already happened.
+#[inline]
+pub(crate) fn announce_sleep(waiters: &AtomicU32) {
+    waiters.fetch_add(1, Ordering::Relaxed);
+    fence(Ordering::SeqCst);
+}
+
+/// Consumer, after sleeping.
+#[inline]
+pub(crate) fn retract_sleep(waiters: &AtomicU32) {
+    retract_many(waiters, 1);
+}
+
+/// Removes `n` sleepers from the count (also used to evict a dead consumer's share).
+#[inline]
+pub(crate) fn retract_many(waiters: &AtomicU32, n: u32) {
+    waiters.fetch_sub(n, Ordering::Relaxed);
 }
 
 /// Consumer: the number of committed records.
@@ -90,18 +115,33 @@ pub(crate) fn still_valid(stamp: &AtomicU64, seq: u64) -> bool {
 }
 
 /// Consumer: release every record before `next` (back-pressure: the producer may reuse them).
-///
-/// Sequentially consistent so that, with [`producer_sleeping`], a producer that announced it
-/// waits for space either sees the new cursor or is woken.
 #[inline]
 pub(crate) fn release_to(cursor: &AtomicU64, next: u64) {
-    cursor.store(next, Ordering::SeqCst);
+    cursor.store(next, Ordering::Release);
 }
 
 /// Consumer, after [`release_to`]: whether the producer may be asleep waiting for space.
+/// The fence pairs with [`announce_space_wait`], as [`must_wake`] with [`announce_sleep`].
 #[inline]
 pub(crate) fn producer_sleeping(flag: &AtomicU32) -> bool {
-    flag.load(Ordering::SeqCst) != 0
+    fence(Ordering::SeqCst);
+    flag.load(Ordering::Relaxed) != 0
+}
+
+/// Back-pressure producer, before sleeping for space: announce it, then read the futex word,
+/// re-scan the cursors, and only then sleep.
+#[inline]
+pub(crate) fn announce_space_wait(flag: &AtomicU32) {
+    flag.store(1, Ordering::Relaxed);
+    fence(Ordering::SeqCst);
+}
+
+/// Consumer, on joining: after publishing a provisional cursor and bumping the epoch, the
+/// fence orders both before its read of the head, pairing with the fence in [`must_wake`]
+/// that orders the producer's head store before its next epoch load.
+#[inline]
+pub(crate) fn join_fence() {
+    fence(Ordering::SeqCst);
 }
 
 /// Back-pressure producer: may record `seq` be written, given the slowest live cursor?

@@ -139,10 +139,10 @@ pub(crate) fn wait_for_data(
         let Some(ow) = mark_waiting(owner) else {
             continue;
         };
-        h.waiters.0.fetch_add(1, Ordering::SeqCst);
-        me.sleeping.store(1, Ordering::SeqCst);
-        let n = h.prod.0.notify.load(Ordering::SeqCst);
-        let res = if head.load(Ordering::SeqCst) > cursor {
+        me.sleeping.fetch_add(1, Ordering::Relaxed);
+        ring::announce_sleep(&h.waiters.0);
+        let n = h.prod.0.notify.load(Ordering::Acquire);
+        let res = if ring::committed(head) > cursor {
             Ok(WaitOutcome::Changed)
         } else {
             match extra {
@@ -150,8 +150,8 @@ pub(crate) fn wait_for_data(
                 None => sleep_on(&[(&h.prod.0.notify, n), (owner, ow)], deadline),
             }
         };
-        me.sleeping.store(0, Ordering::SeqCst);
-        h.waiters.0.fetch_sub(1, Ordering::SeqCst);
+        ring::retract_sleep(&h.waiters.0);
+        me.sleeping.fetch_sub(1, Ordering::Relaxed);
         if let WaitOutcome::Interrupted = res? {
             if ring::committed(head) > cursor {
                 return Ok(DataWait::Data);
@@ -178,11 +178,11 @@ pub(crate) fn evict_if_dead(shared: &Shared, i: u32) -> Owner {
     let ow = c.owner.load(Ordering::SeqCst);
     let state = owner_of(ow);
     if state == Owner::Died {
-        if c.sleeping
-            .compare_exchange(1, 0, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-        {
-            shared.header().waiters.0.fetch_sub(1, Ordering::SeqCst);
+        // Undo the dead consumer's share of the sleeper count (its keeper thread may have been
+        // asleep too); a hostile value is bounded so it cannot wrap the count far.
+        let asleep = c.sleeping.swap(0, Ordering::SeqCst);
+        if (1..=2).contains(&asleep) {
+            ring::retract_many(&shared.header().waiters.0, asleep);
         }
         let _ = c
             .owner
@@ -200,7 +200,7 @@ pub(crate) fn scan_consumers(shared: &Shared, seq: u64, blockers: &mut Vec<u32>)
     let mut min = u64::MAX;
     for i in 0..shared.consumer_scan_len() {
         if let Owner::Alive(_) = evict_if_dead(shared, i) {
-            let cur = shared.consumer(i).cursor.load(Ordering::SeqCst);
+            let cur = shared.consumer(i).cursor.load(Ordering::Acquire);
             min = min.min(cur);
             if !ring::has_space(seq, cur, n) {
                 blockers.push(i);
@@ -237,11 +237,11 @@ pub(crate) fn wait_for_space(shared: &Shared, seq: u64, deadline: &Deadline) -> 
             continue;
         }
         let space = &h.space.0;
-        space.producer_waiting.store(1, Ordering::SeqCst);
-        let sn = space.space_notify.load(Ordering::SeqCst);
+        ring::announce_space_wait(&space.producer_waiting);
+        let sn = space.space_notify.load(Ordering::Acquire);
         let min = scan_consumers(shared, seq, &mut blockers);
         if ring::has_space(seq, min, n) {
-            space.producer_waiting.store(0, Ordering::SeqCst);
+            space.producer_waiting.store(0, Ordering::Relaxed);
             return Ok(min.saturating_add(n));
         }
         // Sleep on the space word and on the owner words of the consumers in the way, so that
@@ -261,7 +261,7 @@ pub(crate) fn wait_for_space(shared: &Shared, seq: u64, deadline: &Deadline) -> 
         } else {
             sleep_on(&words, deadline)
         };
-        space.producer_waiting.store(0, Ordering::SeqCst);
+        space.producer_waiting.store(0, Ordering::Relaxed);
         if let WaitOutcome::Interrupted = res? {
             return Err(Error::Interrupted);
         }

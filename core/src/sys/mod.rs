@@ -100,10 +100,12 @@ pub(crate) fn monotonic_now() -> libc::timespec {
 }
 
 /// An absolute `CLOCK_MONOTONIC` deadline `d` from now, saturating far in the future.
+// `time_t` and `c_long` are i64 here but i32 on 32-bit targets: keep the conversions.
+#[allow(clippy::useless_conversion)]
 pub(crate) fn deadline_after(d: std::time::Duration) -> libc::timespec {
     let now = monotonic_now();
-    let mut sec = (now.tv_sec as i64).saturating_add(d.as_secs().min(i64::MAX as u64 / 2) as i64);
-    let mut nsec = now.tv_nsec as i64 + d.subsec_nanos() as i64;
+    let mut sec = i64::from(now.tv_sec).saturating_add(d.as_secs().min(i64::MAX as u64 / 2) as i64);
+    let mut nsec = i64::from(now.tv_nsec) + i64::from(d.subsec_nanos());
     if nsec >= 1_000_000_000 {
         nsec -= 1_000_000_000;
         sec = sec.saturating_add(1);
