@@ -414,9 +414,10 @@ static int open_consumer(const struct options *o, shmio_consumer **out)
 
     if (st == SHMIO_OK)
         return EXIT_OK;
-    if (st == SHMIO_ERR_NOT_FOUND)
-        fprintf(stderr, "%s: no queue '%s' (is the producer running?)\n", prog, o->queue);
     report_failure(prog, "cannot open the queue", st);
+    if (st == SHMIO_ERR_NOT_FOUND)
+        fprintf(stderr, "%s: is the producer running? (start it first: it creates '%s')\n",
+                prog, o->queue);
     return EXIT_USAGE;
 }
 
