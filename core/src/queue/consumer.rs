@@ -306,21 +306,16 @@ impl Consumer {
 
     /// Waits for the record at the cursor and locates it: (seq, payload, checked length).
     /// Skips, and counts, records lost to overwriting.
+    ///
+    /// Fast path: the slot stamp alone says whether the record is complete, so a consumer that
+    /// keeps up reads neither the head nor anything else the producer writes per record but the
+    /// slot itself. Only when the slot is not ready yet does it wait on the head.
     fn next_record(&mut self, deadline: &Deadline) -> Result<(u64, *const u8, usize)> {
         let n = u64::from(self.shared.layout.slot_count);
         let max = self.shared.layout.slot_size as usize;
+        let mut waited = false;
         loop {
             let c = self.cursor;
-            match wait::wait_for_data(&self.shared, self.me(), c, deadline, None) {
-                Ok(DataWait::Data) => {}
-                Ok(DataWait::Gone(Owner::Died)) => return Err(Error::ProducerDead),
-                Ok(DataWait::Gone(_)) | Ok(DataWait::Kicked) => return Err(Error::Closed),
-                Err(Error::WouldBlock) => {
-                    self.arm();
-                    return Err(Error::WouldBlock);
-                }
-                Err(e) => return Err(e),
-            }
             let (slot, payload) = self.shared.slot(c);
             match ring::begin_read(&slot.stamp, &slot.len, c) {
                 SlotState::Ready(len) if (len as usize) <= max => {
@@ -342,12 +337,28 @@ impl Consumer {
                     self.me().lost.store(self.lost, Ordering::Relaxed);
                     self.set_cursor(next);
                 }
+                SlotState::Unexpected(stamp) if !waited => {
+                    // Not written yet: wait until the head passes the cursor, then look again.
+                    let _ = stamp;
+                    match wait::wait_for_data(&self.shared, self.me(), c, deadline, None) {
+                        Ok(DataWait::Data) => waited = true,
+                        Ok(DataWait::Gone(Owner::Died)) => return Err(Error::ProducerDead),
+                        Ok(DataWait::Gone(_)) | Ok(DataWait::Kicked) => return Err(Error::Closed),
+                        Err(Error::WouldBlock) => {
+                            self.arm();
+                            return Err(Error::WouldBlock);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    continue;
+                }
                 other => {
                     return Err(Error::Corrupt(format!(
                         "slot for record {c} holds {other:?} although the head is past it"
                     )));
                 }
             }
+            waited = false;
         }
     }
 

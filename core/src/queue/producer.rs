@@ -81,7 +81,14 @@ impl Producer {
         };
         h.owner.0.pid.store(crate::sys::getpid(), Ordering::Relaxed);
         h.owner.0.generation.fetch_add(1, Ordering::SeqCst);
-        let next = h.prod.0.head.load(Ordering::SeqCst);
+        let mut next = h.prod.0.head.load(Ordering::SeqCst);
+        // A predecessor that died between completing a record and publishing it: consumers may
+        // already have read that record by its stamp, so publish it rather than rewrite it.
+        let (slot, _) = shared.slot(next);
+        if slot.stamp.load(Ordering::Acquire) == ring::committed_stamp(next) {
+            ring::publish(&h.prod.0.head, next);
+            next += 1;
+        }
         let epoch = h.space.0.consumers_epoch.load(Ordering::SeqCst);
         Ok(Producer {
             shared,
