@@ -1,1 +1,72 @@
-//! placeholder
+//! The C ABI of shmio: `libshmio.so`, `libshmio.a` and the generated `include/shmio.h`.
+//!
+//! This crate only converts arguments and maps errors; the logic lives in the `shmio` core
+//! crate. Conventions, which the header repeats:
+//!
+//! - Every fallible function returns a `shmio_status`; on failure a message is kept for
+//!   `shmio_last_error_message`.
+//! - Every function catches Rust panics at the boundary (`SHMIO_ERR_PANIC`), checks pointers
+//!   for NULL (`SHMIO_ERR_NULL_POINTER`) and numbers and enumerations (passed as `uint32_t`)
+//!   for range (`SHMIO_ERR_INVALID_ARGUMENT`), and checks strings to be UTF-8.
+//! - Functions that dereference pointers are `unsafe extern "C"`: each states its contract in
+//!   a `# Safety` section.
+
+#![allow(non_camel_case_types)]
+
+mod ffi;
+mod queue;
+mod tqueue;
+
+#[cfg(test)]
+mod tests;
+
+use std::ffi::{CString, c_char};
+use std::sync::OnceLock;
+
+pub use ffi::shmio_status;
+pub use queue::*;
+pub use tqueue::*;
+
+use ffi::boundary_value;
+
+/// The library version, "MAJOR.MINOR.PATCH".
+///
+/// Ownership: a static string, never freed. Does not block. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmio_version() -> *const c_char {
+    static VERSION: OnceLock<CString> = OnceLock::new();
+    boundary_value("shmio_version", c"".as_ptr(), || {
+        VERSION
+            .get_or_init(|| CString::new(shmio_core::VERSION).unwrap_or_default())
+            .as_ptr()
+    })
+}
+
+/// A short static description of a status (the `shmio_status` value, passed as an integer so
+/// that any value is safe): "unknown status" for a value that is not a status.
+///
+/// Ownership: a static string, never freed. Does not block. Thread-safe. Does not change the
+/// last-error message.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmio_status_str(status: u32) -> *const c_char {
+    boundary_value("shmio_status_str", c"unknown status".as_ptr(), || {
+        shmio_status::from_u32(status)
+            .map_or(c"unknown status", shmio_status::description)
+            .as_ptr()
+    })
+}
+
+/// The message describing this thread's last failure, or "" if the last call succeeded.
+/// Every shmio call except `shmio_last_error_message`, `shmio_status_str` and `shmio_version`
+/// resets it: it describes the most recent call's failure only.
+///
+/// Ownership: owned by the library, never freed by the caller; valid until the next shmio call
+/// on this thread (copy it to keep it). Does not block. Thread-safe: each thread has its own.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmio_last_error_message() -> *const c_char {
+    boundary_value(
+        "shmio_last_error_message",
+        c"".as_ptr(),
+        ffi::last_error_ptr,
+    )
+}

@@ -1,0 +1,391 @@
+//! The plumbing every exported function shares: status codes, the thread-local last error,
+//! the panic boundary and the checked conversion of C arguments.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::ffi::{CStr, c_char, c_int};
+use std::fmt;
+use std::io::Write as _;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use shmio_core::queue;
+use shmio_core::tqueue;
+
+/// Result of every fallible shmio call. The numbers are stable and never reused.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum shmio_status {
+    /// Success.
+    SHMIO_OK = 0,
+    /// An argument was out of range or malformed (including a string that is not UTF-8).
+    SHMIO_ERR_INVALID_ARGUMENT = 1,
+    /// A required pointer argument was NULL.
+    SHMIO_ERR_NULL_POINTER = 2,
+    /// A system call failed.
+    SHMIO_ERR_IO = 3,
+    /// No queue by that name or path.
+    SHMIO_ERR_NOT_FOUND = 4,
+    /// A file by that name or path exists already.
+    SHMIO_ERR_ALREADY_EXISTS = 5,
+    /// The queue file's permissions refuse access.
+    SHMIO_ERR_PERMISSION_DENIED = 6,
+    /// The file is not a valid queue.
+    SHMIO_ERR_CORRUPT = 7,
+    /// The file was made by an incompatible layout version.
+    SHMIO_ERR_VERSION_MISMATCH = 8,
+    /// Nothing to read, no space to write, right now (timeout 0).
+    SHMIO_ERR_WOULD_BLOCK = 9,
+    /// The timeout expired.
+    SHMIO_ERR_TIMEOUT = 10,
+    /// A signal interrupted a blocking wait (like EINTR); the call may be retried.
+    SHMIO_ERR_INTERRUPTED = 11,
+    /// The producer died; every record it committed has been delivered.
+    SHMIO_ERR_PRODUCER_DEAD = 12,
+    /// Closed: the producer closed the queue and every record was delivered, or the hand-off
+    /// queue is closed (and, for a pop, drained).
+    SHMIO_ERR_CLOSED = 13,
+    /// A live producer already holds the queue.
+    SHMIO_ERR_PRODUCER_EXISTS = 14,
+    /// All consumer slots are held by live consumers.
+    SHMIO_ERR_TOO_MANY_CONSUMERS = 15,
+    /// A record larger than the queue's slot size.
+    SHMIO_ERR_TOO_LARGE = 16,
+    /// The buffer cannot hold the next record; nothing was consumed.
+    SHMIO_ERR_BUFFER_TOO_SMALL = 17,
+    /// Overwrite mode: the record read in place was overwritten meanwhile (it counts as lost).
+    SHMIO_ERR_OVERRUN = 18,
+    /// The kernel lacks something shmio needs.
+    SHMIO_ERR_UNSUPPORTED = 19,
+    /// A bug: a Rust panic was caught at the C boundary. The handle involved should be closed.
+    SHMIO_ERR_PANIC = 20,
+}
+
+use shmio_status::*;
+
+impl shmio_status {
+    /// Every status, in numeric order (index == value).
+    pub(crate) const ALL: [shmio_status; 21] = [
+        SHMIO_OK,
+        SHMIO_ERR_INVALID_ARGUMENT,
+        SHMIO_ERR_NULL_POINTER,
+        SHMIO_ERR_IO,
+        SHMIO_ERR_NOT_FOUND,
+        SHMIO_ERR_ALREADY_EXISTS,
+        SHMIO_ERR_PERMISSION_DENIED,
+        SHMIO_ERR_CORRUPT,
+        SHMIO_ERR_VERSION_MISMATCH,
+        SHMIO_ERR_WOULD_BLOCK,
+        SHMIO_ERR_TIMEOUT,
+        SHMIO_ERR_INTERRUPTED,
+        SHMIO_ERR_PRODUCER_DEAD,
+        SHMIO_ERR_CLOSED,
+        SHMIO_ERR_PRODUCER_EXISTS,
+        SHMIO_ERR_TOO_MANY_CONSUMERS,
+        SHMIO_ERR_TOO_LARGE,
+        SHMIO_ERR_BUFFER_TOO_SMALL,
+        SHMIO_ERR_OVERRUN,
+        SHMIO_ERR_UNSUPPORTED,
+        SHMIO_ERR_PANIC,
+    ];
+
+    /// The status with this number, if any.
+    pub(crate) fn from_u32(n: u32) -> Option<shmio_status> {
+        Self::ALL.get(usize::try_from(n).ok()?).copied()
+    }
+
+    /// A short static description.
+    pub(crate) fn description(self) -> &'static CStr {
+        match self {
+            SHMIO_OK => c"ok",
+            SHMIO_ERR_INVALID_ARGUMENT => c"invalid argument",
+            SHMIO_ERR_NULL_POINTER => c"null pointer",
+            SHMIO_ERR_IO => c"I/O error",
+            SHMIO_ERR_NOT_FOUND => c"queue not found",
+            SHMIO_ERR_ALREADY_EXISTS => c"already exists",
+            SHMIO_ERR_PERMISSION_DENIED => c"permission denied",
+            SHMIO_ERR_CORRUPT => c"corrupt queue file",
+            SHMIO_ERR_VERSION_MISMATCH => c"queue layout version mismatch",
+            SHMIO_ERR_WOULD_BLOCK => c"operation would block",
+            SHMIO_ERR_TIMEOUT => c"timed out",
+            SHMIO_ERR_INTERRUPTED => c"interrupted by a signal",
+            SHMIO_ERR_PRODUCER_DEAD => c"producer died",
+            SHMIO_ERR_CLOSED => c"closed",
+            SHMIO_ERR_PRODUCER_EXISTS => c"a live producer exists",
+            SHMIO_ERR_TOO_MANY_CONSUMERS => c"too many consumers",
+            SHMIO_ERR_TOO_LARGE => c"record too large",
+            SHMIO_ERR_BUFFER_TOO_SMALL => c"buffer too small",
+            SHMIO_ERR_OVERRUN => c"record overwritten while read",
+            SHMIO_ERR_UNSUPPORTED => c"unsupported",
+            SHMIO_ERR_PANIC => c"internal panic",
+        }
+    }
+}
+
+/// Why a call failed: the status and what to put in the last-error message.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) status: shmio_status,
+    detail: Detail,
+}
+
+#[derive(Debug)]
+enum Detail {
+    Queue(queue::Error),
+    Text(Cow<'static, str>),
+}
+
+impl fmt::Display for Detail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Detail::Queue(e) => e.fmt(f),
+            Detail::Text(t) => f.write_str(t),
+        }
+    }
+}
+
+impl Failure {
+    pub(crate) fn new(status: shmio_status, text: impl Into<Cow<'static, str>>) -> Failure {
+        Failure {
+            status,
+            detail: Detail::Text(text.into()),
+        }
+    }
+
+    pub(crate) fn invalid(text: impl Into<Cow<'static, str>>) -> Failure {
+        Failure::new(SHMIO_ERR_INVALID_ARGUMENT, text)
+    }
+
+    pub(crate) fn null(what: &'static str) -> Failure {
+        Failure::new(SHMIO_ERR_NULL_POINTER, format!("argument `{what}` is NULL"))
+    }
+}
+
+impl From<queue::Error> for Failure {
+    fn from(e: queue::Error) -> Failure {
+        use queue::Error as E;
+        let status = match &e {
+            E::InvalidArgument(_) => SHMIO_ERR_INVALID_ARGUMENT,
+            E::AlreadyExists(_) => SHMIO_ERR_ALREADY_EXISTS,
+            E::NotFound(_) => SHMIO_ERR_NOT_FOUND,
+            E::PermissionDenied(_) => SHMIO_ERR_PERMISSION_DENIED,
+            E::Corrupt(_) => SHMIO_ERR_CORRUPT,
+            E::VersionMismatch { .. } => SHMIO_ERR_VERSION_MISMATCH,
+            E::WouldBlock => SHMIO_ERR_WOULD_BLOCK,
+            E::Timeout => SHMIO_ERR_TIMEOUT,
+            E::Interrupted => SHMIO_ERR_INTERRUPTED,
+            E::ProducerDead => SHMIO_ERR_PRODUCER_DEAD,
+            E::Closed => SHMIO_ERR_CLOSED,
+            E::ProducerExists { .. } => SHMIO_ERR_PRODUCER_EXISTS,
+            E::TooManyConsumers { .. } => SHMIO_ERR_TOO_MANY_CONSUMERS,
+            E::TooLarge { .. } => SHMIO_ERR_TOO_LARGE,
+            E::BufferTooSmall { .. } => SHMIO_ERR_BUFFER_TOO_SMALL,
+            E::Overrun => SHMIO_ERR_OVERRUN,
+            E::Unsupported(_) => SHMIO_ERR_UNSUPPORTED,
+            E::Io { .. } => SHMIO_ERR_IO,
+            // `queue::Error` is non-exhaustive: a variant added later without a status of its
+            // own is reported as an I/O error, with its full message.
+            _ => SHMIO_ERR_IO,
+        };
+        Failure {
+            status,
+            detail: Detail::Queue(e),
+        }
+    }
+}
+
+impl<T> From<tqueue::Error<T>> for Failure {
+    fn from(e: tqueue::Error<T>) -> Failure {
+        use tqueue::Error as E;
+        let status = match &e {
+            E::WouldBlock(_) => SHMIO_ERR_WOULD_BLOCK,
+            E::Timeout(_) => SHMIO_ERR_TIMEOUT,
+            E::Closed(_) => SHMIO_ERR_CLOSED,
+            E::InvalidCapacity => SHMIO_ERR_INVALID_ARGUMENT,
+        };
+        Failure::new(status, e.to_string())
+    }
+}
+
+pub(crate) type Result<T, E = Failure> = std::result::Result<T, E>;
+
+thread_local! {
+    /// This thread's last failure message, NUL-terminated, or empty for none. The allocation
+    /// is reused, so failing in a loop (e.g. polling until WOULD_BLOCK) does not allocate.
+    static LAST_ERROR: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+fn clear_last_error() {
+    let _ = LAST_ERROR.try_with(|b| b.borrow_mut().clear());
+}
+
+fn set_last_error(args: fmt::Arguments<'_>) {
+    let _ = LAST_ERROR.try_with(|b| {
+        let mut b = b.borrow_mut();
+        b.clear();
+        let _ = b.write_fmt(args);
+        // C reads up to the first NUL: drop any inner one rather than cut the message.
+        b.retain(|&c| c != 0);
+        b.push(0);
+    });
+}
+
+/// The current last-error message (static "" when there is none).
+pub(crate) fn last_error_ptr() -> *const c_char {
+    LAST_ERROR
+        .try_with(|b| {
+            let b = b.borrow();
+            if b.is_empty() {
+                c"".as_ptr()
+            } else {
+                b.as_ptr().cast::<c_char>()
+            }
+        })
+        .unwrap_or(c"".as_ptr())
+}
+
+/// The last-error message as Rust text (for tests).
+#[cfg(test)]
+pub(crate) fn last_error_string() -> String {
+    // SAFETY: `last_error_ptr` returns a NUL-terminated string that stays valid until the next
+    // change of this thread's last error, and we copy it at once.
+    unsafe { CStr::from_ptr(last_error_ptr()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s
+    } else {
+        "(no message)"
+    }
+}
+
+/// The boundary every status-returning function runs its body in: clears the last error,
+/// runs `body`, and turns its failure or panic into a status and a last-error message.
+pub(crate) fn boundary(func: &'static str, body: impl FnOnce() -> Result<()>) -> shmio_status {
+    clear_last_error();
+    let caught = catch_unwind(AssertUnwindSafe(|| match body() {
+        Ok(()) => SHMIO_OK,
+        Err(f) => {
+            set_last_error(format_args!("{func}: {}", f.detail));
+            f.status
+        }
+    }));
+    caught.unwrap_or_else(|payload| {
+        set_last_error(format_args!("{func}: panic: {}", panic_text(&*payload)));
+        SHMIO_ERR_PANIC
+    })
+}
+
+/// The boundary for functions that return a value and cannot fail (other than by panicking,
+/// which yields `fallback` and a last-error message). Does not touch the last error otherwise.
+pub(crate) fn boundary_value<T>(func: &'static str, fallback: T, body: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {
+        set_last_error(format_args!("{func}: panic: {}", panic_text(&*payload)));
+        fallback
+    })
+}
+
+/// The C timeout convention: `< 0` no limit, `0` do not wait, `> 0` that many milliseconds.
+pub(crate) fn timeout(ms: c_int) -> Option<Duration> {
+    u64::try_from(ms).ok().map(Duration::from_millis)
+}
+
+/// A required pointer argument.
+pub(crate) fn non_null<T>(p: *mut T, what: &'static str) -> Result<NonNull<T>> {
+    NonNull::new(p).ok_or_else(|| Failure::null(what))
+}
+
+/// A required pointer argument, const in C.
+pub(crate) fn non_null_const<T>(p: *const T, what: &'static str) -> Result<NonNull<T>> {
+    non_null(p.cast_mut(), what)
+}
+
+/// A byte count that can describe a Rust slice.
+pub(crate) fn byte_len(n: usize, what: &'static str) -> Result<usize> {
+    if isize::try_from(n).is_err() {
+        return Err(Failure::invalid(format!(
+            "`{what}` = {n} exceeds the largest object size"
+        )));
+    }
+    Ok(n)
+}
+
+/// A handle argument, borrowed mutably for the call.
+///
+/// # Safety
+/// A non-NULL `p` must come from the matching open/create function, not be closed, and not be
+/// in use by another thread during the call.
+pub(crate) unsafe fn handle_mut<'a, T>(p: *mut T, what: &'static str) -> Result<&'a mut T> {
+    let p = non_null(p, what)?;
+    // SAFETY: a live handle is a `Box` allocation of `T`, used by this call alone (contract).
+    Ok(unsafe { &mut *p.as_ptr() })
+}
+
+/// A handle argument, borrowed shared for the call.
+///
+/// # Safety
+/// As for [`handle_mut`], except that concurrent shared uses are allowed where the type is
+/// `Sync`.
+pub(crate) unsafe fn handle_ref<'a, T>(p: *const T, what: &'static str) -> Result<&'a T> {
+    let p = non_null_const(p, what)?;
+    // SAFETY: a live handle is a `Box` allocation of `T`; no `&mut` to it exists during the
+    // call (contract).
+    Ok(unsafe { &*p.as_ptr() })
+}
+
+/// A required C string argument, checked to be UTF-8.
+///
+/// # Safety
+/// A non-NULL `p` must point to a NUL-terminated string that stays unchanged for `'a`.
+pub(crate) unsafe fn str_arg<'a>(p: *const c_char, what: &'static str) -> Result<&'a str> {
+    let p = non_null_const(p, what)?;
+    // SAFETY: `p` is not NULL and, by this function's contract, NUL-terminated and unchanged
+    // for `'a`.
+    let s = unsafe { CStr::from_ptr(p.as_ptr()) };
+    s.to_str()
+        .map_err(|e| Failure::invalid(format!("`{what}` is not valid UTF-8: {e}")))
+}
+
+/// An output argument: checked for NULL up front, written at the end with `write`, so that no
+/// reference to possibly uninitialised C memory is ever made.
+pub(crate) struct Out<T>(NonNull<T>);
+
+impl<T> Out<T> {
+    /// A required output.
+    pub(crate) fn new(p: *mut T, what: &'static str) -> Result<Out<T>> {
+        non_null(p, what).map(Out)
+    }
+
+    /// An optional output (NULL: not wanted).
+    pub(crate) fn optional(p: *mut T) -> Option<Out<T>> {
+        NonNull::new(p).map(Out)
+    }
+
+    /// Stores `v`.
+    ///
+    /// # Safety
+    /// The pointer must be valid for a write of a `T` and suitably aligned (the C caller's
+    /// obligation for every output argument).
+    pub(crate) unsafe fn write(&self, v: T) {
+        // SAFETY: non-NULL by construction; valid and aligned by this function's contract.
+        // `write` neither reads nor drops the old (possibly uninitialised) value.
+        unsafe { self.0.as_ptr().write(v) }
+    }
+}
+
+/// Stores `v` through an optional output.
+///
+/// # Safety
+/// As for [`Out::write`].
+pub(crate) unsafe fn write_opt<T>(out: Option<Out<T>>, v: T) {
+    if let Some(o) = out {
+        // SAFETY: forwarded contract.
+        unsafe { o.write(v) }
+    }
+}
