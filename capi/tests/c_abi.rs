@@ -1,0 +1,145 @@
+//! The header compiles as strict C11 (and C++), and a C program links against the built
+//! library (shared, through the in-tree `shmio.pc` when pkg-config is installed, and static)
+//! and runs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `target/<profile>`, where the library and `shmio.pc` are built (told by build.rs).
+fn profile_dir() -> PathBuf {
+    PathBuf::from(env!("SHMIO_PROFILE_DIR"))
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const CFLAGS: [&str; 5] = ["-Wall", "-Wextra", "-Werror", "-std=c11", "-pedantic"];
+
+fn smoke_c() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/abi_smoke.c")
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool).arg("--version").output().is_ok()
+}
+
+#[test]
+fn header_compiles_as_strict_c11_and_cxx() {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let include = repo().join("include");
+    run(Command::new("cc")
+        .args(CFLAGS)
+        .arg("-I")
+        .arg(&include)
+        .arg("-c")
+        .arg(smoke_c())
+        .arg("-o")
+        .arg(tmp.join("abi_smoke.o")));
+    if have("c++") {
+        run(Command::new("c++")
+            .args(["-Wall", "-Wextra", "-Werror", "-std=c++17", "-pedantic"])
+            .args(["-fsyntax-only", "-x", "c++"])
+            .arg(include.join("shmio.h")));
+    }
+}
+
+fn link_and_run(exe: &Path, link_args: &[String]) {
+    let include = repo().join("include");
+    run(Command::new("cc")
+        .args(CFLAGS)
+        .arg("-I")
+        .arg(&include)
+        .arg(smoke_c())
+        .arg("-o")
+        .arg(exe)
+        .args(link_args));
+    let out = run(&mut Command::new(exe));
+    assert!(out.contains("c abi smoke: ok"), "{out}");
+}
+
+/// Builds the library into the profile directory this test belongs to, once per test run.
+/// `cargo test` does not build a cdylib/staticlib-only library target for integration tests, so
+/// without this the C program would link whatever `cargo build` left there last. (Cargo holds
+/// no build lock while the tests run.)
+fn library(file: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = profile_dir();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "shmio-capi", "--lib", "--target-dir"])
+            .arg(dir.parent().expect("profile dir has a parent"));
+        match dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => {}
+            Some("release") => {
+                cmd.arg("--release");
+            }
+            Some(other) => {
+                cmd.args(["--profile", other]);
+            }
+            None => panic!("odd profile dir {}", dir.display()),
+        }
+        let out = cmd.output().expect("run cargo build");
+        assert!(
+            out.status.success(),
+            "{cmd:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    let p = profile_dir().join(file);
+    assert!(p.exists(), "{} was not built", p.display());
+    p
+}
+
+#[test]
+fn c_program_links_shared_library_and_runs() {
+    library("libshmio.so");
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let libs: Vec<String> = if have("pkg-config") {
+        let flags = run(Command::new("pkg-config")
+            .env("PKG_CONFIG_PATH", profile_dir())
+            .args(["--cflags", "--libs", "shmio"]));
+        flags.split_whitespace().map(str::to_owned).collect()
+    } else {
+        eprintln!("pkg-config not installed: linking with explicit flags");
+        let dir = profile_dir().display().to_string();
+        vec![
+            format!("-L{dir}"),
+            format!("-Wl,-rpath,{dir}"),
+            "-lshmio".into(),
+        ]
+    };
+    link_and_run(&tmp.join("abi_smoke_shared"), &libs);
+}
+
+#[test]
+fn c_program_links_static_library_and_runs() {
+    let lib = library("libshmio.a");
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    // The system libraries the static library needs: Libs.private of shmio.pc.in.
+    let pc = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("shmio.pc.in"))
+        .expect("read shmio.pc.in");
+    let private = pc
+        .lines()
+        .find_map(|l| l.strip_prefix("Libs.private:"))
+        .expect("shmio.pc.in has Libs.private");
+    let mut args = vec![lib.display().to_string()];
+    args.extend(private.split_whitespace().map(str::to_owned));
+    link_and_run(&tmp.join("abi_smoke_static"), &args);
+}
