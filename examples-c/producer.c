@@ -7,7 +7,7 @@
  * bytes and sends one record per interval.  Consumers are woken by shmio and
  * learn when the producer closes (CLOSED) or dies (PRODUCER_DEAD).
  *
- * usage: producer [-q NAME] [-n COUNT] [-i MS] [-s SLOTS] [-b] [-z] [-o] [-u]
+ * usage: producer [-q NAME] [-n COUNT] [-i MS] [-s SLOTS] [-b] [-z] [-o] [-u] [-w N]
  */
 #include "common.h"
 
@@ -29,12 +29,13 @@ struct options {
     bool zero_copy;
     bool open_existing;
     bool unlink_on_exit;
+    unsigned long long wait_consumers;
 };
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: %s [-q NAME] [-n COUNT] [-i MS] [-s SLOTS] [-b] [-z] [-o] [-u]\n"
+            "usage: %s [-q NAME] [-n COUNT] [-i MS] [-s SLOTS] [-b] [-z] [-o] [-u] [-w N]\n"
             "  -q NAME   queue name (default \"%s\"; a bare name lives in /dev/shm\n"
             "            or $SHMIO_DIR, a name with '/' is a path)\n"
             "  -n COUNT  send COUNT records, then exit (default: forever)\n"
@@ -44,7 +45,8 @@ static void usage(FILE *out)
             "  -z        zero copy: reserve a slot, write the record in place, commit\n"
             "  -o        take over an existing queue (whose producer closed or died)\n"
             "            instead of creating one\n"
-            "  -u        unlink the queue on exit\n",
+            "  -u        unlink the queue on exit\n"
+            "  -w N      wait until N consumers are attached before sending\n",
             prog, DEMO_QUEUE_NAME, DEMO_QUEUE_SIZE);
 }
 
@@ -59,7 +61,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         .interval_ms = 1000,
         .slots = DEMO_QUEUE_SIZE,
     };
-    while ((ch = getopt(argc, argv, "q:n:i:s:bzouh")) != -1) {
+    while ((ch = getopt(argc, argv, "q:n:i:s:bzouw:h")) != -1) {
         switch (ch) {
         case 'q':
             if (optarg[0] == '\0') {
@@ -92,6 +94,12 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 'z': o->zero_copy = true; break;
         case 'o': o->open_existing = true; break;
         case 'u': o->unlink_on_exit = true; break;
+        case 'w':
+            if (!parse_number(optarg, UINT32_MAX, &o->wait_consumers)) {
+                fprintf(stderr, "%s: -w: not a consumer count: '%s'\n", prog, optarg);
+                return EXIT_USAGE;
+            }
+            break;
         case 'h': usage(stdout); return EXIT_OK;
         default: usage(stderr); return EXIT_USAGE;
         }
@@ -229,6 +237,24 @@ static void sleep_ms(unsigned long long ms)
         ;
 }
 
+/* Waits until at least o->wait_consumers consumers are attached (or a stop signal). */
+static int wait_for_consumers(const struct options *o)
+{
+    while (!g_stop_requested && o->wait_consumers > 0) {
+        shmio_queue_stats stats;
+        shmio_status st = shmio_queue_stats_get(o->queue, &stats, NULL, 0, NULL);
+
+        if (st != SHMIO_OK) {
+            report_failure(prog, "shmio_queue_stats_get", st);
+            return EXIT_FAILURE_OTHER;
+        }
+        if (stats.live_consumers >= o->wait_consumers)
+            break;
+        sleep_ms(2);
+    }
+    return EXIT_OK;
+}
+
 static int run(shmio_producer *p, const struct options *o)
 {
     unsigned long long n = 0;
@@ -274,6 +300,8 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
 
     rc = describe_queue(p, &o);
+    if (rc == EXIT_OK)
+        rc = wait_for_consumers(&o);
     if (rc == EXIT_OK)
         rc = run(p, &o);
 

@@ -1,6 +1,7 @@
 //! The shared-memory broadcast queue: options, producer, consumer, inspection.
 
 use std::ffi::{c_char, c_int, c_void};
+use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
 
 use shmio_core::queue::{
@@ -488,16 +489,16 @@ pub unsafe extern "C" fn shmio_consumer_recv(
         let cap = byte_len(cap, "cap")?;
         let len_out = Out::new(len_out, "len_out")?;
         let seq_out = Out::optional(seq_out);
-        let buf: &mut [u8] = if cap == 0 {
+        let buf: &mut [MaybeUninit<u8>] = if cap == 0 {
             &mut []
         } else {
             let buf = non_null(buf, "buf")?;
             // SAFETY: `buf` is not NULL and writable for `cap <= isize::MAX` bytes, not
-            // otherwise accessed during the call (contract). Memory handed over from C is
-            // treated as initialised: any byte value is a valid `u8`.
-            unsafe { std::slice::from_raw_parts_mut(buf.as_ptr().cast::<u8>(), cap) }
+            // otherwise accessed during the call (contract); it may be uninitialised, which
+            // `MaybeUninit` allows.
+            unsafe { std::slice::from_raw_parts_mut(buf.as_ptr().cast::<MaybeUninit<u8>>(), cap) }
         };
-        match c.inner.recv_seq_for(buf, timeout(timeout_ms)) {
+        match c.inner.recv_uninit_for(buf, timeout(timeout_ms)) {
             Ok((seq, len)) => {
                 // SAFETY: writable by the contract.
                 unsafe {

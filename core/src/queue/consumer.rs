@@ -1,5 +1,6 @@
 //! The consumer side.
 
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -191,6 +192,19 @@ impl Consumer {
         buf: &mut [u8],
         timeout: Option<Duration>,
     ) -> Result<(u64, usize)> {
+        // SAFETY: `[u8]` and `[MaybeUninit<u8>]` have the same layout, and the callee only
+        // writes initialised bytes into it.
+        let buf = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
+        self.recv_uninit_for(buf, timeout)
+    }
+
+    /// Like [`recv_seq_for`](Self::recv_seq_for) into a buffer that need not be initialised
+    /// (as a C caller's). On success the first `len` bytes are initialised.
+    pub fn recv_uninit_for(
+        &mut self,
+        buf: &mut [MaybeUninit<u8>],
+        timeout: Option<Duration>,
+    ) -> Result<(u64, usize)> {
         if self.pending.is_some() {
             return Err(Error::InvalidArgument(
                 "a zero-copy read is open: release it first".into(),
@@ -206,10 +220,10 @@ impl Consumer {
                 continue;
             }
             // SAFETY: `ptr` is the payload of a slot inside our mapping and `len` was checked
-            // against the slot size; `buf` is our own memory of at least `len` bytes. The source
-            // may be rewritten concurrently by the producer (overwrite mode); any torn copy is
-            // detected by `check` below and discarded. Bytes have no invalid values.
-            unsafe { std::ptr::copy_nonoverlapping(ptr, buf.as_mut_ptr(), len) };
+            // against the slot size; `buf` is the caller's memory of at least `len` bytes. The
+            // source may be rewritten concurrently by the producer (overwrite mode); any torn
+            // copy is detected by `check` below and discarded. Bytes have no invalid values.
+            unsafe { std::ptr::copy_nonoverlapping(ptr, buf.as_mut_ptr().cast::<u8>(), len) };
             if self.check(seq) {
                 self.advance(seq + 1);
                 return Ok((seq, len));

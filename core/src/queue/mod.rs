@@ -194,7 +194,7 @@ pub struct QueueStats {
     /// Oldest sequence number still held in the ring.
     pub oldest: u64,
     pub producer: ProducerStatus,
-    /// Producer take-overs so far.
+    /// Producer generation: 1 for the producer that created the queue, plus one per take-over.
     pub producer_generation: u32,
     /// Live consumers, in slot order.
     pub consumers: Vec<ConsumerStats>,
@@ -257,7 +257,9 @@ impl Error {
     pub(crate) fn io(op: &'static str, path: Option<&Path>, source: io::Error) -> Error {
         let path_buf = path.map(Path::to_path_buf);
         match (source.kind(), path_buf) {
-            (io::ErrorKind::NotFound, Some(p)) if op == "open" => Error::NotFound(p),
+            (io::ErrorKind::NotFound, Some(p)) if op == "open" || op == "unlink" => {
+                Error::NotFound(p)
+            }
             (io::ErrorKind::PermissionDenied, Some(p)) => Error::PermissionDenied(p),
             (_, path) => Error::Io { op, path, source },
         }
@@ -322,7 +324,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// it open keep using it.
 pub fn unlink(name: &str) -> Result<()> {
     let path = resolve(name)?;
-    std::fs::remove_file(&path).map_err(|e| Error::io("open", Some(&path), e))
+    std::fs::remove_file(&path).map_err(|e| Error::io("unlink", Some(&path), e))
 }
 
 /// Opens a queue without joining it and reports its state.

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The main job: build everything, run the producer demo with three consumers for a few
+# seconds, show what each received, and print a quick throughput figure (shmio vs a pipe).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+step() { printf '\n==> %s\n' "$*"; }
+
+need=()
+command -v make >/dev/null 2>&1 || need+=(make)
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+if ((${#need[@]})); then
+    step "installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+step "building libshmio (target/release) and the C demos (examples-c/build)"
+cargo build --workspace --release --locked
+make -C examples-c
+
+q="shmio_demo_$$"
+out=$(mktemp -d)
+trap 'rm -rf "$out"; rm -f "/dev/shm/$q"' EXIT
+
+step "producer: 30 records of 'write Data : N' every 100 ms into a 10-slot queue '$q'"
+./examples-c/build/producer -q "$q" -n 30 -i 100 -s 10 -u >"$out/producer.txt" &
+producer=$!
+for _ in $(seq 100); do [ -e "/dev/shm/$q" ] && break; sleep 0.02; done
+pids=()
+for i in 1 2 3; do
+    case $i in
+        1) args=(--from oldest) ;;
+        2) args=(--from oldest -z) ;;
+        3) args=(--from oldest -t 2) ;;
+    esac
+    ./examples-c/build/consumer -q "$q" "${args[@]}" >"$out/consumer$i.txt" 2>"$out/consumer$i.err" &
+    pids+=($!)
+    sleep 0.5
+done
+wait "$producer"
+status=0
+for i in 1 2 3; do
+    rc=0
+    wait "${pids[$((i - 1))]}" || rc=$?
+    n=$(wc -l <"$out/consumer$i.txt")
+    desc=("copying recv" "zero-copy read in place" "2 processing threads via TQueue")
+    printf 'consumer %d (%s, joined %d ms after the first): exit %d, %d records\n' \
+        "$i" "${desc[$((i - 1))]}" $(((i - 1) * 500)) "$rc" "$n"
+    sed -n '1p;$p' "$out/consumer$i.txt" | sed 's/^/    /'
+    [ "$rc" -eq 0 ] || status=1
+done
+
+step "quick throughput: 64 B records, 1 producer -> 1 consumer process"
+./target/release/shmio-quickbench --count 2000000
+exit $status

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs every test of shmio: formatting, lints, the build (libshmio.so/.a, the header check,
+# shmio.pc), the C demos with -Werror, unit, loom-model and multi-process tests.
+# Installs what it needs on a fresh Debian machine. `.ci/run` calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+step() { printf '\n==> %s\n' "$*"; }
+
+need=()
+command -v make >/dev/null 2>&1 || need+=(make)
+command -v cc >/dev/null 2>&1 || need+=(gcc)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+if ((${#need[@]})); then
+    step "installing ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "release build: libshmio.so, libshmio.a, shmio.pc, tools"
+cargo build --workspace --release --locked
+
+step "C demos, -Wall -Wextra -Werror"
+make -C examples-c
+
+step "tests: unit, header freshness, C API, multi-process, C demos"
+cargo test --workspace --locked --no-fail-fast
+
+step "loom model of the ring protocol"
+RUSTFLAGS="--cfg loom" cargo test -p shmio --lib --release --locked --target-dir target/loom
+
+step "all tests passed"

@@ -1,0 +1,230 @@
+//! The C demos (`examples-c/`), built with `make` and run as real processes, alone and against
+//! the Rust side.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const T: Duration = Duration::from_secs(60);
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Builds the demos once per test binary (this also builds libshmio in release mode if
+/// missing).
+fn demo(name: &str) -> String {
+    static BUILD: Once = Once::new();
+    BUILD.call_once(|| {
+        let st = Command::new("make")
+            .arg("-C")
+            .arg(root().join("examples-c"))
+            .status()
+            .expect("run make");
+        assert!(st.success(), "make -C examples-c failed");
+    });
+    root()
+        .join("examples-c/build")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn wait_for_queue(q: &QueueName) {
+    eventually(T, "the queue file", || shmio::queue::inspect(&q.0).is_ok());
+}
+
+/// `write Data : N` lines → N.
+fn data_numbers(lines: &[String]) -> Vec<u64> {
+    lines
+        .iter()
+        .filter_map(|l| l.trim().strip_prefix("write Data : "))
+        .map(|n| n.trim().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn c_producer_three_c_consumers_backpressure_get_everything() {
+    let q = QueueName::new("c3");
+    let p = Proc::spawn(
+        &demo("producer"),
+        &[
+            "-q", &q.0, "-b", "-n", "3000", "-i", "0", "-s", "16", "-w", "3",
+        ],
+    );
+    wait_for_queue(&q);
+    let consumers: Vec<Proc> = [
+        vec!["-q", q.0.as_str(), "--from", "oldest", "-n", "3000"],
+        vec!["-q", q.0.as_str(), "--from", "oldest", "-n", "3000", "-z"],
+        vec![
+            "-q",
+            q.0.as_str(),
+            "--from",
+            "oldest",
+            "-n",
+            "3000",
+            "-t",
+            "3",
+        ],
+    ]
+    .iter()
+    .map(|a| Proc::spawn(&demo("consumer"), a))
+    .collect();
+    for (i, c) in consumers.into_iter().enumerate() {
+        let (code, lines) = c.finish(T);
+        assert_eq!(code, 0, "consumer {i}: {:?}", lines.last());
+        let mut got = data_numbers(&lines);
+        if i == 2 {
+            // Three processing threads print in any order, each record exactly once.
+            got.sort_unstable();
+        }
+        assert!(
+            got.into_iter().eq(0..3000),
+            "consumer {i}: gap or duplicate"
+        );
+    }
+    assert_eq!(p.finish(T).0, 0);
+}
+
+#[test]
+fn killed_c_producer_makes_c_consumers_exit_3_after_draining() {
+    let q = QueueName::new("ckill");
+    let mut p = Proc::spawn(
+        &demo("producer"),
+        &["-q", &q.0, "-n", "1000000", "-i", "100", "-s", "64"],
+    );
+    wait_for_queue(&q);
+    let consumers: Vec<Proc> = (0..3)
+        .map(|i| {
+            let mut a = vec!["-q", q.0.as_str(), "--from", "oldest"];
+            if i == 1 {
+                a.push("-z");
+            }
+            if i == 2 {
+                a.extend(["-t", "2"]);
+            }
+            Proc::spawn(&demo("consumer"), &a)
+        })
+        .collect();
+    eventually(T, "three consumers", || live_consumers(&q) == 3);
+    // Let a few records through, then kill the producer while the consumers wait.
+    std::thread::sleep(Duration::from_millis(550));
+    let killed = Instant::now();
+    p.kill9();
+    let head = shmio::queue::inspect(&q.0).unwrap().head;
+    assert!(head >= 3, "producer sent only {head} records");
+    for (i, c) in consumers.into_iter().enumerate() {
+        let (code, lines) = c.finish(Duration::from_secs(5));
+        assert!(
+            killed.elapsed() < Duration::from_secs(1),
+            "consumer {i} too slow"
+        );
+        assert_eq!(code, 3, "consumer {i}: {:?}", lines.last());
+        let mut got = data_numbers(&lines);
+        got.sort_unstable();
+        assert!(
+            got.iter().copied().eq(0..head),
+            "consumer {i}: every committed record exactly once, got {got:?} of {head}"
+        );
+    }
+}
+
+#[test]
+fn c_producer_to_rust_consumer() {
+    let q = QueueName::new("c2rust");
+    let p = Proc::spawn(
+        &demo("producer"),
+        &[
+            "-q", &q.0, "-b", "-n", "500", "-i", "0", "-s", "32", "-w", "1",
+        ],
+    );
+    wait_for_queue(&q);
+    let c = Proc::qtool(&[
+        "consume", &q.0, "--from", "oldest", "--count", "500", "--text",
+    ]);
+    let (code, lines) = c.finish(T);
+    assert_eq!(code, 0);
+    let texts: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("text "))
+        .collect();
+    assert_eq!(texts.len(), 500);
+    for (i, t) in texts.iter().enumerate() {
+        assert_eq!(*t, format!("{i} write Data : {i}"));
+    }
+    assert_eq!(p.finish(T).0, 0);
+}
+
+#[test]
+fn rust_producer_to_c_consumer() {
+    let q = QueueName::new("rust2c");
+    let mut p = Proc::qtool(&[
+        "produce",
+        &q.0,
+        "--policy",
+        "bp",
+        "--size",
+        "80",
+        "--slots",
+        "16",
+        "--text",
+        "--count",
+        "500",
+        "--wait-consumers",
+        "1",
+    ]);
+    p.expect_line("ready", T);
+    let c = Proc::spawn(
+        &demo("consumer"),
+        &["-q", &q.0, "--from", "oldest", "-n", "500"],
+    );
+    let (code, lines) = c.finish(T);
+    assert_eq!(code, 0, "{:?}", lines.last());
+    assert!(data_numbers(&lines).into_iter().eq(0..500));
+    assert_eq!(p.finish(T).0, 0);
+}
+
+#[test]
+fn late_c_consumer_starts_at_newest() {
+    let q = QueueName::new("clate");
+    let mut p = Proc::qtool(&[
+        "produce", &q.0, "--size", "80", "--text", "--count", "50", "--hold",
+    ]);
+    p.expect_line("sent 50", T);
+    let (code, lines) = Proc::spawn(&demo("consumer"), &["-q", &q.0, "-n", "1"]).finish(T);
+    assert_eq!(code, 0);
+    assert_eq!(data_numbers(&lines), vec![49]);
+}
+
+#[test]
+fn c_consumer_bad_arguments_and_missing_queue_exit_2() {
+    let q = QueueName::new("cmissing");
+    let out = Command::new(demo("consumer"))
+        .args(["-q", &q.0])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&q.0) || err.contains("no queue"),
+        "stderr: {err}"
+    );
+    let out = Command::new(demo("consumer"))
+        .args(["--from", "sideways"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(demo("producer"))
+        .args(["-s", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
