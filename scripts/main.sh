@@ -3,17 +3,8 @@
 # seconds, show what each received, and print a quick throughput figure (shmio vs a pipe).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TERM_COLOR=never
-step() { printf '\n==> %s\n' "$*"; }
-
-need=()
-command -v make >/dev/null 2>&1 || need+=(make)
-command -v cc >/dev/null 2>&1 || need+=(gcc)
-if ((${#need[@]})); then
-    step "installing ${need[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+. scripts/lib.sh
+install_missing make:make cc:gcc
 
 step "building libshmio (target/release) and the C demos (examples-c/build)"
 cargo build --workspace --release --locked

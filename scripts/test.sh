@@ -4,18 +4,8 @@
 # Installs what it needs on a fresh Debian machine. `.ci/run` calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TERM_COLOR=never
-step() { printf '\n==> %s\n' "$*"; }
-
-need=()
-command -v make >/dev/null 2>&1 || need+=(make)
-command -v cc >/dev/null 2>&1 || need+=(gcc)
-command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
-if ((${#need[@]})); then
-    step "installing ${need[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+. scripts/lib.sh
+install_missing make:make cc:gcc pkg-config:pkg-config
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 
 step "cargo fmt --check"
