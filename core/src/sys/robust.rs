@@ -279,6 +279,15 @@ fn keeper_main<F>(
 ) where
     F: FnOnce(&KeeperCtl),
 {
+    // A library thread must not take the application's signals (SIGINT for a Python
+    // KeyboardInterrupt, the RT signals of a poller): block them all here, so the kernel
+    // delivers them to the application's own threads and interrupts their waits.
+    // SAFETY: `all` is a valid sigset filled by sigfillset; the old mask is not wanted.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+    }
     let tid = super::gettid();
     let glibc_head = match get_robust_list() {
         Ok(h) => h,
