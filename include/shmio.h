@@ -28,7 +28,12 @@
  * Thread safety
  *   A producer or consumer handle is used by one thread at a time (it may move between
  *   threads). shmio_tqueue functions are thread-safe, except shmio_tqueue_free. The
- *   last-error message is per thread.
+ *   last-error message is per thread. Each open producer or consumer owns a small keeper
+ *   thread (it holds the handle's robust liveness word, blocks every signal, and sleeps).
+ *
+ * fork()
+ *   Handles do not survive fork(): the keeper thread is not copied. A child process opens the
+ *   queues it needs itself; it must not use, or close, handles inherited from its parent.
  *
  * Linking
  *   cc app.c $(pkg-config --cflags --libs shmio); from the source tree, with
