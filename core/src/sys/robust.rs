@@ -279,6 +279,17 @@ fn keeper_main<F>(
 ) where
     F: FnOnce(&KeeperCtl),
 {
+    // Signals meant for the process (SIGINT from Ctrl-C, SIGTERM, ...) must reach the
+    // application's threads, not a keeper sleeping on a futex: a Python main thread blocked in
+    // a shmio wait only sees Ctrl-C if the kernel delivers SIGINT to it. Blocking every signal
+    // here makes the kernel pick another thread.
+    // SAFETY: `set` is a local sigset_t initialised by sigfillset before use; pthread_sigmask
+    // only changes this (new, keeper) thread's mask, and a null old-set pointer is allowed.
+    unsafe {
+        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigfillset(set.as_mut_ptr());
+        libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), std::ptr::null_mut());
+    }
     let tid = super::gettid();
     let glibc_head = match get_robust_list() {
         Ok(h) => h,
