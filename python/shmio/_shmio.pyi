@@ -1,10 +1,26 @@
 """Type stubs for the extension module ``shmio._shmio`` (hand-written, checked by
 ``mypy.stubtest`` in the tests)."""
 
+import builtins
 from types import TracebackType
 from typing import Any, Literal, final
 
 from typing_extensions import Buffer, Self
+
+__all__ = [
+    "Producer",
+    "Consumer",
+    "RecordView",
+    "create",
+    "take_over",
+    "open",
+    "unlink",
+    "stats",
+    "MAX_SLOTS",
+    "MAX_SLOT_SIZE",
+    "MAX_CONSUMERS",
+    "LAYOUT_VERSION",
+]
 
 MAX_SLOTS: int
 MAX_SLOT_SIZE: int
@@ -72,9 +88,9 @@ class RecordView:
     @property
     def released(self) -> bool: ...
     def __len__(self) -> int: ...
-    def memoryview(self) -> memoryview: ...
+    def memoryview(self) -> builtins.memoryview: ...
     def release(self) -> None: ...
-    def __enter__(self) -> memoryview: ...
+    def __enter__(self) -> builtins.memoryview: ...
     def __exit__(
         self,
         *_args: type[BaseException] | BaseException | TracebackType | None,

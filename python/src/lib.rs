@@ -138,6 +138,9 @@ where
     }
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     loop {
+        // A signal that arrived while we held the GIL has already been taken by the process:
+        // handle it now, as the wait below would not see it.
+        py.check_signals()?;
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         match py.detach(|| op(left)) {
             Err(Error::Interrupted) => py.check_signals()?,
