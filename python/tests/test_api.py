@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import array
 import gc
+import threading
 import os
 import selectors
+import time
 
 import pytest
 
@@ -358,3 +360,41 @@ def test_every_core_error_has_a_class() -> None:
         assert not issubclass(cls, RuntimeError), n
         if n in builtin:
             assert issubclass(cls, builtin[n]), n
+
+
+def test_overwritten_view_raises_overrun_and_counts_the_loss(qname: str) -> None:
+    with Queue.create(qname, slots=2, slot_size=8) as tx, Queue.open(qname, start="oldest") as rx:
+        tx.send(b"first")
+        view = rx.recv_view()
+        with pytest.raises(shmio.Overrun):
+            with view as mv:
+                assert bytes(mv) == b"first"
+                for i in range(4):  # laps the 2-slot ring: the viewed slot is rewritten
+                    tx.send(b"new %d" % i)
+        assert view.released
+        assert rx.lost >= 1
+        assert rx.recv() == b"new 2"  # the oldest record the ring still holds
+        assert rx.lost == 3  # "first", "new 0" and "new 1"
+
+
+def test_blocking_calls_release_the_gil(qname: str) -> None:
+    got: list[bytes] = []
+    with Queue.create(qname, slots=2, slot_size=8, policy="backpressure") as tx:
+        with Queue.open(qname) as rx:
+            t = threading.Thread(target=lambda: got.append(rx.recv(timeout=60)))
+            t.start()
+            # While the thread waits in recv, this thread must be able to run Python code
+            # (were the GIL held, the send would only run after the recv timed out).
+            time.sleep(0.2)
+            tx.send(b"wake")
+            t.join(timeout=60)
+            assert got == [b"wake"]
+            # A producer blocked on a full back-pressure queue releases the GIL too.
+            tx.send(b"1")
+            tx.send(b"2")
+            sent: list[int] = []
+            t = threading.Thread(target=lambda: sent.append(tx.send(b"3", timeout=60)))
+            t.start()
+            assert rx.recv(timeout=60) == b"1"
+            t.join(timeout=60)
+            assert sent == [3]
