@@ -166,6 +166,37 @@ fn lock<'a, T>(py: Python<'_>, m: &'a Mutex<T>) -> PyResult<MutexGuard<'a, T>> {
     }
 }
 
+/// Handles do not survive `fork()` (the core's keeper thread is not copied): a handle used in
+/// a forked child is refused instead of misbehaving.
+trait ForkCheck {
+    fn owner_pid(&self) -> u32;
+}
+
+impl ForkCheck for ProducerState {
+    fn owner_pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+impl ForkCheck for ConsumerState {
+    fn owner_pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+/// Locks a handle's state, refusing a handle inherited through `fork()`.
+fn lock_handle<'a, T: ForkCheck>(py: Python<'_>, m: &'a Mutex<T>) -> PyResult<MutexGuard<'a, T>> {
+    let g = lock(py, m)?;
+    if g.owner_pid() != std::process::id() {
+        return Err(invalid(
+            py,
+            "this handle was opened by the parent process: handles do not survive fork(); \
+             open the queue again in the child (or use the 'spawn' start method)",
+        ));
+    }
+    Ok(g)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Buffers
 
@@ -407,6 +438,18 @@ struct Reserved {
 struct ProducerState {
     producer: Option<Producer>,
     reserved: Option<Reserved>,
+    /// The process that opened the handle (see `ForkCheck`).
+    pid: u32,
+}
+
+impl Drop for ProducerState {
+    fn drop(&mut self) {
+        if self.pid != std::process::id() {
+            // A forked child: the keeper thread exists only in the parent, so closing here
+            // would wait for a thread that is not there. Leave the handle to the parent.
+            std::mem::forget(self.producer.take());
+        }
+    }
 }
 
 /// The single writer of a queue.
@@ -421,6 +464,7 @@ impl PyProducer {
             state: Mutex::new(ProducerState {
                 producer: Some(p),
                 reserved: None,
+                pid: std::process::id(),
             }),
         }
     }
@@ -441,7 +485,7 @@ impl PyProducer {
         timeout: Option<Duration>,
     ) -> PyResult<Result<u64, Error>> {
         let buf = PyBuf::get(data, false)?;
-        let mut g = lock(py, &self.state)?;
+        let mut g = lock_handle(py, &self.state)?;
         let p = g
             .producer
             .as_mut()
@@ -480,7 +524,7 @@ impl PyProducer {
         let py = slf.py();
         let timeout = timeout_arg(py, timeout)?;
         let this = slf.get();
-        let mut g = lock(py, &this.state)?;
+        let mut g = lock_handle(py, &this.state)?;
         let st = &mut *g;
         let p = st
             .producer
@@ -539,7 +583,7 @@ impl PyProducer {
     /// exports it.
     #[pyo3(signature = (n=None))]
     fn commit(&self, py: Python<'_>, n: Option<usize>) -> PyResult<u64> {
-        let mut g = lock(py, &self.state)?;
+        let mut g = lock_handle(py, &self.state)?;
         let st = &mut *g;
         let Some(len) = st.reserved.as_ref().map(|r| r.len) else {
             return Err(invalid(py, "no reservation is open"));
@@ -559,7 +603,7 @@ impl PyProducer {
 
     /// Abandons the open reservation: nothing is published.
     fn abort(&self, py: Python<'_>) -> PyResult<()> {
-        let mut g = lock(py, &self.state)?;
+        let mut g = lock_handle(py, &self.state)?;
         let st = &mut *g;
         if st.reserved.is_none() {
             return Err(invalid(py, "no reservation is open"));
@@ -575,7 +619,7 @@ impl PyProducer {
     /// The queue's geometry: path, policy, slots, slot_size, max_consumers.
     #[getter]
     fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let g = lock(py, &self.state)?;
+        let g = lock_handle(py, &self.state)?;
         let p = g
             .producer
             .as_ref()
@@ -586,7 +630,7 @@ impl PyProducer {
     /// The sequence number the next record gets.
     #[getter]
     fn next_seq(&self, py: Python<'_>) -> PyResult<u64> {
-        let g = lock(py, &self.state)?;
+        let g = lock_handle(py, &self.state)?;
         let p = g
             .producer
             .as_ref()
@@ -596,7 +640,7 @@ impl PyProducer {
 
     /// A snapshot of the queue's state (as `Queue.stats`).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let g = lock(py, &self.state)?;
+        let g = lock_handle(py, &self.state)?;
         let p = g
             .producer
             .as_ref()
@@ -606,13 +650,13 @@ impl PyProducer {
 
     #[getter]
     fn closed(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(lock(py, &self.state)?.producer.is_none())
+        Ok(lock_handle(py, &self.state)?.producer.is_none())
     }
 
     /// Closes the queue for consumers (they drain, then get `Closed`). Aborts an open
     /// reservation; BufferError if its memoryview is still exported. Idempotent.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let mut g = lock(py, &self.state)?;
+        let mut g = lock_handle(py, &self.state)?;
         let st = &mut *g;
         if st.reserved.is_some() {
             Self::end_reservation(py, st)?;
@@ -638,7 +682,7 @@ impl PyProducer {
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let g = lock(py, &self.state)?;
+        let g = lock_handle(py, &self.state)?;
         Ok(match &g.producer {
             Some(p) => format!(
                 "<shmio.Producer {} next_seq={}>",
@@ -657,6 +701,17 @@ struct ConsumerState {
     consumer: Option<Consumer>,
     /// The record view handed out by `recv_view`, if its slot is still held.
     view: Option<Arc<Export>>,
+    /// The process that opened the handle (see `ForkCheck`).
+    pid: u32,
+}
+
+impl Drop for ConsumerState {
+    fn drop(&mut self) {
+        if self.pid != std::process::id() {
+            // As for `ProducerState`: in a forked child, leave the handle to the parent.
+            std::mem::forget(self.consumer.take());
+        }
+    }
 }
 
 impl ConsumerState {
@@ -706,7 +761,7 @@ impl PyConsumer {
         py: Python<'_>,
         timeout: Option<Duration>,
     ) -> PyResult<Result<Py<PyAny>, Error>> {
-        let mut g = lock(py, &self.state)?;
+        let mut g = lock_handle(py, &self.state)?;
         let c = g.consumer(py)?;
         loop {
             let read = wait_op(py, timeout, |t| {
@@ -765,7 +820,7 @@ impl PyConsumer {
     ) -> PyResult<usize> {
         let timeout = timeout_arg(py, timeout)?;
         let mut buf = PyBuf::get(buffer, true)?;
-        let mut g = lock(py, &self.state)?;
+        let mut g = lock_handle(py, &self.state)?;
         let c = g.consumer(py)?;
         let out = buf.as_mut_slice();
         wait_op(py, timeout, |t| c.recv_for(out, t))?.map_err(|e| to_py(py, e))
@@ -778,7 +833,7 @@ impl PyConsumer {
         let py = slf.py();
         let timeout = timeout_arg(py, timeout)?;
         let this = slf.get();
-        let mut g = lock(py, &this.state)?;
+        let mut g = lock_handle(py, &this.state)?;
         let st = &mut *g;
         let c = st.consumer(py)?;
         let (seq, ptr, len) = wait_op(py, timeout, |t| {
@@ -811,38 +866,38 @@ impl PyConsumer {
     /// Sequence number of the next record this consumer reads.
     #[getter]
     fn position(&self, py: Python<'_>) -> PyResult<u64> {
-        Ok(lock(py, &self.state)?.peek(py)?.position())
+        Ok(lock_handle(py, &self.state)?.peek(py)?.position())
     }
 
     /// Records lost to overwriting since this consumer opened.
     #[getter]
     fn lost(&self, py: Python<'_>) -> PyResult<u64> {
-        Ok(lock(py, &self.state)?.peek(py)?.lost())
+        Ok(lock_handle(py, &self.state)?.peek(py)?.lost())
     }
 
     /// Records received since this consumer opened.
     #[getter]
     fn received(&self, py: Python<'_>) -> PyResult<u64> {
-        Ok(lock(py, &self.state)?.peek(py)?.received())
+        Ok(lock_handle(py, &self.state)?.peek(py)?.received())
     }
 
     /// The queue's geometry: path, policy, slots, slot_size, max_consumers.
     #[getter]
     fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let g = lock(py, &self.state)?;
+        let g = lock_handle(py, &self.state)?;
         info_dict(py, &g.peek(py)?.info())
     }
 
     /// A snapshot of the queue's state (as `Queue.stats`).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let g = lock(py, &self.state)?;
+        let g = lock_handle(py, &self.state)?;
         stats_dict(py, &g.peek(py)?.stats())
     }
 
     /// A file descriptor that polls readable when a record is ready or the producer is gone.
     /// After it polls readable, call `try_recv()` until it returns None (that re-arms it).
     fn fileno(&self, py: Python<'_>) -> PyResult<i32> {
-        let mut g = lock(py, &self.state)?;
+        let mut g = lock_handle(py, &self.state)?;
         let c = g
             .consumer
             .as_mut()
@@ -852,12 +907,12 @@ impl PyConsumer {
 
     #[getter]
     fn closed(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(lock(py, &self.state)?.consumer.is_none())
+        Ok(lock_handle(py, &self.state)?.consumer.is_none())
     }
 
     /// Leaves the queue. BufferError while a record view is exported. Idempotent.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let mut g = lock(py, &self.state)?;
+        let mut g = lock_handle(py, &self.state)?;
         g.end_view(py, true)?;
         if let Some(c) = g.consumer.take() {
             py.detach(move || drop(c));
@@ -890,7 +945,7 @@ impl PyConsumer {
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let g = lock(py, &self.state)?;
+        let g = lock_handle(py, &self.state)?;
         Ok(match &g.consumer {
             Some(c) => format!(
                 "<shmio.Consumer {} position={} lost={}>",
@@ -954,7 +1009,7 @@ impl RecordView {
             release_memoryview(py, mv)?;
         }
         let consumer = self.consumer.bind(py).get();
-        let mut g = lock(py, &consumer.state)?;
+        let mut g = lock_handle(py, &consumer.state)?;
         let mine = g
             .view
             .as_ref()
@@ -1046,6 +1101,7 @@ fn open(py: Python<'_>, name: &str, start: Option<&Bound<'_, PyAny>>) -> PyResul
         state: Mutex::new(ConsumerState {
             consumer: Some(c),
             view: None,
+            pid: std::process::id(),
         }),
     })
 }

@@ -180,3 +180,35 @@ def test_ctrl_c_interrupts_a_blocked_recv(qname: str, call: str) -> None:
     assert out == b"KeyboardInterrupt\n"
     print(f"KeyboardInterrupt after {elapsed * 1000:.0f} ms")
     assert elapsed < 5
+
+
+FORK_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, shmio
+    name = sys.argv[1]
+    tx = shmio.Queue.create(name)
+    rx = shmio.Queue.open(name)
+    pid = os.fork()
+    if pid == 0:
+        for call in (lambda: tx.send(b"x"), lambda: rx.recv(timeout=0)):
+            try:
+                call()
+            except shmio.InvalidArgument as e:
+                assert "fork" in str(e), e
+            else:
+                sys.exit(3)
+        sys.exit(0)  # interpreter shutdown drops the inherited handles: must not hang
+    _, status = os.waitpid(pid, 0)
+    tx.send(b"parent still works")
+    assert rx.recv(timeout=5) == b"parent still works"
+    print(os.waitstatus_to_exitcode(status), flush=True)
+    """
+)
+
+
+def test_handles_inherited_through_fork_are_refused(qname: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", FORK_SCRIPT, qname], capture_output=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert proc.stdout == b"0\n"
