@@ -398,3 +398,29 @@ def test_blocking_calls_release_the_gil(qname: str) -> None:
             assert rx.recv(timeout=60) == b"1"
             t.join(timeout=60)
             assert sent == [3]
+
+
+def test_fileno_with_asyncio(qname: str) -> None:
+    import asyncio
+
+    async def main() -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        got: list[bytes] = []
+        done = loop.create_future()
+        with Queue.create(qname) as tx, Queue.open(qname) as rx:
+
+            def readable() -> None:
+                while (rec := rx.try_recv()) is not None:  # drain: re-arms the descriptor
+                    got.append(rec)
+                if len(got) >= 3 and not done.done():
+                    done.set_result(None)
+
+            loop.add_reader(rx.fileno(), readable)
+            for i in range(3):
+                await asyncio.sleep(0.01)
+                tx.send(b"%d" % i)
+            await asyncio.wait_for(done, timeout=30)
+            loop.remove_reader(rx.fileno())
+        return got
+
+    assert asyncio.run(main()) == [b"0", b"1", b"2"]
