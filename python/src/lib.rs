@@ -16,7 +16,7 @@
 
 use std::ffi::c_int;
 use std::mem::MaybeUninit;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -166,6 +166,28 @@ fn lock<'a, T>(py: Python<'_>, m: &'a Mutex<T>) -> PyResult<MutexGuard<'a, T>> {
     }
 }
 
+/// This process's id, cached (getpid is a system call, and this is on every call's path);
+/// a fork handler refreshes it in the child.
+static PID: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn refresh_pid_in_child() {
+    PID.store(std::process::id(), Ordering::Relaxed);
+}
+
+fn current_pid() -> u32 {
+    PID.load(Ordering::Relaxed)
+}
+
+fn init_pid() {
+    refresh_pid_in_child();
+    // SAFETY: registers a handler that runs in the child after fork(); it only makes the
+    // async-signal-safe getpid call and an atomic store. Registration happens once per process
+    // (module init); a failure only means forked children are not told apart, so ignore it.
+    unsafe {
+        libc::pthread_atfork(None, None, Some(refresh_pid_in_child));
+    }
+}
+
 /// Handles do not survive `fork()` (the core's keeper thread is not copied): a handle used in
 /// a forked child is refused instead of misbehaving.
 trait ForkCheck {
@@ -187,7 +209,7 @@ impl ForkCheck for ConsumerState {
 /// Locks a handle's state, refusing a handle inherited through `fork()`.
 fn lock_handle<'a, T: ForkCheck>(py: Python<'_>, m: &'a Mutex<T>) -> PyResult<MutexGuard<'a, T>> {
     let g = lock(py, m)?;
-    if g.owner_pid() != std::process::id() {
+    if g.owner_pid() != current_pid() {
         return Err(invalid(
             py,
             "this handle was opened by the parent process: handles do not survive fork(); \
@@ -444,7 +466,7 @@ struct ProducerState {
 
 impl Drop for ProducerState {
     fn drop(&mut self) {
-        if self.pid != std::process::id() {
+        if self.pid != current_pid() {
             // A forked child: the keeper thread exists only in the parent, so closing here
             // would wait for a thread that is not there. Leave the handle to the parent.
             std::mem::forget(self.producer.take());
@@ -464,7 +486,7 @@ impl PyProducer {
             state: Mutex::new(ProducerState {
                 producer: Some(p),
                 reserved: None,
-                pid: std::process::id(),
+                pid: current_pid(),
             }),
         }
     }
@@ -707,7 +729,7 @@ struct ConsumerState {
 
 impl Drop for ConsumerState {
     fn drop(&mut self) {
-        if self.pid != std::process::id() {
+        if self.pid != current_pid() {
             // As for `ProducerState`: in a forked child, leave the handle to the parent.
             std::mem::forget(self.consumer.take());
         }
@@ -1101,7 +1123,7 @@ fn open(py: Python<'_>, name: &str, start: Option<&Bound<'_, PyAny>>) -> PyResul
         state: Mutex::new(ConsumerState {
             consumer: Some(c),
             view: None,
-            pid: std::process::id(),
+            pid: current_pid(),
         }),
     })
 }
@@ -1121,6 +1143,7 @@ fn stats<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyDict>> {
 
 #[pymodule]
 fn _shmio(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    init_pid();
     m.add_class::<PyProducer>()?;
     m.add_class::<PyConsumer>()?;
     m.add_class::<RecordView>()?;
