@@ -13,13 +13,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="short runs (about 30 s in all)")
     ap.add_argument("--out", type=Path, default=Path("bench-out"), help="output folder")
     ap.add_argument(
+        "--repeat", type=int, default=None, help="runs per case, best kept (default 1 quick, 3 full)"
+    )
+    ap.add_argument(
         "--only", action="append", default=None, help="run only these transports (repeatable)"
     )
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     from . import queue
 
-    queue.run(args.out, quick=args.quick, only=args.only)
+    queue.run(args.out, quick=args.quick, only=args.only, repeat=args.repeat)
     if args.what == "all":
         print("note: region, poll and dirty benchmarks come with their bindings (not yet built)")
     return 0
