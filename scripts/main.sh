@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The main job: build everything, run the producer demo with three consumers for a few
-# seconds, show what each received, and print a quick throughput figure (shmio vs a pipe).
+# seconds, show what each received, and print a quick throughput figure (shmio vs a pipe);
+# then install the Python wheel into .venv and run the Python-level queue benchmark (--quick).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 install_missing make:make cc:gcc
+python_env  # the workspace's Python extension crate needs python3 to build
 
 step "building libshmio (target/release) and the C demos (examples-c/build)"
 cargo build --workspace --release --locked
@@ -44,4 +46,12 @@ done
 
 step "quick throughput: 64 B records, 1 producer -> 1 consumer process"
 ./target/release/shmio-quickbench --count 2000000
+
+step "Python: the wheel into .venv, then python -m shmio.bench queue --quick (into bench-out/)"
+install_wheel
+# Optional: progress bars, the plot, and the peers compared (binary wheels only, to stay quick).
+.venv/bin/python -m pip install -q --disable-pip-version-check --only-binary=:all: \
+    tqdm matplotlib faster-fifo posix_ipc pyzmq ||
+    echo "note: some optional benchmark packages could not be installed; they are skipped"
+.venv/bin/python -m shmio.bench queue --quick --out bench-out
 exit $status

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test of shmio: formatting, lints, the build (libshmio.so/.a, the header check,
-# shmio.pc), the C demos with -Werror, unit, loom-model and multi-process tests.
+# shmio.pc), the C demos with -Werror, unit, loom-model and multi-process tests, then the Python
+# wheel: built and installed into .venv, its stubs checked by mypy.stubtest, pytest run on it.
 # Installs what it needs on a fresh Debian machine. `.ci/run` calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 install_missing make:make cc:gcc pkg-config:pkg-config
+python_env  # the workspace's Python extension crate needs python3 to build
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 
 step "cargo fmt --check"
@@ -25,5 +27,14 @@ cargo test --workspace --locked --no-fail-fast
 
 step "loom model of the ring protocol"
 RUSTFLAGS="--cfg loom" cargo test -p shmio --lib --release --locked --target-dir target/loom
+
+step "Python: build and install the wheel into .venv"
+install_wheel
+
+step "Python: mypy.stubtest against the installed package"
+(cd .venv && bin/python -m mypy.stubtest shmio)
+
+step "Python: pytest python/tests (against the installed wheel)"
+.venv/bin/python -m pytest -q python/tests
 
 step "all tests passed"

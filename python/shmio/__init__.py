@@ -1,0 +1,160 @@
+"""shmio: shared-memory IPC for Linux.
+
+A broadcast queue in shared memory: one producer, any number of consumer processes, each with
+its own cursor; zero copy both ways; blocking waits that release the GIL and honour Ctrl-C.
+
+>>> import shmio
+>>> with shmio.Queue.create("demo_doctest") as tx, shmio.Queue.open("demo_doctest") as rx:
+...     seq = tx.send(b"hello")
+...     rx.recv()
+b'hello'
+>>> shmio.Queue.unlink("demo_doctest")
+
+Conventions:
+
+* ``timeout`` is ``None`` (wait as long as needed) or seconds; when it expires,
+  :class:`Timeout` (a ``TimeoutError``) is raised.
+* ``try_send`` / ``try_recv`` never wait: they return ``None`` when they would have to
+  (no exception), so polling loops stay cheap.
+* Handles are context managers; ``close()`` is idempotent; using a closed handle raises
+  :class:`InvalidArgument` (a ``ValueError``, as for closed files).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from ._errors import (
+    AlreadyExists,
+    BufferTooSmall,
+    Closed,
+    Corrupt,
+    Interrupted,
+    InvalidArgument,
+    NotFound,
+    Overrun,
+    PermissionDenied,
+    ProducerDead,
+    ProducerExists,
+    ShmioError,
+    SyscallError,
+    Timeout,
+    TooLarge,
+    TooManyConsumers,
+    Unsupported,
+    VersionMismatch,
+    WouldBlock,
+)
+from . import _shmio
+from ._shmio import (
+    LAYOUT_VERSION,
+    MAX_CONSUMERS,
+    MAX_SLOT_SIZE,
+    MAX_SLOTS,
+    Consumer,
+    Producer,
+    RecordView,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Queue",
+    "Producer",
+    "Consumer",
+    "RecordView",
+    "LAYOUT_VERSION",
+    "MAX_CONSUMERS",
+    "MAX_SLOT_SIZE",
+    "MAX_SLOTS",
+    "ShmioError",
+    "InvalidArgument",
+    "AlreadyExists",
+    "NotFound",
+    "PermissionDenied",
+    "Corrupt",
+    "VersionMismatch",
+    "WouldBlock",
+    "Timeout",
+    "Interrupted",
+    "ProducerDead",
+    "Closed",
+    "ProducerExists",
+    "TooManyConsumers",
+    "TooLarge",
+    "BufferTooSmall",
+    "Overrun",
+    "Unsupported",
+    "SyscallError",
+]
+
+Name = str | os.PathLike[str]
+
+
+class Queue:
+    """Entry points for queues. A queue is named: a bare name lives in ``/dev/shm`` (or
+    ``$SHMIO_DIR``), anything containing ``/`` is a path."""
+
+    def __init__(self) -> None:
+        raise TypeError("use Queue.create(...) or Queue.open(...)")
+
+    @staticmethod
+    def create(
+        name: Name,
+        *,
+        slots: int = 1024,
+        slot_size: int = 256,
+        policy: Literal["overwrite", "backpressure"] = "overwrite",
+        max_consumers: int = 64,
+        mode: int = 0o600,
+    ) -> Producer:
+        """Creates a queue (failing with :class:`AlreadyExists` if the file exists) and
+        returns its producer. ``slots`` is rounded up to a power of two; ``slot_size`` is the
+        largest record in bytes. ``policy``: ``"overwrite"`` (the producer never waits; slow
+        consumers lose records and are told how many) or ``"backpressure"`` (the producer
+        waits for the slowest live consumer)."""
+        return _shmio.create(
+            os.fspath(name),
+            _int(slots, "slots"),
+            _int(slot_size, "slot_size"),
+            policy,
+            _int(max_consumers, "max_consumers"),
+            _int(mode, "mode"),
+        )
+
+    @staticmethod
+    def open(name: Name, *, start: Literal["newest", "oldest"] | int = "newest") -> Consumer:
+        """Joins a queue as a new consumer. ``start``: ``"newest"`` (the most recent record,
+        as the original demo), ``"oldest"`` (the oldest record still held) or a sequence
+        number."""
+        return _shmio.open(os.fspath(name), start)
+
+    @staticmethod
+    def take_over(name: Name) -> Producer:
+        """Becomes the producer of a queue whose producer closed or died
+        (:class:`ProducerExists` while a live one holds it)."""
+        return _shmio.take_over(os.fspath(name))
+
+    @staticmethod
+    def unlink(name: Name) -> None:
+        """Removes the queue file; processes that have it open keep using it."""
+        _shmio.unlink(os.fspath(name))
+
+    @staticmethod
+    def stats(name: Name) -> dict[str, Any]:
+        """A snapshot of a queue's state without joining it: ``path``, ``policy``, ``slots``,
+        ``slot_size``, ``max_consumers``, ``head`` (records committed so far), ``oldest``
+        (oldest sequence still held), ``producer`` (``"alive"``, ``"dead"`` or ``"none"``),
+        ``producer_pid``, ``producer_generation``, and ``consumers``: a list of dicts with
+        ``index``, ``pid``, ``position``, ``lag``, ``lost``, ``received``."""
+        return _shmio.stats(os.fspath(name))
+
+
+def _int(value: int, what: str) -> int:
+    """Range-checks an integer argument so that mistakes raise InvalidArgument."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    if not 0 <= value < 2**32:
+        raise InvalidArgument(f"{what} out of range: {value}")
+    return value

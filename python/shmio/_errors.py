@@ -1,0 +1,118 @@
+"""The exception hierarchy of shmio: one class per error of the core library.
+
+Every exception raised by shmio derives from :class:`ShmioError`; where a builtin exception
+means the same thing, the class derives from it too (``Timeout`` is a ``TimeoutError``,
+``NotFound`` a ``FileNotFoundError``, ...), so generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ShmioError",
+    "InvalidArgument",
+    "AlreadyExists",
+    "NotFound",
+    "PermissionDenied",
+    "Corrupt",
+    "VersionMismatch",
+    "WouldBlock",
+    "Timeout",
+    "Interrupted",
+    "ProducerDead",
+    "Closed",
+    "ProducerExists",
+    "TooManyConsumers",
+    "TooLarge",
+    "BufferTooSmall",
+    "Overrun",
+    "Unsupported",
+    "SyscallError",
+]
+
+
+class ShmioError(Exception):
+    """Root of every exception raised by shmio."""
+
+
+class InvalidArgument(ShmioError, ValueError):
+    """An argument was out of range or malformed (or the handle is closed)."""
+
+
+class AlreadyExists(ShmioError, FileExistsError):
+    """``Queue.create`` found a file at that path already."""
+
+
+class NotFound(ShmioError, FileNotFoundError):
+    """No queue at that name or path."""
+
+
+class PermissionDenied(ShmioError, PermissionError):
+    """The queue file's permissions refuse us."""
+
+
+class Corrupt(ShmioError):
+    """The file is not a valid queue (bad magic, sizes, indices or length)."""
+
+
+class VersionMismatch(ShmioError):
+    """The file was made by an incompatible layout version (``found``, ``expected``)."""
+
+    found: int
+    expected: int
+
+
+class WouldBlock(ShmioError, BlockingIOError):
+    """Nothing to read, or no space in a back-pressure queue, right now."""
+
+
+class Timeout(ShmioError, TimeoutError):
+    """A blocking call's timeout expired."""
+
+
+class Interrupted(ShmioError, InterruptedError):
+    """A signal interrupted a wait (shmio retries these itself; rarely seen)."""
+
+
+class ProducerDead(ShmioError):
+    """The producer died; every record it committed has been delivered."""
+
+
+class Closed(ShmioError):
+    """The producer closed the queue; every record it committed has been delivered."""
+
+
+class ProducerExists(ShmioError):
+    """A live producer (in process ``pid``) already holds the queue."""
+
+    pid: int
+
+
+class TooManyConsumers(ShmioError):
+    """All ``max`` consumer slots are held by live consumers."""
+
+    max: int
+
+
+class TooLarge(ShmioError, ValueError):
+    """A record of ``len`` bytes is larger than the slot size ``max``."""
+
+    len: int
+    max: int
+
+
+class BufferTooSmall(ShmioError, ValueError):
+    """The buffer cannot hold the next record of ``needed`` bytes (it was not consumed)."""
+
+    needed: int
+
+
+class Overrun(ShmioError):
+    """Overwrite mode: the record viewed in place was overwritten meanwhile (counted lost)."""
+
+
+class Unsupported(ShmioError):
+    """The kernel lacks something shmio needs."""
+
+
+class SyscallError(ShmioError, OSError):
+    """A system call failed (``errno`` tells which error)."""
