@@ -53,7 +53,7 @@ fn run(args: &[String]) -> Result<(), String> {
             let mut n = 0u64;
             say("writing");
             loop {
-                if n % 64 == 0 {
+                if n & 63 == 0 {
                     r.read(0, &mut stop).map_err(e)?;
                     if stop != [0; 8] {
                         break;
