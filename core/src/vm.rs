@@ -14,8 +14,9 @@
 //! Ratios are percentages of *dirtyable* memory, not of total RAM. The kernel
 //! (`mm/page-writeback.c`, `global_dirtyable_memory`) counts free pages plus file-backed pages
 //! (active and inactive), minus the reserve it keeps for itself (`totalreserve_pages`). This
-//! module reads `nr_free_pages`, `nr_active_file` and `nr_inactive_file` from `/proc/vmstat`;
-//! the reserve is not exported, so [`Thresholds::background_bytes`] and
+//! module adds `MemFree`, `Active(file)` and `Inactive(file)` of `/proc/meminfo` (on this
+//! project's VMs `MemFree` is what the kernel uses; `/proc/vmstat`'s `nr_free_pages` omits
+//! memory the hypervisor hands in late and is far lower); the reserve is not exported, so [`Thresholds::background_bytes`] and
 //! [`Thresholds::dirty_bytes`] are slightly above the kernel's own figures, which
 //! `/proc/vmstat` also reports (`nr_dirty_background_threshold`, `nr_dirty_threshold`) and
 //! which are given beside them. Real-time tasks get a quarter more (not modelled).
@@ -94,8 +95,8 @@ impl Knobs {
 /// The thresholds the knobs imply on this machine now, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Thresholds {
-    /// Memory the ratios apply to: free + active file + inactive file pages (the kernel also
-    /// subtracts its reserve, which is not exported).
+    /// Memory the ratios apply to: `MemFree` + `Active(file)` + `Inactive(file)` (the kernel
+    /// also subtracts its reserve, which is not exported).
     pub dirtyable_bytes: u64,
     /// Dirty memory above which background writeback starts.
     pub background_bytes: u64,
@@ -288,16 +289,36 @@ pub fn thresholds_for(k: &Knobs, dirtyable_bytes: u64, page_size: u64) -> (u64, 
     (bg * page_size, dirty * page_size)
 }
 
+/// `/proc/meminfo` values in bytes.
+struct MemInfo(String);
+
+impl MemInfo {
+    const PATH: &'static str = "/proc/meminfo";
+
+    fn read() -> Result<MemInfo> {
+        read_to_string(Path::new(Self::PATH)).map(MemInfo)
+    }
+
+    fn bytes(&self, key: &str) -> Result<u64> {
+        self.0
+            .lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+            .map(|v| v * 1024)
+            .ok_or_else(|| Error::Parse {
+                path: PathBuf::from(Self::PATH),
+                what: format!("no {key}"),
+            })
+    }
+}
+
 /// The thresholds the knobs imply now (see the module docs for what "dirtyable" counts).
 pub fn thresholds() -> Result<Thresholds> {
     let k = knobs()?;
+    let m = MemInfo::read()?;
     let stat = vmstat()?;
     let ps = page_size();
-    let p = "/proc/vmstat";
-    let dirtyable = (need(&stat, "nr_free_pages", p)?
-        + need(&stat, "nr_active_file", p)?
-        + need(&stat, "nr_inactive_file", p)?)
-        * ps;
+    let dirtyable = m.bytes("MemFree")? + m.bytes("Active(file)")? + m.bytes("Inactive(file)")?;
     let (bg, dirty) = thresholds_for(&k, dirtyable, ps);
     Ok(Thresholds {
         dirtyable_bytes: dirtyable,
@@ -310,22 +331,11 @@ pub fn thresholds() -> Result<Thresholds> {
 
 /// System-wide Dirty and Writeback.
 pub fn system() -> Result<SystemDirty> {
-    let path = Path::new("/proc/meminfo");
-    let text = read_to_string(path)?;
-    let kb = |key: &str| -> Result<u64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-            .map(|v| v * 1024)
-            .ok_or_else(|| Error::Parse {
-                path: path.to_path_buf(),
-                what: format!("no {key}"),
-            })
-    };
+    let m = MemInfo::read()?;
     let stat = vmstat()?;
     Ok(SystemDirty {
-        dirty_bytes: kb("Dirty")?,
-        writeback_bytes: kb("Writeback")?,
+        dirty_bytes: m.bytes("Dirty")?,
+        writeback_bytes: m.bytes("Writeback")?,
         nr_dirty: need(&stat, "nr_dirty", "/proc/vmstat")?,
         nr_writeback: need(&stat, "nr_writeback", "/proc/vmstat")?,
     })
