@@ -73,6 +73,7 @@ mod layout;
 use std::fmt;
 use std::fs::File;
 use std::io;
+use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{Ordering, fence};
@@ -562,9 +563,18 @@ impl Region {
     /// overlaps data whose writer died mid-write. Spins briefly while a write is in progress,
     /// then sleeps on the writer lock.
     pub fn read(&self, offset: u64, buf: &mut [u8]) -> Result<u64> {
+        // SAFETY: `[u8]` and `[MaybeUninit<u8>]` have the same layout, and `read_uninit` only
+        // ever writes initialised bytes into the buffer.
+        let buf = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
+        self.read_uninit(offset, buf)
+    }
+
+    /// Like [`Region::read`], into a buffer that may be uninitialised (for callers such as the
+    /// C API that hand over raw memory). On success every byte of `buf` is initialised.
+    pub fn read_uninit(&self, offset: u64, buf: &mut [MaybeUninit<u8>]) -> Result<u64> {
         let len = buf.len() as u64;
         self.check_range(offset, len)?;
-        let dst = buf.as_mut_ptr();
+        let dst = buf.as_mut_ptr().cast::<u8>();
         self.read_inner(offset, len, |src| {
             // SAFETY: `src` is valid for `len` bytes of the mapping (checked range) and `dst`
             // for `len` bytes of the caller's buffer; they do not overlap. A concurrent write
