@@ -3,8 +3,9 @@
 //! ```text
 //! offset 0      Config       magic, layout version, sizes (written once at creation)
 //! offset 128    writer lock  robust process-shared pthread mutex (64 bytes reserved)
-//! offset 256    SeqLine      seqlock counter, the range being written, the torn range
-//! offset 384    NotifyLine   futex word for change notification, sleeper count
+//! offset 256    SeqLine      seqlock counter (also the futex word of change waiters), version,
+//!                            the range being written, the torn range
+//! offset 384    NotifyLine   count of change waiters
 //! offset 4096   data         `data_size` bytes
 //! ```
 //!
@@ -51,9 +52,14 @@ pub(crate) struct MutexSpace(pub(crate) UnsafeCell<[u8; MUTEX_SPACE]>);
 /// The sequence lock and the bookkeeping of torn writes. Written only by the lock holder.
 #[repr(C)]
 pub(crate) struct SeqLine {
-    /// Even: no write in progress; odd: a write is in progress (or its writer died and nobody
-    /// has taken the lock since). `seq / 2` is the region's version.
-    pub(crate) seq: AtomicU64,
+    /// The sequence lock, and the futex word change waiters sleep on. Even: no write in
+    /// progress; odd: a write is in progress (or its writer died and nobody has taken the lock
+    /// since). Moves by two per write (wrapping).
+    pub(crate) seq: AtomicU32,
+    pub(crate) _pad: AtomicU32,
+    /// The region's version: completed writes, touches and repaired torn writes. Stored before
+    /// `seq` turns even again.
+    pub(crate) version: AtomicU64,
     /// The range the current (or last) write covers, recorded before `seq` turns odd.
     pub(crate) pending_off: AtomicU64,
     pub(crate) pending_len: AtomicU64,
@@ -67,9 +73,7 @@ pub(crate) struct SeqLine {
 
 #[repr(C)]
 pub(crate) struct NotifyLine {
-    /// Low 32 bits of the version, stored after every write; waiters sleep on it.
-    pub(crate) notify: AtomicU32,
-    /// Processes/threads asleep (or about to sleep) on `notify`.
+    /// Processes/threads asleep (or about to sleep) on `seq`.
     pub(crate) waiters: AtomicU32,
 }
 

@@ -394,7 +394,7 @@ impl Region {
     /// The version: the number of consistent writes (and [`Region::touch`]es, and torn writes
     /// repaired) since creation.
     pub fn version(&self) -> u64 {
-        self.header().seq.0.seq.load(Ordering::SeqCst) / 2
+        self.header().seq.0.version.load(Ordering::Acquire)
     }
 
     /// The current torn range `(offset, len)`, if any (see [`Error::Torn`]). Takes the writer
@@ -477,16 +477,19 @@ impl Region {
         s.torn_off.store(torn.0, Ordering::Relaxed);
         s.torn_len.store(torn.1, Ordering::Relaxed);
         s.torn_writes.fetch_add(1, Ordering::Relaxed);
+        s.version.fetch_add(1, Ordering::Relaxed);
         s.seq.store(seq.wrapping_add(1), Ordering::Release);
-        self.notify(seq.wrapping_add(1) / 2);
+        self.wake_waiters();
     }
 
-    /// Publishes `version` to sleepers; a wake system call only if someone sleeps.
-    fn notify(&self, version: u64) {
-        let n = &self.header().notify.0;
-        n.notify.store(version as u32, Ordering::SeqCst);
-        if n.waiters.load(Ordering::SeqCst) != 0 {
-            futex::wake_all(&n.notify);
+    /// After `seq` moved: wakes change waiters, with a system call only if someone sleeps.
+    /// The fence pairs with the one in [`Region::wait_changed`] (a store-buffering handshake):
+    /// either the waiter sees the new `seq` and does not sleep, or we see its registration.
+    fn wake_waiters(&self) {
+        fence(Ordering::SeqCst);
+        let h = self.header();
+        if h.notify.0.waiters.load(Ordering::Relaxed) != 0 {
+            futex::wake_all(&h.seq.0.seq);
         }
     }
 
@@ -524,7 +527,7 @@ impl Region {
         f: impl FnOnce(&mut [u8]) -> R,
     ) -> Result<(R, u64)> {
         self.check_range(offset, len)?;
-        let _lock = self.lock()?;
+        let lock = self.lock()?;
         let s = &self.header().seq.0;
         let seq = s.seq.load(Ordering::Relaxed);
         s.pending_off.store(offset, Ordering::Relaxed);
@@ -552,10 +555,13 @@ impl Region {
             s.torn_off.store(left.0, Ordering::Relaxed);
             s.torn_len.store(left.1, Ordering::Relaxed);
         }
-        let done = seq.wrapping_add(2);
-        s.seq.store(done, Ordering::Release);
-        self.notify(done / 2);
-        Ok((r, done / 2))
+        let version = s.version.load(Ordering::Relaxed).wrapping_add(1);
+        s.version.store(version, Ordering::Relaxed);
+        s.seq.store(seq.wrapping_add(2), Ordering::Release);
+        drop(lock);
+        // Woken after unlocking, so that a woken reader does not find the lock still held.
+        self.wake_waiters();
+        Ok((r, version))
     }
 
     /// Copies `buf.len()` bytes at `offset` into `buf`, consistently: never a mix of two
@@ -626,6 +632,7 @@ impl Region {
                 s.torn_off.load(Ordering::Relaxed),
                 s.torn_len.load(Ordering::Relaxed),
             );
+            let version = s.version.load(Ordering::Relaxed);
             let r = f(src);
             fence(Ordering::Acquire);
             let s2 = s.seq.load(Ordering::Relaxed);
@@ -636,7 +643,7 @@ impl Region {
                         len: torn.1,
                     });
                 }
-                return Ok((r, s1 / 2));
+                return Ok((r, version));
             }
         }
     }
@@ -645,7 +652,8 @@ impl Region {
     /// passes ([`Error::Timeout`]; `Some(ZERO)`: do not wait, [`Error::WouldBlock`]; `None`:
     /// no limit). Sleeps on a futex in the header (shared, so any process's writer wakes it).
     pub fn wait_changed(&self, seen: u64, timeout: Option<Duration>) -> Result<u64> {
-        let n = &self.header().notify.0;
+        let h = self.header();
+        let (seq, waiters) = (&h.seq.0.seq, &h.notify.0.waiters);
         let deadline = timeout.map(crate::sys::deadline_after);
         loop {
             let v = self.version();
@@ -657,15 +665,18 @@ impl Region {
                 (Some(t), _) if crate::sys::deadline_passed(t) => return Err(Error::Timeout),
                 _ => {}
             }
-            n.waiters.fetch_add(1, Ordering::SeqCst);
-            let expected = n.notify.load(Ordering::SeqCst);
-            let v = self.version();
-            let res = if v != seen {
+            waiters.fetch_add(1, Ordering::SeqCst);
+            // Pairs with the fence in `wake_waiters`.
+            fence(Ordering::SeqCst);
+            // `seq` moves (and the version with it) on every write: sleep only while it holds
+            // the value seen here; the kernel checks that atomically with queueing us.
+            let expected = seq.load(Ordering::Acquire);
+            let res = if self.version() != seen {
                 Ok(WaitOutcome::Changed)
             } else {
-                futex::wait(&n.notify, expected, deadline.as_ref())
+                futex::wait(seq, expected, deadline.as_ref())
             };
-            n.waiters.fetch_sub(1, Ordering::SeqCst);
+            waiters.fetch_sub(1, Ordering::SeqCst);
             match res {
                 Ok(WaitOutcome::Interrupted) => return Err(Error::Interrupted),
                 Ok(_) => {}

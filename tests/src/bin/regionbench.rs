@@ -180,6 +180,7 @@ impl RawWord {
         self.word().store(v, Ordering::SeqCst);
         self.wake();
         while self.word().load(Ordering::SeqCst) == v {
+            // Sleeps only while the word still holds `v` (checked by the kernel).
             self.wait(v);
         }
     }
@@ -194,8 +195,12 @@ fn pong(mode: &str, name: &str, rounds: u32) {
             // Odd values are the parent's, even ones ours.
             for i in 0..rounds {
                 let theirs = 2 * i + 1;
-                while w.word().load(Ordering::SeqCst) != theirs {
-                    w.wait(w.word().load(Ordering::SeqCst));
+                loop {
+                    let cur = w.word().load(Ordering::SeqCst);
+                    if cur == theirs {
+                        break;
+                    }
+                    w.wait(cur);
                 }
                 w.word().store(theirs + 1, Ordering::SeqCst);
                 w.wake();
