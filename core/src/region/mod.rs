@@ -311,8 +311,11 @@ impl Region {
         let tmp = guard.keep();
         shmfile::link_into_place(&tmp, &path)?;
         drop(region);
-        // Map again with the caller's options, like any other opener.
-        Region::open_path(path, opts)
+        // Map again with the caller's options, like any other opener. If that fails (e.g.
+        // `mlock` over RLIMIT_MEMLOCK), the file we just published goes again.
+        Region::open_path(path.clone(), opts).inspect_err(|_| {
+            let _ = std::fs::remove_file(&path);
+        })
     }
 
     /// Opens an existing region and validates its header.
