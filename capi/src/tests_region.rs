@@ -136,3 +136,53 @@ fn vm_knobs_and_errors() {
         );
     }
 }
+
+#[test]
+fn torn_range_is_shmio_err_torn_with_its_range() {
+    let n = name("torn");
+    let _u = Unlink(n.clone());
+    let (r, s) = create(&n, 4096);
+    assert_eq!(s, SHMIO_OK);
+    // A writer that fails mid-write (a panic in the closure: the same state a killed writer
+    // leaves), through the core API on the same file.
+    let core = shmio_core::region::Region::open(
+        n.to_str().unwrap(),
+        &shmio_core::region::RegionOptions::new(),
+    )
+    .unwrap();
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        core.write_with(100, 50, |b| {
+            b[0] = 1;
+            panic!("mid-write");
+        })
+    }));
+    assert!(res.is_err());
+    let mut buf = [0u8; 10];
+    // SAFETY: live handle, valid buffers and out pointers.
+    unsafe {
+        assert_eq!(
+            shmio_region_read(r, 120, buf.as_mut_ptr().cast(), 10, ptr::null_mut()),
+            SHMIO_ERR_TORN
+        );
+        let msg = crate::ffi::last_error_string();
+        assert!(msg.contains("torn") && msg.contains("100..150"), "{msg}");
+        assert_eq!(
+            shmio_region_read(r, 0, buf.as_mut_ptr().cast(), 10, ptr::null_mut()),
+            SHMIO_OK
+        );
+        let (mut o, mut l) = (0u64, 0u64);
+        assert_eq!(shmio_region_torn(r, &mut o, &mut l), SHMIO_OK);
+        assert_eq!((o, l), (100, 50));
+        let fill = [9u8; 50];
+        assert_eq!(
+            shmio_region_write(r, 100, fill.as_ptr().cast(), 50, ptr::null_mut()),
+            SHMIO_OK
+        );
+        assert_eq!(
+            shmio_region_read(r, 120, buf.as_mut_ptr().cast(), 10, ptr::null_mut()),
+            SHMIO_OK
+        );
+        assert_eq!(buf, [9u8; 10]);
+        shmio_region_close(r);
+    }
+}
