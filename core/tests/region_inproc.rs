@@ -110,16 +110,43 @@ fn create_is_exclusive_and_mode_exact() {
     ));
 }
 
+fn vm_locked_kb() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
 #[test]
 fn options_sync_populate_lock_open() {
+    // Pre-faulting: a fresh tmpfs region has only its header page in memory; with populate,
+    // every page is there before any access.
+    let plain = Name::new("plain");
+    let p = Region::create(&plain.0, 1 << 20, &opts()).unwrap();
+    let pre = Name::new("populate");
+    let q = Region::create(&pre.0, 1 << 20, &opts().populate(true)).unwrap();
+    match (p.cache_stat(), q.cache_stat()) {
+        (Ok(a), Ok(b)) => {
+            assert!(a.cached <= 2, "no pre-faulting: {a:?}");
+            assert!(b.cached >= 257, "pre-faulted: {b:?}");
+        }
+        (Err(Error::Unsupported(m)), _) => eprintln!("populate check skipped: {m}"),
+        (a, b) => panic!("{a:?} {b:?}"),
+    }
+    // Locking in RAM shows in VmLck; O_SYNC opens work.
     let n = Name::new("opts");
-    let o = opts().o_sync(true).populate(true).lock_in_ram(true);
+    let before = vm_locked_kb();
+    let o = opts().o_sync(true).lock_in_ram(true);
     let r = Region::create(&n.0, 1 << 20, &o).unwrap();
+    assert!(vm_locked_kb() >= before + 1024, "mlock'ed 1 MiB + header");
     r.write(0, &[7u8; 1024]).unwrap();
     let again = Region::open(&n.0, &o).unwrap();
     let mut b = [0u8; 1024];
     again.read(0, &mut b).unwrap();
     assert!(b.iter().all(|&x| x == 7));
+    drop((r, again));
 }
 
 #[test]

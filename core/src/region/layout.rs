@@ -163,14 +163,15 @@ pub(crate) fn hull(a: (u64, u64), b: (u64, u64)) -> (u64, u64) {
     if b.1 == 0 {
         return a;
     }
+    // Values may come from a corrupt file: saturate rather than overflow.
     let start = a.0.min(b.0);
-    let end = (a.0 + a.1).max(b.0 + b.1);
+    let end = a.0.saturating_add(a.1).max(b.0.saturating_add(b.1));
     (start, end - start)
 }
 
 /// Whether two ranges share a byte.
 pub(crate) fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
-    a.1 != 0 && b.1 != 0 && a.0 < b.0 + b.1 && b.0 < a.0 + a.1
+    a.1 != 0 && b.1 != 0 && a.0 < b.0.saturating_add(b.1) && b.0 < a.0.saturating_add(a.1)
 }
 
 /// What is left of the torn range `torn` once `written` was wholly rewritten: the torn range
@@ -179,8 +180,8 @@ pub(crate) fn after_rewrite(torn: (u64, u64), written: (u64, u64)) -> (u64, u64)
     if torn.1 == 0 || written.1 == 0 {
         return torn;
     }
-    let (ts, te) = (torn.0, torn.0 + torn.1);
-    let (ws, we) = (written.0, written.0 + written.1);
+    let (ts, te) = (torn.0, torn.0.saturating_add(torn.1));
+    let (ws, we) = (written.0, written.0.saturating_add(written.1));
     if ws <= ts && we >= te {
         (0, 0)
     } else if ws <= ts && we > ts {
@@ -208,5 +209,8 @@ mod tests {
         assert_eq!(after_rewrite((10, 10), (15, 10)), (10, 5));
         assert_eq!(after_rewrite((10, 10), (12, 2)), (10, 10));
         assert_eq!(after_rewrite((10, 10), (30, 2)), (10, 10));
+        // Corrupt values saturate instead of overflowing.
+        assert_eq!(hull((u64::MAX, u64::MAX), (0, 1)), (0, u64::MAX));
+        assert!(overlaps((u64::MAX - 1, u64::MAX), (u64::MAX - 1, 1)));
     }
 }

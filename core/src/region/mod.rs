@@ -221,7 +221,7 @@ impl fmt::Display for Error {
             Error::Torn { offset, len } => write!(
                 f,
                 "torn data: a writer died mid-write in bytes {offset}..{} (rewrite them)",
-                offset + len
+                offset.saturating_add(*len)
             ),
             Error::WouldBlock => f.write_str("no change yet"),
             Error::Timeout => f.write_str("timed out"),
