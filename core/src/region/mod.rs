@@ -482,18 +482,21 @@ impl Region {
         s.torn_writes.fetch_add(1, Ordering::Relaxed);
         s.version.fetch_add(1, Ordering::Relaxed);
         s.seq.store(seq.wrapping_add(1), Ordering::Release);
-        self.wake_waiters();
+        if self.has_waiters() {
+            self.wake_waiters();
+        }
     }
 
-    /// After `seq` moved: wakes change waiters, with a system call only if someone sleeps.
-    /// The fence pairs with the one in [`Region::wait_changed`] (a store-buffering handshake):
-    /// either the waiter sees the new `seq` and does not sleep, or we see its registration.
+    /// Whether change waiters are registered. Call with the writer lock held: waiters
+    /// register under the same lock, so either a waiter registered before this critical
+    /// section (and is counted here) or it takes the lock after it (and sees the new `seq`
+    /// and version, so it does not sleep). No memory fence needed on the write path.
+    fn has_waiters(&self) -> bool {
+        self.header().notify.0.waiters.load(Ordering::Relaxed) != 0
+    }
+
     fn wake_waiters(&self) {
-        fence(Ordering::SeqCst);
-        let h = self.header();
-        if h.notify.0.waiters.load(Ordering::Relaxed) != 0 {
-            futex::wake_all(&h.seq.0.seq);
-        }
+        futex::wake_all(&self.header().seq.0.seq);
     }
 
     /// Writes `data` at `offset` so that no reader sees it half-done; returns the new version.
@@ -561,9 +564,12 @@ impl Region {
         let version = s.version.load(Ordering::Relaxed).wrapping_add(1);
         s.version.store(version, Ordering::Relaxed);
         s.seq.store(seq.wrapping_add(2), Ordering::Release);
+        let wake = self.has_waiters();
         drop(lock);
-        // Woken after unlocking, so that a woken reader does not find the lock still held.
-        self.wake_waiters();
+        // Woken after unlocking, so that a woken waiter does not find the lock still held.
+        if wake {
+            self.wake_waiters();
+        }
         Ok((r, version))
     }
 
@@ -668,18 +674,20 @@ impl Region {
                 (Some(t), _) if crate::sys::deadline_passed(t) => return Err(Error::Timeout),
                 _ => {}
             }
-            waiters.fetch_add(1, Ordering::SeqCst);
-            // Pairs with the fence in `wake_waiters`.
-            fence(Ordering::SeqCst);
-            // `seq` moves (and the version with it) on every write: sleep only while it holds
-            // the value seen here; the kernel checks that atomically with queueing us.
-            let expected = seq.load(Ordering::Acquire);
-            let res = if self.version() != seen {
-                Ok(WaitOutcome::Changed)
-            } else {
-                futex::wait(seq, expected, deadline.as_ref())
+            // Register under the writer lock (see `has_waiters`); `seq` moves on every write,
+            // so sleep only while it holds the value seen here: the kernel checks that
+            // atomically with queueing us, and a writer that saw us registered wakes us.
+            let expected = {
+                let _lock = self.lock()?;
+                let v = self.version();
+                if v != seen {
+                    return Ok(v);
+                }
+                waiters.fetch_add(1, Ordering::Relaxed);
+                seq.load(Ordering::Relaxed)
             };
-            waiters.fetch_sub(1, Ordering::SeqCst);
+            let res = futex::wait(seq, expected, deadline.as_ref());
+            waiters.fetch_sub(1, Ordering::Relaxed);
             match res {
                 Ok(WaitOutcome::Interrupted) => return Err(Error::Interrupted),
                 Ok(_) => {}
