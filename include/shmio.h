@@ -999,6 +999,18 @@ enum shmio_status shmio_region_torn(const struct shmio_region *r,
 enum shmio_status shmio_region_flush(const struct shmio_region *r, uint64_t offset, uint64_t len);
 
 /**
+ * Flushes the whole file, header page included (msync MS_SYNC): after it, `cache_stat`
+ * shows no dirty page unless someone wrote meanwhile. (`shmio_region_flush` of the data
+ * leaves the header page, which every consistent write changes, as it is.)
+ *
+ * Ownership: none. Blocking: until the pages are written. Thread-safe.
+ *
+ * # Safety
+ * `r` must be NULL or a live handle.
+ */
+enum shmio_status shmio_region_flush_all(const struct shmio_region *r);
+
+/**
  * The region file's page-cache state (header page included): cached, dirty, writeback pages
  * (cachestat(2); `SHMIO_ERR_UNSUPPORTED` before Linux 6.5).
  *

@@ -439,6 +439,24 @@ pub unsafe extern "C" fn shmio_region_flush(
     })
 }
 
+/// Flushes the whole file, header page included (msync MS_SYNC): after it, `cache_stat`
+/// shows no dirty page unless someone wrote meanwhile. (`shmio_region_flush` of the data
+/// leaves the header page, which every consistent write changes, as it is.)
+///
+/// Ownership: none. Blocking: until the pages are written. Thread-safe.
+///
+/// # Safety
+/// `r` must be NULL or a live handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmio_region_flush_all(r: *const shmio_region) -> shmio_status {
+    boundary("shmio_region_flush_all", || {
+        // SAFETY: a live handle (contract).
+        let r = unsafe { handle_ref(r, "r") }?;
+        r.inner.flush_all()?;
+        Ok(())
+    })
+}
+
 /// The region file's page-cache state (header page included): cached, dirty, writeback pages
 /// (cachestat(2); `SHMIO_ERR_UNSUPPORTED` before Linux 6.5).
 ///

@@ -60,6 +60,8 @@ fn region_round_trip_and_errors() {
         );
         assert_eq!(shmio_region_flush(r, 0, 5000), SHMIO_ERR_INVALID_ARGUMENT);
         assert_eq!(shmio_region_flush(r, 0, 4096), SHMIO_OK);
+        assert_eq!(shmio_region_flush_all(r), SHMIO_OK);
+        assert_eq!(shmio_region_flush_all(ptr::null()), SHMIO_ERR_NULL_POINTER);
         let mut p: *mut c_void = ptr::null_mut();
         let mut len = 0usize;
         assert_eq!(shmio_region_data(r, &mut p, &mut len), SHMIO_OK);
