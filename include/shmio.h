@@ -30,7 +30,14 @@
  * Thread safety
  *   A producer or consumer handle is used by one thread at a time (it may move between
  *   threads). shmio_tqueue and shmio_region functions are thread-safe, except
- *   shmio_tqueue_free and shmio_region_close. The last-error message is per thread.
+ *   shmio_tqueue_free and shmio_region_close. The last-error message is per thread. Each
+ *   open producer or consumer owns a small keeper thread (it holds the handle's robust
+ *   liveness word, blocks every signal, and sleeps). A region handle has no thread.
+ *
+ * fork()
+ *   Handles do not survive fork(): the keeper thread is not copied. A child process opens the
+ *   queues (and regions) it needs itself; it must not use, or close, handles inherited from
+ *   its parent.
  *
  * Linking
  *   cc app.c $(pkg-config --cflags --libs shmio); from the source tree, with

@@ -697,3 +697,52 @@ fn panics_become_status() {
     assert_eq!(st, SHMIO_ERR_PANIC);
     assert_eq!(last_error_string(), "test_fn: panic: boom");
 }
+
+#[test]
+fn corrupt_and_foreign_files_give_documented_codes() {
+    use std::io::{Seek, SeekFrom, Write};
+    let name = Name::new("corrupt");
+    let p = create(&name, None);
+    // SAFETY: a live handle, closed once.
+    unsafe { shmio_producer_close(p) };
+    let path = shmio_core::queue::resolve(name.0.to_str().unwrap()).unwrap();
+    let patch = |at: u64, bytes: &[u8]| {
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(bytes).unwrap();
+    };
+    let try_open = || {
+        let mut c = ptr::null_mut();
+        let mut q = ptr::null_mut();
+        // SAFETY: valid name and out pointers.
+        let (a, b) = unsafe {
+            (
+                shmio_consumer_open(name.ptr(), 0, 0, &mut c),
+                shmio_producer_open(name.ptr(), &mut q),
+            )
+        };
+        assert!(c.is_null() && q.is_null());
+        (a, b, last_error_string())
+    };
+    // Layout version (offset 8).
+    patch(8, &7u32.to_le_bytes());
+    let (a, b, msg) = try_open();
+    assert_eq!(
+        (a, b),
+        (SHMIO_ERR_VERSION_MISMATCH, SHMIO_ERR_VERSION_MISMATCH)
+    );
+    assert!(msg.contains("version 7"), "{msg}");
+    // Magic (offset 0): a file that is not a queue.
+    patch(0, b"NOTAQUEU");
+    let (a, b, msg) = try_open();
+    assert_eq!((a, b), (SHMIO_ERR_CORRUPT, SHMIO_ERR_CORRUPT));
+    assert!(msg.contains("magic"), "{msg}");
+    // Too short for a header.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(10)
+        .unwrap();
+    assert_eq!(try_open().0, SHMIO_ERR_CORRUPT);
+}

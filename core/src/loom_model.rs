@@ -9,7 +9,9 @@
 //! - back-pressure: the producer never reuses a slot the consumer has not released, so the
 //!   consumer gets every record, whole, in order;
 //! - wake-up: the sleep announcement of `queue::wait` and the producer's `publish`/`must_wake`
-//!   never lose a wake-up (a lost one is a deadlock, which loom reports).
+//!   never lose a wake-up (a lost one is a deadlock, which loom reports);
+//! - joining: a back-pressure consumer that joins while the producer runs (its slot holding a
+//!   stale cursor from a dead predecessor) never has a record it claimed overwritten.
 //!
 //! The payload is modelled as atomic words (the real queue copies bytes with `memcpy`; the
 //! stamp check discards what a concurrent rewrite tore).
@@ -221,6 +223,76 @@ mod tests {
                 ring::retract_sleep(&r.waiters);
             }
             assert_eq!(r.read(0), Ok(Some([0, 0])));
+            p.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn joining_backpressure_consumer_never_loses_a_claimed_record() {
+        // Two spinning threads make the full state space huge; three preemptions cover the
+        // interleavings that matter here (join between the producer's epoch load and write).
+        let mut model = loom::model::Builder::new();
+        model.preemption_bound = Some(3);
+        model.check(|| {
+            const TOTAL: u64 = 3;
+            let r = Arc::new(Ring::new(2));
+            // The consumer slot: claimed flag (the robust owner word), and a stale cursor left
+            // by a dead predecessor far ahead.
+            let claimed = Arc::new(AtomicU32::new(0));
+            r.cursor.store(100, Ordering::Relaxed);
+            let epoch = Arc::new(AtomicU32::new(0));
+            r.write(0);
+            let p = {
+                let (r, claimed, epoch) =
+                    (Arc::clone(&r), Arc::clone(&claimed), Arc::clone(&epoch));
+                thread::spawn(move || {
+                    // `Producer::ensure_space` + `wait::scan_consumers`.
+                    let (mut seen, mut limit) = (0u32, u64::MAX);
+                    for s in 1..TOTAL {
+                        loop {
+                            let e = epoch.load(Ordering::SeqCst);
+                            if e != seen || s >= limit {
+                                seen = e;
+                                limit = if claimed.load(Ordering::SeqCst) != 0 {
+                                    r.cursor.load(Ordering::Acquire).saturating_add(r.n())
+                                } else {
+                                    u64::MAX
+                                };
+                            }
+                            if s < limit {
+                                break;
+                            }
+                            thread::yield_now();
+                        }
+                        r.write(s);
+                        // The fence of `must_wake` after every publish.
+                        let _ = ring::must_wake(&r.waiters);
+                    }
+                })
+            };
+            // `Consumer::open` with `Start::Oldest`: claim, provisional cursor, epoch, fence,
+            // head, start.
+            claimed.store(1, Ordering::SeqCst);
+            let provisional = r.head.load(Ordering::SeqCst).saturating_sub(r.n());
+            ring::release_to(&r.cursor, provisional);
+            epoch.fetch_add(1, Ordering::SeqCst);
+            ring::join_fence();
+            let head = r.head.load(Ordering::Acquire);
+            let start = head.saturating_add(1).saturating_sub(r.n());
+            ring::release_to(&r.cursor, start);
+            for s in start..TOTAL {
+                let got = loop {
+                    match r.read(s) {
+                        Ok(Some(w)) => break w,
+                        Ok(None) => thread::yield_now(),
+                        Err(_) => {
+                            panic!("record {s} was overwritten after the consumer claimed it")
+                        }
+                    }
+                };
+                assert_eq!(got, [s, s]);
+                ring::release_to(&r.cursor, s + 1);
+            }
             p.join().unwrap();
         });
     }

@@ -138,7 +138,7 @@ pub(crate) fn create_tmp(
         libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC | extra_flags,
         mode as libc::c_uint
     ))
-    .map_err(|e| FileError::io("open", Some(&tmp), e))?;
+    .map_err(|e| FileError::io("create a file in", Some(dir), e))?;
     // SAFETY: `open` returned a fresh descriptor that nothing else owns.
     let file = unsafe { File::from_raw_fd(fd) };
     let guard = TmpGuard(Some(tmp.clone()));

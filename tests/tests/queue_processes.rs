@@ -288,3 +288,67 @@ fn missing_queue_exit_code_is_2() {
     let (code, _) = Proc::qtool(&["consume", &q.0]).finish(T);
     assert_eq!(code, 2);
 }
+
+/// The `waiters` word of the header (file offset 256, layout version 1).
+fn waiters(q: &QueueName) -> u32 {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(q.path()).unwrap();
+    let mut b = [0u8; 4];
+    f.read_exact_at(&mut b, 256).unwrap();
+    u32::from_le_bytes(b)
+}
+
+#[test]
+fn consumer_killed_asleep_stops_costing_wakes() {
+    let q = QueueName::new("asleep");
+    let mut p = Producer::create(&q.0, &QueueOptions::new().slots(16)).unwrap();
+    let mut c = Proc::qtool(&["consume", &q.0]);
+    c.expect_line("opened", T);
+    eventually(T, "the consumer to sleep", || waiters(&q) == 1);
+    c.kill9();
+    // Its share of the sleeper count is left behind; after a run of wakes that find nobody,
+    // the producer evicts the dead consumer and the count is right again.
+    for i in 0..200u64 {
+        p.send(&i.to_le_bytes()).unwrap();
+    }
+    assert_eq!(p.stats().live_consumers(), 0);
+    assert_eq!(waiters(&q), 0, "dead consumer still counted as a sleeper");
+    // A new consumer can take the freed slot and is woken normally.
+    let mut c2 = shmio::queue::Consumer::open(&q.0, shmio::queue::Start::Sequence(200)).unwrap();
+    let h = std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        c2.recv_for(&mut buf, Some(Duration::from_secs(10)))
+            .map(|n| buf[..n].to_vec())
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let sent = Instant::now();
+    p.send(b"late").unwrap();
+    assert_eq!(h.join().unwrap().unwrap(), b"late");
+    assert!(sent.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn consumers_open_and_close_quickly_without_hanging() {
+    let q = QueueName::new("openclose");
+    let _p = Producer::create(&q.0, &QueueOptions::new().slots(16)).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = q.0.clone();
+    std::thread::spawn(move || {
+        for i in 0..300 {
+            let mut c = shmio::queue::Consumer::open(&name, shmio::queue::Start::Newest).unwrap();
+            if i % 2 == 0 {
+                // Arm the poll notifier, then close at once.
+                let _ = c.fd().unwrap();
+                let _ = c.try_recv(&mut [0u8; 256]);
+            }
+            drop(c);
+            let _ = tx.send(i);
+        }
+    });
+    for want in 0..300 {
+        let got = rx
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("close hung after {want} cycles"));
+        assert_eq!(got, want);
+    }
+}

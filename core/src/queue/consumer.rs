@@ -93,7 +93,9 @@ impl Consumer {
         me.pid.store(crate::sys::getpid(), Ordering::Relaxed);
         me.lost.store(0, Ordering::Relaxed);
         me.received.store(0, Ordering::Relaxed);
-        me.sleeping.store(0, Ordering::SeqCst);
+        // A predecessor that died asleep may have left its share in the sleeper count; the
+        // slot is ours now, so nobody else settles it concurrently.
+        wait::settle_sleepers(&shared, me);
 
         // Registration: publish a conservative cursor, tell the producer to rescan, then read
         // the head. Any record the producer writes without having seen us is at most `head`,
@@ -101,10 +103,11 @@ impl Consumer {
         let n = u64::from(shared.layout.slot_count);
         let provisional = h.prod.0.head.load(Ordering::SeqCst).saturating_sub(n);
         ring::release_to(&me.cursor, provisional);
-        h.space.0.consumers_epoch.fetch_add(1, Ordering::Relaxed);
+        // SeqCst (a release): a producer whose epoch load sees the bump also sees the cursor.
+        h.space.0.consumers_epoch.fetch_add(1, Ordering::SeqCst);
         ring::join_fence();
         let head = h.prod.0.head.load(Ordering::Acquire);
-        let oldest = (head + 1).saturating_sub(n);
+        let oldest = head.saturating_add(1).saturating_sub(n);
         let start = match start {
             Start::Newest => head.saturating_sub(1),
             Start::Oldest => oldest,
@@ -356,8 +359,20 @@ impl Consumer {
                     let _ = stamp;
                     match wait::wait_for_data(&self.shared, self.me(), c, deadline, None) {
                         Ok(DataWait::Data) => waited = true,
-                        Ok(DataWait::Gone(Owner::Died)) => return Err(Error::ProducerDead),
-                        Ok(DataWait::Gone(_)) | Ok(DataWait::Kicked) => return Err(Error::Closed),
+                        Ok(DataWait::Gone(owner)) => {
+                            // A record completed but not published before the producer went is
+                            // visible by its stamp: deliver it first, as other consumers may have.
+                            if let SlotState::Ready(_) = ring::begin_read(&slot.stamp, &slot.len, c)
+                            {
+                                continue;
+                            }
+                            return Err(if owner == Owner::Died {
+                                Error::ProducerDead
+                            } else {
+                                Error::Closed
+                            });
+                        }
+                        Ok(DataWait::Kicked) => return Err(Error::Closed),
                         Err(Error::WouldBlock) => {
                             self.arm();
                             return Err(Error::WouldBlock);
@@ -416,10 +431,12 @@ impl Consumer {
 fn notifier_loop(shared: &Shared, index: u32, poll: &PollState, ctl: &KeeperCtl) {
     let me = shared.consumer(index);
     loop {
+        // Read the kick word before the release flag: `Keeper::drop` sets the flag, then bumps
+        // the word, so a close between the two reads makes the sleep below return at once.
+        let k = ctl.kick.load(Ordering::SeqCst);
         if ctl.releasing() {
             return;
         }
-        let k = ctl.kick.load(Ordering::SeqCst);
         if poll.armed.load(Ordering::SeqCst) == 0 {
             let _ = futex::wait(&ctl.kick, k, None);
             continue;
@@ -441,10 +458,14 @@ fn notifier_loop(shared: &Shared, index: u32, poll: &PollState, ctl: &KeeperCtl)
 
 /// A record read in place. [`data`](Self::data) borrows the slot itself: no copy.
 ///
-/// In back-pressure mode the slot is the consumer's until the guard is released. In overwrite
-/// mode the producer may rewrite the slot while it is read: the bytes are only known to be the
-/// record once [`release`](Self::release) returns `Ok`; act on them only then (or copy first).
-/// Dropping the guard releases it, ignoring the verdict.
+/// In back-pressure mode the slot is the consumer's until the guard is released: the bytes are
+/// stable. In overwrite mode the producer may rewrite the slot while it is read, so the bytes
+/// can change under the borrow: use them only as input to a copy or a checksum, and trust the
+/// result only once [`release`](Self::release) returns `Ok` (it reports [`Error::Overrun`] if
+/// the slot was rewritten meanwhile). Formally, Rust assumes a `&[u8]` does not change while
+/// borrowed; memory shared with another process is outside what the compiler can see, and this
+/// is the usual sequence-lock trade-off, but do not branch twice on the same byte and expect
+/// the same answer in overwrite mode. Dropping the guard releases it, ignoring the verdict.
 pub struct ReadGuard<'a> {
     consumer: &'a mut Consumer,
     seq: u64,

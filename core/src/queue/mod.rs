@@ -362,7 +362,7 @@ pub(crate) fn stats_of(shared: &Shared) -> QueueStats {
     let producer = match owner_of(h.owner.0.owner.load(Ordering::SeqCst)) {
         Owner::Free => ProducerStatus::None,
         Owner::Alive(_) => ProducerStatus::Alive { pid },
-        Owner::Died => ProducerStatus::Dead { pid },
+        Owner::Died | Owner::Evicting => ProducerStatus::Dead { pid },
     };
     let mut consumers = Vec::new();
     for i in 0..shared.consumer_scan_len() {
@@ -382,7 +382,7 @@ pub(crate) fn stats_of(shared: &Shared) -> QueueStats {
     QueueStats {
         info: info_of(shared),
         head,
-        oldest: (head + 1).saturating_sub(n),
+        oldest: head.saturating_add(1).saturating_sub(n),
         producer,
         producer_generation: h.owner.0.generation.load(Ordering::Relaxed),
         consumers,

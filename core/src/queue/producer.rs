@@ -26,6 +26,8 @@ pub struct Producer {
     epoch: u32,
     /// A raw reservation is open.
     pending: bool,
+    /// Consecutive wakes that found nobody asleep (see `wait::wake_consumers`).
+    idle_wakes: u32,
 }
 
 impl std::fmt::Debug for Producer {
@@ -97,6 +99,7 @@ impl Producer {
             limit: 0,
             epoch,
             pending: false,
+            idle_wakes: 0,
         })
     }
 
@@ -203,7 +206,7 @@ impl Producer {
         let (slot, _) = self.shared.slot(seq);
         ring::end_write(&slot.stamp, &slot.len, seq, len as u32);
         ring::publish(&self.shared.header().prod.0.head, seq);
-        wait::wake_consumers(&self.shared);
+        wait::wake_consumers(&self.shared, &mut self.idle_wakes);
         self.next = seq + 1;
         self.pending = false;
         Ok(seq)

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::layout::{ConsumerSlot, Shared};
 use super::{Error, Result, ring};
 use crate::sys::futex::{self, WaitOutcome};
-use crate::sys::robust::{FUTEX_WAITERS, Owner, mark_waiting, owner_of};
+use crate::sys::robust::{EVICTING, FUTEX_WAITERS, Owner, mark_waiting, owner_of};
 use crate::sys::{deadline_after, deadline_passed};
 
 /// How long a waiter spins before it sleeps. Waking a sleeping CPU costs 15-50 us on a virtual
@@ -156,8 +156,10 @@ pub(crate) fn wait_for_data(
         let Some(ow) = mark_waiting(owner) else {
             continue;
         };
-        me.sleeping.fetch_add(1, Ordering::Relaxed);
+        // Count in `waiters` before `sleeping` (and undo in the reverse order): a death in
+        // between over-counts, which costs wake system calls, never a lost wake-up.
         ring::announce_sleep(&h.waiters.0);
+        me.sleeping.fetch_add(1, Ordering::Relaxed);
         let n = h.prod.0.notify.load(Ordering::Acquire);
         let res = if ring::committed(head) > cursor {
             Ok(WaitOutcome::Changed)
@@ -167,8 +169,8 @@ pub(crate) fn wait_for_data(
                 None => sleep_on(&[(&h.prod.0.notify, n), (owner, ow)], deadline),
             }
         };
-        ring::retract_sleep(&h.waiters.0);
         me.sleeping.fetch_sub(1, Ordering::Relaxed);
+        ring::retract_sleep(&h.waiters.0);
         if let WaitOutcome::Interrupted = res? {
             if ring::committed(head) > cursor {
                 return Ok(DataWait::Data);
@@ -179,34 +181,66 @@ pub(crate) fn wait_for_data(
 }
 
 /// Producer: wakes every consumer asleep on `notify`, if any announced it sleeps.
+///
+/// `idle_wakes` counts wakes that found nobody asleep: a consumer killed while asleep leaves
+/// its share in the count until evicted, so after a run of those, dead consumers are evicted.
 #[inline]
-pub(crate) fn wake_consumers(shared: &Shared) {
+pub(crate) fn wake_consumers(shared: &Shared, idle_wakes: &mut u32) {
     let h = shared.header();
     if ring::must_wake(&h.waiters.0) {
         h.prod.0.notify.fetch_add(1, Ordering::SeqCst);
-        futex::wake_all(&h.prod.0.notify);
+        match futex::wake(&h.prod.0.notify, u32::MAX) {
+            Ok(0) => {
+                *idle_wakes += 1;
+                if *idle_wakes >= 64 {
+                    *idle_wakes = 0;
+                    evict_dead_consumers(shared);
+                }
+            }
+            _ => *idle_wakes = 0,
+        }
     }
 }
 
 /// Frees consumer slot `i` if its holder died, undoing its share of the sleeper count.
 /// Returns the slot's owner state after the call.
+///
+/// Exactly one party settles a dead slot: the one whose CAS moves the owner word from "died"
+/// to [`EVICTING`]; claims skip such a word, so no new consumer can add to the slot's
+/// `sleeping` count while it is settled.
 pub(crate) fn evict_if_dead(shared: &Shared, i: u32) -> Owner {
     let c = shared.consumer(i);
     let ow = c.owner.load(Ordering::SeqCst);
     let state = owner_of(ow);
-    if state == Owner::Died {
-        // Undo the dead consumer's share of the sleeper count (its keeper thread may have been
-        // asleep too); a hostile value is bounded so it cannot wrap the count far.
-        let asleep = c.sleeping.swap(0, Ordering::SeqCst);
-        if (1..=2).contains(&asleep) {
-            ring::retract_many(&shared.header().waiters.0, asleep);
-        }
-        let _ = c
-            .owner
-            .compare_exchange(ow, 0, Ordering::SeqCst, Ordering::SeqCst);
-        return Owner::Free;
+    if state != Owner::Died {
+        return state;
     }
-    state
+    if c.owner
+        .compare_exchange(ow, EVICTING, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        return owner_of(c.owner.load(Ordering::SeqCst));
+    }
+    settle_sleepers(shared, c);
+    c.owner.store(0, Ordering::SeqCst);
+    Owner::Free
+}
+
+/// Removes a slot's leftover share from the sleeper count. Only the slot's owner or its
+/// evictor calls this. A hostile value is bounded (a consumer and its notifier: at most 2).
+pub(crate) fn settle_sleepers(shared: &Shared, c: &ConsumerSlot) {
+    let asleep = c.sleeping.swap(0, Ordering::SeqCst);
+    if (1..=2).contains(&asleep) {
+        ring::retract_many(&shared.header().waiters.0, asleep);
+    }
+}
+
+/// Evicts every dead consumer (the producer calls this when its wakes find nobody asleep, so
+/// that a consumer killed while asleep stops costing a wake per record).
+pub(crate) fn evict_dead_consumers(shared: &Shared) {
+    for i in 0..shared.consumer_scan_len() {
+        evict_if_dead(shared, i);
+    }
 }
 
 /// Back-pressure producer: the smallest cursor of the live consumers (`u64::MAX` if none), and

@@ -37,6 +37,10 @@ pub(crate) const FUTEX_WAITERS: u32 = 0x8000_0000;
 pub(crate) const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
 /// The owner's thread id.
 pub(crate) const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+/// Held by whoever is evicting a dead holder's slot (see `queue::wait::evict_if_dead`). Thread
+/// ids never reach it (`pid_max` is at most 2^22), and claims only take words with no id, so
+/// while a slot shows it nobody else can claim or settle the slot.
+pub(crate) const EVICTING: u32 = FUTEX_TID_MASK;
 
 /// What an owner word says about its holder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,12 +51,16 @@ pub(crate) enum Owner {
     Alive(u32),
     /// The holder died without releasing it.
     Died,
+    /// A peer is evicting the dead holder (transient).
+    Evicting,
 }
 
 /// Decodes an owner word.
 pub(crate) fn owner_of(word: u32) -> Owner {
     let tid = word & FUTEX_TID_MASK;
-    if tid != 0 {
+    if tid == EVICTING {
+        Owner::Evicting
+    } else if tid != 0 {
         Owner::Alive(tid)
     } else if word & FUTEX_OWNER_DIED != 0 {
         Owner::Died
@@ -279,6 +287,15 @@ fn keeper_main<F>(
 ) where
     F: FnOnce(&KeeperCtl),
 {
+    // A library thread must not take the application's signals (SIGINT for a Python
+    // KeyboardInterrupt, the RT signals of a poller): block them all here, so the kernel
+    // delivers them to the application's own threads and interrupts their waits.
+    // SAFETY: `all` is a valid sigset filled by sigfillset; the old mask is not wanted.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+    }
     let tid = super::gettid();
     let glibc_head = match get_robust_list() {
         Ok(h) => h,
@@ -339,7 +356,9 @@ fn keeper_main<F>(
     let _ = tx.send(Ok(claimed));
 
     if held {
-        while_held(&ctl);
+        // A panic must not unwind past the robust-list nodes the kernel points at: catch it
+        // here and release normally.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| while_held(&ctl)));
         while !ctl.releasing() {
             let _ = futex::wait(&ctl.state, RUN, None);
         }
