@@ -660,6 +660,8 @@ impl Region {
     /// Sleeps until the version differs from `seen` (returns the new version), or `timeout`
     /// passes ([`Error::Timeout`]; `Some(ZERO)`: do not wait, [`Error::WouldBlock`]; `None`:
     /// no limit). Sleeps on a futex in the header (shared, so any process's writer wakes it).
+    /// It registers as a waiter under the writer lock, which writers hold only briefly; a
+    /// writer *stopped* (SIGSTOP, debugger) while holding it delays the call past `timeout`.
     pub fn wait_changed(&self, seen: u64, timeout: Option<Duration>) -> Result<u64> {
         let h = self.header();
         let (seq, waiters) = (&h.seq.0.seq, &h.notify.0.waiters);
@@ -697,7 +699,9 @@ impl Region {
     }
 
     /// Writes the range's dirty pages back and waits for it (`msync(MS_SYNC)`); `len == 0`
-    /// flushes nothing. On tmpfs there is nothing to write. See the module docs.
+    /// flushes nothing. On tmpfs there is nothing to write. See the module docs. Every
+    /// consistent write also changes the header page (its counters); [`Region::flush_all`]
+    /// writes that too.
     pub fn flush(&self, offset: u64, len: u64) -> Result<()> {
         self.check_range(offset, len)?;
         if len == 0 {
