@@ -364,9 +364,10 @@ pub unsafe extern "C" fn shmio_region_version(
 
 /// Sleeps until the version differs from `seen`, then stores the new version in
 /// `*version_out` (if not NULL). Sleeps on a futex in the shared header: a writer in any
-/// process wakes it. `timeout_ms`: < 0 no limit, 0 do not wait (`SHMIO_ERR_WOULD_BLOCK`),
-/// > 0 at most that many ms (`SHMIO_ERR_TIMEOUT`). It registers under the writer lock, held
-/// only briefly by writers; a writer stopped (SIGSTOP) while holding it delays the call.
+/// process wakes it. `timeout_ms`: negative waits without limit, 0 does not wait
+/// (`SHMIO_ERR_WOULD_BLOCK`), positive waits at most that many ms (`SHMIO_ERR_TIMEOUT`). It
+/// registers under the writer lock, held only briefly by writers; a writer stopped (SIGSTOP)
+/// while holding it delays the call.
 ///
 /// Ownership: `version_out` is the caller's. Blocking: see `timeout_ms`. Thread-safe.
 ///
