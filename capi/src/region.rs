@@ -366,8 +366,8 @@ pub unsafe extern "C" fn shmio_region_version(
 /// `*version_out` (if not NULL). Sleeps on a futex in the shared header: a writer in any
 /// process wakes it. `timeout_ms`: negative waits without limit, 0 does not wait
 /// (`SHMIO_ERR_WOULD_BLOCK`), positive waits at most that many ms (`SHMIO_ERR_TIMEOUT`). It
-/// registers under the writer lock, held only briefly by writers; a writer stopped (SIGSTOP)
-/// while holding it delays the call.
+/// registers under the writer lock, held only briefly by writers; the timeout also bounds the
+/// wait for that lock.
 ///
 /// Ownership: `version_out` is the caller's. Blocking: see `timeout_ms`. Thread-safe.
 ///

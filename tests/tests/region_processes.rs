@@ -265,3 +265,24 @@ fn flush_on_ext4_leaves_no_dirty_pages() {
             .all(|&b| b == 0x5A)
     );
 }
+
+#[test]
+fn wait_changed_honours_its_timeout_while_a_stuck_writer_holds_the_lock() {
+    let n = RName::new("stuck");
+    let r = Region::create(&n.0, 4096, &RegionOptions::new()).unwrap();
+    let v = r.version();
+    // The writer holds the lock for 20 s (as a stopped or wedged writer would).
+    let mut stuck = rtool(&["die-mid-write", &n.0, "0", "100", "20000"]);
+    stuck.expect_line("half", T);
+    let start = Instant::now();
+    match r.wait_changed(v, Some(Duration::from_millis(300))) {
+        Err(Error::Timeout) => {}
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(10), "returned after {took:?}");
+    stuck.kill9();
+    // Its range is torn; the version moved with the repair.
+    assert!(r.wait_changed(v, Some(Duration::from_secs(20))).unwrap() > v);
+    assert_eq!(r.torn().unwrap(), Some((0, 100)));
+}

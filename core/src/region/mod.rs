@@ -427,9 +427,19 @@ impl Region {
 
     /// Takes the writer lock, repairing what a dead holder left.
     fn lock(&self) -> Result<LockGuard<'_>> {
-        // SAFETY: the mutex was initialised at creation (validated header) and the mapping
-        // lives as long as `self`.
-        match unsafe { pmutex::lock(self.mutex()) } {
+        self.lock_within(None)
+    }
+
+    /// Takes the writer lock, giving up with [`Error::Timeout`] after `timeout` (if any).
+    fn lock_within(&self, timeout: Option<Duration>) -> Result<LockGuard<'_>> {
+        let res = match timeout {
+            // SAFETY: the mutex was initialised at creation (validated header) and the mapping
+            // lives as long as `self`.
+            None => unsafe { pmutex::lock(self.mutex()) },
+            // SAFETY: as above.
+            Some(t) => unsafe { pmutex::lock_for(self.mutex(), t) },
+        };
+        match res {
             Ok(Locked::Clean) => Ok(LockGuard { r: self }),
             Ok(Locked::OwnerDied) => {
                 let g = LockGuard { r: self };
@@ -444,6 +454,7 @@ impl Region {
                  write_with)"
                     .into(),
             )),
+            Err(e) if e.raw_os_error() == Some(libc::ETIMEDOUT) => Err(Error::Timeout),
             Err(e) if e.raw_os_error() == Some(libc::ENOTRECOVERABLE) => Err(Error::Corrupt(
                 "the writer lock is unrecoverable (a holder died and was not repaired)".into(),
             )),
@@ -660,12 +671,13 @@ impl Region {
     /// Sleeps until the version differs from `seen` (returns the new version), or `timeout`
     /// passes ([`Error::Timeout`]; `Some(ZERO)`: do not wait, [`Error::WouldBlock`]; `None`:
     /// no limit). Sleeps on a futex in the header (shared, so any process's writer wakes it).
-    /// It registers as a waiter under the writer lock, which writers hold only briefly; a
-    /// writer *stopped* (SIGSTOP, debugger) while holding it delays the call past `timeout`.
+    /// It registers as a waiter under the writer lock, which writers hold only briefly; the
+    /// timeout also bounds the wait for that lock.
     pub fn wait_changed(&self, seen: u64, timeout: Option<Duration>) -> Result<u64> {
         let h = self.header();
         let (seq, waiters) = (&h.seq.0.seq, &h.notify.0.waiters);
         let deadline = timeout.map(crate::sys::deadline_after);
+        let started = Instant::now();
         loop {
             let v = self.version();
             if v != seen {
@@ -680,7 +692,13 @@ impl Region {
             // so sleep only while it holds the value seen here: the kernel checks that
             // atomically with queueing us, and a writer that saw us registered wakes us.
             let expected = {
-                let _lock = self.lock()?;
+                let left = deadline.map(|_| {
+                    timeout
+                        .unwrap_or_default()
+                        .saturating_sub(started.elapsed())
+                        .max(Duration::from_millis(1))
+                });
+                let _lock = self.lock_within(left)?;
                 let v = self.version();
                 if v != seen {
                     return Ok(v);

@@ -86,6 +86,42 @@ pub(crate) unsafe fn lock(m: *mut libc::pthread_mutex_t) -> io::Result<Locked> {
     }
 }
 
+/// `pthread_mutex_timedlock(m, deadline)`: like [`lock`], but gives up with `ETIMEDOUT` once
+/// `timeout` has passed (measured on `CLOCK_REALTIME`, as POSIX wants for this call).
+///
+/// # Safety
+/// As for [`lock`].
+pub(crate) unsafe fn lock_for(
+    m: *mut libc::pthread_mutex_t,
+    timeout: std::time::Duration,
+) -> io::Result<Locked> {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec; CLOCK_REALTIME always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
+    let mut sec = now
+        .tv_sec
+        .saturating_add(timeout.as_secs().min(i32::MAX as u64) as libc::time_t);
+    let mut nsec = now.tv_nsec + libc::c_long::from(timeout.subsec_nanos() as i32);
+    if nsec >= 1_000_000_000 {
+        nsec -= 1_000_000_000;
+        sec = sec.saturating_add(1);
+    }
+    let deadline = libc::timespec {
+        tv_sec: sec,
+        tv_nsec: nsec,
+    };
+    // SAFETY: `m` is an initialised mutex in a live mapping (contract); `deadline` is a live
+    // timespec read during the call.
+    match unsafe { libc::pthread_mutex_timedlock(m, &deadline) } {
+        0 => Ok(Locked::Clean),
+        libc::EOWNERDEAD => Ok(Locked::OwnerDied),
+        e => Err(io::Error::from_raw_os_error(e)),
+    }
+}
+
 /// `pthread_mutex_consistent(m)`: after repairing what an `OwnerDied` holder left.
 ///
 /// # Safety
