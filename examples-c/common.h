@@ -1,5 +1,6 @@
 /*
- * common.h - pieces shared by the shmio C examples (producer.c, consumer.c).
+ * common.h - pieces shared by the shmio C examples (producer.c, consumer.c, queue_stat.c;
+ * memsync.c and dirty_writer.c use only the exit statuses and report_failure()).
  *
  * The record is the one of the classic SysV shared-memory demo: a fixed
  * 80-byte text field.  shmio replaces the shmget() array, the lock file and

@@ -8,10 +8,11 @@
  *   success: every call except those two and shmio_version() resets it).
  *
  * Arguments
- *   NULL for a required pointer -> SHMIO_ERR_NULL_POINTER. Enumerated values are passed as
- *   uint32_t (SHMIO_POLICY_*, SHMIO_START_*) and checked; out-of-range values ->
- *   SHMIO_ERR_INVALID_ARGUMENT, as are strings that are not UTF-8. A Rust panic is caught at the
- *   boundary and reported as SHMIO_ERR_PANIC.
+ *   NULL for a required pointer -> SHMIO_ERR_NULL_POINTER. Enumerated values and flags are
+ *   passed as uint32_t (SHMIO_POLICY_*, SHMIO_START_*, SHMIO_REGION_*, SHMIO_VM_*) and checked;
+ *   out-of-range values -> SHMIO_ERR_INVALID_ARGUMENT, as are strings that are not UTF-8 and
+ *   region offsets or lengths past the end. A Rust panic is caught at the boundary and reported
+ *   as SHMIO_ERR_PANIC.
  *
  * Timeouts
  *   Every blocking call takes int timeout_ms: < 0 waits without limit, 0 does not wait
@@ -23,17 +24,20 @@
  *   matching close/free function (which accept NULL). Strings returned by the library are
  *   owned by it and never freed by the caller. Zero-copy pointers (shmio_producer_reserve,
  *   shmio_consumer_read) point into the shared mapping and are valid until commit/abort,
- *   release, or close. Input buffers and strings are only read during the call.
+ *   release, or close; shmio_region_data's pointer is valid until shmio_region_close. Input
+ *   buffers and strings are only read during the call.
  *
  * Thread safety
  *   A producer or consumer handle is used by one thread at a time (it may move between
- *   threads). shmio_tqueue functions are thread-safe, except shmio_tqueue_free. The
- *   last-error message is per thread. Each open producer or consumer owns a small keeper
- *   thread (it holds the handle's robust liveness word, blocks every signal, and sleeps).
+ *   threads). shmio_tqueue and shmio_region functions are thread-safe, except
+ *   shmio_tqueue_free and shmio_region_close. The last-error message is per thread. Each
+ *   open producer or consumer owns a small keeper thread (it holds the handle's robust
+ *   liveness word, blocks every signal, and sleeps). A region handle has no thread.
  *
  * fork()
  *   Handles do not survive fork(): the keeper thread is not copied. A child process opens the
- *   queues it needs itself; it must not use, or close, handles inherited from its parent.
+ *   queues (and regions) it needs itself; it must not use, or close, handles inherited from
+ *   its parent.
  *
  * Linking
  *   cc app.c $(pkg-config --cflags --libs shmio); from the source tree, with
@@ -91,6 +95,53 @@
 #define SHMIO_PRODUCER_DEAD 2
 
 /**
+ * Region flag: open the file with O_SYNC, as the original note did. This makes write(2) on the
+ * descriptor synchronous; stores through the mapping are NOT made durable by it (use
+ * `shmio_region_flush`).
+ */
+#define SHMIO_REGION_O_SYNC 1
+
+/**
+ * Region flag: pre-fault every page at map time (MAP_POPULATE).
+ */
+#define SHMIO_REGION_POPULATE 2
+
+/**
+ * Region flag: lock the mapping in RAM (mlock); may fail under RLIMIT_MEMLOCK.
+ */
+#define SHMIO_REGION_MLOCK 4
+
+/**
+ * Knob: `/proc/sys/vm/dirty_background_ratio`.
+ */
+#define SHMIO_VM_DIRTY_BACKGROUND_RATIO 0
+
+/**
+ * Knob: `/proc/sys/vm/dirty_background_bytes`.
+ */
+#define SHMIO_VM_DIRTY_BACKGROUND_BYTES 1
+
+/**
+ * Knob: `/proc/sys/vm/dirty_ratio`.
+ */
+#define SHMIO_VM_DIRTY_RATIO 2
+
+/**
+ * Knob: `/proc/sys/vm/dirty_bytes`.
+ */
+#define SHMIO_VM_DIRTY_BYTES 3
+
+/**
+ * Knob: `/proc/sys/vm/dirty_writeback_centisecs`.
+ */
+#define SHMIO_VM_DIRTY_WRITEBACK_CENTISECS 4
+
+/**
+ * Knob: `/proc/sys/vm/dirty_expire_centisecs`.
+ */
+#define SHMIO_VM_DIRTY_EXPIRE_CENTISECS 5
+
+/**
  * Result of every fallible shmio call. The numbers are stable and never reused.
  */
 typedef enum shmio_status {
@@ -111,7 +162,7 @@ typedef enum shmio_status {
    */
   SHMIO_ERR_IO = 3,
   /**
-   * No queue by that name or path.
+   * No queue or region by that name or path.
    */
   SHMIO_ERR_NOT_FOUND = 4,
   /**
@@ -119,11 +170,11 @@ typedef enum shmio_status {
    */
   SHMIO_ERR_ALREADY_EXISTS = 5,
   /**
-   * The queue file's permissions refuse access.
+   * The file's permissions refuse access (or, for a vm knob, the caller is not privileged).
    */
   SHMIO_ERR_PERMISSION_DENIED = 6,
   /**
-   * The file is not a valid queue.
+   * The file is not a valid queue or region.
    */
   SHMIO_ERR_CORRUPT = 7,
   /**
@@ -179,6 +230,11 @@ typedef enum shmio_status {
    * A bug: a Rust panic was caught at the C boundary. The handle involved should be closed.
    */
   SHMIO_ERR_PANIC = 20,
+  /**
+   * A region read overlaps data whose writer died (or failed) mid-write; it is refused until
+   * that range is rewritten (`shmio_region_torn` tells which range).
+   */
+  SHMIO_ERR_TORN = 21,
 } shmio_status;
 
 /**
@@ -192,6 +248,12 @@ typedef struct shmio_consumer shmio_consumer;
  * threads.
  */
 typedef struct shmio_producer shmio_producer;
+
+/**
+ * A mapped region (opaque). Thread-safe: every function except `shmio_region_close` may be
+ * called on the same handle from several threads at once.
+ */
+typedef struct shmio_region shmio_region;
 
 /**
  * A bounded blocking multi-producer multi-consumer queue of `void *` items (opaque). Every
@@ -327,6 +389,104 @@ typedef struct shmio_consumer_stats {
    */
   uint64_t received;
 } shmio_consumer_stats;
+
+/**
+ * Options for `shmio_region_create` / `shmio_region_open`. Fill with
+ * `shmio_region_options_init` first (it sets `struct_size`), then change what you need.
+ */
+typedef struct shmio_region_options {
+  /**
+   * Size of this struct as the caller knows it; set by `shmio_region_options_init`.
+   */
+  uint32_t struct_size;
+  /**
+   * File mode at creation, applied exactly, not masked by the umask (default 0600).
+   */
+  uint32_t mode;
+  /**
+   * `SHMIO_REGION_*` flags, or-ed (default 0).
+   */
+  uint32_t flags;
+} shmio_region_options;
+
+/**
+ * A file's page-cache state (cachestat(2), Linux 6.5+), in pages of `page_size` bytes.
+ */
+typedef struct shmio_page_cache {
+  uint64_t page_size;
+  /**
+   * Pages of the file in the page cache.
+   */
+  uint64_t cached;
+  /**
+   * Of which dirty (never counts tmpfs pages).
+   */
+  uint64_t dirty;
+  /**
+   * Of which under writeback now.
+   */
+  uint64_t writeback;
+  uint64_t evicted;
+  uint64_t recently_evicted;
+} shmio_page_cache;
+
+/**
+ * The six `vm.dirty_*` knobs.
+ */
+typedef struct shmio_vm_knobs {
+  uint64_t dirty_background_ratio;
+  uint64_t dirty_background_bytes;
+  uint64_t dirty_ratio;
+  uint64_t dirty_bytes;
+  uint64_t dirty_writeback_centisecs;
+  uint64_t dirty_expire_centisecs;
+} shmio_vm_knobs;
+
+/**
+ * The thresholds the knobs imply now, in bytes.
+ */
+typedef struct shmio_vm_thresholds {
+  /**
+   * Memory the ratios apply to: MemFree + Active(file) + Inactive(file) of /proc/meminfo
+   * (the kernel also subtracts a small reserve that is not exported).
+   */
+  uint64_t dirtyable_bytes;
+  /**
+   * Dirty memory above which background writeback starts (computed as the kernel does).
+   */
+  uint64_t background_bytes;
+  /**
+   * Dirty memory above which writers are throttled (computed as the kernel does).
+   */
+  uint64_t dirty_bytes;
+  /**
+   * The kernel's own figures from /proc/vmstat (0 if absent).
+   */
+  uint64_t kernel_background_bytes;
+  uint64_t kernel_dirty_bytes;
+} shmio_vm_thresholds;
+
+/**
+ * System-wide dirty and writeback memory.
+ */
+typedef struct shmio_vm_system {
+  /**
+   * `Dirty:` of /proc/meminfo, in bytes.
+   */
+  uint64_t dirty_bytes;
+  /**
+   * `Writeback:` of /proc/meminfo, in bytes.
+   */
+  uint64_t writeback_bytes;
+  /**
+   * `nr_dirty` of /proc/vmstat, in pages.
+   */
+  uint64_t nr_dirty;
+  /**
+   * `nr_writeback` of /proc/vmstat, in pages.
+   */
+  uint64_t nr_writeback;
+} shmio_vm_system;
 
 #ifdef __cplusplus
 extern "C" {
@@ -664,6 +824,214 @@ enum shmio_status shmio_queue_stats_get(const char *name,
 enum shmio_status shmio_queue_unlink(const char *name);
 
 /**
+ * Fills `*opts` with the defaults: mode 0600, no flags, and `struct_size`.
+ *
+ * Ownership: `opts` is the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `opts` must be NULL (-> `SHMIO_ERR_NULL_POINTER`) or valid for writing a
+ * `shmio_region_options`.
+ */
+enum shmio_status shmio_region_options_init(struct shmio_region_options *opts);
+
+/**
+ * Creates the region `name` with `size` zeroed bytes of data and maps it. `name` is a bare
+ * name, placed in `$SHMIO_DIR` or `/dev/shm`, or a path (anything containing '/'): a RAM
+ * disk, a disk file system for durability, a network file system. The file is created
+ * exclusively (`SHMIO_ERR_ALREADY_EXISTS` if it exists) with the options' mode exactly. A size
+ * of 0 or above 2^40 -> `SHMIO_ERR_INVALID_ARGUMENT`. `opts` NULL means the defaults.
+ *
+ * Ownership: on success `*out` receives a handle to release with `shmio_region_close`; on
+ * failure `*out` is set to NULL. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `name` must be NULL or a NUL-terminated string; `opts` NULL or a readable
+ * `shmio_region_options`; `out` NULL or valid for writing a pointer.
+ */
+enum shmio_status shmio_region_create(const char *name,
+                                      uint64_t size,
+                                      const struct shmio_region_options *opts,
+                                      struct shmio_region **out);
+
+/**
+ * Opens and maps the existing region `name`, validating its header (a file that is not a
+ * region, or is truncated -> `SHMIO_ERR_CORRUPT`; another layout version ->
+ * `SHMIO_ERR_VERSION_MISMATCH`; missing -> `SHMIO_ERR_NOT_FOUND`). The options' flags apply;
+ * the mode is ignored.
+ *
+ * Ownership: on success `*out` receives a handle to release with `shmio_region_close`; on
+ * failure `*out` is set to NULL. Does not block. Thread-safe.
+ *
+ * # Safety
+ * As for `shmio_region_create`.
+ */
+enum shmio_status shmio_region_open(const char *name,
+                                    const struct shmio_region_options *opts,
+                                    struct shmio_region **out);
+
+/**
+ * Unmaps the region and frees the handle; the file stays (see `shmio_region_unlink`). NULL is
+ * a no-op.
+ *
+ * Ownership: takes the handle; it and the data pointer from `shmio_region_data` are invalid
+ * afterwards. Must not race with any other call on the same handle.
+ *
+ * # Safety
+ * `r` must be NULL or a live handle from `shmio_region_create`/`shmio_region_open`.
+ */
+void shmio_region_close(struct shmio_region *r);
+
+/**
+ * Removes the region file `name` (name or path as for `shmio_region_create`). Processes that
+ * have it mapped keep using it.
+ *
+ * Ownership: `name` is only read during the call. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `name` must be NULL or a NUL-terminated string.
+ */
+enum shmio_status shmio_region_unlink(const char *name);
+
+/**
+ * Raw access: `*ptr_out` receives the data's first byte and `*len_out` its length. Plain
+ * shared memory: nothing orders concurrent raw accesses; after raw writes, call
+ * `shmio_region_touch` to move the version and wake waiters.
+ *
+ * Ownership: the memory belongs to the mapping, valid until `shmio_region_close`. Does not
+ * block. Thread-safe.
+ *
+ * # Safety
+ * `r` must be NULL or a live handle; `ptr_out` and `len_out` NULL or valid for writing.
+ */
+enum shmio_status shmio_region_data(const struct shmio_region *r, void **ptr_out, size_t *len_out);
+
+/**
+ * Writes `len` bytes from `data` at `offset` so that no reader ever sees them half-done, and
+ * moves the version (`*version_out`, if not NULL, receives the new one). Writers in every
+ * process are serialised by a robust lock; this blocks while another writer holds it. A
+ * range past the end -> `SHMIO_ERR_INVALID_ARGUMENT`. `data` may be NULL only if `len` is 0.
+ *
+ * Ownership: `data` is only read during the call. Blocking: briefly, behind other writers.
+ * Thread-safe.
+ *
+ * # Safety
+ * `r` must be NULL or a live handle; `data` readable for `len` bytes (when not NULL);
+ * `version_out` NULL or valid for writing a `uint64_t`.
+ */
+enum shmio_status shmio_region_write(const struct shmio_region *r,
+                                     uint64_t offset,
+                                     const void *data,
+                                     size_t len,
+                                     uint64_t *version_out);
+
+/**
+ * Copies `len` bytes at `offset` into `buf`, consistently: never a mix of two writes.
+ * `*version_out` (if not NULL) receives the version the copy belongs to. A range that
+ * overlaps data whose writer died mid-write -> `SHMIO_ERR_TORN` (until rewritten); past the
+ * end -> `SHMIO_ERR_INVALID_ARGUMENT`. `buf` may be uninitialised, and NULL only if `len` is 0.
+ *
+ * Ownership: `buf` is the caller's. Blocking: spins briefly while a write is in progress,
+ * then sleeps until it ends. Never blocks writers. Thread-safe.
+ *
+ * # Safety
+ * `r` must be NULL or a live handle; `buf` writable for `len` bytes (when not NULL);
+ * `version_out` NULL or valid for writing a `uint64_t`.
+ */
+enum shmio_status shmio_region_read(const struct shmio_region *r,
+                                    uint64_t offset,
+                                    void *buf,
+                                    size_t len,
+                                    uint64_t *version_out);
+
+/**
+ * Publishes changes made through raw access: moves the version and wakes waiters.
+ * `*version_out` (if not NULL) receives the new version.
+ *
+ * Ownership: none. Blocking: briefly, behind other writers. Thread-safe.
+ *
+ * # Safety
+ * `r` must be NULL or a live handle; `version_out` NULL or valid for writing a `uint64_t`.
+ */
+enum shmio_status shmio_region_touch(const struct shmio_region *r, uint64_t *version_out);
+
+/**
+ * The current version: the number of consistent writes and touches since creation.
+ *
+ * Ownership: `out` is the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `r` must be NULL or a live handle; `out` NULL or valid for writing a `uint64_t`.
+ */
+enum shmio_status shmio_region_version(const struct shmio_region *r, uint64_t *out);
+
+/**
+ * Sleeps until the version differs from `seen`, then stores the new version in
+ * `*version_out` (if not NULL). Sleeps on a futex in the shared header: a writer in any
+ * process wakes it. `timeout_ms`: negative waits without limit, 0 does not wait
+ * (`SHMIO_ERR_WOULD_BLOCK`), positive waits at most that many ms (`SHMIO_ERR_TIMEOUT`). It
+ * registers under the writer lock, held only briefly by writers; the timeout also bounds the
+ * wait for that lock.
+ *
+ * Ownership: `version_out` is the caller's. Blocking: see `timeout_ms`. Thread-safe.
+ *
+ * # Safety
+ * `r` must be NULL or a live handle; `version_out` NULL or valid for writing a `uint64_t`.
+ */
+enum shmio_status shmio_region_wait_changed(const struct shmio_region *r,
+                                            uint64_t seen,
+                                            int timeout_ms,
+                                            uint64_t *version_out);
+
+/**
+ * The range currently refused as torn (`*len_out == 0`: none). Takes the writer lock briefly.
+ *
+ * Ownership: outputs are the caller's. Blocking: briefly, behind writers. Thread-safe.
+ *
+ * # Safety
+ * `r` must be NULL or a live handle; `offset_out` and `len_out` NULL or valid for writing a
+ * `uint64_t`.
+ */
+enum shmio_status shmio_region_torn(const struct shmio_region *r,
+                                    uint64_t *offset_out,
+                                    uint64_t *len_out);
+
+/**
+ * Writes the range's dirty pages back to the file and waits (msync MS_SYNC). On tmpfs there
+ * is nothing to write; MS_ASYNC is not offered because it is a no-op on Linux. A range past
+ * the end -> `SHMIO_ERR_INVALID_ARGUMENT`.
+ *
+ * Ownership: none. Blocking: until the pages are written. Thread-safe.
+ *
+ * # Safety
+ * `r` must be NULL or a live handle.
+ */
+enum shmio_status shmio_region_flush(const struct shmio_region *r, uint64_t offset, uint64_t len);
+
+/**
+ * Flushes the whole file, header page included (msync MS_SYNC): after it, `cache_stat`
+ * shows no dirty page unless someone wrote meanwhile. (`shmio_region_flush` of the data
+ * leaves the header page, which every consistent write changes, as it is.)
+ *
+ * Ownership: none. Blocking: until the pages are written. Thread-safe.
+ *
+ * # Safety
+ * `r` must be NULL or a live handle.
+ */
+enum shmio_status shmio_region_flush_all(const struct shmio_region *r);
+
+/**
+ * The region file's page-cache state (header page included): cached, dirty, writeback pages
+ * (cachestat(2); `SHMIO_ERR_UNSUPPORTED` before Linux 6.5).
+ *
+ * Ownership: `out` is the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `r` must be NULL or a live handle; `out` NULL or valid for writing a `shmio_page_cache`.
+ */
+enum shmio_status shmio_region_cache_stat(const struct shmio_region *r,
+                                          struct shmio_page_cache *out);
+
+/**
  * Creates a hand-off queue holding at most `capacity` items (`capacity` 0 ->
  * `SHMIO_ERR_INVALID_ARGUMENT`).
  *
@@ -738,6 +1106,62 @@ enum shmio_status shmio_tqueue_close(struct shmio_tqueue *q);
  * writing a `size_t`.
  */
 enum shmio_status shmio_tqueue_len(const struct shmio_tqueue *q, size_t *len_out);
+
+/**
+ * Reads the six knobs from /proc/sys/vm.
+ *
+ * Ownership: `out` is the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `out` must be NULL or valid for writing a `shmio_vm_knobs`.
+ */
+enum shmio_status shmio_vm_knobs_get(struct shmio_vm_knobs *out);
+
+/**
+ * Sets one knob (a `SHMIO_VM_*` value; others -> `SHMIO_ERR_INVALID_ARGUMENT`, as is a ratio
+ * above 100). Needs privilege (`SHMIO_ERR_PERMISSION_DENIED` otherwise). The kernel resets a
+ * ratio's bytes counterpart to 0 and vice versa. `*old_out` (if not NULL) receives the value
+ * before the change.
+ *
+ * Ownership: `old_out` is the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `old_out` must be NULL or valid for writing a `uint64_t`.
+ */
+enum shmio_status shmio_vm_knob_set(uint32_t knob, uint64_t value, uint64_t *old_out);
+
+/**
+ * The thresholds the knobs imply on this machine now.
+ *
+ * Ownership: `out` is the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `out` must be NULL or valid for writing a `shmio_vm_thresholds`.
+ */
+enum shmio_status shmio_vm_thresholds_get(struct shmio_vm_thresholds *out);
+
+/**
+ * System-wide Dirty and Writeback (/proc/meminfo, /proc/vmstat).
+ *
+ * Ownership: `out` is the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `out` must be NULL or valid for writing a `shmio_vm_system`.
+ */
+enum shmio_status shmio_vm_system_get(struct shmio_vm_system *out);
+
+/**
+ * The page-cache state of the file at `path` (cachestat(2); `SHMIO_ERR_UNSUPPORTED` before
+ * Linux 6.5).
+ *
+ * Ownership: `path` is only read during the call; `out` is the caller's. Does not block.
+ * Thread-safe.
+ *
+ * # Safety
+ * `path` must be NULL or a NUL-terminated string; `out` NULL or valid for writing a
+ * `shmio_page_cache`.
+ */
+enum shmio_status shmio_vm_file_cache(const char *path, struct shmio_page_cache *out);
 
 #ifdef __cplusplus
 }  // extern "C"

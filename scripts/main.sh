@@ -47,6 +47,12 @@ done
 step "quick throughput: 64 B records, 1 producer -> 1 consumer process"
 ./target/release/shmio-quickbench --count 2000000
 
+step "region: the memory-sync note's test (4 MiB region vs malloc, 256 passes)"
+./examples-c/build/memsync -n 256 -p "shmio_memsync_$$" | grep -E 'Sec\.|Sync/Priv'
+
+step "dirty pages: the dirty-page note's writer, 2 MiB/s for 3 s"
+./examples-c/build/dirty_writer -r 2 -d 3 -f "$out/test.dump" -u | grep '^t='
+
 step "Python: the wheel into .venv, then python -m shmio.bench queue --quick (into bench-out/)"
 install_wheel
 # Optional: progress bars, the plot, and the peers compared (binary wheels only, to stay quick).

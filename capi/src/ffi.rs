@@ -11,7 +11,9 @@ use std::ptr::NonNull;
 use std::time::Duration;
 
 use shmio_core::queue;
+use shmio_core::region;
 use shmio_core::tqueue;
+use shmio_core::vm;
 
 /// Result of every fallible shmio call. The numbers are stable and never reused.
 #[repr(C)]
@@ -25,13 +27,13 @@ pub enum shmio_status {
     SHMIO_ERR_NULL_POINTER = 2,
     /// A system call failed.
     SHMIO_ERR_IO = 3,
-    /// No queue by that name or path.
+    /// No queue or region by that name or path.
     SHMIO_ERR_NOT_FOUND = 4,
     /// A file by that name or path exists already.
     SHMIO_ERR_ALREADY_EXISTS = 5,
-    /// The queue file's permissions refuse access.
+    /// The file's permissions refuse access (or, for a vm knob, the caller is not privileged).
     SHMIO_ERR_PERMISSION_DENIED = 6,
-    /// The file is not a valid queue.
+    /// The file is not a valid queue or region.
     SHMIO_ERR_CORRUPT = 7,
     /// The file was made by an incompatible layout version.
     SHMIO_ERR_VERSION_MISMATCH = 8,
@@ -60,13 +62,16 @@ pub enum shmio_status {
     SHMIO_ERR_UNSUPPORTED = 19,
     /// A bug: a Rust panic was caught at the C boundary. The handle involved should be closed.
     SHMIO_ERR_PANIC = 20,
+    /// A region read overlaps data whose writer died (or failed) mid-write; it is refused until
+    /// that range is rewritten (`shmio_region_torn` tells which range).
+    SHMIO_ERR_TORN = 21,
 }
 
 use shmio_status::*;
 
 impl shmio_status {
     /// Every status, in numeric order (index == value).
-    pub(crate) const ALL: [shmio_status; 21] = [
+    pub(crate) const ALL: [shmio_status; 22] = [
         SHMIO_OK,
         SHMIO_ERR_INVALID_ARGUMENT,
         SHMIO_ERR_NULL_POINTER,
@@ -88,6 +93,7 @@ impl shmio_status {
         SHMIO_ERR_OVERRUN,
         SHMIO_ERR_UNSUPPORTED,
         SHMIO_ERR_PANIC,
+        SHMIO_ERR_TORN,
     ];
 
     /// The status with this number, if any.
@@ -102,11 +108,11 @@ impl shmio_status {
             SHMIO_ERR_INVALID_ARGUMENT => c"invalid argument",
             SHMIO_ERR_NULL_POINTER => c"null pointer",
             SHMIO_ERR_IO => c"I/O error",
-            SHMIO_ERR_NOT_FOUND => c"queue not found",
+            SHMIO_ERR_NOT_FOUND => c"not found",
             SHMIO_ERR_ALREADY_EXISTS => c"already exists",
             SHMIO_ERR_PERMISSION_DENIED => c"permission denied",
-            SHMIO_ERR_CORRUPT => c"corrupt queue file",
-            SHMIO_ERR_VERSION_MISMATCH => c"queue layout version mismatch",
+            SHMIO_ERR_CORRUPT => c"corrupt file",
+            SHMIO_ERR_VERSION_MISMATCH => c"file layout version mismatch",
             SHMIO_ERR_WOULD_BLOCK => c"operation would block",
             SHMIO_ERR_TIMEOUT => c"timed out",
             SHMIO_ERR_INTERRUPTED => c"interrupted by a signal",
@@ -119,6 +125,7 @@ impl shmio_status {
             SHMIO_ERR_OVERRUN => c"record overwritten while read",
             SHMIO_ERR_UNSUPPORTED => c"unsupported",
             SHMIO_ERR_PANIC => c"internal panic",
+            SHMIO_ERR_TORN => c"torn data: its writer died mid-write",
         }
     }
 }
@@ -133,6 +140,8 @@ pub(crate) struct Failure {
 #[derive(Debug)]
 enum Detail {
     Queue(queue::Error),
+    Region(region::Error),
+    Vm(vm::Error),
     Text(Cow<'static, str>),
 }
 
@@ -140,6 +149,8 @@ impl fmt::Display for Detail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Detail::Queue(e) => e.fmt(f),
+            Detail::Region(e) => e.fmt(f),
+            Detail::Vm(e) => e.fmt(f),
             Detail::Text(t) => f.write_str(t),
         }
     }
@@ -191,6 +202,49 @@ impl From<queue::Error> for Failure {
         Failure {
             status,
             detail: Detail::Queue(e),
+        }
+    }
+}
+
+impl From<region::Error> for Failure {
+    fn from(e: region::Error) -> Failure {
+        use region::Error as E;
+        let status = match &e {
+            E::InvalidArgument(_) | E::OutOfBounds { .. } => SHMIO_ERR_INVALID_ARGUMENT,
+            E::AlreadyExists(_) => SHMIO_ERR_ALREADY_EXISTS,
+            E::NotFound(_) => SHMIO_ERR_NOT_FOUND,
+            E::PermissionDenied(_) => SHMIO_ERR_PERMISSION_DENIED,
+            E::Corrupt(_) => SHMIO_ERR_CORRUPT,
+            E::VersionMismatch { .. } => SHMIO_ERR_VERSION_MISMATCH,
+            E::Torn { .. } => SHMIO_ERR_TORN,
+            E::WouldBlock => SHMIO_ERR_WOULD_BLOCK,
+            E::Timeout => SHMIO_ERR_TIMEOUT,
+            E::Interrupted => SHMIO_ERR_INTERRUPTED,
+            E::Unsupported(_) => SHMIO_ERR_UNSUPPORTED,
+            E::Io { .. } => SHMIO_ERR_IO,
+            // Non-exhaustive: a later variant without a status of its own is an I/O error.
+            _ => SHMIO_ERR_IO,
+        };
+        Failure {
+            status,
+            detail: Detail::Region(e),
+        }
+    }
+}
+
+impl From<vm::Error> for Failure {
+    fn from(e: vm::Error) -> Failure {
+        use vm::Error as E;
+        let status = match &e {
+            E::InvalidArgument(_) => SHMIO_ERR_INVALID_ARGUMENT,
+            E::PermissionDenied(_) => SHMIO_ERR_PERMISSION_DENIED,
+            E::Unsupported(_) => SHMIO_ERR_UNSUPPORTED,
+            E::Parse { .. } | E::Io { .. } => SHMIO_ERR_IO,
+            _ => SHMIO_ERR_IO,
+        };
+        Failure {
+            status,
+            detail: Detail::Vm(e),
         }
     }
 }

@@ -15,17 +15,23 @@
 
 mod ffi;
 mod queue;
+mod region;
 mod tqueue;
+mod vm;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_region;
 
 use std::ffi::{CString, c_char};
 use std::sync::OnceLock;
 
 pub use ffi::shmio_status;
 pub use queue::*;
+pub use region::*;
 pub use tqueue::*;
+pub use vm::*;
 
 use ffi::boundary_value;
 

@@ -83,7 +83,8 @@ fn status_str_covers_every_status() {
         assert!(seen.insert(d), "descriptions are distinct");
     }
     assert_eq!(SHMIO_ERR_PANIC as u32, 20);
-    assert_eq!(text(shmio_status_str(21)), "unknown status");
+    assert_eq!(SHMIO_ERR_TORN as u32, 21);
+    assert_eq!(text(shmio_status_str(22)), "unknown status");
     assert_eq!(text(shmio_status_str(u32::MAX)), "unknown status");
 }
 

@@ -2,6 +2,10 @@
 //!
 //! - [`queue`]: a broadcast ring in shared memory, one producer and many consumer processes,
 //!   zero copy, blocking waits without spinning, crash detection.
+//! - [`region`]: a named region mapped by several processes: raw access, torn-read-free
+//!   consistent access with a robust writer lock, change notification, explicit durability.
+//! - [`vm`]: dirty-page observability: the six `vm.dirty_*` knobs, the thresholds they imply,
+//!   system and per-file dirty / writeback pages.
 //! - [`tqueue`]: the in-process hand-off queue (`TQueue`) that separates a module's input
 //!   thread from its processing threads.
 //!
@@ -17,11 +21,17 @@ pub mod queue {
     //! Under `--cfg loom` only the ring protocol is built, for the model checker.
     pub(crate) mod ring;
 }
+#[cfg(not(loom))]
+pub mod region;
+#[cfg(not(loom))]
+pub(crate) mod shmfile;
 pub(crate) mod sync;
 #[cfg(not(loom))]
 pub(crate) mod sys;
 #[cfg(not(loom))]
 pub mod tqueue;
+#[cfg(not(loom))]
+pub mod vm;
 
 #[cfg(loom)]
 #[doc(hidden)]

@@ -24,3 +24,46 @@ pub fn check_record(buf: &[u8]) -> Option<u64> {
         .all(|(i, b)| *b == (seq as u8).wrapping_mul(31).wrapping_add(i as u8));
     ok.then_some(seq)
 }
+
+/// Size of the region records `shmio-rtool` writes and checks.
+pub const REC: usize = 1024;
+
+fn slot_sum(words: &[u8]) -> u64 {
+    words
+        .chunks_exact(8)
+        .fold(0x9E37_79B9_7F4A_7C15u64, |h, w| {
+            (h ^ u64::from_le_bytes(w.try_into().unwrap_or([0; 8]))).wrapping_mul(0x0100_0000_01B3)
+        })
+}
+
+/// Fills a region record: writer id, sequence number, a pattern derived from both, and a
+/// checksum of all that in the last 8 bytes, so that a mix of two records is detected.
+pub fn fill_slot_record(buf: &mut [u8], writer: u64, seq: u64) {
+    let n = buf.len();
+    buf[..8].copy_from_slice(&(writer + 1).to_le_bytes());
+    buf[8..16].copy_from_slice(&seq.to_le_bytes());
+    let mut x = (writer << 48) ^ seq;
+    for w in buf[16..n - 8].chunks_exact_mut(8) {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        w.copy_from_slice(&x.to_le_bytes());
+    }
+    let sum = slot_sum(&buf[..n - 8]);
+    buf[n - 8..].copy_from_slice(&sum.to_le_bytes());
+}
+
+/// Checks a region record: `Some(Some(writer))` if whole, `Some(None)` if never written (all
+/// zero), `None` if torn or foreign.
+pub fn check_slot_record(buf: &[u8]) -> Option<Option<u64>> {
+    let n = buf.len();
+    if buf.iter().all(|&b| b == 0) {
+        return Some(None);
+    }
+    let sum = u64::from_le_bytes(buf[n - 8..].try_into().ok()?);
+    if sum != slot_sum(&buf[..n - 8]) {
+        return None;
+    }
+    let writer = u64::from_le_bytes(buf[..8].try_into().ok()?).checked_sub(1)?;
+    Some(Some(writer))
+}

@@ -228,3 +228,120 @@ fn c_consumer_bad_arguments_and_missing_queue_exit_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// The number after `label` on the line starting with it, e.g. `Sync. Read  0.000395 Sec.`.
+fn figure(lines: &[String], label: &str) -> f64 {
+    let l = lines
+        .iter()
+        .find(|l| l.starts_with(label))
+        .unwrap_or_else(|| panic!("no {label:?} line in {lines:?}"));
+    l[label.len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("bad figure in {l:?}"))
+}
+
+fn check_memsync(lines: &[String]) {
+    for label in ["Sync. Read", "Sync. Write", "Priv. Read", "Priv. Write"] {
+        let s = figure(lines, label);
+        assert!(s > 0.0 && s < 1.0, "{label}: {s} seconds per 4 MiB pass");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(label) && l.ends_with("Sec.")),
+            "{label} line ends with Sec."
+        );
+    }
+    for (ratio, a, b) in [
+        ("Sync/Priv Read", "Sync. Read", "Priv. Read"),
+        ("Sync/Priv Write", "Sync. Write", "Priv. Write"),
+    ] {
+        let r = figure(lines, ratio);
+        let expect = figure(lines, a) / figure(lines, b);
+        assert!(
+            (r - expect).abs() <= expect * 0.02 + 0.002,
+            "{ratio} {r} vs {expect}"
+        );
+    }
+}
+
+#[test]
+fn memsync_prints_the_notes_four_figures_and_ratios() {
+    let name = format!("shmio-e2e-memsync-{}", std::process::id());
+    let (code, lines) = Proc::spawn(&demo("memsync"), &["-p", &name, "-n", "3"]).finish(T);
+    assert_eq!(code, 0, "{lines:?}");
+    check_memsync(&lines);
+    assert!(lines.iter().any(|l| l.contains("raw memcpy")));
+    assert!(
+        !shmio::region::resolve(&name).unwrap().exists(),
+        "the region it created is unlinked"
+    );
+    // Consistent calls, O_SYNC, on a disk file system path.
+    let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("memsync-{}.region", std::process::id()));
+    let p = path.to_str().unwrap();
+    let (code, lines) = Proc::spawn(&demo("memsync"), &["-p", p, "-S", "-c", "-n", "2"]).finish(T);
+    assert_eq!(code, 0, "{lines:?}");
+    check_memsync(&lines);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("consistent") && l.contains("O_SYNC"))
+    );
+    assert!(!path.exists());
+    // A bad option.
+    let (code, _) = Proc::spawn(&demo("memsync"), &["-n", "0"]).finish(T);
+    assert_eq!(code, 2);
+}
+
+#[test]
+fn dirty_writer_prints_sizes_dirty_pages_and_thresholds() {
+    let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("dirty-{}.dump", std::process::id()));
+    let f = file.to_str().unwrap();
+    let (code, lines) = Proc::spawn(
+        &demo("dirty_writer"),
+        &["-r", "2", "-d", "2", "-f", f, "-u"],
+    )
+    .finish(T);
+    assert_eq!(code, 0, "{lines:?}");
+    // The knobs, as /proc/sys/vm has them.
+    for k in shmio::vm::Knob::ALL {
+        let v = shmio::vm::knob(k).unwrap();
+        assert!(
+            lines.contains(&format!("vm.{} = {v}", k.name())),
+            "vm.{} = {v} in {lines:?}",
+            k.name()
+        );
+    }
+    let secs: Vec<&String> = lines.iter().filter(|l| l.starts_with("t=")).collect();
+    assert_eq!(secs.len(), 2, "{lines:?}");
+    for (i, l) in secs.iter().enumerate() {
+        println!("{l}");
+        let want = format!("t={}s size {} KB |", i + 1, (i + 1) * 2048);
+        assert!(l.starts_with(&want), "{l:?} starts with {want:?}");
+        assert!(
+            l.contains("system Dirty ") && l.contains(" Writeback "),
+            "{l}"
+        );
+        let bg = l.split("thresholds background ").nth(1).unwrap();
+        let bg: u64 = bg.split_whitespace().next().unwrap().parse().unwrap();
+        assert!(bg > 0, "{l}");
+        if !l.contains("file dirty n/a") {
+            // cachestat: the file's pages are all cached, some dirty or under writeback.
+            let cached: u64 = l
+                .split(" cached ")
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(cached, (i as u64 + 1) * 512, "{l}");
+        }
+    }
+    assert!(!file.exists(), "-u removes the file");
+}

@@ -10,18 +10,14 @@
 //! plain reference to it may assume the bytes do not change. The configuration is copied out
 //! once, validated, and only the local copy ([`Layout`]) is used to compute addresses after that.
 
-use std::ffi::CString;
 use std::fs::File;
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use memmap2::{MmapOptions, MmapRaw};
 
 use super::{Error, Policy, QueueOptions};
-use crate::sys::syscall;
+use crate::shmfile;
 
 /// `"SHMIOQ\0\x01"` read as a little-endian u64.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMIOQ\0\x01");
@@ -305,30 +301,12 @@ impl Layout {
 
 /// Directory that bare queue names live in: `$SHMIO_DIR`, or `/dev/shm`.
 pub fn queue_dir() -> PathBuf {
-    std::env::var_os("SHMIO_DIR")
-        .filter(|d| !d.is_empty())
-        .map_or_else(|| PathBuf::from("/dev/shm"), PathBuf::from)
+    shmfile::shm_dir()
 }
 
 /// Resolves a queue name (`"orders"` → `/dev/shm/orders`) or path (anything with a `/`).
 pub fn resolve(name: &str) -> Result<PathBuf, Error> {
-    if name.is_empty() {
-        return Err(Error::InvalidArgument("empty queue name".into()));
-    }
-    if name.contains('\0') {
-        return Err(Error::InvalidArgument(
-            "queue name contains a NUL byte".into(),
-        ));
-    }
-    if name.contains('/') {
-        return Ok(PathBuf::from(name));
-    }
-    if name == "." || name == ".." || name.len() > 200 {
-        return Err(Error::InvalidArgument(format!(
-            "invalid queue name {name:?} (use 1-200 bytes, no '/', not . or ..)"
-        )));
-    }
-    Ok(queue_dir().join(name))
+    Ok(shmfile::resolve(name, "queue")?)
 }
 
 /// An open, validated, mapped queue file.
@@ -361,40 +339,7 @@ impl Shared {
                 slot_count, opts.slot_size, opts.max_consumers
             ))
         })?;
-        if opts.mode & !0o777 != 0 {
-            return Err(Error::InvalidArgument(format!(
-                "mode {:#o} has bits outside 0o777",
-                opts.mode
-            )));
-        }
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let base = path.file_name().ok_or_else(|| {
-            Error::InvalidArgument(format!("{} has no file name", path.display()))
-        })?;
-        let tmp = dir.join(format!(
-            ".{}.{}.{}.tmp",
-            base.to_string_lossy(),
-            crate::sys::getpid(),
-            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let ctmp = cpath(&tmp)?;
-        let fd = syscall!(open(
-            ctmp.as_ptr(),
-            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
-            opts.mode as libc::c_uint
-        ))
-        .map_err(|e| Error::io("create a file in", Some(dir), e))?;
-        // SAFETY: `open` returned a fresh descriptor that nothing else owns.
-        let file = unsafe { File::from_raw_fd(fd) };
-        let guard = TmpGuard(Some(tmp.clone()));
-        // The mode is applied exactly, whatever the umask.
-        syscall!(fchmod(file.as_raw_fd(), opts.mode as libc::mode_t))
-            .map_err(|e| Error::io("fchmod", Some(&tmp), e))?;
-        file.set_len(layout.total_size)
-            .map_err(|e| Error::io("ftruncate", Some(&tmp), e))?;
+        let (file, guard) = shmfile::create_tmp(path, opts.mode, layout.total_size, 0)?;
         let map = Self::map_file(&file, layout.total_size)?;
         let shared = Shared {
             map,
@@ -408,20 +353,10 @@ impl Shared {
 
     /// Opens and validates an existing queue file.
     pub(crate) fn open(path: &Path) -> Result<Shared, Error> {
-        let cpath = cpath(path)?;
-        let fd = syscall!(open(cpath.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC))
-            .map_err(|e| Error::io("open", Some(path), e))?;
-        // SAFETY: `open` returned a fresh descriptor that nothing else owns.
-        let file = unsafe { File::from_raw_fd(fd) };
+        let file = shmfile::open_existing(path, 0)?;
         let meta = file
             .metadata()
             .map_err(|e| Error::io("fstat", Some(path), e))?;
-        if !meta.file_type().is_file() {
-            return Err(Error::InvalidArgument(format!(
-                "{} is not a regular file",
-                path.display()
-            )));
-        }
         let len = meta.len();
         if len < std::mem::size_of::<Header>() as u64 {
             return Err(Error::Corrupt(format!(
@@ -486,61 +421,8 @@ impl Shared {
     }
 }
 
-static TMP_COUNTER: AtomicU32 = AtomicU32::new(0);
-
-/// Removes a temporary file unless kept.
-struct TmpGuard(Option<PathBuf>);
-impl TmpGuard {
-    fn keep(mut self) -> PathBuf {
-        self.0.take().unwrap_or_default()
-    }
-}
-impl Drop for TmpGuard {
-    fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
-
 /// `link(tmp, path)` then `unlink(tmp)`: publishes a file made by [`Shared::create_tmp`], failing
 /// with [`Error::AlreadyExists`] if `path` exists. The temporary name is removed either way.
-/// Falls back to `renameat2(RENAME_NOREPLACE)` on file systems without hard links.
 pub(crate) fn link_into_place(tmp: &Path, path: &Path) -> Result<(), Error> {
-    let _guard = TmpGuard(Some(tmp.to_path_buf()));
-    let (ct, cp) = (cpath(tmp)?, cpath(path)?);
-    let linked = syscall!(link(ct.as_ptr(), cp.as_ptr()));
-    let res = match linked {
-        Ok(_) => Ok(()),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EOPNOTSUPP)) => {
-            // SAFETY: both paths are valid NUL-terminated strings for the duration of the call.
-            let r = unsafe {
-                libc::renameat2(
-                    libc::AT_FDCWD,
-                    ct.as_ptr(),
-                    libc::AT_FDCWD,
-                    cp.as_ptr(),
-                    libc::RENAME_NOREPLACE,
-                )
-            };
-            if r == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::last_os_error())
-            }
-        }
-        Err(e) => Err(e),
-    };
-    res.map_err(|e| {
-        if e.kind() == io::ErrorKind::AlreadyExists {
-            Error::AlreadyExists(path.to_path_buf())
-        } else {
-            Error::io("link", Some(path), e)
-        }
-    })
-}
-
-pub(crate) fn cpath(path: &Path) -> Result<CString, Error> {
-    CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| Error::InvalidArgument(format!("{} contains a NUL byte", path.display())))
+    Ok(shmfile::link_into_place(tmp, path)?)
 }

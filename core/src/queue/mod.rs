@@ -266,6 +266,17 @@ impl Error {
     }
 }
 
+impl From<crate::shmfile::FileError> for Error {
+    fn from(e: crate::shmfile::FileError) -> Error {
+        use crate::shmfile::FileError as F;
+        match e {
+            F::InvalidArgument(m) => Error::InvalidArgument(m),
+            F::AlreadyExists(p) => Error::AlreadyExists(p),
+            F::Io { op, path, source } => Error::io(op, path.as_deref(), source),
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

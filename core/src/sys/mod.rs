@@ -4,7 +4,9 @@
 //! [`syscall!`] macro, and documents the C call it stands for. Nothing outside this module issues
 //! a raw `libc::syscall`.
 
+pub(crate) mod cachestat;
 pub(crate) mod futex;
+pub(crate) mod pmutex;
 pub(crate) mod robust;
 
 use std::io;
@@ -120,4 +122,11 @@ pub(crate) fn deadline_after(d: std::time::Duration) -> libc::timespec {
 pub(crate) fn deadline_passed(deadline: &libc::timespec) -> bool {
     let now = monotonic_now();
     (now.tv_sec, now.tv_nsec) >= (deadline.tv_sec, deadline.tv_nsec)
+}
+
+/// `sysconf(_SC_PAGESIZE)` — the page size in bytes.
+pub(crate) fn page_size() -> u64 {
+    // SAFETY: sysconf takes a plain integer and has no memory effects.
+    let r = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if r > 0 { r as u64 } else { 4096 }
 }

@@ -1,0 +1,222 @@
+//! Dirty-page observability: the `vm.dirty_*` knobs, thresholds, system and per-file dirty
+//! pages.
+
+use std::ffi::c_char;
+
+use shmio_core::vm::{self, Knob, PageCache};
+
+use crate::ffi::{Failure, Out, Result, boundary, shmio_status, str_arg, write_opt};
+
+/// Knob: `/proc/sys/vm/dirty_background_ratio`.
+pub const SHMIO_VM_DIRTY_BACKGROUND_RATIO: u32 = 0;
+/// Knob: `/proc/sys/vm/dirty_background_bytes`.
+pub const SHMIO_VM_DIRTY_BACKGROUND_BYTES: u32 = 1;
+/// Knob: `/proc/sys/vm/dirty_ratio`.
+pub const SHMIO_VM_DIRTY_RATIO: u32 = 2;
+/// Knob: `/proc/sys/vm/dirty_bytes`.
+pub const SHMIO_VM_DIRTY_BYTES: u32 = 3;
+/// Knob: `/proc/sys/vm/dirty_writeback_centisecs`.
+pub const SHMIO_VM_DIRTY_WRITEBACK_CENTISECS: u32 = 4;
+/// Knob: `/proc/sys/vm/dirty_expire_centisecs`.
+pub const SHMIO_VM_DIRTY_EXPIRE_CENTISECS: u32 = 5;
+
+/// The six `vm.dirty_*` knobs.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct shmio_vm_knobs {
+    pub dirty_background_ratio: u64,
+    pub dirty_background_bytes: u64,
+    pub dirty_ratio: u64,
+    pub dirty_bytes: u64,
+    pub dirty_writeback_centisecs: u64,
+    pub dirty_expire_centisecs: u64,
+}
+
+/// The thresholds the knobs imply now, in bytes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct shmio_vm_thresholds {
+    /// Memory the ratios apply to: MemFree + Active(file) + Inactive(file) of /proc/meminfo
+    /// (the kernel also subtracts a small reserve that is not exported).
+    pub dirtyable_bytes: u64,
+    /// Dirty memory above which background writeback starts (computed as the kernel does).
+    pub background_bytes: u64,
+    /// Dirty memory above which writers are throttled (computed as the kernel does).
+    pub dirty_bytes: u64,
+    /// The kernel's own figures from /proc/vmstat (0 if absent).
+    pub kernel_background_bytes: u64,
+    pub kernel_dirty_bytes: u64,
+}
+
+/// System-wide dirty and writeback memory.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct shmio_vm_system {
+    /// `Dirty:` of /proc/meminfo, in bytes.
+    pub dirty_bytes: u64,
+    /// `Writeback:` of /proc/meminfo, in bytes.
+    pub writeback_bytes: u64,
+    /// `nr_dirty` of /proc/vmstat, in pages.
+    pub nr_dirty: u64,
+    /// `nr_writeback` of /proc/vmstat, in pages.
+    pub nr_writeback: u64,
+}
+
+/// A file's page-cache state (cachestat(2), Linux 6.5+), in pages of `page_size` bytes.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct shmio_page_cache {
+    pub page_size: u64,
+    /// Pages of the file in the page cache.
+    pub cached: u64,
+    /// Of which dirty (never counts tmpfs pages).
+    pub dirty: u64,
+    /// Of which under writeback now.
+    pub writeback: u64,
+    pub evicted: u64,
+    pub recently_evicted: u64,
+}
+
+impl From<PageCache> for shmio_page_cache {
+    fn from(c: PageCache) -> shmio_page_cache {
+        shmio_page_cache {
+            page_size: c.page_size,
+            cached: c.cached,
+            dirty: c.dirty,
+            writeback: c.writeback,
+            evicted: c.evicted,
+            recently_evicted: c.recently_evicted,
+        }
+    }
+}
+
+fn knob_from_c(k: u32) -> Result<Knob> {
+    Knob::ALL
+        .get(k as usize)
+        .copied()
+        .ok_or_else(|| Failure::invalid(format!("knob {k} is not a SHMIO_VM_* value")))
+}
+
+/// Reads the six knobs from /proc/sys/vm.
+///
+/// Ownership: `out` is the caller's. Does not block. Thread-safe.
+///
+/// # Safety
+/// `out` must be NULL or valid for writing a `shmio_vm_knobs`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmio_vm_knobs_get(out: *mut shmio_vm_knobs) -> shmio_status {
+    boundary("shmio_vm_knobs_get", || {
+        let out = Out::new(out, "out")?;
+        let k = vm::knobs()?;
+        // SAFETY: writable by the contract.
+        unsafe {
+            out.write(shmio_vm_knobs {
+                dirty_background_ratio: k.dirty_background_ratio,
+                dirty_background_bytes: k.dirty_background_bytes,
+                dirty_ratio: k.dirty_ratio,
+                dirty_bytes: k.dirty_bytes,
+                dirty_writeback_centisecs: k.dirty_writeback_centisecs,
+                dirty_expire_centisecs: k.dirty_expire_centisecs,
+            })
+        };
+        Ok(())
+    })
+}
+
+/// Sets one knob (a `SHMIO_VM_*` value; others -> `SHMIO_ERR_INVALID_ARGUMENT`, as is a ratio
+/// above 100). Needs privilege (`SHMIO_ERR_PERMISSION_DENIED` otherwise). The kernel resets a
+/// ratio's bytes counterpart to 0 and vice versa. `*old_out` (if not NULL) receives the value
+/// before the change.
+///
+/// Ownership: `old_out` is the caller's. Does not block. Thread-safe.
+///
+/// # Safety
+/// `old_out` must be NULL or valid for writing a `uint64_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmio_vm_knob_set(
+    knob: u32,
+    value: u64,
+    old_out: *mut u64,
+) -> shmio_status {
+    boundary("shmio_vm_knob_set", || {
+        let old_out = Out::optional(old_out);
+        let old = vm::set_knob(knob_from_c(knob)?, value)?;
+        // SAFETY: NULL or writable by the contract.
+        unsafe { write_opt(old_out, old) };
+        Ok(())
+    })
+}
+
+/// The thresholds the knobs imply on this machine now.
+///
+/// Ownership: `out` is the caller's. Does not block. Thread-safe.
+///
+/// # Safety
+/// `out` must be NULL or valid for writing a `shmio_vm_thresholds`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmio_vm_thresholds_get(out: *mut shmio_vm_thresholds) -> shmio_status {
+    boundary("shmio_vm_thresholds_get", || {
+        let out = Out::new(out, "out")?;
+        let t = vm::thresholds()?;
+        // SAFETY: writable by the contract.
+        unsafe {
+            out.write(shmio_vm_thresholds {
+                dirtyable_bytes: t.dirtyable_bytes,
+                background_bytes: t.background_bytes,
+                dirty_bytes: t.dirty_bytes,
+                kernel_background_bytes: t.kernel_background_bytes.unwrap_or(0),
+                kernel_dirty_bytes: t.kernel_dirty_bytes.unwrap_or(0),
+            })
+        };
+        Ok(())
+    })
+}
+
+/// System-wide Dirty and Writeback (/proc/meminfo, /proc/vmstat).
+///
+/// Ownership: `out` is the caller's. Does not block. Thread-safe.
+///
+/// # Safety
+/// `out` must be NULL or valid for writing a `shmio_vm_system`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmio_vm_system_get(out: *mut shmio_vm_system) -> shmio_status {
+    boundary("shmio_vm_system_get", || {
+        let out = Out::new(out, "out")?;
+        let s = vm::system()?;
+        // SAFETY: writable by the contract.
+        unsafe {
+            out.write(shmio_vm_system {
+                dirty_bytes: s.dirty_bytes,
+                writeback_bytes: s.writeback_bytes,
+                nr_dirty: s.nr_dirty,
+                nr_writeback: s.nr_writeback,
+            })
+        };
+        Ok(())
+    })
+}
+
+/// The page-cache state of the file at `path` (cachestat(2); `SHMIO_ERR_UNSUPPORTED` before
+/// Linux 6.5).
+///
+/// Ownership: `path` is only read during the call; `out` is the caller's. Does not block.
+/// Thread-safe.
+///
+/// # Safety
+/// `path` must be NULL or a NUL-terminated string; `out` NULL or valid for writing a
+/// `shmio_page_cache`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmio_vm_file_cache(
+    path: *const c_char,
+    out: *mut shmio_page_cache,
+) -> shmio_status {
+    boundary("shmio_vm_file_cache", || {
+        let out = Out::new(out, "out")?;
+        // SAFETY: NUL-terminated by the contract, only used during the call.
+        let path = unsafe { str_arg(path, "path") }?;
+        let c = vm::file_cache(path)?;
+        // SAFETY: writable by the contract.
+        unsafe { out.write(c.into()) };
+        Ok(())
+    })
+}
