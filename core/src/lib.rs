@@ -2,6 +2,8 @@
 //!
 //! - [`queue`]: a broadcast ring in shared memory, one producer and many consumer processes,
 //!   zero copy, blocking waits without spinning, crash detection.
+//! - [`poll`]: one event poller over select, poll, epoll (level/edge) and real-time signals
+//!   (with overflow recovery, and with signal-per-fd semantics).
 //! - [`tqueue`]: the in-process hand-off queue (`TQueue`) that separates a module's input
 //!   thread from its processing threads.
 //!
@@ -10,6 +12,8 @@
 
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
+#[cfg(not(loom))]
+pub mod poll;
 #[cfg(not(loom))]
 pub mod queue;
 #[cfg(loom)]

@@ -5,6 +5,7 @@
 //! a raw `libc::syscall`.
 
 pub(crate) mod futex;
+pub(crate) mod poll;
 pub(crate) mod robust;
 
 use std::io;
