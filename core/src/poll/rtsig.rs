@@ -412,10 +412,11 @@ impl Selector for RtSig {
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             self.take_signals(block, left, st)?;
             self.report(out, cap, st)?;
-            if !out.is_empty() || !block || deadline.is_some_and(|d| Instant::now() >= d) {
+            if !out.is_empty() || deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(());
             }
-            // Only stale signals: wait on for the rest of the timeout.
+            // Nothing ready (candidates not ready, or only stale signals): wait on for the
+            // rest of the timeout.
             self.mark += 1;
         }
     }
