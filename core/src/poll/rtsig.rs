@@ -201,7 +201,9 @@ impl RtSig {
                 Ok(Some(info)) => {
                     let fd = sys::siginfo_fd(&info);
                     self.take_signal(info.si_signo as u32, fd, &mut overflow, st);
-                    self.read_batch(&mut overflow, false, st)?;
+                    if !overflow {
+                        self.read_batch(&mut overflow, false, st)?;
+                    }
                 }
                 Ok(None) => {}
                 Err(e) => return Err(Error::io("sigtimedwait", None, e)),
@@ -232,7 +234,7 @@ impl RtSig {
                 .filter(|p| p.revents != 0 && p.fd >= 0)
                 .map(|p| p.fd)
                 .collect();
-            if self.pfds[0].revents != 0 {
+            if self.pfds[0].revents != 0 && !overflow {
                 self.read_batch(&mut overflow, false, st)?;
             }
             for fd in ready {
@@ -401,11 +403,13 @@ impl Selector for RtSig {
         let deadline = timeout.map(|t| Instant::now() + t);
         self.mark += 1;
         self.cand.clear();
-        if self.onefd {
-            super::rtsig_onefd::rearm(self, st)?;
-        }
+        // Fds left over from the last wait (ready beyond its capacity) come first, so that a
+        // small event array cannot starve them.
         for fd in std::mem::take(&mut self.pending) {
             self.add_cand(fd);
+        }
+        if self.onefd {
+            super::rtsig_onefd::rearm(self, st)?;
         }
         loop {
             let block = self.cand.is_empty();
