@@ -14,6 +14,7 @@
 #![allow(non_camel_case_types)]
 
 mod ffi;
+mod poll;
 mod queue;
 mod tqueue;
 
@@ -24,6 +25,7 @@ use std::ffi::{CString, c_char};
 use std::sync::OnceLock;
 
 pub use ffi::shmio_status;
+pub use poll::*;
 pub use queue::*;
 pub use tqueue::*;
 
