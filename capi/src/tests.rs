@@ -798,9 +798,7 @@ fn poller_c_api_round_trip_on_every_backend() {
     );
     let mut p = ptr::null_mut();
     // SAFETY: valid out pointer.
-    assert_eq!(
-        unsafe { shmio_poller_new(9, &mut p) },
-        SHMIO_ERR_INVALID_ARGUMENT
-    );
+    let st = unsafe { shmio_poller_new(9, &mut p) };
+    assert_eq!(st, SHMIO_ERR_INVALID_ARGUMENT);
     assert!(p.is_null());
 }

@@ -25,10 +25,8 @@ fn pair() -> (UnixStream, UnixStream) {
 fn pipe() -> (OwnedFd, OwnedFd) {
     let mut fds = [0 as RawFd; 2];
     // SAFETY: `fds` is a live array of two ints.
-    assert_eq!(
-        unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) },
-        0
-    );
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK) };
+    assert_eq!(rc, 0);
     // SAFETY: pipe2 returned two fresh descriptors we now own.
     unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
 }
@@ -45,11 +43,13 @@ fn raise_nofile(n: u64) {
         rlim_max: 0,
     };
     // SAFETY: `r` is a live rlimit.
-    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) }, 0);
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) };
+    assert_eq!(rc, 0);
     if r.rlim_cur < n {
         r.rlim_cur = n.min(r.rlim_max);
         // SAFETY: `r` is a live rlimit.
-        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) }, 0);
+        let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) };
+        assert_eq!(rc, 0);
     }
 }
 

@@ -25,13 +25,15 @@ fn set_limit(res: libc::__rlimit_resource_t, cur: u64, max: Option<u64>) {
         rlim_max: 0,
     };
     // SAFETY: `r` is a live rlimit.
-    assert_eq!(unsafe { libc::getrlimit(res, &mut r) }, 0);
+    let rc = unsafe { libc::getrlimit(res, &mut r) };
+    assert_eq!(rc, 0);
     r.rlim_cur = cur.min(r.rlim_max);
     if let Some(m) = max {
         r.rlim_max = m;
     }
     // SAFETY: `r` is a live rlimit.
-    assert_eq!(unsafe { libc::setrlimit(res, &r) }, 0, "setrlimit");
+    let rc = unsafe { libc::setrlimit(res, &r) };
+    assert_eq!(rc, 0, "setrlimit");
 }
 
 /// Queued signals of this user, from /proc/self/status `SigQ: queued/limit`.
