@@ -179,10 +179,8 @@ fn main() {
         "epoll/raw"
     );
     for n in [100usize, 1000, 10_000] {
-        if (2 * n + 64) as u64 > nofile {
-            println!("{n:>6}: skipped, RLIMIT_NOFILE {nofile} too small");
-            continue;
-        }
+        // With a hard RLIMIT_NOFILE of 20,000, "10,000" becomes 9,900 pairs (printed as is).
+        let n = n.min((nofile as usize).saturating_sub(200) / 2);
         for a in [1usize, 100] {
             let events = arg.unwrap_or(if a == 1 { 20_000 } else { 100_000 });
             let mut raw = (f64::MAX, 0.0);

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The HP Labs study ("Scalability of Linux Event-Dispatch Mechanisms") reproduced on loopback:
+# examples-c/build/event_server with each backend under httperf at rising request rates, with
+# 0, 251 and 6,000 idle connections held open, reporting reply rate, response time and server
+# CPU. Bounded: each point runs DURATION seconds (default 2). Writes a Markdown table to stdout
+# and to target/httperf_study.md.
+#
+#   bash tests/bench-c/httperf_study.sh [RATES] [IDLE] [BACKENDS]
+#   e.g. bash tests/bench-c/httperf_study.sh "1000 2000 4000" "0 251 6000" "select poll epoll rtsig"
+#
+# Needs httperf (Debian package `httperf`); not run by scripts/test.sh. Loopback only.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RATES=${1:-"1000 2000 4000"}
+IDLE=${2:-"0 251 6000"}
+BACKENDS=${3:-"select poll epoll epoll-et rtsig rtsig-onefd"}
+DURATION=${DURATION:-2}
+PORT=${PORT:-18089}
+command -v httperf >/dev/null || { echo "httperf is missing: apt-get install -y httperf" >&2; exit 2; }
+make -s -C examples-c >/dev/null
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+OUT=target/httperf_study.md
+mkdir -p target
+TMP=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$TMP"' EXIT
+head -c 6144 /dev/urandom > "$TMP/file"   # a 6 KiB file, as in the study
+
+# Holds N idle connections open until killed.
+idle_holder() {
+    python3 - "$1" "$PORT" <<'PY'
+import socket, sys, time, resource
+n, port = int(sys.argv[1]), int(sys.argv[2])
+s, h = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (h, h))
+conns = []
+for i in range(n):
+    c = socket.create_connection(("127.0.0.1", port))
+    conns.append(c)
+print("idle", len(conns), flush=True)
+time.sleep(3600)
+PY
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+{
+echo "| backend | idle | rate (req/s) | reply rate avg (replies/s) | response time (ms) | errors | server CPU (%) |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+} | tee "$OUT"
+HZ=$(getconf CLK_TCK)
+for b in $BACKENDS; do
+  for idle in $IDLE; do
+    ./examples-c/build/event_server -b "$b" -p "$PORT" -f "$TMP/file" > "$TMP/server.out" 2>&1 &
+    spid=$!
+    for _ in $(seq 50); do grep -q listening "$TMP/server.out" && break; sleep 0.1; done
+    hpid=""
+    if [ "$idle" -gt 0 ]; then
+      idle_holder "$idle" > "$TMP/idle.out" 2>&1 &
+      hpid=$!
+      for _ in $(seq 100); do grep -q '^idle' "$TMP/idle.out" && break; sleep 0.1; done
+    fi
+    for rate in $RATES; do
+      n=$((rate * DURATION))
+      t0=$(cpu_ticks "$spid")
+      res=$(timeout $((DURATION * 4 + 10)) httperf --hog --server 127.0.0.1 --port "$PORT" --uri / \
+            --rate "$rate" --num-conns "$n" --num-calls 1 --timeout 5 2>&1 || true)
+      t1=$(cpu_ticks "$spid")
+      reply=$(echo "$res" | awk '/^Reply rate/ {print $7}')
+      resp=$(echo "$res" | awk '/^Reply time/ {print $5}')
+      errs=$(echo "$res" | awk '/^Errors: total/ {print $3}')
+      cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$HZ" -v d="$DURATION" 'BEGIN {printf "%.0f", (b - a) * 100 / hz / d}')
+      echo "| $b | $idle | $rate | ${reply:-?} | ${resp:-?} | ${errs:-?} | $cpu |" | tee -a "$OUT"
+    done
+    [ -n "$hpid" ] && kill "$hpid" 2>/dev/null; wait "$hpid" 2>/dev/null || true
+    kill -INT "$spid"; wait "$spid" 2>/dev/null || true
+    sleep 0.5
+  done
+done
+echo "table written to $OUT"
