@@ -44,7 +44,7 @@ PY
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 {
-echo "| backend | idle | rate (req/s) | reply rate avg (replies/s) | response time (ms) | errors | server CPU (%) |"
+echo "| backend | idle | rate (req/s) | reply rate (replies/s) | response time (ms) | errors | server CPU (%) |"
 echo "|---|---:|---:|---:|---:|---:|---:|"
 } | tee "$OUT"
 HZ=$(getconf CLK_TCK)
@@ -65,7 +65,8 @@ for b in $BACKENDS; do
       res=$(timeout $((DURATION * 4 + 10)) httperf --hog --server 127.0.0.1 --port "$PORT" --uri / \
             --rate "$rate" --num-conns "$n" --num-calls 1 --timeout 5 2>&1 || true)
       t1=$(cpu_ticks "$spid")
-      reply=$(echo "$res" | awk '/^Reply rate/ {print $7}')
+      # httperf samples "Reply rate" every 5 s: too coarse for short runs; use the totals.
+      reply=$(echo "$res" | awk '/^Total: connections/ {r = $7; d = $9} END {if (d > 0) printf "%.0f", r / d}')
       resp=$(echo "$res" | awk '/^Reply time/ {print $5}')
       errs=$(echo "$res" | awk '/^Errors: total/ {print $3}')
       cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$HZ" -v d="$DURATION" 'BEGIN {printf "%.0f", (b - a) * 100 / hz / d}')
