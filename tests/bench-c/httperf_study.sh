@@ -50,9 +50,14 @@ echo "|---|---:|---:|---:|---:|---:|---:|"
 HZ=$(getconf CLK_TCK)
 for b in $BACKENDS; do
   for idle in $IDLE; do
-    ./examples-c/build/event_server -b "$b" -p "$PORT" -f "$TMP/file" > "$TMP/server.out" 2>&1 &
-    spid=$!
-    for _ in $(seq 50); do grep -q listening "$TMP/server.out" && break; sleep 0.1; done
+    # The previous server may still hold the port for a moment: retry until it listens.
+    for _ in $(seq 20); do
+      ./examples-c/build/event_server -b "$b" -p "$PORT" -f "$TMP/file" > "$TMP/server.out" 2>&1 &
+      spid=$!
+      for _ in $(seq 30); do grep -q listening "$TMP/server.out" && break; sleep 0.1; done
+      grep -q listening "$TMP/server.out" && break
+      kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true; sleep 0.5
+    done
     hpid=""
     if [ "$idle" -gt 0 ]; then
       idle_holder "$idle" > "$TMP/idle.out" 2>&1 &
@@ -70,10 +75,11 @@ for b in $BACKENDS; do
       resp=$(echo "$res" | awk '/^Reply time/ {print $5}')
       errs=$(echo "$res" | awk '/^Errors: total/ {print $3}')
       cpu=$(awk -v a="$t0" -v b="$t1" -v hz="$HZ" -v d="$DURATION" 'BEGIN {printf "%.0f", (b - a) * 100 / hz / d}')
+      [ -n "$reply" ] || echo "httperf gave no totals ($b, $idle idle, $rate/s): $(echo "$res" | head -2 | tr '\n' ' ')" >&2
       echo "| $b | $idle | $rate | ${reply:-?} | ${resp:-?} | ${errs:-?} | $cpu |" | tee -a "$OUT"
     done
-    [ -n "$hpid" ] && kill "$hpid" 2>/dev/null; wait "$hpid" 2>/dev/null || true
-    kill -INT "$spid"; wait "$spid" 2>/dev/null || true
+    if [ -n "$hpid" ]; then kill "$hpid" 2>/dev/null || true; wait "$hpid" 2>/dev/null || true; fi
+    kill -INT "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true
     sleep 0.5
   done
 done
