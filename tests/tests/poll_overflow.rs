@@ -4,7 +4,11 @@
 use std::collections::HashMap;
 use std::process::Command;
 
+/// The signal-queue count is per user: the two children must not run at the same time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn run(backend: &str) -> HashMap<String, u64> {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let out = Command::new(env!("CARGO_BIN_EXE_shmio-poll-overflow"))
         .args([backend, "1000", "32"])
         .output()
@@ -27,15 +31,13 @@ fn run(backend: &str) -> HashMap<String, u64> {
 fn rtsig_reports_all_1000_through_an_overflow() {
     let m = run("rtsig");
     // The queue filled up (32 queued for this user, then SIGIO, which SigQ counts too) ...
-    assert!(
-        m["sigq_a"] >= m["sigq_0"] + 16 && m["sigq_a"] <= 33,
-        "{m:?}"
-    );
+    assert!(m["sigq_a"] >= m["sigq_0"] + 16, "{m:?}");
     // ... yet every fd was reported, and the overflow was counted.
     assert_eq!(m["seen_a"], 1000, "{m:?}");
     assert!(m["overflows_a"] >= 1, "{m:?}");
     // rtsig keeps every fd armed: new data queues signals again and overflows again.
     assert!(m["sigq_b"] >= m["sigq_0"] + 16, "{m:?}");
+    assert!(m["signals_b"] >= 16, "{m:?}");
     assert_eq!(m["seen_b"], 1000, "{m:?}");
     assert!(m["overflows_b"] > m["overflows_a"], "{m:?}");
 }
@@ -48,8 +50,11 @@ fn rtsig_onefd_never_queues_a_second_signal_for_a_delivered_fd() {
     assert!(m["overflows_a"] >= 1, "{m:?}");
     // Every fd was delivered and is disarmed until the caller waits again: 3,000 more writes
     // queue no signal at all (rtsig queues until the limit), and nothing overflows.
-    // (SigQ counts every process of this user: compare with the count before the test.)
-    assert!(m["sigq_b"] <= m["sigq_0"], "{m:?}");
+    // Counted by the poller itself: not one signal was taken in phase B ...
+    assert_eq!(m["signals_b"], 0, "{m:?}");
+    // ... and none is queued (SigQ counts every process of this user, so this is shown, not
+    // asserted: other processes may queue signals meanwhile).
+    eprintln!("SigQ before {} after phase B {}", m["sigq_0"], m["sigq_b"]);
     assert_eq!(m["overflows_b"], m["overflows_a"], "{m:?}");
     // The re-arm re-check on the next wait still reports every fd.
     assert_eq!(m["seen_b"], 1000, "{m:?}");
