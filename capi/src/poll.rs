@@ -409,7 +409,8 @@ pub unsafe extern "C" fn shmio_waker_new(
 }
 
 /// Wakes the poller. Thread-safe: any thread, any number of times (wakes before a wait give
-/// one event). Async-signal-safe in practice (one write(2) to a pipe).
+/// one event). Not async-signal-safe (it records the last error like every call): from a
+/// signal handler, set a flag and rely on the wait returning `SHMIO_ERR_INTERRUPTED`.
 ///
 /// # Safety
 /// `w` must be NULL or a live waker.
