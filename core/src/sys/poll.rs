@@ -319,3 +319,41 @@ pub(crate) fn sigrtmin() -> libc::c_int {
 pub(crate) fn sigrtmax() -> libc::c_int {
     libc::SIGRTMAX()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeout_rounds_up_and_saturates() {
+        assert_eq!(timeout_ms(None), -1);
+        assert_eq!(timeout_ms(Some(Duration::ZERO)), 0);
+        assert_eq!(timeout_ms(Some(Duration::from_micros(1))), 1);
+        assert_eq!(timeout_ms(Some(Duration::from_micros(1500))), 2);
+        assert_eq!(
+            timeout_ms(Some(Duration::from_secs(u64::MAX))),
+            libc::c_int::MAX
+        );
+    }
+
+    #[test]
+    fn siginfo_fd_reads_the_sigpoll_member() {
+        // SAFETY: siginfo_t is plain data; all-zero is valid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // The kernel's layout on 64-bit: si_fd at byte 24 (after si_band at 16).
+        let off = if size_of::<libc::c_long>() == 8 {
+            24
+        } else {
+            16
+        };
+        // SAFETY: `off + 4` is within the 128-byte siginfo_t; the write is unaligned-safe.
+        unsafe {
+            (&mut info as *mut libc::siginfo_t)
+                .cast::<u8>()
+                .add(off)
+                .cast::<i32>()
+                .write_unaligned(1234)
+        };
+        assert_eq!(siginfo_fd(&info), 1234);
+    }
+}
