@@ -299,6 +299,26 @@ fn thousand_fds(b: Backend) {
     assert_eq!(seen, expect, "{b:?}");
 }
 
+fn fair_when_capacity_is_small(b: Backend) {
+    // 20 fds stay readable (never read); 5 events per wait: 4 waits must cover all 20.
+    let mut p = Poller::new(b).unwrap();
+    let mut ev = Events::with_capacity(5);
+    let pairs: Vec<(UnixStream, UnixStream)> = (0..20).map(|_| pair()).collect();
+    for (i, (a, peer)) in pairs.iter().enumerate() {
+        p.register(a.as_raw_fd(), i as u64, Interest::READABLE)
+            .unwrap();
+        (&*peer).write_all(b"r").unwrap();
+    }
+    let mut seen = HashSet::new();
+    for _ in 0..4 {
+        let got = wait(&mut p, &mut ev, LONG);
+        assert_eq!(got.len(), 5, "{b:?}");
+        seen.extend(got.iter().map(|e| e.token));
+    }
+    assert_eq!(seen.len(), 20, "{b:?}: {seen:?}");
+    drop(p);
+}
+
 static Q: AtomicU32 = AtomicU32::new(0);
 
 fn queue_consumer_fd(b: Backend) {
@@ -353,6 +373,7 @@ macro_rules! suite {
             #[test] fn timeouts() { let _g = shared(); super::timeouts($b) }
             #[test] fn thousand_fds() { let _g = FDS.write().unwrap_or_else(|e| e.into_inner()); super::thousand_fds($b) }
             #[test] fn queue_consumer_fd() { let _g = shared(); super::queue_consumer_fd($b) }
+            #[test] fn fair_when_capacity_is_small() { let _g = shared(); super::fair_when_capacity_is_small($b) }
         }
     )*};
 }

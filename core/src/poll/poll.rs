@@ -18,6 +18,8 @@ pub(crate) struct Poll {
     fds: Vec<libc::pollfd>,
     /// Per entry: real fd, token, interest.
     meta: Vec<(RawFd, u64, Interest)>,
+    /// Where the next scan of ready entries starts (fairness when `cap` is reached).
+    start: usize,
 }
 
 impl Poll {
@@ -26,6 +28,7 @@ impl Poll {
             regs: Table::default(),
             fds: Vec::new(),
             meta: Vec::new(),
+            start: 0,
         }
     }
 }
@@ -83,12 +86,20 @@ impl Selector for Poll {
         if n == 0 {
             return Ok(());
         }
-        for (p, &(fd, token, interest)) in self.fds.iter_mut().zip(&self.meta) {
-            if out.len() == cap {
-                break;
-            }
+        // Start where the last full wait stopped, so that with more ready fds than `cap` the
+        // ones at the end of the array are not starved.
+        let len = self.fds.len();
+        let start = self.start.min(len.saturating_sub(1));
+        for k in 0..len {
+            let i = (start + k) % len;
+            let p = &mut self.fds[i];
+            let (_, token, interest) = self.meta[i];
             if p.revents == 0 || p.fd < 0 {
                 continue;
+            }
+            if out.len() == cap {
+                self.start = i;
+                return Ok(());
             }
             if let Some(ev) = Event::from_poll(token, p.revents, interest) {
                 if interest.oneshot {
@@ -96,8 +107,8 @@ impl Selector for Poll {
                 }
                 out.push(ev);
             }
-            let _ = fd;
         }
+        self.start = 0;
         Ok(())
     }
 }

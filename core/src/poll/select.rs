@@ -20,12 +20,15 @@ struct Reg {
 
 pub(crate) struct Select {
     regs: Table<Reg>,
+    /// Where the next scan of ready fds starts (fairness when `cap` is reached).
+    next_fd: RawFd,
 }
 
 impl Select {
     pub(crate) fn new() -> Select {
         Select {
             regs: Table::default(),
+            next_fd: 0,
         }
     }
 }
@@ -89,12 +92,20 @@ impl Selector for Select {
         if n == 0 {
             return Ok(());
         }
-        for (fd, reg) in self.regs.iter_mut().filter(|(fd, _)| *fd < nfds) {
-            if out.len() == cap {
+        // Start at the fd where the last full wait stopped, so that with more ready fds than
+        // `cap` the high ones are not starved.
+        let start = self.next_fd;
+        self.next_fd = 0;
+        let (high, low): (Vec<_>, Vec<_>) = self
+            .regs
+            .iter_mut()
+            .filter(|(fd, g)| *fd < nfds && g.enabled)
+            .partition(|(fd, _)| *fd >= start);
+        for (fd, reg) in high.into_iter().chain(low) {
+            let ready = sys::fd_set_has(&r, fd) || sys::fd_set_has(&w, fd);
+            if ready && out.len() == cap {
+                self.next_fd = fd;
                 break;
-            }
-            if !reg.enabled {
-                continue;
             }
             let ev = Event {
                 token: reg.token,
