@@ -54,6 +54,76 @@
 #include <stdbool.h>
 
 /**
+ * Backend: the best available (epoll, level-triggered).
+ */
+#define SHMIO_BACKEND_AUTO 0
+
+/**
+ * Backend: select(2); fds >= FD_SETSIZE (1024) are refused with `SHMIO_ERR_INVALID_ARGUMENT`.
+ */
+#define SHMIO_BACKEND_SELECT 1
+
+/**
+ * Backend: poll(2).
+ */
+#define SHMIO_BACKEND_POLL 2
+
+/**
+ * Backend: epoll, level-triggered.
+ */
+#define SHMIO_BACKEND_EPOLL 3
+
+/**
+ * Backend: epoll, edge-triggered (EPOLLET).
+ */
+#define SHMIO_BACKEND_EPOLL_ET 4
+
+/**
+ * Backend: POSIX real-time signals (F_SETSIG), queue overflow recovered by a poll() rescan.
+ */
+#define SHMIO_BACKEND_RTSIG 5
+
+/**
+ * Backend: real-time signals with signal-per-fd semantics.
+ */
+#define SHMIO_BACKEND_RTSIG_ONEFD 6
+
+/**
+ * Interest: report readable.
+ */
+#define SHMIO_INTEREST_READABLE 1
+
+/**
+ * Interest: report writable.
+ */
+#define SHMIO_INTEREST_WRITABLE 2
+
+/**
+ * Interest: disable the fd after one event, until `shmio_poller_modify`.
+ */
+#define SHMIO_INTEREST_ONESHOT 4
+
+/**
+ * Event flag: readable (or at end of file).
+ */
+#define SHMIO_EVENT_READABLE 1
+
+/**
+ * Event flag: writable.
+ */
+#define SHMIO_EVENT_WRITABLE 2
+
+/**
+ * Event flag: hang-up (not reported by select, which shows it as readable).
+ */
+#define SHMIO_EVENT_HANGUP 4
+
+/**
+ * Event flag: error condition (select shows it as readable or writable).
+ */
+#define SHMIO_EVENT_ERROR 8
+
+/**
  * Policy: the producer never waits; a consumer that falls a whole ring behind loses the oldest
  * records and is told how many.
  */
@@ -235,6 +305,14 @@ typedef enum shmio_status {
    * that range is rewritten (`shmio_region_torn` tells which range).
    */
   SHMIO_ERR_TORN = 21,
+  /**
+   * Poller: the fd is not registered.
+   */
+  SHMIO_ERR_NOT_REGISTERED = 30,
+  /**
+   * Poller: an RT-signal poller was used from a thread other than the one that created it.
+   */
+  SHMIO_ERR_WRONG_THREAD = 31,
 } shmio_status;
 
 /**
@@ -242,6 +320,12 @@ typedef enum shmio_status {
  * move between threads.
  */
 typedef struct shmio_consumer shmio_consumer;
+
+/**
+ * An event poller (opaque). One thread at a time; an RT-signal poller only from the thread
+ * that created it.
+ */
+typedef struct shmio_poller shmio_poller;
 
 /**
  * The single writer of a queue (opaque). Use from one thread at a time; it may move between
@@ -260,6 +344,59 @@ typedef struct shmio_region shmio_region;
  * function on it is thread-safe, except `shmio_tqueue_free`.
  */
 typedef struct shmio_tqueue shmio_tqueue;
+
+/**
+ * Wakes a poller from any thread (opaque).
+ */
+typedef struct shmio_waker shmio_waker;
+
+/**
+ * One event.
+ */
+typedef struct shmio_event {
+  /**
+   * The token given at registration.
+   */
+  uint64_t token;
+  /**
+   * `SHMIO_EVENT_*` bits.
+   */
+  uint32_t flags;
+} shmio_event;
+
+/**
+ * A poller's counters.
+ */
+typedef struct shmio_poller_stats {
+  /**
+   * Calls of `shmio_poller_wait`.
+   */
+  uint64_t waits;
+  /**
+   * Events returned.
+   */
+  uint64_t events;
+  /**
+   * System calls made by the poller.
+   */
+  uint64_t syscalls;
+  /**
+   * RT-signal queue overflows recovered by a rescan.
+   */
+  uint64_t overflows;
+  /**
+   * RT signals taken.
+   */
+  uint64_t signals;
+  /**
+   * Stale RT signals (for an fd not armed or not registered).
+   */
+  uint64_t stale_signals;
+  /**
+   * The most RT signals taken for one fd in one wait.
+   */
+  uint64_t max_signals_per_fd;
+} shmio_poller_stats;
 
 /**
  * Creation options. Always fill it with `shmio_queue_options_init` first, then change the
@@ -517,6 +654,155 @@ const char *shmio_status_str(uint32_t status);
  * on this thread (copy it to keep it). Does not block. Thread-safe: each thread has its own.
  */
 const char *shmio_last_error_message(void);
+
+/**
+ * Creates a poller using `backend` (`SHMIO_BACKEND_*`). The RT-signal backends block their
+ * signal (`SIGRTMIN+2`) and SIGIO in the calling thread and direct every registered fd's
+ * signals to it: wait only from this thread (else `SHMIO_ERR_WRONG_THREAD`); one RT-signal
+ * poller per thread (else `SHMIO_ERR_ALREADY_EXISTS`).
+ *
+ * Ownership: `*out` is owned by the caller; free it with `shmio_poller_free`. Does not block.
+ *
+ * # Safety
+ * `out` must be NULL or valid for writing a pointer.
+ */
+enum shmio_status shmio_poller_new(uint32_t backend, struct shmio_poller **out);
+
+/**
+ * Frees a poller (registered fds are not closed; the RT-signal backends take `O_ASYNC` off
+ * them). NULL is a no-op. A waker of this poller must not be used afterwards.
+ *
+ * # Safety
+ * `p` must be NULL or a poller from `shmio_poller_new` not freed yet, not in use elsewhere.
+ */
+void shmio_poller_free(struct shmio_poller *p);
+
+/**
+ * The backend of a poller (`SHMIO_BACKEND_*`, `AUTO` resolved to `EPOLL`); `UINT32_MAX` for
+ * NULL.
+ *
+ * # Safety
+ * `p` must be NULL or a live poller.
+ */
+uint32_t shmio_poller_backend(const struct shmio_poller *p);
+
+/**
+ * The backend named `name` (`select`, `poll`, `epoll`, `epoll-et`, `rtsig`, `rtsig-onefd`,
+ * `auto`) into `*backend_out`; an unknown name is `SHMIO_ERR_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ * `name` must be NULL or a NUL-terminated string; `backend_out` NULL or writable.
+ */
+enum shmio_status shmio_backend_from_name(const char *name, uint32_t *backend_out);
+
+/**
+ * The name of a backend (`SHMIO_BACKEND_*`), or "unknown".
+ *
+ * Ownership: a static string. Does not change the last-error message.
+ */
+const char *shmio_backend_name(uint32_t backend);
+
+/**
+ * Watches `fd` for `interest` (`SHMIO_INTEREST_*` bits; hang-up and error are always
+ * reported), reporting `token`. Already registered: `SHMIO_ERR_ALREADY_EXISTS`; select with
+ * fd >= 1024: `SHMIO_ERR_INVALID_ARGUMENT`. The RT-signal backends make the fd non-blocking.
+ * A consumer's `shmio_consumer_fd` can be registered like any fd.
+ *
+ * # Safety
+ * `p` must be NULL or a live poller used by this thread alone.
+ */
+enum shmio_status shmio_poller_register(struct shmio_poller *p,
+                                        int fd,
+                                        uint64_t token,
+                                        uint32_t interest);
+
+/**
+ * Changes the token and interest of a registered fd (re-enables a one-shot fd). Not
+ * registered: `SHMIO_ERR_NOT_REGISTERED`.
+ *
+ * # Safety
+ * `p` must be NULL or a live poller used by this thread alone.
+ */
+enum shmio_status shmio_poller_modify(struct shmio_poller *p,
+                                      int fd,
+                                      uint64_t token,
+                                      uint32_t interest);
+
+/**
+ * Stops watching `fd` (call it before closing the fd). Not registered:
+ * `SHMIO_ERR_NOT_REGISTERED`.
+ *
+ * # Safety
+ * `p` must be NULL or a live poller used by this thread alone.
+ */
+enum shmio_status shmio_poller_deregister(struct shmio_poller *p, int fd);
+
+/**
+ * Waits for events and stores up to `cap` of them in `events`; `*n_out` receives how many.
+ * `timeout_ms < 0` waits without limit, `0` only checks, `> 0` waits at most that long.
+ * Unlike the queue's calls, an expired timeout is not an error: it returns `SHMIO_OK` with
+ * `*n_out == 0` (the usual event-loop convention). A signal handler may end the wait with
+ * `SHMIO_ERR_INTERRUPTED`.
+ *
+ * # Safety
+ * `p` must be NULL or a live poller used by this thread alone; `events` NULL or valid for
+ * writing `cap` events; `n_out` NULL or writable.
+ */
+enum shmio_status shmio_poller_wait(struct shmio_poller *p,
+                                    struct shmio_event *events,
+                                    size_t cap,
+                                    int timeout_ms,
+                                    size_t *n_out);
+
+/**
+ * The poller's counters into `*out`.
+ *
+ * # Safety
+ * `p` must be NULL or a live poller; `out` NULL or writable.
+ */
+enum shmio_status shmio_poller_stats_get(const struct shmio_poller *p,
+                                         struct shmio_poller_stats *out);
+
+/**
+ * Creates the waker of a poller: `shmio_waker_wake` makes the poller's wait return an event
+ * with `token` (use it for nothing else). A second waker replaces the first.
+ *
+ * Ownership: `*out` is owned by the caller; free it with `shmio_waker_free`, before or after
+ * the poller. Does not block.
+ *
+ * # Safety
+ * `p` must be NULL or a live poller used by this thread alone; `out` NULL or writable.
+ */
+enum shmio_status shmio_waker_new(struct shmio_poller *p, uint64_t token, struct shmio_waker **out);
+
+/**
+ * Wakes the poller. Thread-safe: any thread, any number of times (wakes before a wait give
+ * one event). Not async-signal-safe (it records the last error like every call): from a
+ * signal handler, set a flag and rely on the wait returning `SHMIO_ERR_INTERRUPTED`.
+ *
+ * # Safety
+ * `w` must be NULL or a live waker.
+ */
+enum shmio_status shmio_waker_wake(const struct shmio_waker *w);
+
+/**
+ * Frees a waker. NULL is a no-op.
+ *
+ * # Safety
+ * `w` must be NULL or a waker from `shmio_waker_new` not freed yet, not in use elsewhere.
+ */
+void shmio_waker_free(struct shmio_waker *w);
+
+/**
+ * Blocks the RT-signal backends' signal and SIGIO in the calling thread. Call it in `main`
+ * before creating threads, so that every thread inherits the mask.
+ */
+enum shmio_status shmio_poll_block_rt_signals(void);
+
+/**
+ * The real-time signal number the RT-signal backends use.
+ */
+int shmio_poll_rt_signal(void);
 
 /**
  * Fills `*opts` with the defaults: 1024 slots of 256 bytes, `SHMIO_POLICY_OVERWRITE`,

@@ -10,6 +10,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr::NonNull;
 use std::time::Duration;
 
+use shmio_core::poll;
 use shmio_core::queue;
 use shmio_core::region;
 use shmio_core::tqueue;
@@ -65,13 +66,17 @@ pub enum shmio_status {
     /// A region read overlaps data whose writer died (or failed) mid-write; it is refused until
     /// that range is rewritten (`shmio_region_torn` tells which range).
     SHMIO_ERR_TORN = 21,
+    /// Poller: the fd is not registered.
+    SHMIO_ERR_NOT_REGISTERED = 30,
+    /// Poller: an RT-signal poller was used from a thread other than the one that created it.
+    SHMIO_ERR_WRONG_THREAD = 31,
 }
 
 use shmio_status::*;
 
 impl shmio_status {
-    /// Every status, in numeric order (index == value).
-    pub(crate) const ALL: [shmio_status; 22] = [
+    /// Every status, in numeric order (0..=21, then the poller's from 30).
+    pub(crate) const ALL: [shmio_status; 24] = [
         SHMIO_OK,
         SHMIO_ERR_INVALID_ARGUMENT,
         SHMIO_ERR_NULL_POINTER,
@@ -94,11 +99,13 @@ impl shmio_status {
         SHMIO_ERR_UNSUPPORTED,
         SHMIO_ERR_PANIC,
         SHMIO_ERR_TORN,
+        SHMIO_ERR_NOT_REGISTERED,
+        SHMIO_ERR_WRONG_THREAD,
     ];
 
     /// The status with this number, if any.
     pub(crate) fn from_u32(n: u32) -> Option<shmio_status> {
-        Self::ALL.get(usize::try_from(n).ok()?).copied()
+        Self::ALL.iter().copied().find(|s| *s as u32 == n)
     }
 
     /// A short static description.
@@ -126,6 +133,8 @@ impl shmio_status {
             SHMIO_ERR_UNSUPPORTED => c"unsupported",
             SHMIO_ERR_PANIC => c"internal panic",
             SHMIO_ERR_TORN => c"torn data: its writer died mid-write",
+            SHMIO_ERR_NOT_REGISTERED => c"fd not registered",
+            SHMIO_ERR_WRONG_THREAD => c"wrong thread for this poller",
         }
     }
 }
@@ -259,6 +268,32 @@ impl<T> From<tqueue::Error<T>> for Failure {
             E::InvalidCapacity => SHMIO_ERR_INVALID_ARGUMENT,
         };
         Failure::new(status, e.to_string())
+    }
+}
+
+impl From<poll::Error> for Failure {
+    fn from(e: poll::Error) -> Failure {
+        use poll::Error as E;
+        let status = match &e {
+            E::InvalidArgument(_) | E::FdTooLarge { .. } => SHMIO_ERR_INVALID_ARGUMENT,
+            E::AlreadyRegistered(_) | E::RtSigInUse => SHMIO_ERR_ALREADY_EXISTS,
+            E::NotRegistered(_) => SHMIO_ERR_NOT_REGISTERED,
+            E::WrongThread { .. } => SHMIO_ERR_WRONG_THREAD,
+            E::Interrupted => SHMIO_ERR_INTERRUPTED,
+            // Non-exhaustive: a later variant without a status of its own is an I/O error.
+            _ => SHMIO_ERR_IO,
+        };
+        let mut text = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            // The chain, unless the message already carries it.
+            let t = s.to_string();
+            if !text.contains(&t) {
+                text = format!("{text}: {t}");
+            }
+            src = s.source();
+        }
+        Failure::new(status, text)
     }
 }
 

@@ -14,6 +14,7 @@
 #![allow(non_camel_case_types)]
 
 mod ffi;
+mod poll;
 mod queue;
 mod region;
 mod tqueue;
@@ -28,6 +29,7 @@ use std::ffi::{CString, c_char};
 use std::sync::OnceLock;
 
 pub use ffi::shmio_status;
+pub use poll::*;
 pub use queue::*;
 pub use region::*;
 pub use tqueue::*;

@@ -77,7 +77,14 @@ fn version_matches_core() {
 fn status_str_covers_every_status() {
     let mut seen = std::collections::HashSet::new();
     for (i, s) in shmio_status::ALL.iter().enumerate() {
-        assert_eq!(*s as u32, i as u32, "ALL is in numeric order");
+        // 0..=21 dense, then the poller's statuses from 30.
+        let want = if i <= 21 {
+            i as u32
+        } else {
+            30 + (i as u32 - 22)
+        };
+        assert_eq!(*s as u32, want, "ALL is in numeric order");
+        assert_eq!(shmio_status::from_u32(want), Some(*s));
         let d = text(shmio_status_str(*s as u32));
         assert_ne!(d, "unknown status", "{s:?}");
         assert!(seen.insert(d), "descriptions are distinct");
@@ -85,6 +92,10 @@ fn status_str_covers_every_status() {
     assert_eq!(SHMIO_ERR_PANIC as u32, 20);
     assert_eq!(SHMIO_ERR_TORN as u32, 21);
     assert_eq!(text(shmio_status_str(22)), "unknown status");
+    assert_eq!(text(shmio_status_str(29)), "unknown status");
+    assert_eq!(SHMIO_ERR_NOT_REGISTERED as u32, 30);
+    assert_eq!(SHMIO_ERR_WRONG_THREAD as u32, 31);
+    assert_eq!(text(shmio_status_str(32)), "unknown status");
     assert_eq!(text(shmio_status_str(u32::MAX)), "unknown status");
 }
 
@@ -745,4 +756,99 @@ fn corrupt_and_foreign_files_give_documented_codes() {
         .set_len(10)
         .unwrap();
     assert_eq!(try_open().0, SHMIO_ERR_CORRUPT);
+}
+
+#[test]
+fn poller_c_api_round_trip_on_every_backend() {
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    for b in 0..=6u32 {
+        let mut p = ptr::null_mut();
+        // SAFETY: a valid out pointer.
+        assert_eq!(unsafe { shmio_poller_new(b, &mut p) }, SHMIO_OK);
+        let (x, mut y) = std::os::unix::net::UnixStream::pair().unwrap();
+        let fd = x.as_raw_fd();
+        // SAFETY: a live poller used by this thread.
+        unsafe {
+            assert_eq!(
+                shmio_poller_register(p, fd, 77, SHMIO_INTEREST_READABLE),
+                SHMIO_OK
+            );
+            assert_eq!(
+                shmio_poller_register(p, fd, 77, SHMIO_INTEREST_READABLE),
+                SHMIO_ERR_ALREADY_EXISTS
+            );
+            assert_eq!(
+                shmio_poller_register(p, fd, 77, 64),
+                SHMIO_ERR_INVALID_ARGUMENT
+            );
+            assert_eq!(
+                shmio_poller_deregister(p, y.as_raw_fd()),
+                SHMIO_ERR_NOT_REGISTERED
+            );
+        }
+        y.write_all(b"x").unwrap();
+        let mut evs = [shmio_event { token: 0, flags: 0 }; 4];
+        let mut n = 0usize;
+        // SAFETY: `evs` holds 4 events; `n` is writable.
+        let st = unsafe { shmio_poller_wait(p, evs.as_mut_ptr(), 4, 5000, &mut n) };
+        assert_eq!(st, SHMIO_OK, "{}", last_error_string());
+        assert_eq!(n, 1, "backend {b}");
+        assert_eq!(evs[0].token, 77);
+        assert_ne!(evs[0].flags & SHMIO_EVENT_READABLE, 0);
+        let mut s = shmio_poller_stats {
+            waits: 0,
+            events: 0,
+            syscalls: 0,
+            overflows: 0,
+            signals: 0,
+            stale_signals: 0,
+            max_signals_per_fd: 0,
+        };
+        // SAFETY: live poller, writable stats.
+        assert_eq!(unsafe { shmio_poller_stats_get(p, &mut s) }, SHMIO_OK);
+        assert_eq!((s.waits, s.events), (1, 1));
+        let mut w = ptr::null_mut();
+        // SAFETY: live poller, valid out pointer.
+        assert_eq!(unsafe { shmio_waker_new(p, 5, &mut w) }, SHMIO_OK);
+        // SAFETY: live waker.
+        assert_eq!(unsafe { shmio_waker_wake(w) }, SHMIO_OK);
+        let mut got_waker = false;
+        for _ in 0..2 {
+            // SAFETY: as above.
+            unsafe { shmio_poller_wait(p, evs.as_mut_ptr(), 4, 5000, &mut n) };
+            got_waker |= evs[..n].iter().any(|e| e.token == 5);
+            if got_waker {
+                break;
+            }
+        }
+        assert!(got_waker, "backend {b}");
+        // SAFETY: handles freed once.
+        unsafe {
+            shmio_waker_free(w);
+            shmio_poller_free(p);
+        }
+    }
+    let mut b = 0u32;
+    // SAFETY: NUL-terminated names, writable out.
+    unsafe {
+        assert_eq!(
+            shmio_backend_from_name(c"epoll-et".as_ptr(), &mut b),
+            SHMIO_OK
+        );
+        assert_eq!(b, SHMIO_BACKEND_EPOLL_ET);
+        assert_eq!(
+            shmio_backend_from_name(c"kqueue".as_ptr(), &mut b),
+            SHMIO_ERR_INVALID_ARGUMENT
+        );
+    }
+    assert_eq!(
+        text(shmio_backend_name(SHMIO_BACKEND_RTSIG_ONEFD)),
+        "rtsig-onefd"
+    );
+    let mut p = ptr::null_mut();
+    // SAFETY: valid out pointer.
+    let st = unsafe { shmio_poller_new(9, &mut p) };
+    assert_eq!(st, SHMIO_ERR_INVALID_ARGUMENT);
+    assert!(p.is_null());
 }

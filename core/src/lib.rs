@@ -6,6 +6,8 @@
 //!   consistent access with a robust writer lock, change notification, explicit durability.
 //! - [`vm`]: dirty-page observability: the six `vm.dirty_*` knobs, the thresholds they imply,
 //!   system and per-file dirty / writeback pages.
+//! - [`poll`]: one event poller over select, poll, epoll (level/edge) and real-time signals
+//!   (with overflow recovery, and with signal-per-fd semantics).
 //! - [`tqueue`]: the in-process hand-off queue (`TQueue`) that separates a module's input
 //!   thread from its processing threads.
 //!
@@ -14,6 +16,8 @@
 
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
+#[cfg(not(loom))]
+pub mod poll;
 #[cfg(not(loom))]
 pub mod queue;
 #[cfg(loom)]

@@ -7,6 +7,7 @@
 pub(crate) mod cachestat;
 pub(crate) mod futex;
 pub(crate) mod pmutex;
+pub(crate) mod poll;
 pub(crate) mod robust;
 
 use std::io;

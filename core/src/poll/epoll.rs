@@ -1,0 +1,102 @@
+//! The `epoll(7)` backend, level-triggered or edge-triggered (`EPOLLET`): O(ready fds) per
+//! wait. The token is the `epoll_event` data; the kernel keeps the registrations.
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use super::{Error, Event, Interest, Result, Selector, Stats};
+use crate::sys::poll as sys;
+
+pub(crate) struct Epoll {
+    ep: OwnedFd,
+    edge: bool,
+    buf: Vec<libc::epoll_event>,
+}
+
+impl Epoll {
+    pub(crate) fn new(edge: bool, st: &mut Stats) -> Result<Epoll> {
+        st.syscalls += 1;
+        let ep = sys::epoll_create().map_err(|e| Error::io("epoll_create1", None, e))?;
+        Ok(Epoll {
+            ep,
+            edge,
+            buf: Vec::new(),
+        })
+    }
+
+    fn bits(&self, i: Interest) -> u32 {
+        let mut b = libc::EPOLLRDHUP as u32;
+        if i.readable {
+            b |= libc::EPOLLIN as u32;
+        }
+        if i.writable {
+            b |= libc::EPOLLOUT as u32;
+        }
+        if i.oneshot {
+            b |= libc::EPOLLONESHOT as u32;
+        }
+        if self.edge {
+            b |= libc::EPOLLET as u32;
+        }
+        b
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, bits: u32, token: u64, st: &mut Stats) -> Result<()> {
+        st.syscalls += 1;
+        sys::epoll_ctl(self.ep.as_raw_fd(), op, fd, bits, token).map_err(|e| {
+            match e.raw_os_error() {
+                Some(libc::EEXIST) => Error::AlreadyRegistered(fd),
+                Some(libc::ENOENT) => Error::NotRegistered(fd),
+                _ => Error::io("epoll_ctl", Some(fd), e),
+            }
+        })
+    }
+}
+
+impl Selector for Epoll {
+    fn register(
+        &mut self,
+        fd: RawFd,
+        token: u64,
+        interest: Interest,
+        st: &mut Stats,
+    ) -> Result<()> {
+        self.ctl(libc::EPOLL_CTL_ADD, fd, self.bits(interest), token, st)
+    }
+
+    fn modify(&mut self, fd: RawFd, token: u64, interest: Interest, st: &mut Stats) -> Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, self.bits(interest), token, st)
+    }
+
+    fn deregister(&mut self, fd: RawFd, st: &mut Stats) -> Result<()> {
+        self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0, st)
+    }
+
+    fn wait(
+        &mut self,
+        out: &mut Vec<Event>,
+        cap: usize,
+        timeout: Option<Duration>,
+        st: &mut Stats,
+    ) -> Result<()> {
+        st.syscalls += 1;
+        sys::epoll_wait(
+            self.ep.as_raw_fd(),
+            &mut self.buf,
+            cap,
+            sys::timeout_ms(timeout),
+        )
+        .map_err(|e| Error::io("epoll_wait", None, e))?;
+        out.extend(self.buf.iter().map(|e| {
+            let b = e.events;
+            Event {
+                token: e.u64,
+                readable: b & libc::EPOLLIN as u32 != 0,
+                writable: b & libc::EPOLLOUT as u32 != 0,
+                hangup: b & (libc::EPOLLHUP | libc::EPOLLRDHUP) as u32 != 0,
+                error: b & libc::EPOLLERR as u32 != 0,
+            }
+        }));
+        Ok(())
+    }
+}

@@ -1,0 +1,427 @@
+//! The POSIX real-time signal backend (`Backend::RtSig`), as in the HP Labs study
+//! "Scalability of Linux Event-Dispatch Mechanisms".
+//!
+//! Registration puts the fd in `O_ASYNC | O_NONBLOCK` mode, sets `F_SETSIG` to the poller's
+//! real-time signal and `F_SETOWN_EX`/`F_OWNER_TID` to the thread that created the poller.
+//! That thread blocks the signal and `SIGIO`; the kernel then queues one signal, carrying the
+//! fd in `si_fd`, each time an fd becomes readable or writable (or hangs up). A wait takes the
+//! first signal with `sigtimedwait` and then every further pending one in batches from a
+//! non-blocking `signalfd` (one `read` returns up to 64), so a busy wait costs a few system
+//! calls, not one per signal. The signals only name fds: one `poll()` over exactly the
+//! signalled fds (deduplicated) then reads their current state, so the event flags are
+//! accurate and a signal whose readiness was already consumed yields nothing.
+//!
+//! Semantics are edge-triggered: an fd is reported once per signal; an fd that is ready when
+//! it is registered or modified is reported at the next wait.
+//!
+//! **Overflow.** The kernel queue of RT signals is bounded (`RLIMIT_SIGPENDING`, per user).
+//! When it is full the kernel drops the RT signal and raises `SIGIO` instead, and the
+//! identity of the fd is lost. `SIGIO` (a lower number) is taken before the queued RT
+//! signals. On it the poller drains every queued RT signal (they are stale), then rescans
+//! every registered fd with one `poll()` and reports those ready, so no readiness is ever
+//! lost; [`Stats::overflows`](super::Stats::overflows) counts the recoveries. Events beyond
+//! the caller's capacity are kept and returned by the next waits.
+//!
+//! Files without signal-driven I/O (`F_GETFL` shows no `O_ASYNC` after setting it: an
+//! eventfd, such as a queue consumer's fd) are watched by `poll()` together with the
+//! signalfd instead, level-triggered.
+//!
+//! Threads: the poller must be waited on from the thread that created it, and a thread holds
+//! at most one RT-signal poller (module docs of [`poll`](super)).
+
+use std::collections::HashSet;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::{Error, Event, Interest, Result, Selector, Stats, Table, poll_now, rt_signal};
+use crate::sys::poll as sys;
+
+/// Threads that own an RT-signal poller.
+static OWNERS: Mutex<Option<HashSet<u32>>> = Mutex::new(None);
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reg {
+    pub(crate) token: u64,
+    pub(crate) interest: Interest,
+    /// Not a fired one-shot.
+    pub(crate) enabled: bool,
+    /// The fd supports signal-driven I/O.
+    pub(crate) fasync: bool,
+    /// `O_ASYNC` is on (always, except for a delivered fd under signal-per-fd).
+    pub(crate) armed: bool,
+    /// File status flags without `O_ASYNC` (`O_NONBLOCK` included).
+    pub(crate) flags: libc::c_int,
+    /// The wait in which the fd was last made a candidate (deduplication).
+    pub(crate) mark: u64,
+    /// The wait in which `sigs` was counted, and the signals taken for the fd in it.
+    pub(crate) sig_mark: u64,
+    pub(crate) sigs: u64,
+}
+
+pub(crate) struct RtSig {
+    pub(crate) onefd: bool,
+    sig: libc::c_int,
+    tid: u32,
+    set: libc::sigset_t,
+    sigfd: OwnedFd,
+    pub(crate) regs: Table<Reg>,
+    /// Registered fds without signal-driven I/O, watched by poll().
+    nosig: Vec<RawFd>,
+    /// Fds to check at the next wait: just registered or modified, or ready beyond capacity.
+    pending: Vec<RawFd>,
+    /// Signal-per-fd: fds reported by the last wait, disarmed, to re-arm at the next.
+    pub(crate) delivered: Vec<RawFd>,
+    /// This wait's candidates (fds to check with poll()).
+    pub(crate) cand: Vec<RawFd>,
+    pub(crate) mark: u64,
+    buf: Vec<libc::signalfd_siginfo>,
+    pfds: Vec<libc::pollfd>,
+}
+
+impl RtSig {
+    pub(crate) fn new(onefd: bool, st: &mut Stats) -> Result<RtSig> {
+        let tid = crate::sys::gettid();
+        {
+            let mut g = OWNERS.lock().unwrap_or_else(|e| e.into_inner());
+            if !g.get_or_insert_with(HashSet::new).insert(tid) {
+                return Err(Error::RtSigInUse);
+            }
+        }
+        let release = |e| {
+            forget_owner(tid);
+            e
+        };
+        let sig = rt_signal();
+        let set = sys::sigset(&[sig, libc::SIGIO]);
+        st.syscalls += 2;
+        sys::block_signals(&set).map_err(|e| release(Error::io("pthread_sigmask", None, e)))?;
+        let sigfd = sys::signalfd(&set).map_err(|e| release(Error::io("signalfd", None, e)))?;
+        Ok(RtSig {
+            onefd,
+            sig,
+            tid,
+            set,
+            sigfd,
+            regs: Table::default(),
+            nosig: Vec::new(),
+            pending: Vec::new(),
+            delivered: Vec::new(),
+            cand: Vec::new(),
+            mark: 0,
+            buf: vec![sys::signalfd_siginfo_zeroed(); 64],
+            pfds: Vec::new(),
+        })
+    }
+
+    /// Makes `fd` a candidate of this wait (once).
+    pub(crate) fn add_cand(&mut self, fd: RawFd) {
+        if let Some(r) = self.regs.get_mut(fd) {
+            if r.enabled && r.mark != self.mark {
+                r.mark = self.mark;
+                self.cand.push(fd);
+            }
+        }
+    }
+
+    /// `F_SETFL` with or without `O_ASYNC`.
+    pub(crate) fn set_async(&mut self, fd: RawFd, on: bool, st: &mut Stats) -> Result<()> {
+        let Some(r) = self.regs.get_mut(fd) else {
+            return Ok(());
+        };
+        let flags = if on { r.flags | libc::O_ASYNC } else { r.flags };
+        st.syscalls += 1;
+        sys::set_fl(fd, flags).map_err(|e| Error::io("fcntl(F_SETFL)", Some(fd), e))?;
+        r.armed = on;
+        Ok(())
+    }
+
+    fn take_signal(&mut self, signo: u32, fd: RawFd, overflow: &mut bool, st: &mut Stats) {
+        st.signals += 1;
+        if signo == libc::SIGIO as u32 {
+            *overflow = true;
+            return;
+        }
+        if signo != self.sig as u32 {
+            return;
+        }
+        let mark = self.mark;
+        let onefd = self.onefd;
+        let Some(r) = self.regs.get_mut(fd) else {
+            st.stale_signals += 1;
+            return;
+        };
+        if r.sig_mark != mark {
+            r.sig_mark = mark;
+            r.sigs = 0;
+        }
+        r.sigs += 1;
+        st.max_signals_per_fd = st.max_signals_per_fd.max(r.sigs);
+        if !r.fasync || (onefd && !r.armed) {
+            st.stale_signals += 1;
+            return;
+        }
+        self.add_cand(fd);
+    }
+
+    /// Reads every pending signal from the signalfd (at most `limit`, unless draining).
+    fn read_batch(&mut self, overflow: &mut bool, drain: bool, st: &mut Stats) -> Result<()> {
+        let mut taken = 0usize;
+        loop {
+            st.syscalls += 1;
+            let n = sys::signalfd_read(self.sigfd.as_raw_fd(), &mut self.buf)
+                .map_err(|e| Error::io("read(signalfd)", None, e))?;
+            for i in 0..n {
+                let (signo, fd) = (self.buf[i].ssi_signo, self.buf[i].ssi_fd);
+                if drain {
+                    st.signals += 1;
+                } else {
+                    self.take_signal(signo, fd, overflow, st);
+                }
+            }
+            taken += n;
+            if n < self.buf.len() || (!drain && taken >= 4096) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Takes signals, blocking at most `timeout` if `block`; fills `cand`.
+    fn take_signals(
+        &mut self,
+        block: bool,
+        timeout: Option<Duration>,
+        st: &mut Stats,
+    ) -> Result<()> {
+        let mut overflow = false;
+        let t = if block { timeout } else { Some(Duration::ZERO) };
+        if self.nosig.is_empty() {
+            st.syscalls += 1;
+            match sys::sigtimedwait(&self.set, t) {
+                Ok(Some(info)) => {
+                    let fd = sys::siginfo_fd(&info);
+                    self.take_signal(info.si_signo as u32, fd, &mut overflow, st);
+                    if !overflow {
+                        self.read_batch(&mut overflow, false, st)?;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => return Err(Error::io("sigtimedwait", None, e)),
+            }
+        } else {
+            self.pfds.clear();
+            self.pfds.push(libc::pollfd {
+                fd: self.sigfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+            for &fd in &self.nosig {
+                let events = self
+                    .regs
+                    .get(fd)
+                    .map_or(0, |r| if r.enabled { r.interest.poll_bits() } else { 0 });
+                self.pfds.push(libc::pollfd {
+                    fd: if events == 0 { -1 } else { fd },
+                    events,
+                    revents: 0,
+                });
+            }
+            st.syscalls += 1;
+            sys::poll(&mut self.pfds, sys::timeout_ms(t))
+                .map_err(|e| Error::io("poll", None, e))?;
+            let ready: Vec<RawFd> = self.pfds[1..]
+                .iter()
+                .filter(|p| p.revents != 0 && p.fd >= 0)
+                .map(|p| p.fd)
+                .collect();
+            if self.pfds[0].revents != 0 && !overflow {
+                self.read_batch(&mut overflow, false, st)?;
+            }
+            for fd in ready {
+                self.add_cand(fd);
+            }
+        }
+        if overflow {
+            // The queue overflowed: what is still queued is incomplete. Drain it, then rescan.
+            self.read_batch(&mut overflow, true, st)?;
+            st.overflows += 1;
+            let all: Vec<RawFd> = self.regs.iter().map(|(fd, _)| fd).collect();
+            for fd in all {
+                self.add_cand(fd);
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the candidates with one poll() and reports those ready (the rest of the ready
+    /// ones beyond `cap` go to `pending`).
+    fn report(&mut self, out: &mut Vec<Event>, cap: usize, st: &mut Stats) -> Result<()> {
+        if self.cand.is_empty() {
+            return Ok(());
+        }
+        self.pfds.clear();
+        for &fd in &self.cand {
+            let events = self.regs.get(fd).map_or(0, |r| r.interest.poll_bits());
+            self.pfds.push(libc::pollfd {
+                fd,
+                events,
+                revents: 0,
+            });
+        }
+        poll_now(&mut self.pfds, st)?;
+        let pfds = std::mem::take(&mut self.pfds);
+        for p in &pfds {
+            let Some(r) = self.regs.get(p.fd).copied() else {
+                continue;
+            };
+            let Some(ev) = Event::from_poll(r.token, p.revents, r.interest) else {
+                continue;
+            };
+            if out.len() == cap {
+                self.pending.push(p.fd);
+                continue;
+            }
+            out.push(ev);
+            if r.interest.oneshot {
+                if let Some(r) = self.regs.get_mut(p.fd) {
+                    r.enabled = false;
+                }
+            }
+            if self.onefd {
+                super::rtsig_onefd::delivered(self, p.fd, st)?;
+            }
+        }
+        self.pfds = pfds;
+        self.cand.clear();
+        Ok(())
+    }
+}
+
+fn forget_owner(tid: u32) {
+    let mut g = OWNERS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = g.as_mut() {
+        s.remove(&tid);
+    }
+}
+
+impl Drop for RtSig {
+    fn drop(&mut self) {
+        let fds: Vec<(RawFd, Reg)> = self.regs.iter().map(|(fd, r)| (fd, *r)).collect();
+        for (fd, r) in fds {
+            if r.fasync {
+                let _ = sys::set_fl(fd, r.flags);
+            }
+        }
+        forget_owner(self.tid);
+    }
+}
+
+impl Selector for RtSig {
+    fn register(
+        &mut self,
+        fd: RawFd,
+        token: u64,
+        interest: Interest,
+        st: &mut Stats,
+    ) -> Result<()> {
+        if self.regs.get(fd).is_some() {
+            return Err(Error::AlreadyRegistered(fd));
+        }
+        let io = |op, e| Error::io(op, Some(fd), e);
+        st.syscalls += 5;
+        let flags = sys::get_fl(fd).map_err(|e| io("fcntl(F_GETFL)", e))? & !libc::O_ASYNC
+            | libc::O_NONBLOCK;
+        // Signal and owner first, so the first signal already goes to the right place.
+        sys::set_sig(fd, self.sig).map_err(|e| io("fcntl(F_SETSIG)", e))?;
+        sys::set_owner_tid(fd, self.tid).map_err(|e| io("fcntl(F_SETOWN_EX)", e))?;
+        sys::set_fl(fd, flags | libc::O_ASYNC).map_err(|e| io("fcntl(F_SETFL)", e))?;
+        let fasync = sys::get_fl(fd).map_err(|e| io("fcntl(F_GETFL)", e))? & libc::O_ASYNC != 0;
+        self.regs.insert(
+            fd,
+            Reg {
+                token,
+                interest,
+                enabled: true,
+                fasync,
+                armed: fasync,
+                flags,
+                mark: 0,
+                sig_mark: 0,
+                sigs: 0,
+            },
+        )?;
+        if fasync {
+            // Readiness that predates O_ASYNC raised no signal: check it at the next wait.
+            self.pending.push(fd);
+        } else {
+            self.nosig.push(fd);
+        }
+        Ok(())
+    }
+
+    fn modify(&mut self, fd: RawFd, token: u64, interest: Interest, st: &mut Stats) -> Result<()> {
+        let r = self.regs.get_mut(fd).ok_or(Error::NotRegistered(fd))?;
+        r.token = token;
+        r.interest = interest;
+        r.enabled = true;
+        let (fasync, armed) = (r.fasync, r.armed);
+        if fasync {
+            if !armed {
+                self.set_async(fd, true, st)?;
+            }
+            self.pending.push(fd);
+        }
+        Ok(())
+    }
+
+    fn deregister(&mut self, fd: RawFd, st: &mut Stats) -> Result<()> {
+        let r = self.regs.remove(fd)?;
+        if r.fasync {
+            st.syscalls += 1;
+            // The fd may be closed already: nothing to undo then.
+            let _ = sys::set_fl(fd, r.flags);
+        } else {
+            self.nosig.retain(|&f| f != fd);
+        }
+        Ok(())
+    }
+
+    fn wait(
+        &mut self,
+        out: &mut Vec<Event>,
+        cap: usize,
+        timeout: Option<Duration>,
+        st: &mut Stats,
+    ) -> Result<()> {
+        let caller = crate::sys::gettid();
+        if caller != self.tid {
+            return Err(Error::WrongThread {
+                owner: self.tid,
+                caller,
+            });
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        self.mark += 1;
+        self.cand.clear();
+        // Fds left over from the last wait (ready beyond its capacity) come first, so that a
+        // small event array cannot starve them.
+        for fd in std::mem::take(&mut self.pending) {
+            self.add_cand(fd);
+        }
+        if self.onefd {
+            super::rtsig_onefd::rearm(self, st)?;
+        }
+        loop {
+            let block = self.cand.is_empty();
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            self.take_signals(block, left, st)?;
+            self.report(out, cap, st)?;
+            if !out.is_empty() || deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(());
+            }
+            // Nothing ready (candidates not ready, or only stale signals): wait on for the
+            // rest of the timeout.
+            self.mark += 1;
+        }
+    }
+}
