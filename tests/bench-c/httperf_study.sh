@@ -12,7 +12,7 @@
 # one request per connection would exhaust loopback's ephemeral ports (TIME_WAIT) within a
 # few runs and turn client failures into false server errors.
 #
-# Needs httperf (Debian package `httperf`); not run by scripts/test.sh. Loopback only.
+# Installs httperf (Debian package) if missing; not run by scripts/test.sh. Loopback only.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RATES=${1:-"200 400 800"}      # new connections per second, CALLS requests each
@@ -21,6 +21,8 @@ IDLE=${2:-"0 251 6000"}
 BACKENDS=${3:-"select poll epoll epoll-et rtsig rtsig-onefd"}
 DURATION=${DURATION:-2}
 PORT=${PORT:-18089}
+. scripts/lib.sh
+install_missing httperf:httperf
 command -v httperf >/dev/null || { echo "httperf is missing: apt-get install -y httperf" >&2; exit 2; }
 make -s -C examples-c >/dev/null
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
