@@ -160,7 +160,7 @@ class NotRegistered(ShmioError, KeyError):
     fd: int
 
 
-class WrongThread(ShmioError, RuntimeError):
+class WrongThread(ShmioError):
     """An RT-signal poller was used from a thread other than its creator (``owner``)."""
 
     owner: int
