@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 
@@ -113,3 +117,37 @@ def test_rtsig_poller_is_bound_to_its_thread(pair) -> None:
         assert len(errors) == 1 and isinstance(errors[0], shmio.WrongThread), errors
         with pytest.raises(shmio.RtSigInUse):
             Poller("rtsig")
+
+
+BLOCKED_POLL = """
+import socket, sys, shmio
+a, b = socket.socketpair()
+p = shmio.Poller(sys.argv[1])
+p.register(a, 1)
+try:
+    print("blocking", flush=True)
+    p.poll()
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+    sys.exit(42)
+"""
+
+
+@pytest.mark.parametrize("backend", ["select", "epoll", "rtsig", "rtsig-onefd"])
+def test_ctrl_c_interrupts_a_blocked_poll(backend: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BLOCKED_POLL, backend],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"blocking\n"
+        time.sleep(0.3)  # let it reach the wait
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 42, err.decode()
+    assert out == b"KeyboardInterrupt\n"
