@@ -1,6 +1,8 @@
 //! `shmio._shmio`: the Python extension module of shmio.
 //!
-//! This layer converts arguments and maps errors; all queue logic lives in the `shmio` crate.
+//! This layer converts arguments and maps errors; all logic (queue, region, vm, poll) lives in
+//! the `shmio` crate. Each core module's error enum maps to the `shmio` exception classes
+//! through `ErrDesc`.
 //! The user-facing API (`shmio.Queue`, the exception classes) is in the pure-Python package
 //! beside this module.
 //!
