@@ -1299,6 +1299,16 @@ impl PyRegion {
         n: usize,
     ) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
         let r = self.get(py)?;
+        // Checked before allocating, so that a huge `n` is OutOfBounds, not MemoryError.
+        let size = r.len() as u64;
+        if offset.checked_add(n as u64).is_none_or(|end| end > size) {
+            let e = region::Error::OutOfBounds {
+                offset,
+                len: n as u64,
+                size,
+            };
+            return Err(to_py(py, e));
+        }
         pyo3::types::PyBytes::new_with(py, n, |buf| {
             py.detach(|| r.read(offset, buf))
                 .map(|_| ())

@@ -89,6 +89,8 @@ def test_bad_offsets_and_arguments(rname: str) -> None:
         assert (e.value.offset, e.value.len, e.value.size) == (4090, 10, 4096)
         assert isinstance(e.value, IndexError)
         with pytest.raises(shmio.OutOfBounds):
+            r.read(0, 1 << 62)  # refused before allocating
+        with pytest.raises(shmio.OutOfBounds):
             r.write(4096, b"x")
         with pytest.raises(shmio.OutOfBounds):
             r.read_into(4095, bytearray(2))
