@@ -2,6 +2,9 @@
 
 A broadcast queue in shared memory: one producer, any number of consumer processes, each with
 its own cursor; zero copy both ways; blocking waits that release the GIL and honour Ctrl-C.
+Also: :class:`Region` (a named shared mapping with consistent reads and writes, change
+notification and the buffer protocol), :mod:`shmio.vm` (dirty-page knobs and statistics) and
+:class:`Poller` (select, poll, epoll, RT signals behind one API).
 
 >>> import shmio
 >>> with shmio.Queue.create("demo_doctest") as tx, shmio.Queue.open("demo_doctest") as rx:
@@ -27,6 +30,13 @@ from typing import Any, Literal
 
 from ._errors import (
     AlreadyExists,
+    AlreadyRegistered,
+    FdTooLarge,
+    NotRegistered,
+    OutOfBounds,
+    RtSigInUse,
+    Torn,
+    WrongThread,
     BufferTooSmall,
     Closed,
     Corrupt,
@@ -46,9 +56,14 @@ from ._errors import (
     VersionMismatch,
     WouldBlock,
 )
-from . import _shmio
+from . import _shmio, vm
+from ._event import Event
 from ._shmio import (
     LAYOUT_VERSION,
+    REGION_MAX_SIZE,
+    Poller,
+    Region,
+    Waker,
     MAX_CONSUMERS,
     MAX_SLOT_SIZE,
     MAX_SLOTS,
@@ -64,6 +79,12 @@ __all__ = [
     "Producer",
     "Consumer",
     "RecordView",
+    "Region",
+    "Poller",
+    "Waker",
+    "Event",
+    "vm",
+    "REGION_MAX_SIZE",
     "LAYOUT_VERSION",
     "MAX_CONSUMERS",
     "MAX_SLOT_SIZE",
@@ -87,6 +108,13 @@ __all__ = [
     "Overrun",
     "Unsupported",
     "SyscallError",
+    "OutOfBounds",
+    "Torn",
+    "FdTooLarge",
+    "AlreadyRegistered",
+    "NotRegistered",
+    "WrongThread",
+    "RtSigInUse",
 ]
 
 Name = str | os.PathLike[str]

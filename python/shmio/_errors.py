@@ -27,6 +27,13 @@ __all__ = [
     "Overrun",
     "Unsupported",
     "SyscallError",
+    "OutOfBounds",
+    "Torn",
+    "FdTooLarge",
+    "AlreadyRegistered",
+    "NotRegistered",
+    "WrongThread",
+    "RtSigInUse",
 ]
 
 
@@ -116,3 +123,49 @@ class Unsupported(ShmioError):
 
 class SyscallError(ShmioError, OSError):
     """A system call failed (``errno`` tells which error)."""
+
+
+class OutOfBounds(ShmioError, IndexError):
+    """A region range of ``len`` bytes at ``offset`` reaches past its ``size`` bytes."""
+
+    offset: int
+    len: int
+    size: int
+
+
+class Torn(ShmioError):
+    """The region range read overlaps bytes ``offset``..``offset + len`` whose last writer died
+    (or failed) mid-write; they are refused until rewritten."""
+
+    offset: int
+    len: int
+
+
+class FdTooLarge(ShmioError, ValueError):
+    """The ``select`` backend cannot watch ``fd`` (at or above ``FD_SETSIZE``, ``limit``)."""
+
+    fd: int
+    limit: int
+
+
+class AlreadyRegistered(ShmioError, KeyError):
+    """The fd is registered with this poller already."""
+
+    fd: int
+
+
+class NotRegistered(ShmioError, KeyError):
+    """The fd is not registered with this poller."""
+
+    fd: int
+
+
+class WrongThread(ShmioError):
+    """An RT-signal poller was used from a thread other than its creator (``owner``)."""
+
+    owner: int
+    caller: int
+
+
+class RtSigInUse(ShmioError):
+    """This thread already has an RT-signal poller (they would share the signal)."""

@@ -2,15 +2,25 @@
 ``mypy.stubtest`` in the tests)."""
 
 import builtins
+import sys
 from types import TracebackType
-from typing import Any, Literal, final
+from os import PathLike
+from typing import Any, Literal, Protocol, final
 
 from typing_extensions import Buffer, Self
+
+from ._event import Event
+
+class _HasFileno(Protocol):
+    def fileno(self) -> int: ...
 
 __all__ = [
     "Producer",
     "Consumer",
     "RecordView",
+    "Region",
+    "Poller",
+    "Waker",
     "create",
     "take_over",
     "open",
@@ -20,12 +30,21 @@ __all__ = [
     "MAX_SLOT_SIZE",
     "MAX_CONSUMERS",
     "LAYOUT_VERSION",
+    "REGION_MAX_SIZE",
+    "vm_knobs",
+    "vm_knob",
+    "vm_set_knob",
+    "vm_thresholds",
+    "vm_system",
+    "vm_file_cache",
+    "vm_page_size",
 ]
 
 MAX_SLOTS: int
 MAX_SLOT_SIZE: int
 MAX_CONSUMERS: int
 LAYOUT_VERSION: int
+REGION_MAX_SIZE: int
 
 @final
 class Producer:
@@ -108,3 +127,115 @@ def take_over(name: str) -> Producer: ...
 def open(name: str, start: str | int | None = None) -> Consumer: ...
 def unlink(name: str) -> None: ...
 def stats(name: str) -> dict[str, Any]: ...
+
+@final
+class Region:
+    """A named region of shared memory; ``memoryview(region)`` is the data, zero copy."""
+
+    @staticmethod
+    def create(
+        name: str | PathLike[str],
+        size: int,
+        *,
+        mode: int = 0o600,
+        o_sync: bool = False,
+        populate: bool = False,
+        lock: bool = False,
+    ) -> Region: ...
+    @staticmethod
+    def open(
+        name: str | PathLike[str],
+        *,
+        o_sync: bool = False,
+        populate: bool = False,
+        lock: bool = False,
+    ) -> Region: ...
+    @staticmethod
+    def unlink(name: str | PathLike[str]) -> None: ...
+    def read(self, offset: int, n: int) -> bytes: ...
+    def read_into(self, offset: int, buffer: Buffer) -> int: ...
+    def write(self, offset: int, data: Buffer) -> int: ...
+    def touch(self) -> int: ...
+    @property
+    def version(self) -> int: ...
+    def wait_changed(self, seen: int, timeout: float | None = None) -> int: ...
+    def flush(self, offset: int = 0, length: int | None = None) -> None: ...
+    def cache_stat(self) -> dict[str, int]: ...
+    @property
+    def torn(self) -> tuple[int, int] | None: ...
+    @property
+    def torn_writes(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+    def __len__(self) -> int: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def closed(self) -> bool: ...
+    def close(self) -> None: ...
+    if sys.version_info >= (3, 12):
+        def __buffer__(self, flags: int, /) -> builtins.memoryview: ...
+        def __release_buffer__(self, buffer: builtins.memoryview, /) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        *_args: type[BaseException] | BaseException | TracebackType | None,
+    ) -> bool: ...
+
+@final
+class Poller:
+    """An event poller over one backend."""
+
+    def __new__(
+        cls,
+        backend: Literal["auto", "select", "poll", "epoll", "epoll-et", "rtsig", "rtsig-onefd"]
+        | str = "auto",
+        *,
+        capacity: int = 256,
+    ) -> Self: ...
+    @property
+    def backend(self) -> str: ...
+    def register(
+        self,
+        fd: int | _HasFileno,
+        token: int,
+        readable: bool = True,
+        writable: bool = False,
+        oneshot: bool = False,
+    ) -> None: ...
+    def modify(
+        self,
+        fd: int | _HasFileno,
+        token: int,
+        readable: bool = True,
+        writable: bool = False,
+        oneshot: bool = False,
+    ) -> None: ...
+    def unregister(self, fd: int | _HasFileno) -> None: ...
+    def poll(self, timeout: float | None = None) -> list[Event]: ...
+    def waker(self, token: int) -> Waker: ...
+    def stats(self) -> dict[str, int]: ...
+    @property
+    def closed(self) -> bool: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        *_args: type[BaseException] | BaseException | TracebackType | None,
+    ) -> bool: ...
+
+@final
+class Waker:
+    """Wakes a poller from any thread."""
+
+    def wake(self) -> None: ...
+    @property
+    def token(self) -> int: ...
+
+def vm_knobs() -> dict[str, int]: ...
+def vm_knob(name: str) -> int: ...
+def vm_set_knob(name: str, value: int) -> int: ...
+def vm_thresholds() -> dict[str, int | None]: ...
+def vm_system() -> dict[str, int]: ...
+def vm_file_cache(path: str | PathLike[str]) -> dict[str, int]: ...
+def vm_page_size() -> int: ...

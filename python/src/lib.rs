@@ -1,6 +1,8 @@
 //! `shmio._shmio`: the Python extension module of shmio.
 //!
-//! This layer converts arguments and maps errors; all queue logic lives in the `shmio` crate.
+//! This layer converts arguments and maps errors; all logic (queue, region, vm, poll) lives in
+//! the `shmio` crate. Each core module's error enum maps to the `shmio` exception classes
+//! through `ErrDesc`.
 //! The user-facing API (`shmio.Queue`, the exception classes) is in the pure-Python package
 //! beside this module.
 //!
@@ -26,6 +28,8 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyMemoryView, PyString};
 
+use shmio::{poll, region, vm};
+
 use shmio::queue::{
     self, Consumer, Error, Policy, Producer, ProducerStatus, QueueInfo, QueueOptions, QueueStats,
     Start,
@@ -36,66 +40,164 @@ use shmio::queue::{
 
 static ERRORS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
+/// A core error (of any module) described for Python: the exception class of `shmio._errors`,
+/// its message, `(errno, filename)` for system-call errors and extra attributes.
+struct ErrDesc {
+    class: &'static str,
+    msg: String,
+    io: Option<(i32, Option<String>)>,
+    filename: Option<String>,
+    attrs: Vec<(&'static str, i64)>,
+}
+
+impl ErrDesc {
+    fn new(class: &'static str, msg: String) -> ErrDesc {
+        ErrDesc {
+            class,
+            msg,
+            io: None,
+            filename: None,
+            attrs: Vec::new(),
+        }
+    }
+
+    fn io(msg: String, source: &std::io::Error, path: Option<&std::path::Path>) -> ErrDesc {
+        let mut d = ErrDesc::new("SyscallError", msg);
+        d.io = Some((
+            source.raw_os_error().unwrap_or(0),
+            path.map(|p| p.display().to_string()),
+        ));
+        d
+    }
+
+    fn file(mut self, p: &std::path::Path) -> ErrDesc {
+        self.filename = Some(p.display().to_string());
+        self
+    }
+
+    fn attr(mut self, name: &'static str, v: impl TryInto<i64>) -> ErrDesc {
+        self.attrs.push((name, v.try_into().unwrap_or(i64::MAX)));
+        self
+    }
+}
+
+impl From<Error> for ErrDesc {
+    fn from(e: Error) -> ErrDesc {
+        let msg = e.to_string();
+        let d = |c| ErrDesc::new(c, msg.clone());
+        match &e {
+            Error::InvalidArgument(_) => d("InvalidArgument"),
+            Error::AlreadyExists(p) => d("AlreadyExists").file(p),
+            Error::NotFound(p) => d("NotFound").file(p),
+            Error::PermissionDenied(p) => d("PermissionDenied").file(p),
+            Error::Corrupt(_) => d("Corrupt"),
+            Error::VersionMismatch { found, expected } => d("VersionMismatch")
+                .attr("found", *found)
+                .attr("expected", *expected),
+            Error::WouldBlock => d("WouldBlock"),
+            Error::Timeout => d("Timeout"),
+            Error::Interrupted => d("Interrupted"),
+            Error::ProducerDead => d("ProducerDead"),
+            Error::Closed => d("Closed"),
+            Error::ProducerExists { pid } => d("ProducerExists").attr("pid", *pid),
+            Error::TooManyConsumers { max } => d("TooManyConsumers").attr("max", *max),
+            Error::TooLarge { len, max } => d("TooLarge").attr("len", *len).attr("max", *max),
+            Error::BufferTooSmall { needed } => d("BufferTooSmall").attr("needed", *needed),
+            Error::Overrun => d("Overrun"),
+            Error::Unsupported(_) => d("Unsupported"),
+            Error::Io { source, path, .. } => ErrDesc::io(msg.clone(), source, path.as_deref()),
+            _ => d("ShmioError"),
+        }
+    }
+}
+
+impl From<region::Error> for ErrDesc {
+    fn from(e: region::Error) -> ErrDesc {
+        use region::Error as E;
+        let msg = e.to_string();
+        let d = |c| ErrDesc::new(c, msg.clone());
+        match &e {
+            E::InvalidArgument(_) => d("InvalidArgument"),
+            E::OutOfBounds { offset, len, size } => d("OutOfBounds")
+                .attr("offset", *offset)
+                .attr("len", *len)
+                .attr("size", *size),
+            E::AlreadyExists(p) => d("AlreadyExists").file(p),
+            E::NotFound(p) => d("NotFound").file(p),
+            E::PermissionDenied(p) => d("PermissionDenied").file(p),
+            E::Corrupt(_) => d("Corrupt"),
+            E::VersionMismatch { found, expected } => d("VersionMismatch")
+                .attr("found", *found)
+                .attr("expected", *expected),
+            E::Torn { offset, len } => d("Torn").attr("offset", *offset).attr("len", *len),
+            E::WouldBlock => d("WouldBlock"),
+            E::Timeout => d("Timeout"),
+            E::Interrupted => d("Interrupted"),
+            E::Unsupported(_) => d("Unsupported"),
+            E::Io { source, path, .. } => ErrDesc::io(msg.clone(), source, path.as_deref()),
+            _ => d("ShmioError"),
+        }
+    }
+}
+
+impl From<vm::Error> for ErrDesc {
+    fn from(e: vm::Error) -> ErrDesc {
+        use vm::Error as E;
+        let msg = e.to_string();
+        let d = |c| ErrDesc::new(c, msg.clone());
+        match &e {
+            E::InvalidArgument(_) => d("InvalidArgument"),
+            E::PermissionDenied(p) => d("PermissionDenied").file(p),
+            E::Unsupported(_) => d("Unsupported"),
+            E::Io { source, path, .. } => ErrDesc::io(msg.clone(), source, path.as_deref()),
+            _ => d("ShmioError"),
+        }
+    }
+}
+
+impl From<poll::Error> for ErrDesc {
+    fn from(e: poll::Error) -> ErrDesc {
+        use poll::Error as E;
+        let msg = e.to_string();
+        let d = |c| ErrDesc::new(c, msg.clone());
+        match &e {
+            E::InvalidArgument(_) => d("InvalidArgument"),
+            E::FdTooLarge { fd, limit } => d("FdTooLarge").attr("fd", *fd).attr("limit", *limit),
+            E::AlreadyRegistered(fd) => d("AlreadyRegistered").attr("fd", *fd),
+            E::NotRegistered(fd) => d("NotRegistered").attr("fd", *fd),
+            E::WrongThread { owner, caller } => d("WrongThread")
+                .attr("owner", *owner)
+                .attr("caller", *caller),
+            E::RtSigInUse => d("RtSigInUse"),
+            E::Interrupted => d("Interrupted"),
+            E::Io { source, .. } => ErrDesc::io(msg.clone(), source, None),
+            _ => d("ShmioError"),
+        }
+    }
+}
+
 /// Converts a core error into an instance of the matching `shmio` exception class.
-fn to_py(py: Python<'_>, e: Error) -> PyErr {
-    match build_error(py, &e) {
+fn to_py(py: Python<'_>, e: impl Into<ErrDesc>) -> PyErr {
+    match build_error(py, e.into()) {
         Ok(err) | Err(err) => err,
     }
 }
 
-fn build_error(py: Python<'_>, e: &Error) -> PyResult<PyErr> {
+fn build_error(py: Python<'_>, e: ErrDesc) -> PyResult<PyErr> {
     let module = ERRORS
         .get_or_try_init(py, || py.import("shmio._errors").map(Bound::unbind))?
         .bind(py);
-    let name = match e {
-        Error::InvalidArgument(_) => "InvalidArgument",
-        Error::AlreadyExists(_) => "AlreadyExists",
-        Error::NotFound(_) => "NotFound",
-        Error::PermissionDenied(_) => "PermissionDenied",
-        Error::Corrupt(_) => "Corrupt",
-        Error::VersionMismatch { .. } => "VersionMismatch",
-        Error::WouldBlock => "WouldBlock",
-        Error::Timeout => "Timeout",
-        Error::Interrupted => "Interrupted",
-        Error::ProducerDead => "ProducerDead",
-        Error::Closed => "Closed",
-        Error::ProducerExists { .. } => "ProducerExists",
-        Error::TooManyConsumers { .. } => "TooManyConsumers",
-        Error::TooLarge { .. } => "TooLarge",
-        Error::BufferTooSmall { .. } => "BufferTooSmall",
-        Error::Overrun => "Overrun",
-        Error::Unsupported(_) => "Unsupported",
-        Error::Io { .. } => "SyscallError",
-        _ => "ShmioError",
+    let cls = module.getattr(e.class)?;
+    let exc = match e.io {
+        Some((errno, Some(p))) => cls.call1((errno, e.msg, p))?,
+        Some((errno, None)) => cls.call1((errno, e.msg))?,
+        None => cls.call1((e.msg,))?,
     };
-    let cls = module.getattr(name)?;
-    let msg = e.to_string();
-    let exc = match e {
-        Error::Io { source, path, .. } => {
-            let errno = source.raw_os_error().unwrap_or(0);
-            match path {
-                Some(p) => cls.call1((errno, msg, p.display().to_string()))?,
-                None => cls.call1((errno, msg))?,
-            }
-        }
-        _ => cls.call1((msg,))?,
-    };
-    match e {
-        Error::AlreadyExists(p) | Error::NotFound(p) | Error::PermissionDenied(p) => {
-            exc.setattr("filename", p.display().to_string())?;
-        }
-        Error::VersionMismatch { found, expected } => {
-            exc.setattr("found", *found)?;
-            exc.setattr("expected", *expected)?;
-        }
-        Error::ProducerExists { pid } => exc.setattr("pid", *pid)?,
-        Error::TooManyConsumers { max } => exc.setattr("max", *max)?,
-        Error::TooLarge { len, max } => {
-            exc.setattr("len", *len)?;
-            exc.setattr("max", *max)?;
-        }
-        Error::BufferTooSmall { needed } => exc.setattr("needed", *needed)?,
-        _ => {}
+    if let Some(f) = e.filename {
+        exc.setattr("filename", f)?;
+    }
+    for (name, v) in e.attrs {
+        exc.setattr(name, v)?;
     }
     Ok(PyErr::from_value(exc))
 }
@@ -127,13 +229,14 @@ fn timeout_arg(py: Python<'_>, t: Option<f64>) -> PyResult<Option<Duration>> {
 /// runs it again with the GIL released, for the rest of the timeout. A wait that a signal
 /// interrupts runs Python's signal handlers (so Ctrl-C raises KeyboardInterrupt) and resumes.
 /// The outer result carries Python exceptions from signal handlers, the inner one the core's.
-fn wait_op<T, F>(py: Python<'_>, timeout: Option<Duration>, mut op: F) -> PyResult<Result<T, Error>>
+fn wait_op<T, E, F>(py: Python<'_>, timeout: Option<Duration>, mut op: F) -> PyResult<Result<T, E>>
 where
     T: Send,
-    F: FnMut(Option<Duration>) -> Result<T, Error> + Send,
+    E: Blocking + Send,
+    F: FnMut(Option<Duration>) -> Result<T, E> + Send,
 {
     match op(Some(Duration::ZERO)) {
-        Err(Error::WouldBlock) if timeout != Some(Duration::ZERO) => {}
+        Err(e) if e.would_block() && timeout != Some(Duration::ZERO) => {}
         r => return Ok(r),
     }
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
@@ -143,11 +246,42 @@ where
         py.check_signals()?;
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         match py.detach(|| op(left)) {
-            Err(Error::Interrupted) => py.check_signals()?,
+            Err(e) if e.interrupted() => py.check_signals()?,
             // The rest of the timeout was zero: the wait ran out.
-            Err(Error::WouldBlock) => return Ok(Err(Error::Timeout)),
+            Err(e) if e.would_block() => return Ok(Err(E::timeout())),
             r => return Ok(r),
         }
+    }
+}
+
+/// The error variants `wait_op` needs to tell apart, for each module's error type.
+trait Blocking {
+    fn would_block(&self) -> bool;
+    fn interrupted(&self) -> bool;
+    fn timeout() -> Self;
+}
+
+impl Blocking for Error {
+    fn would_block(&self) -> bool {
+        matches!(self, Error::WouldBlock)
+    }
+    fn interrupted(&self) -> bool {
+        matches!(self, Error::Interrupted)
+    }
+    fn timeout() -> Self {
+        Error::Timeout
+    }
+}
+
+impl Blocking for region::Error {
+    fn would_block(&self) -> bool {
+        matches!(self, region::Error::WouldBlock)
+    }
+    fn interrupted(&self) -> bool {
+        matches!(self, region::Error::Interrupted)
+    }
+    fn timeout() -> Self {
+        region::Error::Timeout
     }
 }
 
@@ -1063,6 +1197,617 @@ impl RecordView {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Region
+
+fn region_options(mode: u32, o_sync: bool, populate: bool, lock: bool) -> region::RegionOptions {
+    region::RegionOptions::new()
+        .mode(mode)
+        .o_sync(o_sync)
+        .populate(populate)
+        .lock_in_ram(lock)
+}
+
+fn page_cache_dict<'py>(py: Python<'py>, c: &vm::PageCache) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("page_size", c.page_size)?;
+    d.set_item("cached", c.cached)?;
+    d.set_item("dirty", c.dirty)?;
+    d.set_item("writeback", c.writeback)?;
+    d.set_item("evicted", c.evicted)?;
+    d.set_item("recently_evicted", c.recently_evicted)?;
+    Ok(d)
+}
+
+/// A named region of shared memory. Exposes its data through the buffer protocol
+/// (`memoryview(region)`), and consistent `read`/`write` calls.
+#[pyclass(module = "shmio._shmio", name = "Region", frozen)]
+struct PyRegion {
+    /// The mapping; `None` once closed. Calls clone the `Arc` out, so a thread blocked in
+    /// `wait_changed` keeps the mapping alive even if another closes the handle.
+    region: Mutex<Option<Arc<region::Region>>>,
+    /// Buffers exported over the mapping; `close` refuses while any remain.
+    exports: AtomicUsize,
+}
+
+impl PyRegion {
+    fn new(r: region::Region) -> PyRegion {
+        PyRegion {
+            region: Mutex::new(Some(Arc::new(r))),
+            exports: AtomicUsize::new(0),
+        }
+    }
+
+    fn get(&self, py: Python<'_>) -> PyResult<Arc<region::Region>> {
+        lock(py, &self.region)?
+            .as_ref()
+            .cloned()
+            .ok_or_else(|| closed_handle(py, "region"))
+    }
+}
+
+#[pymethods]
+impl PyRegion {
+    /// Creates a region of `size` zeroed bytes (AlreadyExists if the file exists).
+    #[staticmethod]
+    #[pyo3(signature = (name, size, *, mode=0o600, o_sync=false, populate=false, lock=false))]
+    fn create(
+        py: Python<'_>,
+        name: std::path::PathBuf,
+        size: u64,
+        mode: u32,
+        o_sync: bool,
+        populate: bool,
+        lock: bool,
+    ) -> PyResult<PyRegion> {
+        let name = name.to_string_lossy().into_owned();
+        let opts = region_options(mode, o_sync, populate, lock);
+        let r = py
+            .detach(|| region::Region::create(&name, size, &opts))
+            .map_err(|e| to_py(py, e))?;
+        Ok(PyRegion::new(r))
+    }
+
+    /// Opens an existing region and validates its header.
+    #[staticmethod]
+    #[pyo3(signature = (name, *, o_sync=false, populate=false, lock=false))]
+    fn open(
+        py: Python<'_>,
+        name: std::path::PathBuf,
+        o_sync: bool,
+        populate: bool,
+        lock: bool,
+    ) -> PyResult<PyRegion> {
+        let name = name.to_string_lossy().into_owned();
+        let opts = region_options(0o600, o_sync, populate, lock);
+        let r = py
+            .detach(|| region::Region::open(&name, &opts))
+            .map_err(|e| to_py(py, e))?;
+        Ok(PyRegion::new(r))
+    }
+
+    /// Removes a region file; processes that have it mapped keep using it.
+    #[staticmethod]
+    fn unlink(py: Python<'_>, name: std::path::PathBuf) -> PyResult<()> {
+        region::unlink(&name.to_string_lossy()).map_err(|e| to_py(py, e))
+    }
+
+    /// Copies `n` bytes at `offset` consistently (never half of a write).
+    fn read<'py>(
+        &self,
+        py: Python<'py>,
+        offset: u64,
+        n: usize,
+    ) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        let r = self.get(py)?;
+        // Checked before allocating, so that a huge `n` is OutOfBounds, not MemoryError.
+        let size = r.len() as u64;
+        if offset.checked_add(n as u64).is_none_or(|end| end > size) {
+            let e = region::Error::OutOfBounds {
+                offset,
+                len: n as u64,
+                size,
+            };
+            return Err(to_py(py, e));
+        }
+        pyo3::types::PyBytes::new_with(py, n, |buf| {
+            py.detach(|| r.read(offset, buf))
+                .map(|_| ())
+                .map_err(|e| to_py(py, e))
+        })
+    }
+
+    /// Copies `len(buffer)` bytes at `offset` into a writable bytes-like `buffer`,
+    /// consistently; returns the version the copy belongs to.
+    fn read_into(&self, py: Python<'_>, offset: u64, buffer: &Bound<'_, PyAny>) -> PyResult<u64> {
+        let r = self.get(py)?;
+        let mut buf = PyBuf::get(buffer, true)?;
+        let out = buf.as_mut_slice();
+        if overlaps_mapping(&r, out.as_ptr() as usize, out.len()) {
+            let mut tmp = vec![0u8; out.len()];
+            let v = py
+                .detach(|| r.read(offset, &mut tmp))
+                .map_err(|e| to_py(py, e))?;
+            out.copy_from_slice(&tmp);
+            return Ok(v);
+        }
+        py.detach(|| r.read(offset, out)).map_err(|e| to_py(py, e))
+    }
+
+    /// Writes a bytes-like `data` at `offset` so that no reader sees it half-done; returns
+    /// the new version.
+    fn write(&self, py: Python<'_>, offset: u64, data: &Bound<'_, PyAny>) -> PyResult<u64> {
+        let r = self.get(py)?;
+        let buf = PyBuf::get(data, false)?;
+        let src = buf.as_slice();
+        let res = if overlaps_mapping(&r, src.as_ptr() as usize, src.len()) {
+            // A view of the region itself: copy it out first (the write changes it).
+            let tmp = src.to_vec();
+            py.detach(|| r.write(offset, &tmp))
+        } else {
+            py.detach(|| r.write(offset, src))
+        };
+        res.map_err(|e| to_py(py, e))
+    }
+
+    /// Publishes changes made through the buffer: moves the version and wakes waiters.
+    fn touch(&self, py: Python<'_>) -> PyResult<u64> {
+        let r = self.get(py)?;
+        py.detach(|| r.touch()).map_err(|e| to_py(py, e))
+    }
+
+    /// The number of consistent writes (and touches) since creation.
+    #[getter]
+    fn version(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.get(py)?.version())
+    }
+
+    /// Waits until the version differs from `seen` and returns it (Timeout after `timeout`
+    /// seconds; None: no limit). Releases the GIL; Ctrl-C raises KeyboardInterrupt.
+    #[pyo3(signature = (seen, timeout=None))]
+    fn wait_changed(&self, py: Python<'_>, seen: u64, timeout: Option<f64>) -> PyResult<u64> {
+        let timeout = timeout_arg(py, timeout)?;
+        let r = self.get(py)?;
+        match wait_op(py, timeout, |t| r.wait_changed(seen, t))? {
+            Ok(v) => Ok(v),
+            // A zero timeout and no change: report it as the timeout it is.
+            Err(region::Error::WouldBlock) => Err(to_py(py, region::Error::Timeout)),
+            Err(e) => Err(to_py(py, e)),
+        }
+    }
+
+    /// Writes the range's dirty pages back and waits (`msync(MS_SYNC)`); `length=None`: to
+    /// the end of the region.
+    #[pyo3(signature = (offset=0, length=None))]
+    fn flush(&self, py: Python<'_>, offset: u64, length: Option<u64>) -> PyResult<()> {
+        let r = self.get(py)?;
+        let length = length.unwrap_or_else(|| (r.len() as u64).saturating_sub(offset));
+        py.detach(|| r.flush(offset, length))
+            .map_err(|e| to_py(py, e))
+    }
+
+    /// The region file's page-cache state (cachestat(2); Unsupported before Linux 6.5).
+    fn cache_stat<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let r = self.get(py)?;
+        let c = r.cache_stat().map_err(|e| to_py(py, e))?;
+        page_cache_dict(py, &c)
+    }
+
+    /// The torn range `(offset, len)` a writer that died mid-write left, or None.
+    #[getter]
+    fn torn(&self, py: Python<'_>) -> PyResult<Option<(u64, u64)>> {
+        let r = self.get(py)?;
+        py.detach(|| r.torn()).map_err(|e| to_py(py, e))
+    }
+
+    /// How many writes were found torn since creation.
+    #[getter]
+    fn torn_writes(&self, py: Python<'_>) -> PyResult<u64> {
+        Ok(self.get(py)?.torn_writes())
+    }
+
+    /// Bytes of data.
+    #[getter]
+    fn size(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.get(py)?.len())
+    }
+
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        self.size(py)
+    }
+
+    #[getter]
+    fn path(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(self.get(py)?.path().display().to_string())
+    }
+
+    #[getter]
+    fn closed(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(lock(py, &self.region)?.is_none())
+    }
+
+    /// Unmaps the region. BufferError while buffers over it are exported. Idempotent.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let mut g = lock(py, &self.region)?;
+        let n = self.exports.load(Ordering::SeqCst);
+        if n > 0 {
+            return Err(PyBufferError::new_err(format!(
+                "cannot close the region: {n} exported buffer(s) still exist \
+                 (release the memoryviews and anything built on them first)"
+            )));
+        }
+        if let Some(r) = g.take() {
+            py.detach(move || drop(r));
+        }
+        Ok(())
+    }
+
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        // Held across the export, so that `close` cannot run between the check and the count.
+        let g = lock(py, &this.region)?;
+        let r = g.as_ref().ok_or_else(|| closed_handle(py, "region"))?;
+        let len = ffi::Py_ssize_t::try_from(r.len())
+            .map_err(|_| PyValueError::new_err("region too large"))?;
+        // SAFETY: `view` is the Py_buffer the interpreter passes to bf_getbuffer. The data
+        // (`as_ptr()`, `len()` bytes) stays mapped while the export exists: `close` refuses
+        // while `exports` is non-zero, and FillInfo stores a new reference to `slf` in
+        // `view->obj`, so the handle (and its Region) outlives the export.
+        let rc =
+            unsafe { ffi::PyBuffer_FillInfo(view, slf.as_ptr(), r.as_ptr().cast(), len, 0, flags) };
+        if rc != 0 {
+            return Err(PyErr::fetch(py));
+        }
+        this.exports.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
+        self.exports.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let g = lock(py, &self.region)?;
+        Ok(match g.as_ref() {
+            Some(r) => format!(
+                "<shmio.Region {} size={} version={}>",
+                r.path().display(),
+                r.len(),
+                r.version()
+            ),
+            None => "<shmio.Region closed>".to_string(),
+        })
+    }
+}
+
+/// Whether `ptr..ptr+len` overlaps the region's data (a view of the region passed back in).
+fn overlaps_mapping(r: &region::Region, ptr: usize, len: usize) -> bool {
+    let start = r.as_ptr() as usize;
+    let end = start + r.len();
+    len != 0 && ptr < end && ptr + len > start
+}
+
+// ---------------------------------------------------------------------------------------------
+// vm
+
+fn knob_arg(py: Python<'_>, name: &str) -> PyResult<vm::Knob> {
+    vm::Knob::ALL
+        .into_iter()
+        .find(|k| k.name() == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = vm::Knob::ALL.iter().map(|k| k.name()).collect();
+            invalid(
+                py,
+                format!("unknown knob {name:?}; one of {}", names.join(", ")),
+            )
+        })
+}
+
+/// The six `vm.dirty_*` knobs, by name.
+#[pyfunction]
+fn vm_knobs<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    let k = vm::knobs().map_err(|e| to_py(py, e))?;
+    let d = PyDict::new(py);
+    for knob in vm::Knob::ALL {
+        d.set_item(knob.name(), k.get(knob))?;
+    }
+    Ok(d)
+}
+
+/// One knob's value.
+#[pyfunction]
+fn vm_knob(py: Python<'_>, name: &str) -> PyResult<u64> {
+    let k = knob_arg(py, name)?;
+    vm::knob(k).map_err(|e| to_py(py, e))
+}
+
+/// Sets a knob (needs privilege); returns its previous value.
+#[pyfunction]
+fn vm_set_knob(py: Python<'_>, name: &str, value: u64) -> PyResult<u64> {
+    let k = knob_arg(py, name)?;
+    vm::set_knob(k, value).map_err(|e| to_py(py, e))
+}
+
+/// The thresholds the knobs imply now, in bytes.
+#[pyfunction]
+fn vm_thresholds<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    let t = vm::thresholds().map_err(|e| to_py(py, e))?;
+    let d = PyDict::new(py);
+    d.set_item("dirtyable_bytes", t.dirtyable_bytes)?;
+    d.set_item("background_bytes", t.background_bytes)?;
+    d.set_item("dirty_bytes", t.dirty_bytes)?;
+    d.set_item("kernel_background_bytes", t.kernel_background_bytes)?;
+    d.set_item("kernel_dirty_bytes", t.kernel_dirty_bytes)?;
+    Ok(d)
+}
+
+/// System-wide Dirty and Writeback.
+#[pyfunction]
+fn vm_system<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    let s = vm::system().map_err(|e| to_py(py, e))?;
+    let d = PyDict::new(py);
+    d.set_item("dirty_bytes", s.dirty_bytes)?;
+    d.set_item("writeback_bytes", s.writeback_bytes)?;
+    d.set_item("nr_dirty", s.nr_dirty)?;
+    d.set_item("nr_writeback", s.nr_writeback)?;
+    Ok(d)
+}
+
+/// The page-cache state of the file at `path` (cachestat(2)).
+#[pyfunction]
+fn vm_file_cache<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bound<'py, PyDict>> {
+    let c = py
+        .detach(|| vm::file_cache(&path))
+        .map_err(|e| to_py(py, e))?;
+    page_cache_dict(py, &c)
+}
+
+/// The system page size.
+#[pyfunction]
+fn vm_page_size() -> u64 {
+    vm::page_size()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Poller
+
+/// `shmio._event.Event`, the named tuple `Poller.poll` returns.
+static EVENT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// An int fd, or an object with `fileno()`.
+fn fd_arg(obj: &Bound<'_, PyAny>) -> PyResult<i32> {
+    if let Ok(fd) = obj.extract::<i32>() {
+        return Ok(fd);
+    }
+    if obj.hasattr("fileno")? {
+        return obj.call_method0("fileno")?.extract::<i32>();
+    }
+    Err(pyo3::exceptions::PyTypeError::new_err(format!(
+        "expected an int fd or an object with fileno(), not {}",
+        obj.get_type().name()?
+    )))
+}
+
+/// An event poller over one backend: "auto" (epoll), "select", "poll", "epoll", "epoll-et",
+/// "rtsig", "rtsig-onefd".
+#[pyclass(module = "shmio._shmio", name = "Poller", frozen)]
+struct PyPoller {
+    poller: Mutex<Option<poll::Poller>>,
+    backend: poll::Backend,
+    capacity: usize,
+}
+
+#[pymethods]
+impl PyPoller {
+    #[new]
+    #[pyo3(signature = (backend="auto", *, capacity=256))]
+    fn new(py: Python<'_>, backend: &str, capacity: usize) -> PyResult<PyPoller> {
+        let b = poll::Backend::from_name(backend).ok_or_else(|| {
+            invalid(
+                py,
+                format!(
+                    "backend must be one of auto, select, poll, epoll, epoll-et, rtsig, \
+                     rtsig-onefd, not {backend:?}"
+                ),
+            )
+        })?;
+        let p = poll::Poller::new(b).map_err(|e| to_py(py, e))?;
+        Ok(PyPoller {
+            backend: p.backend(),
+            poller: Mutex::new(Some(p)),
+            capacity: capacity.max(1),
+        })
+    }
+
+    /// The backend in use ("auto" resolved).
+    #[getter]
+    fn backend(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Watches `fd` (an int or an object with `fileno()`), reporting `token`.
+    #[pyo3(signature = (fd, token, readable=true, writable=false, oneshot=false))]
+    fn register(
+        &self,
+        py: Python<'_>,
+        fd: &Bound<'_, PyAny>,
+        token: u64,
+        readable: bool,
+        writable: bool,
+        oneshot: bool,
+    ) -> PyResult<()> {
+        let fd = fd_arg(fd)?;
+        let mut g = lock(py, &self.poller)?;
+        let p = g.as_mut().ok_or_else(|| closed_handle(py, "poller"))?;
+        let interest = poll::Interest {
+            readable,
+            writable,
+            oneshot,
+        };
+        p.register(fd, token, interest).map_err(|e| to_py(py, e))
+    }
+
+    /// Changes the token and interest of a registered fd (and re-arms a oneshot one).
+    #[pyo3(signature = (fd, token, readable=true, writable=false, oneshot=false))]
+    fn modify(
+        &self,
+        py: Python<'_>,
+        fd: &Bound<'_, PyAny>,
+        token: u64,
+        readable: bool,
+        writable: bool,
+        oneshot: bool,
+    ) -> PyResult<()> {
+        let fd = fd_arg(fd)?;
+        let mut g = lock(py, &self.poller)?;
+        let p = g.as_mut().ok_or_else(|| closed_handle(py, "poller"))?;
+        let interest = poll::Interest {
+            readable,
+            writable,
+            oneshot,
+        };
+        p.modify(fd, token, interest).map_err(|e| to_py(py, e))
+    }
+
+    /// Stops watching `fd`.
+    fn unregister(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<()> {
+        let fd = fd_arg(fd)?;
+        let mut g = lock(py, &self.poller)?;
+        let p = g.as_mut().ok_or_else(|| closed_handle(py, "poller"))?;
+        p.deregister(fd).map_err(|e| to_py(py, e))
+    }
+
+    /// Waits at most `timeout` seconds (None: no limit) and returns a list of
+    /// `shmio.Event(token, readable, writable, hangup, error)` named tuples ([] on timeout). Releases the GIL;
+    /// Ctrl-C raises KeyboardInterrupt.
+    #[pyo3(signature = (timeout=None))]
+    fn poll<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyList>> {
+        let timeout = timeout_arg(py, timeout)?;
+        let mut g = lock(py, &self.poller)?;
+        let p = g.as_mut().ok_or_else(|| closed_handle(py, "poller"))?;
+        let mut events = poll::Events::with_capacity(self.capacity);
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        loop {
+            py.check_signals()?;
+            let left = match (timeout, deadline) {
+                (Some(_), Some(d)) => Some(d.saturating_duration_since(Instant::now())),
+                (Some(t), None) if t.is_zero() => Some(Duration::ZERO),
+                _ => None,
+            };
+            // RT-signal pollers must wait in their creating thread: `detach` runs the wait in
+            // this same thread, only without the GIL.
+            match py.detach(|| p.wait(&mut events, left)) {
+                Ok(_) => break,
+                Err(poll::Error::Interrupted) => {
+                    py.check_signals()?;
+                    if left == Some(Duration::ZERO) {
+                        break;
+                    }
+                }
+                Err(e) => return Err(to_py(py, e)),
+            }
+        }
+        let event = EVENT
+            .get_or_try_init(py, || {
+                py.import("shmio._event")
+                    .and_then(|m| m.getattr("Event"))
+                    .map(Bound::unbind)
+            })?
+            .bind(py);
+        let list = PyList::empty(py);
+        for ev in events.iter() {
+            list.append(event.call1((ev.token, ev.readable, ev.writable, ev.hangup, ev.error))?)?;
+        }
+        Ok(list)
+    }
+
+    /// A waker: `wake()` from any thread makes `poll` return an event with `token`. A poller
+    /// has one waker; a second call replaces the first.
+    fn waker(&self, py: Python<'_>, token: u64) -> PyResult<PyWaker> {
+        let mut g = lock(py, &self.poller)?;
+        let p = g.as_mut().ok_or_else(|| closed_handle(py, "poller"))?;
+        let w = poll::Waker::new(p, token).map_err(|e| to_py(py, e))?;
+        Ok(PyWaker { waker: w, token })
+    }
+
+    /// Counters: waits, events, syscalls, overflows, signals, stale_signals,
+    /// max_signals_per_fd.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let g = lock(py, &self.poller)?;
+        let p = g.as_ref().ok_or_else(|| closed_handle(py, "poller"))?;
+        let s = p.stats();
+        let d = PyDict::new(py);
+        d.set_item("waits", s.waits)?;
+        d.set_item("events", s.events)?;
+        d.set_item("syscalls", s.syscalls)?;
+        d.set_item("overflows", s.overflows)?;
+        d.set_item("signals", s.signals)?;
+        d.set_item("stale_signals", s.stale_signals)?;
+        d.set_item("max_signals_per_fd", s.max_signals_per_fd)?;
+        Ok(d)
+    }
+
+    #[getter]
+    fn closed(&self, py: Python<'_>) -> PyResult<bool> {
+        Ok(lock(py, &self.poller)?.is_none())
+    }
+
+    /// Releases the poller's descriptors. Idempotent.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        drop(lock(py, &self.poller)?.take());
+        Ok(())
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<shmio.Poller backend={}>", self.backend.name())
+    }
+}
+
+/// Wakes a poller from any thread.
+#[pyclass(module = "shmio._shmio", name = "Waker", frozen)]
+struct PyWaker {
+    waker: poll::Waker,
+    token: u64,
+}
+
+#[pymethods]
+impl PyWaker {
+    /// Makes the poller's current or next `poll` return with this waker's token.
+    fn wake(&self, py: Python<'_>) -> PyResult<()> {
+        self.waker.wake().map_err(|e| to_py(py, e))
+    }
+
+    #[getter]
+    fn token(&self) -> u64 {
+        self.token
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Module functions
 
 /// Creates a queue and becomes its producer.
@@ -1152,6 +1897,17 @@ fn _shmio(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(open, m)?)?;
     m.add_function(wrap_pyfunction!(unlink, m)?)?;
     m.add_function(wrap_pyfunction!(stats, m)?)?;
+    m.add_class::<PyRegion>()?;
+    m.add_class::<PyPoller>()?;
+    m.add_class::<PyWaker>()?;
+    m.add_function(wrap_pyfunction!(vm_knobs, m)?)?;
+    m.add_function(wrap_pyfunction!(vm_knob, m)?)?;
+    m.add_function(wrap_pyfunction!(vm_set_knob, m)?)?;
+    m.add_function(wrap_pyfunction!(vm_thresholds, m)?)?;
+    m.add_function(wrap_pyfunction!(vm_system, m)?)?;
+    m.add_function(wrap_pyfunction!(vm_file_cache, m)?)?;
+    m.add_function(wrap_pyfunction!(vm_page_size, m)?)?;
+    m.add("REGION_MAX_SIZE", region::MAX_SIZE)?;
     m.add("MAX_SLOTS", queue::MAX_SLOTS)?;
     m.add("MAX_SLOT_SIZE", queue::MAX_SLOT_SIZE)?;
     m.add("MAX_CONSUMERS", queue::MAX_CONSUMERS)?;

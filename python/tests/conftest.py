@@ -59,3 +59,14 @@ def consumers_attached(name: str, n: int = 1) -> Callable[[], bool]:
 
 def queue_exists(name: str) -> Callable[[], bool]:
     return lambda: os.path.exists(f"/dev/shm/{name}")
+
+
+@pytest.fixture
+def rname() -> Iterator[str]:
+    """A fresh region name; the file is removed afterwards."""
+    name = f"shmio_pytest_region_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    yield name
+    try:
+        shmio.Region.unlink(name)
+    except shmio.NotFound:
+        pass

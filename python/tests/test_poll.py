@@ -1,0 +1,153 @@
+"""shmio.Poller over every backend."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+import shmio
+from shmio import Poller
+
+BACKENDS = ["auto", "select", "poll", "epoll", "epoll-et", "rtsig", "rtsig-onefd"]
+
+
+@pytest.fixture
+def pair():
+    a, b = socket.socketpair()
+    yield a, b
+    a.close()
+    b.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_socketpair_readable(backend: str, pair) -> None:
+    a, b = pair
+    with Poller(backend) as p:
+        assert p.backend == ("epoll" if backend == "auto" else backend)
+        p.register(a, 7)  # an object with fileno()
+        assert p.poll(0) == []
+        b.send(b"x")
+        events = p.poll(30)
+        assert [(e.token, e.readable) for e in events] == [(7, True)]
+        token, readable, writable, hangup, error = events[0]
+        assert (token, readable, writable, error) == (7, True, False, False)
+        assert a.recv(1) == b"x"
+        p.modify(a.fileno(), 8, readable=True, writable=True)  # an int fd
+        assert any(e.token == 8 and e.writable for e in p.poll(30))
+        p.unregister(a)
+        assert p.stats()["waits"] >= 3
+    assert p.closed
+    with pytest.raises(shmio.InvalidArgument):
+        p.poll(0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_waker_from_another_thread(backend: str) -> None:
+    with Poller(backend) as p:
+        w = p.waker(99)
+        assert w.token == 99
+        t = threading.Thread(target=w.wake)
+        t.start()
+        events = p.poll(30)
+        t.join()
+        assert [e.token for e in events] == [99]
+
+
+@pytest.mark.parametrize("backend", ["select", "poll", "epoll", "rtsig"])
+def test_queue_consumer_is_pollable(backend: str, qname: str) -> None:
+    with shmio.Queue.create(qname) as tx, shmio.Queue.open(qname) as rx, Poller(backend) as p:
+        p.register(rx, 1)
+        assert rx.try_recv() is None  # arms the fd
+        assert p.poll(0) == []
+        tx.send(b"hello")
+        assert [e.token for e in p.poll(30)] == [1]
+        assert rx.try_recv() == b"hello"
+
+
+def test_timeout_returns_empty_and_oneshot(pair) -> None:
+    a, b = pair
+    with Poller() as p:
+        p.register(a, 1, oneshot=True)
+        assert p.poll(0.01) == []
+        b.send(b"xx")
+        assert len(p.poll(30)) == 1
+        assert p.poll(0) == []  # oneshot: disabled until modify
+        p.modify(a, 1, oneshot=True)
+        assert len(p.poll(30)) == 1
+
+
+def test_registration_errors(pair) -> None:
+    a, _ = pair
+    with Poller("poll") as p:
+        p.register(a, 1)
+        with pytest.raises(shmio.AlreadyRegistered):
+            p.register(a, 2)
+        p.unregister(a)
+        with pytest.raises(shmio.NotRegistered):
+            p.unregister(a)
+        with pytest.raises(shmio.InvalidArgument):
+            p.register(-1, 1)
+        with pytest.raises(TypeError):
+            p.register("nope", 1)  # type: ignore[arg-type]
+    with pytest.raises(shmio.InvalidArgument):
+        Poller("kqueue")
+
+
+def test_rtsig_poller_is_bound_to_its_thread(pair) -> None:
+    a, _ = pair
+    with Poller("rtsig") as p:
+        p.register(a, 1)
+        errors: list[BaseException] = []
+
+        def other() -> None:
+            try:
+                p.poll(0)
+            except BaseException as e:  # noqa: BLE001
+                errors.append(e)
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+        assert len(errors) == 1 and isinstance(errors[0], shmio.WrongThread), errors
+        with pytest.raises(shmio.RtSigInUse):
+            Poller("rtsig")
+
+
+BLOCKED_POLL = """
+import socket, sys, shmio
+a, b = socket.socketpair()
+p = shmio.Poller(sys.argv[1])
+p.register(a, 1)
+try:
+    print("blocking", flush=True)
+    p.poll()
+except KeyboardInterrupt:
+    print("KeyboardInterrupt", flush=True)
+    sys.exit(42)
+"""
+
+
+@pytest.mark.parametrize("backend", ["select", "epoll", "rtsig", "rtsig-onefd"])
+def test_ctrl_c_interrupts_a_blocked_poll(backend: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BLOCKED_POLL, backend],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"blocking\n"
+        time.sleep(0.3)  # let it reach the wait
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 42, err.decode()
+    assert out == b"KeyboardInterrupt\n"
