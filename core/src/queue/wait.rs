@@ -16,6 +16,9 @@ use crate::sys::{deadline_after, deadline_passed};
 /// idle wait still costs only this much CPU before it sleeps.
 pub(crate) const SPIN_FOR: Duration = Duration::from_micros(20);
 
+/// The first part of [`SPIN_FOR`], spent without yielding the CPU.
+const PURE_SPIN: Duration = Duration::from_micros(2);
+
 /// Spins until `ready` holds (true) or [`SPIN_FOR`] has passed (false).
 #[inline]
 pub(crate) fn spin_until(mut ready: impl FnMut() -> bool) -> bool {
@@ -29,6 +32,13 @@ pub(crate) fn spin_until(mut ready: impl FnMut() -> bool) -> bool {
         }
         if start.elapsed() >= SPIN_FOR {
             return false;
+        }
+        // After a short pure spin (a round trip between two cores is well under this), let a
+        // runnable peer have the CPU between rounds: when processes outnumber cores (a producer
+        // and several consumers on two vCPUs) a pure spin would starve the very producer it
+        // waits for.
+        if start.elapsed() >= PURE_SPIN {
+            std::thread::yield_now();
         }
     }
 }
