@@ -5,38 +5,11 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use common::*;
 
 const T: Duration = Duration::from_secs(60);
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// Builds the demos once per test binary (this also builds libshmio in release mode if
-/// missing).
-fn demo(name: &str) -> String {
-    static BUILD: Once = Once::new();
-    BUILD.call_once(|| {
-        let st = Command::new("make")
-            .arg("-C")
-            .arg(root().join("examples-c"))
-            .status()
-            .expect("run make");
-        assert!(st.success(), "make -C examples-c failed");
-    });
-    root()
-        .join("examples-c/build")
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
-}
 
 fn wait_for_queue(q: &QueueName) {
     eventually(T, "the queue file", || shmio::queue::inspect(&q.0).is_ok());

@@ -5,9 +5,7 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Once;
 use std::time::Duration;
 
 use common::*;
@@ -20,30 +18,6 @@ const BACKENDS: [&str; 6] = [
     "rtsig",
     "rtsig-onefd",
 ];
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn demo(name: &str) -> String {
-    static BUILD: Once = Once::new();
-    BUILD.call_once(|| {
-        let st = Command::new("make")
-            .arg("-C")
-            .arg(root().join("examples-c"))
-            .status()
-            .expect("run make");
-        assert!(st.success(), "make -C examples-c failed");
-    });
-    root()
-        .join("examples-c/build")
-        .join(name)
-        .to_string_lossy()
-        .into_owned()
-}
 
 /// Reads one HTTP response (headers + Content-Length body); returns (status line, body).
 fn response(r: &mut BufReader<TcpStream>) -> (String, Vec<u8>) {

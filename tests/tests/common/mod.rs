@@ -177,3 +177,30 @@ pub fn eventually(within: Duration, what: &str, mut f: impl FnMut() -> bool) {
 pub fn live_consumers(q: &QueueName) -> usize {
     shmio::queue::inspect(&q.0).map_or(0, |s| s.live_consumers())
 }
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Path of a C demo, building them all once per test binary with `make -C examples-c` (which
+/// also builds libshmio in release mode if missing).
+pub fn demo(name: &str) -> String {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        let st = Command::new("make")
+            .arg("-C")
+            .arg(root().join("examples-c"))
+            .status()
+            .expect("run make");
+        assert!(st.success(), "make -C examples-c failed");
+    });
+    root()
+        .join("examples-c/build")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
