@@ -97,8 +97,10 @@ def _file_cache(path: Path, page: int) -> tuple[int | None, int | None, str | No
         c = vm.file_cache(path)
     except shmio.Unsupported as e:
         return None, None, f"file dirty pages unavailable: {e} (cachestat needs Linux 6.5)"
-    except (shmio.NotFound, FileNotFoundError):
-        return 0, 0, None
+    except (shmio.ShmioError, OSError):
+        if not path.exists():  # not created yet, or already removed
+            return 0, 0, None
+        raise
     return c["dirty"] * page, c["writeback"] * page, None
 
 
@@ -131,6 +133,7 @@ def run(
     writer = _Writer(path, rate, seconds)
     n_samples = int(seconds / interval) + 1
     steps = Steps(n_samples, unit="sample")
+    path.touch()  # so that the first sample finds it
     t0 = time.monotonic()
     writer.start()
     try:
