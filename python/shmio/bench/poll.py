@@ -17,6 +17,7 @@ import selectors
 import socket
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -143,13 +144,21 @@ def _drain(ring: _Ring) -> None:
             pass
 
 
+def _on_shmio(ring: _Ring, *, backend: str, events: int) -> float:
+    return _run_shmio(ring, backend, events)
+
+
+def _on_selector(ring: _Ring, *, make: Callable[[], selectors.BaseSelector], events: int) -> float:
+    return _run_selector(ring, make, events)
+
+
 def python_level(sizes: list[int], events: int, reps: int, steps: Steps | None = None) -> list[Row]:
     nofile = _raise_nofile()
     ways: list[tuple[str, Callable[[_Ring], float]]] = []
     for b in SHMIO_BACKENDS:
-        ways.append((f"shmio {b}", lambda ring, b=b: _run_shmio(ring, b, events)))
+        ways.append((f"shmio {b}", partial(_on_shmio, backend=b, events=events)))
     for label, make in SELECTORS.items():
-        ways.append((label, lambda ring, make=make: _run_selector(ring, make, events)))
+        ways.append((label, partial(_on_selector, make=make, events=events)))
     rows: list[Row] = []
     for n in sizes:
         n = min(n, max(16, (nofile - 64) // 2))
