@@ -105,6 +105,22 @@ def test_bench_dirty_quick_samples_and_cleans_up(tmp_path: Path) -> None:
     assert int(rows[-1].split(",")[1]) == 2 * 1024 * 1024  # two 1 MiB writes
 
 
+def test_bench_dirty_with_the_c_writer(tmp_path: Path) -> None:
+    _need("dirty_writer")
+    disk = _disk_dir(tmp_path)
+    target = disk / "dirty-c.dump"
+    try:
+        proc = _bench("dirty", "--writer", "c", "--seconds", "2", "--out", str(tmp_path),
+                      "--file", str(target))
+        assert proc.returncode == 0, proc.stderr
+        assert not target.exists()
+    finally:
+        target.unlink(missing_ok=True)
+        disk.rmdir()
+    md = (tmp_path / "dirty.md").read_text()
+    assert "dirty_writer's own lines" in md and "t=1s size 1024 KB" in md, md
+
+
 def test_bench_dirty_refuses_tmpfs(tmp_path: Path) -> None:
     if fs_type(Path("/dev/shm")) not in MEMORY_FS:
         pytest.skip("/dev/shm is not tmpfs here")

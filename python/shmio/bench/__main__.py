@@ -57,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         "--file", type=Path, default=None,
         help="file to write, on a disk file system (default ./shmio-dirty-bench-PID.dump; removed)",
     )
+    g.add_argument(
+        "--writer", choices=["python", "c"], default="python",
+        help="who writes: a Python thread, or examples-c/build/dirty_writer (make -C examples-c)",
+    )
     args = ap.parse_args(argv)
     todo = WHAT[:-1] if args.what == "all" else [args.what]
     try:
@@ -64,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             for what, prog in (("region", "shmio-region-bench"), ("poll", "shmio-poll-bench")):
                 if what in todo:
                     find_program(prog)
+        if "dirty" in todo and args.writer == "c":
+            find_program("dirty_writer")
     except MissingProgram as e:
         print(f"error: {e}\n(or pass --no-native to run the Python-level part only)",
               file=sys.stderr)
@@ -89,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             from . import dirty
 
             dirty.run(args.out, quick=args.quick, rate=args.rate, seconds=args.seconds,
-                      interval=args.interval, file=args.file)
+                      interval=args.interval, file=args.file, writer_kind=args.writer)
     return 0
 
 

@@ -1,6 +1,7 @@
 """The dirty-page note's experiment, from Python.
 
-A writer thread appends ``rate`` MiB per second to a file on a disk file system (one
+A writer thread (or, with ``--writer c``, the note's C program ``dirty_writer``) appends
+``rate`` MiB per second to a file on a disk file system (one
 ``write(2)`` of ``rate`` MiB at each whole second, as the note's program does), while the main
 thread samples every ``interval`` seconds through :mod:`shmio.vm`: the system's ``Dirty`` and
 ``Writeback`` (``/proc/meminfo``) and the file's own dirty and writeback pages
@@ -15,6 +16,9 @@ from __future__ import annotations
 
 import csv
 import os
+import re
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -25,7 +29,7 @@ from typing import Any
 import shmio
 from shmio import vm
 
-from ._common import MIB, Steps, pyplot, wrote
+from ._common import MIB, Steps, find_program, pyplot, wrote
 
 MEMORY_FS = {"tmpfs", "ramfs", "devtmpfs", "hugetlbfs", "overlay-tmpfs"}
 
@@ -92,6 +96,47 @@ class _Writer(threading.Thread):
             self.error = e
 
 
+class _CWriter(threading.Thread):
+    """The note's C program, ``examples-c/build/dirty_writer``, as the writer; its per-second
+    lines (``t=...``) are kept for the summary."""
+
+    def __init__(self, path: Path, rate_mib: float, seconds: float) -> None:
+        super().__init__(daemon=True)
+        if rate_mib != int(rate_mib) or rate_mib < 1:
+            raise SystemExit("error: --writer c takes a whole number of MiB/s (--rate)")
+        self.args = [str(find_program("dirty_writer")), "-r", str(int(rate_mib)),
+                     "-d", str(max(1, round(seconds))), "-f", str(path), "-u"]
+        self.stop = threading.Event()
+        self.written = 0
+        self.slowest: float | None = None
+        self.error: BaseException | None = None
+        self.lines: list[str] = []
+        self.proc: subprocess.Popen[str] | None = None
+
+    def run(self) -> None:
+        try:
+            self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE,
+                                         stderr=subprocess.PIPE, text=True)
+            assert self.proc.stdout is not None
+            for ln in self.proc.stdout:
+                if ln.startswith("t="):
+                    self.lines.append(ln.rstrip())
+                    m = re.search(r"size (\d+) KB", ln)
+                    if m:
+                        self.written = int(m.group(1)) * 1024
+            rc = self.proc.wait()
+            if rc != 0 and not self.stop.is_set():
+                err = self.proc.stderr.read() if self.proc.stderr else ""
+                raise RuntimeError(f"dirty_writer exited with {rc}: {err.strip()}")
+        except BaseException as e:  # reported by the main thread
+            self.error = e
+
+    def finish(self) -> None:
+        self.stop.set()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # it removes its file (-u) and exits
+
+
 def _file_cache(path: Path, page: int) -> tuple[int | None, int | None, str | None]:
     try:
         c = vm.file_cache(path)
@@ -112,6 +157,7 @@ def run(
     seconds: float | None = None,
     interval: float = 0.5,
     file: Path | None = None,
+    writer_kind: str = "python",
 ) -> list[Sample]:
     """Runs the experiment; writes ``dirty.csv``, ``dirty.md`` (and ``dirty.png``) to ``out``."""
     seconds = seconds if seconds is not None else (4.0 if quick else 60.0)
@@ -130,10 +176,13 @@ def run(
     th0 = vm.thresholds()
     notes: list[str] = []
     samples: list[Sample] = []
-    writer = _Writer(path, rate, seconds)
+    writer: _Writer | _CWriter = (
+        _CWriter(path, rate, seconds) if writer_kind == "c" else _Writer(path, rate, seconds)
+    )
     n_samples = int(seconds / interval) + 1
     steps = Steps(n_samples, unit="sample")
-    path.touch()  # so that the first sample finds it
+    if writer_kind != "c":
+        path.touch()  # so that the first sample finds it
     t0 = time.monotonic()
     writer.start()
     try:
@@ -159,6 +208,9 @@ def run(
             steps.done()
     finally:
         steps.close()
+        if isinstance(writer, _CWriter):
+            writer.join(timeout=3)  # it stops on its own after -d seconds
+            writer.finish()
         writer.stop.set()
         writer.join(timeout=60)
         try:
@@ -193,7 +245,7 @@ def _mib(b: float | None) -> str:
 def _markdown(
     samples: list[Sample], path: Path, kind: str, rate: float, seconds: float, interval: float,
     knobs: dict[str, int], th0: dict[str, int | None], th: dict[str, int | None],
-    writer: _Writer, notes: list[str],
+    writer: _Writer | _CWriter, notes: list[str],
 ) -> str:
     fdirty = [x.file_dirty for x in samples if x.file_dirty is not None]
     peak_f = max(fdirty) if fdirty else None
@@ -212,8 +264,10 @@ def _markdown(
         "",
         f"{rate:g} MiB/s written to `{path.name}` in `{path.parent}` ({kind}) for {seconds:g} s, "
         f"sampled every {interval:g} s; {time.strftime('%Y-%m-%d %H:%M:%S')}. "
-        f"{_mib(writer.written)} written; the longest single write took "
-        f"{writer.slowest * 1000:.1f} ms. The file is removed.",
+        f"{_mib(writer.written)} written"
+        + (f"; the longest single write took {writer.slowest * 1000:.1f} ms"
+           if writer.slowest is not None else " by examples-c/build/dirty_writer")
+        + ". The file is removed.",
         "",
         "Knobs: " + ", ".join(f"`vm.{k}` = {v}" for k, v in knobs.items()) + ".",
         "",
@@ -244,6 +298,8 @@ def _markdown(
                   "uses those at the end."]
     if notes:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    if isinstance(writer, _CWriter) and writer.lines:
+        lines += ["", "dirty_writer's own lines:", "", "```", *writer.lines, "```"]
     lines += ["", "Samples: `dirty.csv`; plot: `dirty.png` (when matplotlib is installed)."]
     return "\n".join(lines) + "\n"
 
