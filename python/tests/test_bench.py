@@ -1,4 +1,4 @@
-"""The benchmark drivers run end to end, each in its quickest mode (about 50 s in all)."""
+"""The benchmark drivers run end to end, each in its quickest mode (about 30 s in all)."""
 
 from __future__ import annotations
 
