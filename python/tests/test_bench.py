@@ -1,23 +1,150 @@
-"""The benchmark driver runs end to end (a short run of two transports)."""
+"""The benchmark drivers run end to end, each in its quickest mode (about 30 s in all)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
-def test_bench_queue_quick_writes_a_table(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "shmio.bench", "queue", "--quick", "--out", str(tmp_path),
-         "--only", "shmio", "--only", "multiprocessing.Pipe"],
+from shmio.bench import _common
+from shmio.bench.dirty import MEMORY_FS, fs_type
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _bench(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+           ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shmio.bench", *args],
         capture_output=True,
         text=True,
         timeout=600,
+        env={**os.environ, "SHMIO_REPO": str(REPO), **(env or {})},
+        cwd=cwd or REPO,
     )
+
+
+def _need(program: str) -> None:
+    os.environ.setdefault("SHMIO_REPO", str(REPO))
+    try:
+        _common.find_program(program)
+    except _common.MissingProgram as e:
+        pytest.skip(f"native benchmark program missing: {e}")
+
+
+def _disk_dir(tmp_path: Path) -> Path:
+    """A scratch directory on a disk file system (the repository's, else /var/tmp)."""
+    for base in (REPO / "target", Path("/var/tmp")):
+        if base.is_dir() and fs_type(base) not in MEMORY_FS and os.access(base, os.W_OK):
+            d = base / f"shmio-test-bench-{os.getpid()}-{tmp_path.name}"
+            d.mkdir()
+            return d
+    pytest.skip("no writable directory on a disk file system (dirty pages need one)")
+
+
+def test_bench_queue_quick_writes_a_table(tmp_path: Path) -> None:
+    proc = _bench("queue", "--quick", "--out", str(tmp_path),
+                  "--only", "shmio", "--only", "multiprocessing.Pipe")
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "queue.md").read_text()
     for row in ("| 64 B | shmio |", "| 64 KiB | shmio |", "| 64 B | multiprocessing.Pipe |",
                 "| 1 MiB | shmio recv (copy) |", "| 1 MiB | shmio recv_view (zero copy) |"):
         assert row in md, md
     assert "failed" not in md
+
+
+def test_bench_region_quick_writes_a_table(tmp_path: Path) -> None:
+    _need("shmio-region-bench")
+    disk = _disk_dir(tmp_path)
+    try:
+        proc = _bench("region", "--quick", "--out", str(tmp_path), "--disk-dir", str(disk))
+        assert proc.returncode == 0, proc.stderr
+        assert list(disk.iterdir()) == []  # the native program cleaned up after itself
+    finally:
+        disk.rmdir()
+    md = (tmp_path / "region.md").read_text()
+    for row in ("| consistent 1 KiB read vs raw memcpy", "| change notification",
+                "| Region.write / Region.read (consistent) | write |",
+                "| Region.read_into (consistent) | read |",
+                "| memoryview(region) slicing | read |",
+                "| memoryview(bytearray) slicing | write | "):
+        assert row in md, md
+
+
+def test_bench_poll_quick_writes_a_table(tmp_path: Path) -> None:
+    _need("shmio-poll-bench")
+    proc = _bench("poll", "--quick", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "poll.md").read_text()
+    assert "| 100 | 1 | " in md, md  # a row of the native table
+    for way in ("shmio epoll", "shmio rtsig-onefd", "selectors.EpollSelector",
+                "selectors.PollSelector"):
+        assert f"| {way} | " in md, md
+    assert "| selectors.SelectSelector | " in md and "n/a (fd > 1023)" in md, md
+
+
+def test_bench_dirty_quick_samples_and_cleans_up(tmp_path: Path) -> None:
+    disk = _disk_dir(tmp_path)
+    target = disk / "dirty.dump"
+    try:
+        proc = _bench("dirty", "--quick", "--seconds", "2", "--out", str(tmp_path),
+                      "--file", str(target))
+        assert proc.returncode == 0, proc.stderr
+        assert not target.exists()
+    finally:
+        target.unlink(missing_ok=True)
+        disk.rmdir()
+    md = (tmp_path / "dirty.md").read_text()
+    assert "| background writeback threshold |" in md and "| file dirty, peak |" in md, md
+    rows = (tmp_path / "dirty.csv").read_text().splitlines()
+    assert rows[0].startswith("t_s,file_bytes,file_dirty_bytes")
+    assert len(rows) - 1 == 5  # 0, 0.5, ..., 2.0 s
+    assert int(rows[-1].split(",")[1]) == 2 * 1024 * 1024  # two 1 MiB writes
+
+
+def test_bench_dirty_with_the_c_writer(tmp_path: Path) -> None:
+    _need("dirty_writer")
+    disk = _disk_dir(tmp_path)
+    target = disk / "dirty-c.dump"
+    try:
+        proc = _bench("dirty", "--writer", "c", "--seconds", "2", "--out", str(tmp_path),
+                      "--file", str(target))
+        assert proc.returncode == 0, proc.stderr
+        assert not target.exists()
+    finally:
+        target.unlink(missing_ok=True)
+        disk.rmdir()
+    md = (tmp_path / "dirty.md").read_text()
+    assert "dirty_writer's own lines" in md and "t=1s size 1024 KB" in md, md
+
+
+def test_bench_dirty_refuses_tmpfs(tmp_path: Path) -> None:
+    if fs_type(Path("/dev/shm")) not in MEMORY_FS:
+        pytest.skip("/dev/shm is not tmpfs here")
+    proc = _bench("dirty", "--quick", "--out", str(tmp_path), "--file", "/dev/shm/x.dump")
+    assert proc.returncode != 0 and "tmpfs" in proc.stderr, proc.stderr
+
+
+def test_bench_missing_program_says_how_to_build(tmp_path: Path) -> None:
+    proc = _bench("region", "--quick", "--out", str(tmp_path),
+                  env={"SHMIO_REPO": str(tmp_path)}, cwd=tmp_path)
+    if proc.returncode == 0:
+        pytest.skip("shmio-region-bench found through the package's own source tree")
+    assert proc.returncode == 2
+    assert "cargo build --release" in proc.stderr and "SHMIO_REPO" in proc.stderr, proc.stderr
+
+
+def test_bench_all_quick_python_level(tmp_path: Path) -> None:
+    disk = _disk_dir(tmp_path)
+    try:
+        proc = _bench("all", "--quick", "--no-native", "--only", "shmio", "--seconds", "1",
+                      "--out", str(tmp_path), "--file", str(disk / "all.dump"))
+        assert proc.returncode == 0, proc.stderr
+    finally:
+        (disk / "all.dump").unlink(missing_ok=True)
+        disk.rmdir()
+    for name in ("queue.md", "region.md", "poll.md", "dirty.md", "dirty.csv"):
+        assert (tmp_path / name).is_file(), name

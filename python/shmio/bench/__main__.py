@@ -1,4 +1,14 @@
-"""Command line: ``python -m shmio.bench {queue,all} [--quick] [--out DIR]``."""
+"""Command line: ``python -m shmio.bench {queue,region,poll,dirty,all} [--quick] [--out DIR]``.
+
+queue: Python-level queue throughput between two processes against multiprocessing and
+peers. region: shmio-region-bench and Python-level 1 KiB region reads/writes. poll:
+shmio-poll-bench and Python-level shmio.Poller against selectors. dirty: writes at a steady
+rate to a file on disk and plots dirty pages over time with the vm.dirty_* thresholds.
+all: the four in sequence.
+
+The native programs are looked up under $SHMIO_REPO, then the current directory
+(target/release/...); build them with `cargo build --release --workspace`.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +16,86 @@ import argparse
 import sys
 from pathlib import Path
 
+from ._common import MissingProgram, find_program
+
+WHAT = ["queue", "region", "poll", "dirty", "all"]
+
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m shmio.bench", description=__doc__)
-    ap.add_argument("what", choices=["queue", "all"], help="which benchmark to run")
-    ap.add_argument("--quick", action="store_true", help="short runs (about 30 s in all)")
+    ap = argparse.ArgumentParser(
+        prog="python -m shmio.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ap.add_argument("what", choices=WHAT, help="which benchmark to run")
+    ap.add_argument("--quick", action="store_true", help="short runs")
     ap.add_argument("--out", type=Path, default=Path("bench-out"), help="output folder")
-    ap.add_argument(
+    g = ap.add_argument_group("queue")
+    g.add_argument(
         "--repeat", type=int, default=None, help="runs per case, best kept (default 1 quick, 3 full)"
     )
-    ap.add_argument(
+    g.add_argument(
         "--only", action="append", default=None, help="run only these transports (repeatable)"
     )
+    g = ap.add_argument_group("region and poll")
+    g.add_argument(
+        "--no-native",
+        action="store_true",
+        help="skip the native programs (shmio-region-bench, shmio-poll-bench): Python level only",
+    )
+    g.add_argument(
+        "--disk-dir", type=Path, default=None,
+        help="region: directory on a disk file system for the O_SYNC and flush runs (default .)",
+    )
+    g = ap.add_argument_group("dirty")
+    g.add_argument("--rate", type=float, default=1.0, help="MiB written per second (default 1)")
+    g.add_argument(
+        "--seconds", type=float, default=None, help="how long to write (default 60, quick 4)"
+    )
+    g.add_argument("--interval", type=float, default=0.5, help="sampling period in s (0.5)")
+    g.add_argument(
+        "--file", type=Path, default=None,
+        help="file to write, on a disk file system (default ./shmio-dirty-bench-PID.dump; removed)",
+    )
+    g.add_argument(
+        "--writer", choices=["python", "c"], default="python",
+        help="who writes: a Python thread, or examples-c/build/dirty_writer (make -C examples-c)",
+    )
     args = ap.parse_args(argv)
+    todo = WHAT[:-1] if args.what == "all" else [args.what]
+    try:
+        if not args.no_native:  # fail before any long run, not half-way through "all"
+            for what, prog in (("region", "shmio-region-bench"), ("poll", "shmio-poll-bench")):
+                if what in todo:
+                    find_program(prog)
+        if "dirty" in todo and args.writer == "c":
+            find_program("dirty_writer")
+    except MissingProgram as e:
+        print(f"error: {e}\n(or pass --no-native to run the Python-level part only)",
+              file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    from . import queue
+    for what in todo:
+        if len(todo) > 1:
+            print(f"\n=== {what} ===", file=sys.stderr, flush=True)
+        if what == "queue":
+            from . import queue
 
-    queue.run(args.out, quick=args.quick, only=args.only, repeat=args.repeat)
-    if args.what == "all":
-        print("note: region, poll and dirty benchmarks come with their bindings (not yet built)")
+            queue.run(args.out, quick=args.quick, only=args.only, repeat=args.repeat)
+        elif what == "region":
+            from . import region
+
+            region.run(args.out, quick=args.quick, native_too=not args.no_native,
+                       disk_dir=args.disk_dir)
+        elif what == "poll":
+            from . import poll
+
+            poll.run(args.out, quick=args.quick, native_too=not args.no_native)
+        elif what == "dirty":
+            from . import dirty
+
+            dirty.run(args.out, quick=args.quick, rate=args.rate, seconds=args.seconds,
+                      interval=args.interval, file=args.file, writer_kind=args.writer)
     return 0
 
 
