@@ -1611,6 +1611,21 @@ struct PyPoller {
     capacity: usize,
 }
 
+impl PyPoller {
+    /// Runs `f` on the open poller with `fd` converted (an int or an object with `fileno()`).
+    fn with_fd(
+        &self,
+        py: Python<'_>,
+        fd: &Bound<'_, PyAny>,
+        f: impl FnOnce(&mut poll::Poller, std::os::fd::RawFd) -> Result<(), poll::Error>,
+    ) -> PyResult<()> {
+        let fd = fd_arg(fd)?;
+        let mut g = lock(py, &self.poller)?;
+        let p = g.as_mut().ok_or_else(|| closed_handle(py, "poller"))?;
+        f(p, fd).map_err(|e| to_py(py, e))
+    }
+}
+
 #[pymethods]
 impl PyPoller {
     #[new]
@@ -1650,15 +1665,12 @@ impl PyPoller {
         writable: bool,
         oneshot: bool,
     ) -> PyResult<()> {
-        let fd = fd_arg(fd)?;
-        let mut g = lock(py, &self.poller)?;
-        let p = g.as_mut().ok_or_else(|| closed_handle(py, "poller"))?;
         let interest = poll::Interest {
             readable,
             writable,
             oneshot,
         };
-        p.register(fd, token, interest).map_err(|e| to_py(py, e))
+        self.with_fd(py, fd, |p, fd| p.register(fd, token, interest))
     }
 
     /// Changes the token and interest of a registered fd (and re-arms a oneshot one).
@@ -1672,23 +1684,17 @@ impl PyPoller {
         writable: bool,
         oneshot: bool,
     ) -> PyResult<()> {
-        let fd = fd_arg(fd)?;
-        let mut g = lock(py, &self.poller)?;
-        let p = g.as_mut().ok_or_else(|| closed_handle(py, "poller"))?;
         let interest = poll::Interest {
             readable,
             writable,
             oneshot,
         };
-        p.modify(fd, token, interest).map_err(|e| to_py(py, e))
+        self.with_fd(py, fd, |p, fd| p.modify(fd, token, interest))
     }
 
     /// Stops watching `fd`.
     fn unregister(&self, py: Python<'_>, fd: &Bound<'_, PyAny>) -> PyResult<()> {
-        let fd = fd_arg(fd)?;
-        let mut g = lock(py, &self.poller)?;
-        let p = g.as_mut().ok_or_else(|| closed_handle(py, "poller"))?;
-        p.deregister(fd).map_err(|e| to_py(py, e))
+        self.with_fd(py, fd, |p, fd| p.deregister(fd))
     }
 
     /// Waits at most `timeout` seconds (None: no limit) and returns a list of
