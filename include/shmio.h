@@ -933,6 +933,18 @@ enum shmio_status shmio_producer_commit(struct shmio_producer *p, size_t len, ui
 enum shmio_status shmio_producer_abort(struct shmio_producer *p);
 
 /**
+ * Sets how many nanoseconds a wait for space (back-pressure mode) spins before it sleeps in
+ * the kernel; 20000 (20 µs) by default. 0 sleeps at once: no CPU is burnt while waiting, and
+ * every wait costs a kernel wake-up. Values above one second are clamped to one second.
+ *
+ * Ownership: nothing changes hands. Does not block. One thread at a time per handle.
+ *
+ * # Safety
+ * `p` must be NULL or a live producer handle.
+ */
+enum shmio_status shmio_producer_set_spin_ns(struct shmio_producer *p, uint64_t spin_ns);
+
+/**
  * Writes the queue's geometry to `*out`.
  *
  * Ownership: `out` is the caller's. Does not block. One thread at a time per handle.
@@ -1056,6 +1068,19 @@ enum shmio_status shmio_consumer_fd(struct shmio_consumer *c, int *fd_out);
  * `uint64_t`.
  */
 enum shmio_status shmio_consumer_lost(const struct shmio_consumer *c, uint64_t *lost_out);
+
+/**
+ * Sets how many nanoseconds a blocking read (`shmio_consumer_recv`/`_read` with a timeout
+ * other than 0) spins before it sleeps in the kernel; 20000 (20 µs) by default. 0 sleeps at
+ * once: no CPU is burnt while idle, and each record that finds the consumer asleep costs a
+ * kernel wake-up. Values above one second are clamped to one second.
+ *
+ * Ownership: nothing changes hands. Does not block. One thread at a time per handle.
+ *
+ * # Safety
+ * `c` must be NULL or a live consumer handle.
+ */
+enum shmio_status shmio_consumer_set_spin_ns(struct shmio_consumer *c, uint64_t spin_ns);
 
 /**
  * `*pos_out` receives the sequence number of the next record this consumer reads.

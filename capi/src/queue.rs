@@ -3,6 +3,7 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::mem::MaybeUninit;
 use std::os::fd::RawFd;
+use std::time::Duration;
 
 use shmio_core::queue::{
     self, Consumer, Policy, Producer, ProducerStatus, QueueInfo, QueueOptions, Start,
@@ -385,6 +386,27 @@ pub unsafe extern "C" fn shmio_producer_abort(p: *mut shmio_producer) -> shmio_s
     })
 }
 
+/// Sets how many nanoseconds a wait for space (back-pressure mode) spins before it sleeps in
+/// the kernel; 20000 (20 µs) by default. 0 sleeps at once: no CPU is burnt while waiting, and
+/// every wait costs a kernel wake-up. Values above one second are clamped to one second.
+///
+/// Ownership: nothing changes hands. Does not block. One thread at a time per handle.
+///
+/// # Safety
+/// `p` must be NULL or a live producer handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmio_producer_set_spin_ns(
+    p: *mut shmio_producer,
+    spin_ns: u64,
+) -> shmio_status {
+    boundary("shmio_producer_set_spin_ns", || {
+        // SAFETY: a live handle, used by this thread alone (contract).
+        let p = unsafe { handle_mut(p, "p") }?;
+        p.inner.set_spin(Duration::from_nanos(spin_ns));
+        Ok(())
+    })
+}
+
 /// Writes the queue's geometry to `*out`.
 ///
 /// Ownership: `out` is the caller's. Does not block. One thread at a time per handle.
@@ -621,6 +643,28 @@ pub unsafe extern "C" fn shmio_consumer_lost(
         let lost_out = Out::new(lost_out, "lost_out")?;
         // SAFETY: writable by the contract.
         unsafe { lost_out.write(c.inner.lost()) };
+        Ok(())
+    })
+}
+
+/// Sets how many nanoseconds a blocking read (`shmio_consumer_recv`/`_read` with a timeout
+/// other than 0) spins before it sleeps in the kernel; 20000 (20 µs) by default. 0 sleeps at
+/// once: no CPU is burnt while idle, and each record that finds the consumer asleep costs a
+/// kernel wake-up. Values above one second are clamped to one second.
+///
+/// Ownership: nothing changes hands. Does not block. One thread at a time per handle.
+///
+/// # Safety
+/// `c` must be NULL or a live consumer handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmio_consumer_set_spin_ns(
+    c: *mut shmio_consumer,
+    spin_ns: u64,
+) -> shmio_status {
+    boundary("shmio_consumer_set_spin_ns", || {
+        // SAFETY: a live handle, used by this thread alone (contract).
+        let c = unsafe { handle_mut(c, "c") }?;
+        c.inner.set_spin(Duration::from_nanos(spin_ns));
         Ok(())
     })
 }

@@ -224,6 +224,17 @@ fn null_pointers_are_reported() {
             SHMIO_ERR_NULL_POINTER
         );
         assert_eq!(
+            shmio_consumer_set_spin_ns(ptr::null_mut(), 0),
+            SHMIO_ERR_NULL_POINTER
+        );
+        assert_eq!(
+            shmio_producer_set_spin_ns(ptr::null_mut(), 0),
+            SHMIO_ERR_NULL_POINTER
+        );
+        assert_eq!(shmio_consumer_set_spin_ns(c, 0), SHMIO_OK);
+        assert_eq!(shmio_producer_set_spin_ns(p, 5_000), SHMIO_OK);
+
+        assert_eq!(
             shmio_consumer_position(c, ptr::null_mut()),
             SHMIO_ERR_NULL_POINTER
         );

@@ -178,6 +178,42 @@ fn blocked_recv_wakes_on_send_from_another_thread() {
 }
 
 #[test]
+fn zero_spin_handles_sleep_at_once_and_lose_nothing() {
+    // Every wait goes straight to the futex: a tiny back-pressure ring makes the producer wait
+    // for space and the consumer wait for data thousands of times, and nothing may be lost.
+    let q = name("spin0");
+    let _u = Unlink(q.clone());
+    let opts = QueueOptions::new()
+        .slots(2)
+        .slot_size(8)
+        .policy(Policy::BackPressure);
+    let mut p = Producer::create(&q, &opts).unwrap();
+    let mut c = Consumer::open(&q, Start::Oldest).unwrap();
+    assert_eq!(p.spin(), Duration::from_micros(20));
+    assert_eq!(c.spin(), Duration::from_micros(20));
+    p.set_spin(Duration::ZERO);
+    c.set_spin(Duration::ZERO);
+    assert_eq!(p.spin(), Duration::ZERO);
+    const N: u64 = 20_000;
+    let h = std::thread::spawn(move || {
+        let mut buf = [0u8; 8];
+        for want in 0..N {
+            assert_eq!(c.recv(&mut buf).unwrap(), 8);
+            assert_eq!(u64::from_le_bytes(buf), want);
+        }
+        c.stats()
+    });
+    for i in 0..N {
+        p.send(&i.to_le_bytes()).unwrap();
+    }
+    let stats = h.join().unwrap();
+    assert_eq!(stats.head, N);
+    // Absurd spins are clamped rather than honoured.
+    p.set_spin(Duration::from_secs(3600));
+    assert_eq!(p.spin(), Duration::from_secs(1));
+}
+
+#[test]
 fn newest_start_gets_latest_record() {
     let q = name("newest");
     let _u = Unlink(q.clone());

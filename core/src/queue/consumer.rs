@@ -35,6 +35,8 @@ pub struct Consumer {
     poll: Arc<PollState>,
     /// A raw zero-copy read is open.
     pending: Option<u64>,
+    /// How long a blocking read spins before it sleeps.
+    spin: Duration,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -134,6 +136,7 @@ impl Consumer {
             received: 0,
             poll,
             pending: None,
+            spin: wait::SPIN_FOR,
         })
     }
 
@@ -169,6 +172,19 @@ impl Consumer {
     /// This consumer's slot index in the file.
     pub fn index(&self) -> u32 {
         self.index
+    }
+
+    /// How long a blocking read spins before it sleeps in the kernel (20 µs by default).
+    pub fn spin(&self) -> Duration {
+        self.spin
+    }
+
+    /// Sets how long a blocking read spins before it sleeps in the kernel. Zero sleeps at once
+    /// (no CPU burnt while idle; every record that finds the consumer waiting then costs the
+    /// producer a wake-up system call and the consumer a scheduler wake-up); longer spins keep
+    /// a busy stream out of the kernel. Values above one second are clamped to one second.
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin.min(wait::MAX_SPIN);
     }
 
     /// Receives the next record into `buf`, waiting as long as needed; returns its length.
@@ -357,7 +373,8 @@ impl Consumer {
                 SlotState::Unexpected(stamp) if !waited => {
                     // Not written yet: wait until the head passes the cursor, then look again.
                     let _ = stamp;
-                    match wait::wait_for_data(&self.shared, self.me(), c, deadline, None) {
+                    match wait::wait_for_data(&self.shared, self.me(), c, deadline, self.spin, None)
+                    {
                         Ok(DataWait::Data) => waited = true,
                         Ok(DataWait::Gone(owner)) => {
                             // A record completed but not published before the producer went is
@@ -442,7 +459,14 @@ fn notifier_loop(shared: &Shared, index: u32, poll: &PollState, ctl: &KeeperCtl)
             continue;
         }
         let at = poll.at.load(Ordering::SeqCst);
-        match wait::wait_for_data(shared, me, at, &Deadline::Never, Some((&ctl.kick, k))) {
+        match wait::wait_for_data(
+            shared,
+            me,
+            at,
+            &Deadline::Never,
+            Duration::ZERO,
+            Some((&ctl.kick, k)),
+        ) {
             Ok(DataWait::Kicked) => continue,
             Err(Error::Interrupted) => continue,
             _ => {

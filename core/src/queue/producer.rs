@@ -28,6 +28,8 @@ pub struct Producer {
     pending: bool,
     /// Consecutive wakes that found nobody asleep (see `wait::wake_consumers`).
     idle_wakes: u32,
+    /// How long a wait for space spins before it sleeps.
+    spin: Duration,
 }
 
 impl std::fmt::Debug for Producer {
@@ -100,6 +102,7 @@ impl Producer {
             epoch,
             pending: false,
             idle_wakes: 0,
+            spin: wait::SPIN_FOR,
         })
     }
 
@@ -116,6 +119,19 @@ impl Producer {
     /// The sequence number the next record gets.
     pub fn next_seq(&self) -> u64 {
         self.next
+    }
+
+    /// How long a wait for space spins before it sleeps in the kernel (20 µs by default).
+    pub fn spin(&self) -> Duration {
+        self.spin
+    }
+
+    /// Sets how long a wait for space spins before it sleeps in the kernel. Zero sleeps at
+    /// once (no CPU burnt while waiting, a wake-up system call's latency on every wait);
+    /// longer spins keep a busy stream out of the kernel at the cost of CPU while idle.
+    /// Values above one second are clamped to one second.
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin.min(wait::MAX_SPIN);
     }
 
     /// The thread id stored in the producer's owner word (for diagnostics).
@@ -231,7 +247,7 @@ impl Producer {
         }
         self.epoch = epoch;
         self.limit = 0;
-        self.limit = wait::wait_for_space(&self.shared, seq, deadline)?;
+        self.limit = wait::wait_for_space(&self.shared, seq, deadline, self.spin)?;
         Ok(())
     }
 

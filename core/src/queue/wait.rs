@@ -10,18 +10,24 @@ use crate::sys::futex::{self, WaitOutcome};
 use crate::sys::robust::{EVICTING, FUTEX_WAITERS, Owner, mark_waiting, owner_of};
 use crate::sys::{deadline_after, deadline_passed};
 
-/// How long a waiter spins before it sleeps. Waking a sleeping CPU costs 15-50 us on a virtual
+/// How long a waiter spins before it sleeps, by default (each handle may set its own). Waking a sleeping CPU costs 15-50 us on a virtual
 /// machine, so spinning for a comparable time first is what keeps a busy stream out of the
 /// kernel (the classic competitive bound: at most twice the cost of sleeping at once), while an
 /// idle wait still costs only this much CPU before it sleeps.
 pub(crate) const SPIN_FOR: Duration = Duration::from_micros(20);
 
-/// The first part of [`SPIN_FOR`], spent without yielding the CPU.
+/// The longest spin a handle may set.
+pub(crate) const MAX_SPIN: Duration = Duration::from_secs(1);
+
+/// The first part of a spin, spent without yielding the CPU.
 const PURE_SPIN: Duration = Duration::from_micros(2);
 
-/// Spins until `ready` holds (true) or [`SPIN_FOR`] has passed (false).
+/// Spins until `ready` holds (true) or `spin` has passed (false). A zero `spin` checks once.
 #[inline]
-pub(crate) fn spin_until(mut ready: impl FnMut() -> bool) -> bool {
+pub(crate) fn spin_until(spin: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    if spin.is_zero() {
+        return ready();
+    }
     let start = std::time::Instant::now();
     loop {
         for _ in 0..64 {
@@ -30,7 +36,7 @@ pub(crate) fn spin_until(mut ready: impl FnMut() -> bool) -> bool {
             }
             std::hint::spin_loop();
         }
-        if start.elapsed() >= SPIN_FOR {
+        if start.elapsed() >= spin {
             return false;
         }
         // After a short pure spin (a round trip between two cores is well under this), let a
@@ -117,12 +123,14 @@ pub(crate) enum DataWait {
 }
 
 /// Waits until record `cursor` is committed, the producer is gone (after every committed record
-/// is visible), the deadline passes, or `extra` (a word and the value it had) changes.
+/// is visible), the deadline passes, or `extra` (a word and the value it had) changes. Spins
+/// for up to `spin` first (not when `extra` is given: the poll notifier only ever sleeps).
 pub(crate) fn wait_for_data(
     shared: &Shared,
     me: &ConsumerSlot,
     cursor: u64,
     deadline: &Deadline,
+    spin: Duration,
     extra: Option<(&AtomicU32, u32)>,
 ) -> Result<DataWait> {
     let h = shared.header();
@@ -130,7 +138,7 @@ pub(crate) fn wait_for_data(
     let owner = &h.owner.0.owner;
     if !matches!(deadline, Deadline::Now)
         && extra.is_none()
-        && spin_until(|| ring::committed(head) > cursor)
+        && spin_until(spin, || ring::committed(head) > cursor)
     {
         return Ok(DataWait::Data);
     }
@@ -271,9 +279,15 @@ pub(crate) fn scan_consumers(shared: &Shared, seq: u64, blockers: &mut Vec<u32>)
     min
 }
 
-/// Back-pressure producer: waits until record `seq` may be written. Returns the new write
-/// limit (records below it may be written without another scan).
-pub(crate) fn wait_for_space(shared: &Shared, seq: u64, deadline: &Deadline) -> Result<u64> {
+/// Back-pressure producer: waits until record `seq` may be written, spinning for up to `spin`
+/// before it sleeps. Returns the new write limit (records below it may be written without
+/// another scan).
+pub(crate) fn wait_for_space(
+    shared: &Shared,
+    seq: u64,
+    deadline: &Deadline,
+    spin: Duration,
+) -> Result<u64> {
     let h = shared.header();
     let n = u64::from(shared.layout.slot_count);
     let mut blockers = Vec::new();
@@ -298,7 +312,7 @@ pub(crate) fn wait_for_space(shared: &Shared, seq: u64, deadline: &Deadline) -> 
                 .map(|&i| &shared.consumer(i).cursor)
                 .collect();
             let before: Vec<u64> = cursors.iter().map(|c| c.load(Ordering::Relaxed)).collect();
-            spin_until(|| {
+            spin_until(spin, || {
                 cursors
                     .iter()
                     .zip(&before)
