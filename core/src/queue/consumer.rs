@@ -371,10 +371,25 @@ impl Consumer {
                     self.set_cursor(next);
                 }
                 SlotState::Unexpected(stamp) if !waited => {
-                    // Not written yet: wait until the head passes the cursor, then look again.
-                    let _ = stamp;
-                    match wait::wait_for_data(&self.shared, self.me(), c, deadline, self.spin, None)
+                    // Not written yet. Spin on the slot's own stamp first: that is the line the
+                    // record is read from anyway, so it arrives with the news (spinning on the
+                    // head would add a cache-line transfer to every hand-over). Then wait on
+                    // the head, sleeping, and look again.
+                    if !matches!(deadline, Deadline::Now)
+                        && wait::spin_until(self.spin, || {
+                            slot.stamp.load(Ordering::Relaxed) != stamp
+                        })
                     {
+                        continue;
+                    }
+                    match wait::wait_for_data(
+                        &self.shared,
+                        self.me(),
+                        c,
+                        deadline,
+                        Duration::ZERO,
+                        None,
+                    ) {
                         Ok(DataWait::Data) => waited = true,
                         Ok(DataWait::Gone(owner)) => {
                             // A record completed but not published before the producer went is

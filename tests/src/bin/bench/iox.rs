@@ -45,7 +45,10 @@ fn event(
     node: &Node<ipc::Service>,
     name: &str,
 ) -> iceoryx2::service::port_factory::event::PortFactory<ipc::Service> {
-    let sname: ServiceName = format!("{name}/ev").as_str().try_into().expect("event name");
+    let sname: ServiceName = format!("{name}/ev")
+        .as_str()
+        .try_into()
+        .expect("event name");
     node.service_builder(&sname)
         .event()
         .max_listeners(8)

@@ -108,14 +108,23 @@ impl Mode {
         }
     }
     fn parse(s: &str) -> Mode {
-        if s == "block" { Mode::Block } else { Mode::Spin }
+        if s == "block" {
+            Mode::Block
+        } else {
+            Mode::Spin
+        }
     }
 }
 
 /// Records each channel buffers, the same for every system that lets us choose (shmio,
-/// iceoryx2, the minimal ring): 1024 small records, 64 large ones (4 MiB at 64 KiB).
+/// iceoryx2, the minimal ring): 1024 small records; for large ones about 1 MiB (16 of 64 KiB),
+/// so that the ring stays in a core's L2 cache as iceoryx2's recycled samples do.
 fn capacity(size: usize) -> usize {
-    if size <= 4096 { 1024 } else { 64 }
+    if size <= 4096 {
+        1024
+    } else {
+        ((1 << 20) / size).max(4)
+    }
 }
 
 pub fn seq_of(b: &[u8]) -> u64 {
@@ -133,12 +142,15 @@ fn chan_path(base: &str, k: usize) -> String {
 }
 
 /// Producer side of channel `k` of `sys`; for streams, also the descriptor the child inherits.
+/// `alive` is how many channels of this system exist at once (message queues share a per-user
+/// memory limit).
 fn make_tx(
     sys: Sys,
     base: &str,
     k: usize,
     size: usize,
     mode: Mode,
+    alive: usize,
 ) -> (Box<dyn Tx>, Option<OwnedFd>) {
     match sys {
         Sys::ShmioBp | Sys::ShmioBpZc | Sys::ShmioOw => {
@@ -152,10 +164,7 @@ fn make_tx(
                 .slot_size(size as u32)
                 .policy(policy);
             let p = Producer::create(&format!("{base}-{k}"), &opts).unwrap();
-            (
-                Box::new(ShmioTx::new(p, sys == Sys::ShmioBpZc, mode)),
-                None,
-            )
+            (Box::new(ShmioTx::new(p, sys == Sys::ShmioBpZc, mode)), None)
         }
         Sys::Iceoryx2 => (
             Box::new(iox::tx(&iox::name(base, k), size, capacity(size), mode)),
@@ -190,8 +199,9 @@ fn make_tx(
             let name = std::ffi::CString::new(format!("/{base}-{k}")).unwrap();
             // SAFETY: mq_attr is plain data; all-zero is a valid value to fill in.
             let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
-            attr.mq_maxmsg = 10;
+            attr.mq_maxmsg = mq_depth(size, alive);
             attr.mq_msgsize = size as _;
+            created_mq(&name, true);
             // SAFETY: a valid name and attribute struct.
             let q = unsafe {
                 libc::mq_open(name.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o600, &attr)
@@ -289,6 +299,7 @@ fn cleanup(sys: Sys, base: &str, k: usize) {
             let name = std::ffi::CString::new(format!("/{base}-{k}")).unwrap();
             // SAFETY: a valid name.
             unsafe { libc::mq_unlink(name.as_ptr()) };
+            created_mq(&name, false);
         }
         Sys::Fcntl => {
             let _ = std::fs::remove_file(chan_path(base, k));
@@ -300,6 +311,50 @@ fn cleanup(sys: Sys, base: &str, k: usize) {
         // iceoryx2 removes a service when its last port goes.
         Sys::Iceoryx2 | Sys::Pipe | Sys::Uds => {}
     }
+}
+
+/// Messages per POSIX queue: 10 (fs.mqueue.msg_max's default), fewer when `alive` queues of
+/// `size`-byte messages would exceed RLIMIT_MSGQUEUE (800 KiB per user by default, which we
+/// may not be allowed to raise): four queues of 64 KiB records get 2 messages each.
+fn mq_depth(size: usize, alive: usize) -> libc::c_long {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a valid, writable rlimit struct.
+    let limit = if unsafe { libc::getrlimit(libc::RLIMIT_MSGQUEUE, &mut lim) } == 0 {
+        lim.rlim_cur as usize
+    } else {
+        800 << 10
+    };
+    // Each message costs its size plus the kernel's bookkeeping (well under 1 KiB).
+    let fit = limit / alive.max(1) / (size + 1024);
+    fit.clamp(1, 10) as libc::c_long
+}
+
+/// Message queues outlive their processes until unlinked (and count against the user's
+/// RLIMIT_MSGQUEUE): the ones this process created are unlinked by a panic hook too.
+static MQS: std::sync::Mutex<Vec<std::ffi::CString>> = std::sync::Mutex::new(Vec::new());
+
+fn created_mq(name: &std::ffi::CStr, add: bool) {
+    let mut v = MQS.lock().unwrap_or_else(|e| e.into_inner());
+    v.retain(|n| n.as_c_str() != name);
+    if add {
+        v.push(name.to_owned());
+    }
+}
+
+fn unlink_mqs_on_panic() {
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Ok(v) = MQS.try_lock() {
+            for n in v.iter() {
+                // SAFETY: a valid NUL-terminated name.
+                unsafe { libc::mq_unlink(n.as_ptr()) };
+            }
+        }
+        prev(info);
+    }));
 }
 
 /// A connected pair of Unix stream sockets: (ours, the child's).
@@ -390,7 +445,7 @@ fn throughput(sys: Sys, size: usize, consumers: usize, count: u64) -> f64 {
     let mut fds = Vec::new();
     for k in 0..channels {
         cleanup(sys, &base, k);
-        let (tx, fd) = make_tx(sys, &base, k, size, mode);
+        let (tx, fd) = make_tx(sys, &base, k, size, mode, channels);
         txs.push(tx);
         fds.push(fd);
     }
@@ -494,7 +549,7 @@ fn latency(sys: Sys, size: usize, trips: u64, mode: Mode) -> Vec<f64> {
                 Some(mine),
             )
         } else {
-            let (tx, fd) = make_tx(sys, &base, 0, size, mode);
+            let (tx, fd) = make_tx(sys, &base, 0, size, mode, 2);
             (tx, fd, None)
         };
     let raw = fd.as_ref().map_or(-1, |f| f.as_raw_fd());
@@ -557,7 +612,7 @@ fn child_echo(args: &[String]) {
         Sys::Uds => Box::new(StreamTx(unsafe {
             std::fs::File::from_raw_fd(libc::dup(fd))
         })),
-        _ => make_tx(sys, base, 1, size, mode).0,
+        _ => make_tx(sys, base, 1, size, mode, 2).0,
     };
     std::io::stdout().write_all(b"r").unwrap();
     std::io::stdout().flush().unwrap();
@@ -664,8 +719,7 @@ struct Out {
 
 impl Out {
     fn throughput(&mut self, system: &str, pattern: &'static str, size: usize, rate: f64) {
-        self.figures
-            .insert((system.into(), pattern, size), rate);
+        self.figures.insert((system.into(), pattern, size), rate);
         let gbps = rate * size as f64 / 1e9;
         if self.json {
             println!(
@@ -710,7 +764,9 @@ impl Out {
     }
 
     fn get(&self, system: &str, pattern: &'static str, size: usize) -> Option<f64> {
-        self.figures.get(&(system.to_string(), pattern, size)).copied()
+        self.figures
+            .get(&(system.to_string(), pattern, size))
+            .copied()
     }
 }
 
@@ -730,6 +786,8 @@ fn main() {
         }
         _ => {}
     }
+    raise_mq_limit();
+    unlink_mqs_on_panic();
     let quick = args.iter().any(|a| a == "--quick");
     let json = args.iter().any(|a| a == "--json");
     let opt = |f: &str| {
@@ -753,7 +811,11 @@ fn main() {
             .collect()
     });
     let patterns: Vec<String> = opt("--patterns").map_or_else(
-        || ["1to1", "1to4", "rtt-spin", "rtt-block"].map(String::from).to_vec(),
+        || {
+            ["1to1", "1to4", "rtt-spin", "rtt-block"]
+                .map(String::from)
+                .to_vec()
+        },
         |s| s.split(',').map(String::from).collect(),
     );
     let want = |p: &str| patterns.iter().any(|x| x == p);
@@ -864,6 +926,29 @@ fn main() {
     }
     if !json {
         targets(&out, &sizes);
+    }
+}
+
+/// Message queues of 64 KiB records to four consumers need more than the default 800 KiB of
+/// RLIMIT_MSGQUEUE; raise it as far as we may (children inherit it). Without the privilege,
+/// `make_tx` shortens the queues instead.
+fn raise_mq_limit() {
+    let want = libc::rlimit {
+        rlim_cur: 1 << 30,
+        rlim_max: 1 << 30,
+    };
+    // SAFETY: a valid rlimit struct; failure (not root) leaves the limit as it was.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MSGQUEUE, &want) } != 0 {
+        let mut cur = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: a valid, writable rlimit struct.
+        if unsafe { libc::getrlimit(libc::RLIMIT_MSGQUEUE, &mut cur) } == 0 {
+            cur.rlim_cur = cur.rlim_max;
+            // SAFETY: a valid rlimit struct.
+            unsafe { libc::setrlimit(libc::RLIMIT_MSGQUEUE, &cur) };
+        }
     }
 }
 

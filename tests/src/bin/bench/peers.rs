@@ -137,8 +137,21 @@ impl Tx for MqTx {
         assert_eq!(r, 0, "mq_send: {}", std::io::Error::last_os_error());
     }
 }
+impl Drop for MqTx {
+    fn drop(&mut self) {
+        // SAFETY: our own descriptor, closed once. (Unclosed queues count against
+        // RLIMIT_MSGQUEUE even after they are unlinked.)
+        unsafe { libc::mq_close(self.0) };
+    }
+}
 /// A message queue reader; opened with `O_NONBLOCK` and polled in spin mode.
 pub struct MqRx(pub libc::mqd_t);
+impl Drop for MqRx {
+    fn drop(&mut self) {
+        // SAFETY: our own descriptor, closed once.
+        unsafe { libc::mq_close(self.0) };
+    }
+}
 impl Rx for MqRx {
     fn recv(&mut self, buf: &mut [u8]) -> u64 {
         let mut b = Backoff::default();
@@ -359,7 +372,6 @@ impl Rx for Ring {
         seq_of(buf)
     }
 }
-
 
 /// How a polling loop waits: a short pure spin, then a yield between rounds, so that a
 /// poller never starves the very process it waits for when processes outnumber cores (the
