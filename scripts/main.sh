@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: build everything, run the producer demo with three consumers for a few
-# seconds, show what each received, and print a quick throughput figure (shmio vs a pipe);
+# seconds, show what each received, run the queue benchmark in its quick mode (every peer in
+# the same run, with the targets checked);
 # then install the Python wheel into .venv and run the Python-level queue benchmark (--quick).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,8 +45,8 @@ for i in 1 2 3; do
     [ "$rc" -eq 0 ] || status=1
 done
 
-step "quick throughput: 64 B records, 1 producer -> 1 consumer process"
-./target/release/shmio-quickbench --count 2000000
+step "benchmark (--quick, under a minute): shmio vs iceoryx2, pipe, Unix socket, POSIX mq, the fcntl design, and the limits"
+./target/release/shmio-bench --quick
 
 step "region: the memory-sync note's test (4 MiB region vs malloc, 256 passes)"
 ./examples-c/build/memsync -n 256 -p "shmio_memsync_$$" | grep -E 'Sec\.|Sync/Priv'

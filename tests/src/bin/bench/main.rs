@@ -16,7 +16,7 @@
 //!
 //! ```text
 //! shmio-bench [--quick] [--json] [--sizes 8,64,1024,65536] [--systems a,b,...]
-//!             [--patterns 1to1,1to4,rtt-spin,rtt-block] [--trips N]
+//!             [--patterns 1to1,1to4,rtt-spin,rtt-block] [--trips N] [--count N]
 //! ```
 
 mod iox;
@@ -821,12 +821,31 @@ fn main() {
         Some("--help") | Some("-h") => {
             println!(
                 "shmio-bench [--quick] [--json] [--sizes 8,64,1024,65536] [--systems a,b,...] \
-                 [--patterns 1to1,1to4,rtt-spin,rtt-block] [--trips N]\nsystems: {}",
+                 [--patterns 1to1,1to4,rtt-spin,rtt-block] [--trips N] [--count N]\n\
+                 --quick: 64 B and 64 KiB, fewer records and trips (under a minute)\n\
+                 --count: records per throughput run; --trips: round trips per latency run\n\
+                 systems: {}",
                 ALL.map(Sys::name).join(", ")
             );
             return;
         }
         _ => {}
+    }
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" | "--json" => {}
+            "--sizes" | "--systems" | "--patterns" | "--trips" | "--count" => {
+                if it.next().is_none() {
+                    eprintln!("shmio-bench: {a} needs a value (see --help)");
+                    std::process::exit(2);
+                }
+            }
+            other => {
+                eprintln!("shmio-bench: unknown argument {other:?} (see --help)");
+                std::process::exit(2);
+            }
+        }
     }
     raise_mq_limit();
     unlink_mqs_on_panic();
@@ -849,7 +868,12 @@ fn main() {
     );
     let systems: Vec<Sys> = opt("--systems").map_or(ALL.to_vec(), |s| {
         s.split(',')
-            .map(|x| Sys::parse(x).unwrap_or_else(|| panic!("unknown system {x}")))
+            .map(|x| {
+                Sys::parse(x).unwrap_or_else(|| {
+                    eprintln!("shmio-bench: unknown system {x:?} (see --help)");
+                    std::process::exit(2)
+                })
+            })
             .collect()
     });
     let patterns: Vec<String> = opt("--patterns").map_or_else(
@@ -879,6 +903,7 @@ fn main() {
     for &size in &sizes {
         let count = ((budget * 1e9 / size as f64) as u64).clamp(20_000, 5_000_000);
         let count = if quick { count.min(500_000) } else { count };
+        let count = opt("--count").map_or(count, |c| c.parse().expect("--count"));
         if !json {
             println!(
                 "\n## {size} B records: throughput, {count} records to each consumer, \

@@ -1,0 +1,141 @@
+//! `shmio-bench` end to end: every system runs between real processes, checks its own
+//! delivery (lossless systems assert order and completeness in the consumer), and reports one
+//! JSON object per system x pattern x size. Small counts: this checks the benchmark works and
+//! says what it measured, not how fast anything is.
+
+use std::collections::HashSet;
+use std::process::Command;
+
+fn bench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_shmio-bench"))
+}
+
+/// Pulls `"key":value` out of one JSON line (the benchmark prints flat objects).
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let at = line.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let rest = &line[at..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    Some(rest[..end].trim_matches('"'))
+}
+
+fn num(line: &str, key: &str) -> f64 {
+    field(line, key)
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn every_system_reports_every_pattern_and_lossless_ones_lose_nothing() {
+    let out = bench()
+        .args([
+            "--json", "--sizes", "64,4096", "--count", "3000", "--trips", "300",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "shmio-bench failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut seen = HashSet::new();
+    for line in stdout.lines().filter(|l| l.starts_with('{')) {
+        let system = field(line, "system").unwrap().to_string();
+        let pattern = field(line, "pattern").unwrap().to_string();
+        let size: usize = num(line, "size") as usize;
+        match pattern.as_str() {
+            "1to1" | "1to4" => {
+                assert!(num(line, "records_per_s") > 0.0, "{line}");
+                let delivered = num(line, "delivered");
+                assert!((0.0..=1.0).contains(&delivered), "{line}");
+                if !matches!(system.as_str(), "shmio-overwrite" | "fcntl-lock-shm") {
+                    assert_eq!(delivered, 1.0, "a lossless system lost records: {line}");
+                }
+            }
+            "rtt-spin" | "rtt-block" => {
+                let (p50, p99, p999) = (
+                    num(line, "p50_ns"),
+                    num(line, "p99_ns"),
+                    num(line, "p999_ns"),
+                );
+                assert!(p50 > 0.0 && p50 <= p99 && p99 <= p999, "{line}");
+                assert_eq!(num(line, "trips"), 300.0, "{line}");
+            }
+            "1" => assert!(num(line, "gbps") > 0.0, "{line}"),
+            other => panic!("unexpected pattern {other} in {line}"),
+        }
+        assert!(seen.insert((system, pattern, size)), "duplicate row {line}");
+    }
+    let has = |s: &str, p: &str, size: usize| seen.contains(&(s.to_string(), p.to_string(), size));
+    for size in [64, 4096] {
+        assert!(has("memcpy", "1", size));
+        for s in [
+            "shmio-bp",
+            "shmio-bp-zerocopy",
+            "shmio-overwrite",
+            "iceoryx2",
+            "pipe",
+            "unix-stream",
+            "posix-mq",
+            "fcntl-lock-shm",
+            "minimal-ring",
+        ] {
+            assert!(has(s, "1to1", size) && has(s, "1to4", size), "{s} {size}");
+        }
+        for s in [
+            "shmio-bp",
+            "shmio-bp-zerocopy",
+            "iceoryx2",
+            "pipe",
+            "unix-stream",
+            "posix-mq",
+        ] {
+            assert!(
+                has(s, "rtt-spin", size) && has(s, "rtt-block", size),
+                "{s} {size}"
+            );
+        }
+        assert!(has("minimal-ring", "rtt-spin", size));
+        assert!(has("cacheline-pingpong", "rtt-spin", size));
+        assert!(has("futex-pingpong", "rtt-block", size));
+    }
+}
+
+#[test]
+fn text_report_ends_with_the_targets() {
+    let out = bench()
+        .args([
+            "--sizes",
+            "64",
+            "--count",
+            "2000",
+            "--trips",
+            "200",
+            "--systems",
+            "shmio-bp,pipe,minimal-ring",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains("## Targets (this run)"), "{s}");
+    assert!(s.contains("64 B 1->1 throughput, shmio-bp vs pipe"), "{s}");
+    // Peers not run are said to be missing, not invented.
+    assert!(
+        s.contains("[n/a] 64 B 1->1 throughput, shmio-bp vs iceoryx2"),
+        "{s}"
+    );
+}
+
+#[test]
+fn bad_arguments_are_refused_with_exit_2() {
+    for args in [&["--bogus"][..], &["--systems", "nope"], &["--sizes"]] {
+        let out = bench().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
+    }
+    let help = bench().arg("--help").output().unwrap();
+    assert!(help.status.success());
+    assert!(String::from_utf8_lossy(&help.stdout).contains("iceoryx2"));
+}
