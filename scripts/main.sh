@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: build everything, run the producer demo with three consumers for a few
 # seconds, show what each received, and print a quick throughput figure (shmio vs a pipe);
-# then install the Python wheel into .venv and run the Python-level queue benchmark (--quick).
+# then install the Python wheel into .venv and run the queue benchmark from Python (--quick:
+# Python-level peers, then the native shmio-bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -55,9 +56,12 @@ step "dirty pages: the dirty-page note's writer, 2 MiB/s for 3 s"
 
 step "Python: the wheel into .venv, then python -m shmio.bench queue --quick (into bench-out/)"
 install_wheel
-# Optional: progress bars, the plot, and the peers compared (binary wheels only, to stay quick).
-.venv/bin/python -m pip install -q --disable-pip-version-check --only-binary=:all: \
-    tqdm matplotlib faster-fifo posix_ipc pyzmq ||
-    echo "note: some optional benchmark packages could not be installed; they are skipped"
+# Optional: progress bars, the plot, and the peers compared (binary wheels only, to stay quick;
+# one at a time, so that one that cannot be installed here does not keep out the others).
+for pkg in tqdm matplotlib faster-fifo posix_ipc pyzmq iceoryx2; do
+    .venv/bin/python -m pip install -q --disable-pip-version-check --only-binary=:all: "$pkg" ||
+        echo "note: $pkg could not be installed; the benchmark skips it"
+done
+# The Python-level runs, then the native shmio-bench --quick (built above), into one report.
 .venv/bin/python -m shmio.bench queue --quick --out bench-out
 exit $status
