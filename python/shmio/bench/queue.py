@@ -159,9 +159,14 @@ def _producer(kind: str, chan: Any, size: int, n: int, mode: str) -> None:
         pub.update_connections()
         loan, memmove = pub.loan_slice_uninit, ctypes.memmove
         for _ in range(n):
-            sample = loan(size)
-            memmove(sample.payload_ptr, payload, size)
-            sample.assume_init().send()
+            while True:
+                sample = loan(size)
+                memmove(sample.payload_ptr, payload, size)
+                if sample.assume_init().send():  # the number of subscribers that got it
+                    break
+                # Nobody did: the subscriber counted in the service is not connected to this
+                # publisher yet (seen under load). Connect and send the record again.
+                pub.update_connections()
         # Samples live in this publisher's memory: stay until the subscriber is done.
         _wait(lambda: svc.dynamic_config.number_of_subscribers == 0)
         pub.delete()
@@ -279,13 +284,28 @@ def _consume(kind: str, chan: Any, size: int, n: int, mode: str) -> float:
         sub = svc.subscriber_builder().buffer_size(_capacity(size)).create()
         receive = sub.receive
 
+        got = 0
+
         def get() -> bytes:
+            nonlocal got
+            idle = 0
+            since = 0.0
             while True:  # no blocking receive in the Python API: poll
                 sample = receive()
                 if sample is not None:
                     data: bytes = string_at(sample.payload_ptr, sample.header.number_of_elements)
                     sample.delete()
+                    got += 1
                     return data
+                idle += 1
+                if idle % 64 == 0:
+                    # Let a producer that shares this core run (as shmio's waits do); give up
+                    # rather than poll for ever if records went missing.
+                    os.sched_yield()
+                    if idle == 64:
+                        since = time.monotonic()
+                    elif idle % 65536 == 0 and time.monotonic() - since > 30:
+                        raise TimeoutError(f"iceoryx2: no sample for 30 s after {got} of {n}")
 
         rec = get()
         check = rec[0] ^ rec[-1]
