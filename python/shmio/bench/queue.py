@@ -267,12 +267,21 @@ def _consume(kind: str, chan: Any, size: int, n: int, mode: str) -> float:
         ctx = zmq.Context()
         s = ctx.socket(zmq.PULL)
         s.setsockopt(zmq.RCVHWM, _capacity(size))
+        # A stalled run fails instead of hanging the benchmark (seen once under load: the
+        # producer had finished and the consumer still waited).
+        s.setsockopt(zmq.RCVTIMEO, 60_000)
         s.bind(chan)
-        s.recv()
-        t0 = time.perf_counter()
-        for _ in range(n - 1):
-            s.recv(copy=size < 64 * KIB)
-        t = time.perf_counter() - t0
+        got = 0
+        try:
+            s.recv()
+            got += 1
+            t0 = time.perf_counter()
+            for _ in range(n - 1):
+                s.recv(copy=size < 64 * KIB)
+                got += 1
+            t = time.perf_counter() - t0
+        except zmq.Again:
+            raise TimeoutError(f"pyzmq: no message for 60 s after {got} of {n}") from None
         s.close()
         ctx.term()
         return t
