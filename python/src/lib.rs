@@ -18,6 +18,7 @@
 
 use std::cell::UnsafeCell;
 use std::ffi::c_int;
+use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -302,7 +303,7 @@ struct Locked<T> {
 // SAFETY: the value is only reached through a `LockedGuard`, and at most one guard exists at a
 // time (the `taken` flag, set by a compare-and-swap with Acquire and cleared with Release,
 // orders one holder's accesses before the next's), so sharing a `Locked` between threads
-// hands the value from thread to thread, as a `Locked<T>` does: `T: Send` suffices.
+// hands the value from thread to thread, as a `std::sync::Mutex` does: `T: Send` suffices.
 unsafe impl<T: Send> Sync for Locked<T> {}
 
 impl<T> Locked<T> {
@@ -317,13 +318,19 @@ impl<T> Locked<T> {
         self.taken
             .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
             .ok()
-            .map(|_| LockedGuard { lock: self })
+            .map(|_| LockedGuard {
+                lock: self,
+                _access: PhantomData,
+            })
     }
 }
 
 /// Exclusive access to a `Locked` value; dropping it gives the lock back.
 struct LockedGuard<'a, T> {
     lock: &'a Locked<T>,
+    /// Shares like the `&mut T` it stands for: the guard is `Sync` only if `T` is (sharing a
+    /// guard between threads hands out `&T` to each), and `Send` if `T` is.
+    _access: PhantomData<&'a mut T>,
 }
 
 impl<T> Deref for LockedGuard<'_, T> {
