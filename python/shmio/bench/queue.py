@@ -604,8 +604,9 @@ def native_markdown(rows: list[dict[str, Any]], cmd: str) -> str:
         return "\n".join(lines + ["No rows (see the notes above).", ""])
     lines += [
         "The Rust benchmark program, as it reported itself (one JSON row per system, pattern "
-        "and record size; `1toN`: one producer to N consumer processes, `rtt`: round trips, "
-        "pattern `1`: one core's memcpy). Fields are the program's own.",
+        "and record size; `1toN`: one producer to N consumer processes, `rtt…`: round trips "
+        "(`-spin`, `-block`: how the sides wait), pattern `1`: one core's memcpy). Fields are "
+        "the program's own.",
     ]
     for size in dict.fromkeys(int(r["size"]) for r in rows):
         group = [r for r in rows if int(r["size"]) == size]
