@@ -22,15 +22,17 @@ def test_send_recv_roundtrip_accepts_any_buffer(qname: str) -> None:
         assert tx.send(memoryview(b"xmv")[1:]) == 2
         assert tx.send(array.array("i", [1, 2])) == 3
         assert tx.send(b"") == 4
+        assert tx.send(type("Sub", (bytes,), {})(b"sub")) == 5  # bytes itself is read in place
         assert rx.recv() == b"hello"
         assert rx.recv() == b"ba"
         assert rx.recv() == b"mv"
         assert rx.recv() == array.array("i", [1, 2]).tobytes()
         assert rx.recv() == b""
+        assert rx.recv() == b"sub"
         assert rx.try_recv() is None
-        assert rx.position == 5
-        assert rx.received == 5
-        assert tx.next_seq == 5
+        assert rx.position == 6
+        assert rx.received == 6
+        assert tx.next_seq == 6
 
 
 def test_start_positions(qname: str) -> None:
@@ -398,6 +400,9 @@ def test_blocking_calls_release_the_gil(qname: str) -> None:
             assert rx.recv(timeout=60) == b"1"
             t.join(timeout=60)
             assert sent == [3]
+            # The record sent after the wait (its bytes read in place without the GIL) is whole.
+            assert rx.recv(timeout=60) == b"2"
+            assert rx.recv(timeout=60) == b"3"
 
 
 def test_fileno_with_asyncio(qname: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -46,7 +47,7 @@ def _disk_dir(tmp_path: Path) -> Path:
 
 
 def test_bench_queue_quick_writes_a_table(tmp_path: Path) -> None:
-    proc = _bench("queue", "--quick", "--out", str(tmp_path),
+    proc = _bench("queue", "--quick", "--no-native", "--out", str(tmp_path),
                   "--only", "shmio", "--only", "multiprocessing.Pipe")
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "queue.md").read_text()
@@ -54,6 +55,63 @@ def test_bench_queue_quick_writes_a_table(tmp_path: Path) -> None:
                 "| 1 MiB | shmio recv (copy) |", "| 1 MiB | shmio recv_view (zero copy) |"):
         assert row in md, md
     assert "failed" not in md
+
+
+def test_bench_queue_iceoryx2_peer(tmp_path: Path) -> None:
+    pytest.importorskip("iceoryx2")  # an optional peer: scripts/main.sh installs it
+    proc = _bench("queue", "--quick", "--no-native", "--out", str(tmp_path),
+                  "--only", "iceoryx2")
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "queue.md").read_text()
+    assert "| 64 B | iceoryx2 |" in md and "| 64 KiB | iceoryx2 |" in md, md
+    assert "RetryUntilDelivered" in md and "failed" not in md, md
+
+
+def test_bench_queue_runs_the_native_program_too(tmp_path: Path) -> None:
+    _need("shmio-bench")
+    proc = _bench("queue", "--quick", "--out", str(tmp_path), "--only", "shmio",
+                  "--native-args=--sizes 64 --systems shmio-bp,pipe")
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "queue.md").read_text()
+    assert "| 64 B | shmio |" in md, md  # the Python-level table
+    assert "## Native: `shmio-bench --json --quick --sizes 64 --systems shmio-bp,pipe`" in md, md
+    assert "### 64 B records" in md and "| pattern | system | records_per_s |" in md, md
+    for row in ("| 1to1 | shmio-bp | ", "| 1to1 | pipe | "):
+        assert row in md, md
+    assert re.search(r"^\| rtt[-\w]* \| shmio-bp \| ", md, re.M), md  # rtt, rtt-spin, ...
+    assert "shmio-bench exited" not in md, md
+    if (tmp_path / "queue.png").exists():  # matplotlib installed
+        assert (tmp_path / "queue-native.png").stat().st_size > 0
+
+
+def test_bench_queue_without_the_native_program_runs_python_level(tmp_path: Path) -> None:
+    proc = _bench("queue", "--quick", "--out", str(tmp_path), "--only", "shmio",
+                  env={"SHMIO_REPO": str(tmp_path)}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "queue.md").read_text()
+    assert "| 64 B | shmio |" in md, md
+    if "## Native" in md:
+        pytest.skip("shmio-bench found through the package's own source tree")
+    assert "shmio-bench not found" in md and "cargo build --release" in md, md
+
+
+def test_bench_queue_native_rows_render_whatever_they_hold() -> None:
+    from shmio.bench.queue import native_markdown
+
+    rows = [
+        {"system": "memcpy", "pattern": "1", "size": 64, "gbps": 9.5},
+        {"system": "shmio-bp", "pattern": "1to1", "size": 64, "records_per_s": 12_000_000,
+         "gbps": 0.77},
+        {"system": "futex-pingpong", "pattern": "rtt-block", "size": 64, "p50_ns": 4100,
+         "p99_ns": 9000, "wakeups": 3},
+        {"system": "iceoryx2", "pattern": "1to1", "size": 65536, "records_per_s": 90_000},
+    ]
+    md = native_markdown(rows, "shmio-bench --json")
+    assert "### 64 B records" in md and "### 64 KiB records" in md, md
+    assert "| pattern | system | records_per_s | gbps | p50_ns | p99_ns | wakeups |" in md, md
+    assert "| 1to1 | shmio-bp | 12,000,000 | 0.770 |  |  |  |" in md, md
+    assert "| rtt-block | futex-pingpong |  |  | 4,100 | 9,000 | 3 |" in md, md
+    assert "| 1to1 | iceoryx2 | 90,000 |" in md, md
 
 
 def test_bench_region_quick_writes_a_table(tmp_path: Path) -> None:

@@ -55,12 +55,37 @@ def test_buffer_protocol_is_zero_copy(rname: str) -> None:
 
 
 def test_numpy_frombuffer_is_zero_copy(rname: str) -> None:
-    np = pytest.importorskip("numpy")
-    with Region.create(rname, 4096) as r:
-        a = np.frombuffer(r, dtype=np.uint32)
-        a[0] = 0xDEADBEEF
-        assert r.read(0, 4) == (0xDEADBEEF).to_bytes(4, sys.byteorder)
-        del a
+    np = pytest.importorskip("numpy")  # in the test command's .venv (scripts/lib.sh)
+
+    def word(v: int) -> bytes:
+        return v.to_bytes(4, sys.byteorder)
+
+    r = Region.create(rname, 4096)
+    a = np.frombuffer(r, dtype=np.uint32)
+    assert a.shape == (1024,) and a.flags.writeable and not a.flags.owndata
+    a[0] = 0xDEADBEEF  # a store through the array lands in the mapping
+    assert r.read(0, 4) == word(0xDEADBEEF)
+    r.write(4, word(7))  # a consistent write shows in the array: no copy was taken
+    assert a[1] == 7
+    with Region.open(rname) as other:  # another handle, another mapping of the same pages
+        b = np.frombuffer(other, dtype=np.uint32)
+        assert b[0] == 0xDEADBEEF and b[1] == 7
+        del b
+    p = mp.get_context("spawn").Process(target=_writer, args=(rname, word(0x01020304)))
+    p.start()
+    p.join(60)
+    assert p.exitcode == 0
+    assert a[0] == 0x01020304  # another process's write, seen through the array
+    tail = a[2:4]  # a slice keeps the array's export alive
+    del a
+    with pytest.raises(BufferError):
+        r.close()  # refused while the mapping is exported, as mmap.close() is
+    assert not r.closed
+    tail[0] = 9
+    assert r.read(8, 4) == word(9)
+    del tail
+    r.close()
+    assert r.closed
 
 
 def test_close_refused_while_a_view_is_exported(rname: str) -> None:

@@ -1,7 +1,7 @@
 """Command line: ``python -m shmio.bench {queue,region,poll,dirty,all} [--quick] [--out DIR]``.
 
 queue: Python-level queue throughput between two processes against multiprocessing and
-peers. region: shmio-region-bench and Python-level 1 KiB region reads/writes. poll:
+peers, then the native shmio-bench (--json; --quick when quick). region: shmio-region-bench and Python-level 1 KiB region reads/writes. poll:
 shmio-poll-bench and Python-level shmio.Poller against selectors. dirty: writes at a steady
 rate to a file on disk and plots dirty pages over time with the vm.dirty_* thresholds.
 all: the four in sequence.
@@ -13,6 +13,7 @@ The native programs are looked up under $SHMIO_REPO, then the current directory
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -37,11 +38,18 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument(
         "--only", action="append", default=None, help="run only these transports (repeatable)"
     )
-    g = ap.add_argument_group("region and poll")
+    g.add_argument(
+        "--native-args", default="", metavar="ARGS",
+        help="extra arguments for shmio-bench, as one string "
+        "(e.g. --native-args='--sizes 64 --systems shmio-bp,pipe')",
+    )
+    g = ap.add_argument_group("queue, region and poll")
     g.add_argument(
         "--no-native",
         action="store_true",
-        help="skip the native programs (shmio-region-bench, shmio-poll-bench): Python level only",
+        help="skip the native programs (shmio-bench, shmio-region-bench, shmio-poll-bench): "
+        "Python level only. queue runs its Python-level part even when shmio-bench is not "
+        "built (a note says how to build it); region and poll stop with that advice",
     )
     g.add_argument(
         "--disk-dir", type=Path, default=None,
@@ -81,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         if what == "queue":
             from . import queue
 
-            queue.run(args.out, quick=args.quick, only=args.only, repeat=args.repeat)
+            queue.run(args.out, quick=args.quick, only=args.only, repeat=args.repeat,
+                      native_too=not args.no_native, native_args=shlex.split(args.native_args))
         elif what == "region":
             from . import region
 

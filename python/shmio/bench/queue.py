@@ -10,17 +10,32 @@ A second comparison reads 1 MiB records with shmio's copying ``recv`` and with t
 ``recv_view``; the producer there writes each record in place (``reserve``/``commit``) and
 touches only its first and last byte, so that the consumer's cost is what is measured.
 
-Optional peers (faster-fifo, posix_ipc, pyzmq) run when they import; missing ones are skipped
-with a note. iceoryx2 is not wired yet.
+Optional peers (faster-fifo, posix_ipc, pyzmq, iceoryx2) run when they import; missing ones
+are skipped with a note. iceoryx2 runs as a publish-subscribe service of byte slices: safe
+overflow off and the publisher's ``RetryUntilDelivered`` back-pressure strategy, so nothing is
+lost, and a subscriber buffer of the same capacity as the others'. Its Python subscriber has no
+blocking receive (waiting would take a second, event service), so the consumer polls
+``receive()`` in a loop: iceoryx2's quickest way to receive from Python, and a core kept busy.
+
+Then, unless ``native`` is off, the native benchmark ``shmio-bench`` (Rust: shmio against
+pipes, sockets, message queues and the other systems it knows, in-process threads and child
+processes) runs with ``--json``; its rows are rendered as they come, whatever systems, patterns
+and fields it reports, into a second table and ``queue-native.png``.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
 import multiprocessing as mp
 import os
 import platform
+import re
+import shlex
+import subprocess
 import sys
+import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -29,11 +44,18 @@ from typing import Any
 
 import shmio
 
+from ._common import MissingProgram, find_program, pyplot
+
 KIB = 1024
 MIB = 1024 * 1024
 
 CORE = ["shmio", "multiprocessing.Queue", "multiprocessing.Pipe"]
-OPTIONAL = {"faster-fifo": "faster_fifo", "posix_ipc": "posix_ipc", "pyzmq": "zmq"}
+OPTIONAL = {
+    "faster-fifo": "faster_fifo",
+    "posix_ipc": "posix_ipc",
+    "pyzmq": "zmq",
+    "iceoryx2": "iceoryx2",
+}
 
 
 @dataclass
@@ -122,8 +144,59 @@ def _producer(kind: str, chan: Any, size: int, n: int, mode: str) -> None:
             s.send(payload, copy=size < 64 * KIB)
         s.close(linger=-1)
         ctx.term()
+    elif kind == "iceoryx2":
+        iox = _optional("iceoryx2")
+        ctypes = _optional("ctypes")
+
+        node, svc = _iox_service(iox, chan, size)
+        pub = (
+            svc.publisher_builder()
+            .initial_max_slice_len(size)
+            .backpressure_strategy(iox.BackpressureStrategy.RetryUntilDelivered)
+            .create()
+        )
+        _wait(lambda: svc.dynamic_config.number_of_subscribers >= 1)
+        pub.update_connections()
+        loan, memmove = pub.loan_slice_uninit, ctypes.memmove
+        for _ in range(n):
+            while True:
+                sample = loan(size)
+                memmove(sample.payload_ptr, payload, size)
+                if sample.assume_init().send():  # the number of subscribers that got it
+                    break
+                # Nobody did: the subscriber counted in the service is not connected to this
+                # publisher yet (seen under load). Connect and send the record again.
+                pub.update_connections()
+        # Samples live in this publisher's memory: stay until the subscriber is done.
+        _wait(lambda: svc.dynamic_config.number_of_subscribers == 0)
+        pub.delete()
+        del svc, node
     else:
         raise ValueError(kind)
+
+
+def _iox_service(iox: Any, name: str, size: int) -> tuple[Any, Any]:
+    """An iceoryx2 node and the run's publish-subscribe service (byte slices), opened or
+    created alike by both sides: no overflow (the publisher waits), no history, a subscriber
+    buffer of the capacity every transport gets."""
+    ctypes = _optional("ctypes")
+    iox.set_log_level(iox.LogLevel.Error)
+    node = (
+        iox.NodeBuilder.new()
+        .signal_handling_mode(iox.SignalHandlingMode.Disabled)
+        .create(iox.ServiceType.Ipc)
+    )
+    svc = (
+        node.service_builder(iox.ServiceName.new(name))
+        .publish_subscribe(iox.Slice[ctypes.c_uint8])
+        .enable_safe_overflow(False)
+        .history_size(0)
+        .subscriber_max_buffer_size(_capacity(size))
+        .max_publishers(1)
+        .max_subscribers(1)
+        .open_or_create()
+    )
+    return node, svc
 
 
 def _consumer(kind: str, chan: Any, size: int, n: int, mode: str, result: Any) -> None:
@@ -194,14 +267,64 @@ def _consume(kind: str, chan: Any, size: int, n: int, mode: str) -> float:
         ctx = zmq.Context()
         s = ctx.socket(zmq.PULL)
         s.setsockopt(zmq.RCVHWM, _capacity(size))
+        # A stalled run fails instead of hanging the benchmark (seen once under load: the
+        # producer had finished and the consumer still waited).
+        s.setsockopt(zmq.RCVTIMEO, 60_000)
         s.bind(chan)
-        s.recv()
-        t0 = time.perf_counter()
-        for _ in range(n - 1):
-            s.recv(copy=size < 64 * KIB)
-        t = time.perf_counter() - t0
+        got = 0
+        try:
+            s.recv()
+            got += 1
+            t0 = time.perf_counter()
+            for _ in range(n - 1):
+                s.recv(copy=size < 64 * KIB)
+                got += 1
+            t = time.perf_counter() - t0
+        except zmq.Again:
+            raise TimeoutError(f"pyzmq: no message for 60 s after {got} of {n}") from None
         s.close()
         ctx.term()
+        return t
+    if kind == "iceoryx2":
+        iox = _optional("iceoryx2")
+        string_at = _optional("ctypes").string_at
+
+        node, svc = _iox_service(iox, chan, size)
+        sub = svc.subscriber_builder().buffer_size(_capacity(size)).create()
+        receive = sub.receive
+
+        got = 0
+
+        def get() -> bytes:
+            nonlocal got
+            idle = 0
+            since = 0.0
+            while True:  # no blocking receive in the Python API: poll
+                sample = receive()
+                if sample is not None:
+                    data: bytes = string_at(sample.payload_ptr, sample.header.number_of_elements)
+                    sample.delete()
+                    got += 1
+                    return data
+                idle += 1
+                if idle % 64 == 0:
+                    # Let a producer that shares this core run (as shmio's waits do); give up
+                    # rather than poll for ever if records went missing.
+                    os.sched_yield()
+                    if idle == 64:
+                        since = time.monotonic()
+                    elif idle % 65536 == 0 and time.monotonic() - since > 30:
+                        raise TimeoutError(f"iceoryx2: no sample for 30 s after {got} of {n}")
+
+        rec = get()
+        check = rec[0] ^ rec[-1]
+        t0 = time.perf_counter()
+        for _ in range(n - 1):
+            rec = get()
+            check ^= rec[0] ^ rec[-1]
+        t = time.perf_counter() - t0
+        sub.delete()  # tells the publisher it may go
+        del svc, node
         return t
     raise ValueError(kind)
 
@@ -254,6 +377,8 @@ def _run_one(ctx: Any, kind: str, size: int, n: int, mode: str = "copy") -> Resu
         path = f"/tmp/shmio_bench_{tag}.sock"
         prod_chan = cons_chan = f"ipc://{path}"
         cleanup.append(lambda: Path(path).unlink(missing_ok=True))
+    elif kind == "iceoryx2":
+        prod_chan = cons_chan = f"shmio_bench/{os.getpid()}/{tag}"  # a service name
     else:
         raise ValueError(kind)
     result = ctx.Queue()
@@ -295,19 +420,28 @@ def _human(size: int) -> str:
     return f"{size} B"
 
 
-def _progress(total: int) -> Any:
+def _progress(total: int, unit: str = "run") -> Any:
     try:
         tqdm = _optional("tqdm").tqdm
-        return tqdm(total=total, unit="run", file=sys.stderr)
+        return tqdm(total=total or None, unit=unit, file=sys.stderr)
     except ImportError:
         return None
 
 
 def run(
-    out: Path, *, quick: bool = False, only: list[str] | None = None, repeat: int | None = None
+    out: Path,
+    *,
+    quick: bool = False,
+    only: list[str] | None = None,
+    repeat: int | None = None,
+    native_too: bool = True,
+    native_args: list[str] | None = None,
 ) -> list[Result]:
-    """Runs the queue benchmark; writes ``queue.md`` (and ``queue.png``) into ``out``. Each run
-    is repeated ``repeat`` times (default 1 with ``quick``, else 3) and the best one is kept."""
+    """Runs the queue benchmark; writes ``queue.md`` (and ``queue.png``, ``queue-native.png``)
+    into ``out``. Each Python-level run is repeated ``repeat`` times (default 1 with ``quick``,
+    else 3) and the best one is kept. Then ``shmio-bench --json`` (with ``--quick`` if
+    ``quick``, and ``native_args``), unless ``native_too`` is false; when it is not built, a
+    note says how to build it and the Python-level part still runs."""
     repeat = repeat if repeat is not None else (1 if quick else 3)
     ctx = mp.get_context("spawn")
     scale = 1 if quick else 5
@@ -326,12 +460,21 @@ def run(
     if only is None or "shmio" in only:
         plan.append(("shmio", MIB, zc_count, "copy-in-place", "shmio recv (copy)"))
         plan.append(("shmio", MIB, zc_count, "view", "shmio recv_view (zero copy)"))
-    notes.append(
-        "iceoryx2: not wired yet (its Python subscriber has no blocking receive and must "
-        "poll; a first attempt stalled on 64 B records)"
-    )
+    prog: Path | None = None
+    if native_too:
+        try:
+            prog = find_program("shmio-bench")
+        except MissingProgram as e:
+            notes.append(f"native table: {e}")
     for note in dict.fromkeys(notes):
         print(f"note: skipped: {note}", file=sys.stderr)
+    if any(kind == "iceoryx2" for kind, *_ in plan):
+        notes.append(
+            "iceoryx2: a publish-subscribe service of byte slices, safe overflow off, the "
+            "publisher's RetryUntilDelivered strategy (nothing is lost), a subscriber buffer of "
+            "the same capacity as the others; its Python subscriber has no blocking receive, so "
+            "the consumer polls receive() in a loop (a busy core)"
+        )
 
     bar = _progress(len(plan))
     results: list[Result] = []
@@ -359,12 +502,156 @@ def run(
     if bar is not None:
         bar.close()
 
+    rows: list[dict[str, Any]] = []
+    cmd = ""
+    if prog is not None:
+        args = [str(prog), "--json"] + (["--quick"] if quick else []) + (native_args or [])
+        cmd = shlex.join(["shmio-bench"] + args[1:])
+        print(f"running {cmd}", file=sys.stderr, flush=True)
+        rows, problem = native(args)
+        if problem:
+            failures.append(f"{cmd}: {problem}")
+            print(f"note: {problem}", file=sys.stderr)
+
     md = _markdown(results, zero_copy, list(dict.fromkeys(notes)) + failures, quick, repeat)
+    if prog is not None:
+        md += native_markdown(rows, cmd)
     (out / "queue.md").write_text(md)
     print(md)
     png = _plot(results, zero_copy, out / "queue.png")
-    print(f"wrote {out / 'queue.md'}" + (f" and {png}" if png else " (matplotlib not installed: no plot)"))
+    native_png = native_plot(rows, out / "queue-native.png") if rows else None
+    pngs = [str(p) for p in (png, native_png) if p]
+    print(f"wrote {out / 'queue.md'}"
+          + (f" and {', '.join(pngs)}" if pngs else " (matplotlib not installed: no plot)"))
     return results + zero_copy
+
+
+# ---- the native benchmark ------------------------------------------------------------------
+
+#: Fields of a shmio-bench JSON row that identify it (every other field is a measurement).
+KEYS = ("system", "pattern", "size")
+#: Measurements shown first when present; any others follow in the order they appear.
+FIRST = ("records_per_s", "gbps", "p50_ns", "p99_ns", "p999_ns")
+
+
+def native(args: list[str], timeout: float = 1800) -> tuple[list[dict[str, Any]], str | None]:
+    """Runs ``shmio-bench --json ...`` and collects its rows (one JSON object per line) as
+    they come, with a progress bar (the number of rows is not known in advance). Returns the
+    rows and, if the program failed or printed something that is not a row, what went wrong:
+    the rows gathered before a failure are kept."""
+    rows: list[dict[str, Any]] = []
+    junk: list[str] = []
+    bar = _progress(0, unit="row")
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True)
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    row = None
+                if not isinstance(row, dict) or not all(k in row for k in KEYS):
+                    junk.append(line)
+                    continue
+                rows.append(row)
+                desc = f"shmio-bench {row['system']} {row['pattern']} {_human(int(row['size']))}"
+                if bar is not None:
+                    bar.set_description(desc)
+                    bar.update(1)
+                else:
+                    print(f"[{len(rows)}] {desc}", file=sys.stderr, flush=True)
+            rc = proc.wait()
+        finally:
+            timer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if bar is not None:
+                bar.close()
+        err.seek(0)
+        stderr = err.read().strip()
+    problem = None
+    if rc != 0:
+        frame = re.compile(r"\s*(\d+:|at |stack backtrace|note: )")  # Rust's backtrace
+        last = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not frame.match(ln)]
+        why = f"killed after {timeout:.0f} s" if rc == -9 else f"exited with {rc}"
+        problem = (f"shmio-bench {why} after {len(rows)} rows"
+                   + (f": {' / '.join(last[:3])[:500]}" if last else ""))
+    elif junk:
+        problem = f"shmio-bench printed {len(junk)} lines that are not rows: {junk[0][:200]}"
+    return rows, problem
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, int) or float(v).is_integer() and abs(v) >= 1000:
+        return f"{int(v):,}"
+    return f"{v:,.3f}" if abs(v) < 10 else f"{v:,.1f}" if abs(v) < 1000 else f"{v:,.0f}"
+
+
+def native_markdown(rows: list[dict[str, Any]], cmd: str) -> str:
+    """The native rows as Markdown: one table per record size, rows grouped by pattern (in the
+    order the program printed them), one row per system, a column for every field seen."""
+    lines = ["", "## Native: " + (f"`{cmd}`" if cmd else "shmio-bench"), ""]
+    if not rows:
+        return "\n".join(lines + ["No rows (see the notes above).", ""])
+    lines += [
+        "The Rust benchmark program, as it reported itself (one JSON row per system, pattern "
+        "and record size; `1toN`: one producer to N consumer processes, `rtt…`: round trips "
+        "(`-spin`, `-block`: how the sides wait), pattern `1`: one core's memcpy). Fields are "
+        "the program's own.",
+    ]
+    for size in dict.fromkeys(int(r["size"]) for r in rows):
+        group = [r for r in rows if int(r["size"]) == size]
+        seen = list(dict.fromkeys(k for r in group for k in r if k not in KEYS))
+        fields = [f for f in FIRST if f in seen] + [f for f in seen if f not in FIRST]
+        patterns = list(dict.fromkeys(str(r["pattern"]) for r in group))
+        lines += ["", f"### {_human(size)} records", ""]
+        lines.append("| pattern | system | " + " | ".join(fields) + " |")
+        lines.append("|---|---|" + "---:|" * len(fields))
+        for pat in patterns:
+            for r in (r for r in group if str(r["pattern"]) == pat):
+                cells = [_cell(r[f]) if f in r else "" for f in fields]
+                lines.append(f"| {pat} | {r['system']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def native_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """records/s of every (system, pattern) that has them, one panel per record size."""
+    plt = pyplot()
+    rated = [r for r in rows if isinstance(r.get("records_per_s"), (int, float))]
+    sizes = list(dict.fromkeys(int(r["size"]) for r in rated))
+    if plt is None or not sizes:
+        return None
+    tallest = max(sum(1 for r in rated if int(r["size"]) == s) for s in sizes)
+    fig, axes = plt.subplots(
+        1, len(sizes), figsize=(6 * len(sizes), 1.2 + 0.28 * tallest), squeeze=False
+    )
+    for ax, size in zip(axes[0], sizes):
+        group = sorted(
+            (r for r in rated if int(r["size"]) == size), key=lambda r: r["records_per_s"]
+        )
+        labels = [f"{r['system']} ({r['pattern']})" for r in group]
+        colors = [
+            "tab:orange" if str(r["system"]).startswith("shmio") else "tab:blue" for r in group
+        ]
+        ax.barh(labels, [r["records_per_s"] for r in group], color=colors)
+        ax.set_xscale("log")
+        ax.set_xlabel("records/s (log)")
+        ax.set_title(f"{_human(size)} records")
+        ax.tick_params(axis="y", labelsize=8)
+    fig.suptitle("shmio-bench (native): records/s by system")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def _markdown(
