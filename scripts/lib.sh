@@ -18,8 +18,8 @@ install_missing() {
 
 # python_env: makes sure python3 (with its shared library, which a plain `cargo build` of the
 # extension crate links) is there, and a virtual environment at .venv with the build and test
-# tools (numpy: the tests check that numpy.frombuffer over a region is zero copy). Reuses .venv
-# when present.
+# tools (numpy: the tests check that numpy.frombuffer over a region is zero copy; iceoryx2:
+# the tests run the Python benchmark's iceoryx2 peer). Reuses .venv when present.
 python_env() {
     install_missing python3:python3 python3-config:python3-dev
     if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
@@ -28,7 +28,8 @@ python_env() {
     fi
     [ -x .venv/bin/python ] || python3 -m venv .venv
     .venv/bin/python -m pip install -q --disable-pip-version-check \
-        "maturin>=1.9.4,<2" "pytest>=9,<10" "mypy>=1.10,<2" "numpy>=2,<3"
+        "maturin>=1.9.4,<2" "pytest>=9,<10" "mypy>=1.10,<2" "numpy>=2,<3" \
+        "iceoryx2==0.10.*"
 }
 
 # install_wheel: builds the shmio wheel (maturin, the build backend named in

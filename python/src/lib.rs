@@ -228,6 +228,17 @@ fn timeout_arg(py: Python<'_>, t: Option<f64>) -> PyResult<Option<Duration>> {
     }
 }
 
+/// A spin duration in seconds: a finite number >= 0 (above one second is clamped by the core).
+fn spin_arg(py: Python<'_>, s: f64) -> PyResult<Duration> {
+    if !s.is_finite() || s < 0.0 {
+        return Err(invalid(
+            py,
+            format!("spin must be a finite number of seconds >= 0, not {s}"),
+        ));
+    }
+    Ok(Duration::try_from_secs_f64(s.min(1.0)).unwrap_or(Duration::from_secs(1)))
+}
+
 /// Runs `op` without waiting, with the GIL held; if it would block and `timeout` allows a wait,
 /// runs it again with the GIL released, for the rest of the timeout. A wait that a signal
 /// interrupts runs Python's signal handlers (so Ctrl-C raises KeyboardInterrupt) and resumes.
@@ -858,6 +869,31 @@ impl PyProducer {
         info_dict(py, &p.info())
     }
 
+    /// Seconds a wait for space (back-pressure) spins before it sleeps in the kernel: 20e-6 by
+    /// default. 0 sleeps at once (no CPU burnt while waiting, a kernel wake-up per wait); at
+    /// most 1.
+    #[getter]
+    fn spin(&self, py: Python<'_>) -> PyResult<f64> {
+        let g = lock_handle(py, &self.state)?;
+        let p = g
+            .producer
+            .as_ref()
+            .ok_or_else(|| closed_handle(py, "producer"))?;
+        Ok(p.spin().as_secs_f64())
+    }
+
+    #[setter]
+    fn set_spin(&self, py: Python<'_>, seconds: f64) -> PyResult<()> {
+        let d = spin_arg(py, seconds)?;
+        let mut g = lock_handle(py, &self.state)?;
+        let p = g
+            .producer
+            .as_mut()
+            .ok_or_else(|| closed_handle(py, "producer"))?;
+        p.set_spin(d);
+        Ok(())
+    }
+
     /// The sequence number the next record gets.
     #[getter]
     fn next_seq(&self, py: Python<'_>) -> PyResult<u64> {
@@ -1098,6 +1134,22 @@ impl PyConsumer {
     #[getter]
     fn position(&self, py: Python<'_>) -> PyResult<u64> {
         Ok(lock_handle(py, &self.state)?.peek(py)?.position())
+    }
+
+    /// Seconds a blocking receive spins before it sleeps in the kernel: 20e-6 by default. 0
+    /// sleeps at once (no CPU burnt while idle, a kernel wake-up for each record that finds the
+    /// consumer asleep); at most 1.
+    #[getter]
+    fn spin(&self, py: Python<'_>) -> PyResult<f64> {
+        Ok(lock_handle(py, &self.state)?.peek(py)?.spin().as_secs_f64())
+    }
+
+    #[setter]
+    fn set_spin(&self, py: Python<'_>, seconds: f64) -> PyResult<()> {
+        let d = spin_arg(py, seconds)?;
+        let mut g = lock_handle(py, &self.state)?;
+        g.consumer(py)?.set_spin(d);
+        Ok(())
     }
 
     /// Records lost to overwriting since this consumer opened.

@@ -51,6 +51,54 @@ def test_spawned_consumer_gets_every_record_in_order(qname: str) -> None:
     assert child.exitcode == 0
 
 
+def _consume_sleeping(name: str, n: int) -> None:
+    """Child: like _consume_all, but every wait sleeps in the kernel at once."""
+    with Queue.open(name, start="oldest") as rx:
+        rx.spin = 0
+        assert rx.spin == 0.0
+        i = 0
+        for rec in rx:
+            if rec != b"record %d" % i:
+                sys.exit(1)
+            i += 1
+        sys.exit(0 if i == n else 2)
+
+
+def test_zero_spin_on_both_sides_loses_nothing(qname: str) -> None:
+    # Spin 0 on both ends of a tiny back-pressure ring: the producer sleeps for space and the
+    # consumer for data thousands of times; every record must still arrive, in order.
+    ctx = mp.get_context("spawn")
+    n = 5_000
+    with Queue.create(qname, slots=2, slot_size=64, policy="backpressure") as tx:
+        assert tx.spin == pytest.approx(20e-6)
+        tx.spin = 0
+        child = ctx.Process(target=_consume_sleeping, args=(qname, n))
+        child.start()
+        try:
+            wait_until(consumers_attached(qname), "the child to attach")
+            for i in range(n):
+                tx.send(b"record %d" % i)
+        except BaseException:
+            child.kill()
+            raise
+    child.join(timeout=120)
+    assert child.exitcode == 0
+
+
+def test_spin_rejects_bad_values(qname: str) -> None:
+    with Queue.create(qname, slots=4, slot_size=8) as tx:
+        for bad in (-1.0, float("nan"), float("inf")):
+            with pytest.raises(shmio.InvalidArgument):
+                tx.spin = bad
+        tx.spin = 3600  # clamped, not refused
+        assert tx.spin == 1.0
+        with Queue.open(qname) as rx:
+            with pytest.raises(shmio.InvalidArgument):
+                rx.spin = -0.5
+            rx.spin = 1e-6
+            assert rx.spin == pytest.approx(1e-6)
+
+
 def _spawned_views(name: str, n: int, q: "mp.Queue[int]") -> None:
     total = 0
     with Queue.open(name, start="oldest") as rx:
