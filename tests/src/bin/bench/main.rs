@@ -454,10 +454,11 @@ fn throughput(sys: Sys, size: usize, consumers: usize, count: u64) -> Throughput
         txs.push(tx);
         fds.push(fd);
     }
+    // Broadcast consumers all read channel 0; the others get a channel (and stream) each.
     let mut children = Vec::new();
-    for (k, fd) in fds.iter_mut().enumerate().take(consumers) {
+    for k in 0..consumers {
         let ch = if sys.broadcast() { 0 } else { k };
-        let fd = if sys.broadcast() { None } else { fd.take() };
+        let fd = fds.get_mut(k).and_then(Option::take);
         let raw = fd.as_ref().map_or(-1, |f| f.as_raw_fd());
         let args: Vec<String> = vec![
             "--child-rx".into(),
@@ -471,22 +472,6 @@ fn throughput(sys: Sys, size: usize, consumers: usize, count: u64) -> Throughput
         ];
         let mut c = spawn_child(&args, fd.as_ref());
         drop(fd);
-        wait_ready(&mut c);
-        children.push(c);
-    }
-    // Broadcast consumers beyond the first share channel 0.
-    for _ in fds.len()..consumers {
-        let args: Vec<String> = vec![
-            "--child-rx".into(),
-            sys.name().into(),
-            base.clone(),
-            "0".into(),
-            size.to_string(),
-            count.to_string(),
-            "-1".into(),
-            mode.name().into(),
-        ];
-        let mut c = spawn_child(&args, None);
         wait_ready(&mut c);
         children.push(c);
     }
