@@ -870,8 +870,8 @@ fn main() {
         |s| s.split(',').map(String::from).collect(),
     );
     let want = |p: &str| patterns.iter().any(|x| x == p);
-    let budget = if quick { 0.05 } else { 0.5 }; // GB moved per throughput run
-    let trips: u64 = opt("--trips").map_or(if quick { 20_000 } else { 100_000 }, |t| {
+    let budget = if quick { 0.03 } else { 0.5 }; // GB moved per throughput run
+    let trips: u64 = opt("--trips").map_or(if quick { 10_000 } else { 100_000 }, |t| {
         t.parse().expect("--trips")
     });
     let mut out = Out {
