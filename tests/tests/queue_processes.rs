@@ -305,6 +305,11 @@ fn consumer_killed_asleep_stops_costing_wakes() {
     let mut c = Proc::qtool(&["consume", &q.0]);
     c.expect_line("opened", T);
     eventually(T, "the consumer to sleep", || waiters(&q) == 1);
+    // `waiters` is counted just before the consumer's own `sleeping` share; a kill between the
+    // two (the consumer preempted there, as under a loaded CI) leaves an over-count that
+    // eviction cannot see: by design it costs wake calls, never a lost wake-up. Let the
+    // consumer reach the futex before killing it.
+    std::thread::sleep(Duration::from_millis(100));
     c.kill9();
     // Its share of the sleeper count is left behind; after a run of wakes that find nobody,
     // the producer evicts the dead consumer and the count is right again.
