@@ -89,6 +89,8 @@ __all__ = [
     "MAX_CONSUMERS",
     "MAX_SLOT_SIZE",
     "MAX_SLOTS",
+    # The error names again (not `+= _errors.__all__`): mypy and stubtest read only a
+    # literal list.
     "ShmioError",
     "InvalidArgument",
     "AlreadyExists",

@@ -25,6 +25,7 @@ and fields it reports, into a second table and ``queue-native.png``.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import multiprocessing as mp
@@ -84,6 +85,15 @@ def _optional(module: str) -> Any:
 
 
 # ---- processes (module-level functions, as the spawn start method requires) ---------------
+
+
+def _time_calls(receive: Any, n: int) -> float:
+    """Receives ``n`` records with ``receive()``: seconds from the first record to the last."""
+    receive()
+    t0 = time.perf_counter()
+    for _ in range(n - 1):
+        receive()
+    return time.perf_counter() - t0
 
 
 def _wait(cond: Any, limit: float = 60.0) -> None:
@@ -233,26 +243,11 @@ def _consume(kind: str, chan: Any, size: int, n: int, mode: str) -> float:
         rx.close()
         return t1 - t0
     if kind == "multiprocessing.Queue":
-        get = chan.get
-        get()
-        t0 = time.perf_counter()
-        for _ in range(n - 1):
-            get()
-        return time.perf_counter() - t0
+        return _time_calls(chan.get, n)
     if kind == "multiprocessing.Pipe":
-        recv_bytes = chan.recv_bytes
-        recv_bytes()
-        t0 = time.perf_counter()
-        for _ in range(n - 1):
-            recv_bytes()
-        return time.perf_counter() - t0
+        return _time_calls(chan.recv_bytes, n)
     if kind == "faster-fifo":
-        get = chan.get
-        get(timeout=60)
-        t0 = time.perf_counter()
-        for _ in range(n - 1):
-            get(timeout=60)
-        return time.perf_counter() - t0
+        return _time_calls(functools.partial(chan.get, timeout=60), n)
     if kind == "posix_ipc":
         posix_ipc = _optional("posix_ipc")
 
