@@ -165,6 +165,13 @@
 #define SHMIO_PRODUCER_DEAD 2
 
 /**
+ * The longest a blocked call sleeps before it re-checks its peer's liveness by itself (ms): a
+ * death whose kernel notice was lost (a peer overwrote the shared liveness words) is noticed
+ * within this long.
+ */
+#define SHMIO_BACKSTOP_MS 200
+
+/**
  * Region flag: open the file with O_SYNC, as the original note did. This makes write(2) on the
  * descriptor synchronous; stores through the mapping are NOT made durable by it (use
  * `shmio_region_flush`).
@@ -305,6 +312,16 @@ typedef enum shmio_status {
    * that range is rewritten (`shmio_region_torn` tells which range).
    */
   SHMIO_ERR_TORN = 21,
+  /**
+   * The handle was opened by a parent of this process: handles do not survive `fork()`.
+   * Open a new one in the child; closing the inherited one is harmless and leaves the
+   * parent's handle alone.
+   */
+  SHMIO_ERR_FORKED = 22,
+  /**
+   * The wait was cancelled (`shmio_*_cancel`): the handle is being closed by another thread.
+   */
+  SHMIO_ERR_CANCELLED = 23,
   /**
    * Poller: the fd is not registered.
    */
@@ -956,6 +973,27 @@ enum shmio_status shmio_producer_set_spin_ns(struct shmio_producer *p, uint64_t 
 enum shmio_status shmio_producer_info(const struct shmio_producer *p, struct shmio_queue_info *out);
 
 /**
+ * Waits until at least `count` live consumers are attached, per `timeout_ms` (< 0: no limit,
+ * 0: not at all -> `SHMIO_ERR_WOULD_BLOCK`, > 0: at most that many ms ->
+ * `SHMIO_ERR_TIMEOUT`); `*live_out` (if not NULL) receives how many are attached.
+ *
+ * Why: a record sent while no consumer is attached is kept only as long as the ring holds it
+ * (a consumer that joins later with `SHMIO_START_OLDEST` may still get it), and in
+ * back-pressure mode such a record waits for nobody. A producer that must not lose its first
+ * records waits for its consumers first.
+ *
+ * Ownership: nothing changes hands. Blocking: see `timeout_ms`. One thread at a time per
+ * handle.
+ *
+ * # Safety
+ * `p` must be NULL or a live producer handle; `live_out` NULL or valid for writing a `size_t`.
+ */
+enum shmio_status shmio_producer_wait_consumers(struct shmio_producer *p,
+                                                size_t count,
+                                                int timeout_ms,
+                                                size_t *live_out);
+
+/**
  * Opens the queue `name` as a new consumer (every consumer receives every record). `start` is
  * a `SHMIO_START_*` value (other values -> `SHMIO_ERR_INVALID_ARGUMENT`); `seq` is used only
  * with `SHMIO_START_SEQUENCE` and must not be ahead of the producer.
@@ -1046,7 +1084,10 @@ enum shmio_status shmio_consumer_release(struct shmio_consumer *c);
 /**
  * A file descriptor for poll/select/epoll that becomes readable when a record is available
  * or the producer is gone. After it polls readable, receive with `timeout_ms` 0 until
- * `SHMIO_ERR_WOULD_BLOCK`: that re-arms it. Do not read the descriptor itself.
+ * `SHMIO_ERR_WOULD_BLOCK`: that re-arms it. Do not read the descriptor itself. When a receive
+ * reports `SHMIO_ERR_CLOSED` or `SHMIO_ERR_PRODUCER_DEAD`, the descriptor stops polling
+ * readable until a new producer takes over (then it polls readable once); see
+ * `shmio_consumer_wait_producer`.
  *
  * Ownership: the descriptor stays owned by the consumer: do not close it; it is closed by
  * `shmio_consumer_close`. Repeated calls return the same descriptor. Does not block. One
@@ -1056,6 +1097,28 @@ enum shmio_status shmio_consumer_release(struct shmio_consumer *c);
  * `c` must be NULL or a live consumer handle; `fd_out` NULL or valid for writing an `int`.
  */
 enum shmio_status shmio_consumer_fd(struct shmio_consumer *c, int *fd_out);
+
+/**
+ * Waits until a live producer holds the queue, per `timeout_ms` (< 0: no limit, 0: not at
+ * all -> `SHMIO_ERR_WOULD_BLOCK`, > 0: at most that many ms -> `SHMIO_ERR_TIMEOUT`). Returns
+ * `SHMIO_OK` at once if one does.
+ *
+ * The states of a consumer: while a producer lives, receives return records or wait. Once it
+ * closed (`SHMIO_ERR_CLOSED`) or died (`SHMIO_ERR_PRODUCER_DEAD`) and every record it committed
+ * was received, every receive fails at once with that status, and the consumer's descriptor
+ * (`shmio_consumer_fd`) polls readable once for the change, not again; this call waits for a
+ * new producer to take over (`shmio_producer_open`), after which receiving resumes where it
+ * stopped and the descriptor polls readable once for the take-over. A sleeping consumer learns
+ * of a death from the kernel at once (robust futexes); if that notice is lost (a hostile peer
+ * overwrote the producer's words) it learns it within `SHMIO_BACKSTOP_MS`.
+ *
+ * Ownership: nothing changes hands. Blocking: see `timeout_ms`. One thread at a time per
+ * handle.
+ *
+ * # Safety
+ * `c` must be NULL or a live consumer handle.
+ */
+enum shmio_status shmio_consumer_wait_producer(struct shmio_consumer *c, int timeout_ms);
 
 /**
  * `*lost_out` receives how many records this consumer lost to overwriting since it opened

@@ -66,6 +66,12 @@ pub enum shmio_status {
     /// A region read overlaps data whose writer died (or failed) mid-write; it is refused until
     /// that range is rewritten (`shmio_region_torn` tells which range).
     SHMIO_ERR_TORN = 21,
+    /// The handle was opened by a parent of this process: handles do not survive `fork()`.
+    /// Open a new one in the child; closing the inherited one is harmless and leaves the
+    /// parent's handle alone.
+    SHMIO_ERR_FORKED = 22,
+    /// The wait was cancelled (`shmio_*_cancel`): the handle is being closed by another thread.
+    SHMIO_ERR_CANCELLED = 23,
     /// Poller: the fd is not registered.
     SHMIO_ERR_NOT_REGISTERED = 30,
     /// Poller: an RT-signal poller was used from a thread other than the one that created it.
@@ -75,8 +81,8 @@ pub enum shmio_status {
 use shmio_status::*;
 
 impl shmio_status {
-    /// Every status, in numeric order (0..=21, then the poller's from 30).
-    pub(crate) const ALL: [shmio_status; 24] = [
+    /// Every status, in numeric order (0..=23, then the poller's from 30).
+    pub(crate) const ALL: [shmio_status; 26] = [
         SHMIO_OK,
         SHMIO_ERR_INVALID_ARGUMENT,
         SHMIO_ERR_NULL_POINTER,
@@ -99,6 +105,8 @@ impl shmio_status {
         SHMIO_ERR_UNSUPPORTED,
         SHMIO_ERR_PANIC,
         SHMIO_ERR_TORN,
+        SHMIO_ERR_FORKED,
+        SHMIO_ERR_CANCELLED,
         SHMIO_ERR_NOT_REGISTERED,
         SHMIO_ERR_WRONG_THREAD,
     ];
@@ -133,6 +141,8 @@ impl shmio_status {
             SHMIO_ERR_UNSUPPORTED => c"unsupported",
             SHMIO_ERR_PANIC => c"internal panic",
             SHMIO_ERR_TORN => c"torn data: its writer died mid-write",
+            SHMIO_ERR_FORKED => c"handle inherited through fork()",
+            SHMIO_ERR_CANCELLED => c"wait cancelled",
             SHMIO_ERR_NOT_REGISTERED => c"fd not registered",
             SHMIO_ERR_WRONG_THREAD => c"wrong thread for this poller",
         }
@@ -203,6 +213,8 @@ impl From<queue::Error> for Failure {
             E::BufferTooSmall { .. } => SHMIO_ERR_BUFFER_TOO_SMALL,
             E::Overrun => SHMIO_ERR_OVERRUN,
             E::Unsupported(_) => SHMIO_ERR_UNSUPPORTED,
+            E::Cancelled => SHMIO_ERR_CANCELLED,
+            E::Forked => SHMIO_ERR_FORKED,
             E::Io { .. } => SHMIO_ERR_IO,
             // `queue::Error` is non-exhaustive: a variant added later without a status of its
             // own is reported as an I/O error, with its full message.

@@ -143,6 +143,13 @@ pub struct shmio_consumer {
     inner: Consumer,
 }
 
+/// The longest a blocked call sleeps before it re-checks its peer's liveness by itself (ms): a
+/// death whose kernel notice was lost (a peer overwrote the shared liveness words) is noticed
+/// within this long.
+pub const SHMIO_BACKSTOP_MS: u32 = 200;
+
+const _: () = assert!(shmio_core::queue::BACKSTOP.as_millis() == SHMIO_BACKSTOP_MS as u128);
+
 /// Fills `*opts` with the defaults: 1024 slots of 256 bytes, `SHMIO_POLICY_OVERWRITE`,
 /// 64 consumers, mode 0600, and `struct_size` set to this library's size of the struct.
 ///
@@ -429,6 +436,38 @@ pub unsafe extern "C" fn shmio_producer_info(
     })
 }
 
+/// Waits until at least `count` live consumers are attached, per `timeout_ms` (< 0: no limit,
+/// 0: not at all -> `SHMIO_ERR_WOULD_BLOCK`, > 0: at most that many ms ->
+/// `SHMIO_ERR_TIMEOUT`); `*live_out` (if not NULL) receives how many are attached.
+///
+/// Why: a record sent while no consumer is attached is kept only as long as the ring holds it
+/// (a consumer that joins later with `SHMIO_START_OLDEST` may still get it), and in
+/// back-pressure mode such a record waits for nobody. A producer that must not lose its first
+/// records waits for its consumers first.
+///
+/// Ownership: nothing changes hands. Blocking: see `timeout_ms`. One thread at a time per
+/// handle.
+///
+/// # Safety
+/// `p` must be NULL or a live producer handle; `live_out` NULL or valid for writing a `size_t`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmio_producer_wait_consumers(
+    p: *mut shmio_producer,
+    count: usize,
+    timeout_ms: c_int,
+    live_out: *mut usize,
+) -> shmio_status {
+    boundary("shmio_producer_wait_consumers", || {
+        // SAFETY: a live handle, used by this thread alone (contract).
+        let p = unsafe { handle_mut(p, "p") }?;
+        let live_out = Out::optional(live_out);
+        let live = p.inner.wait_consumers(count, timeout(timeout_ms))?;
+        // SAFETY: NULL or writable by the contract.
+        unsafe { write_opt(live_out, live) };
+        Ok(())
+    })
+}
+
 /// Opens the queue `name` as a new consumer (every consumer receives every record). `start` is
 /// a `SHMIO_START_*` value (other values -> `SHMIO_ERR_INVALID_ARGUMENT`); `seq` is used only
 /// with `SHMIO_START_SEQUENCE` and must not be ahead of the producer.
@@ -600,7 +639,10 @@ pub unsafe extern "C" fn shmio_consumer_release(c: *mut shmio_consumer) -> shmio
 
 /// A file descriptor for poll/select/epoll that becomes readable when a record is available
 /// or the producer is gone. After it polls readable, receive with `timeout_ms` 0 until
-/// `SHMIO_ERR_WOULD_BLOCK`: that re-arms it. Do not read the descriptor itself.
+/// `SHMIO_ERR_WOULD_BLOCK`: that re-arms it. Do not read the descriptor itself. When a receive
+/// reports `SHMIO_ERR_CLOSED` or `SHMIO_ERR_PRODUCER_DEAD`, the descriptor stops polling
+/// readable until a new producer takes over (then it polls readable once); see
+/// `shmio_consumer_wait_producer`.
 ///
 /// Ownership: the descriptor stays owned by the consumer: do not close it; it is closed by
 /// `shmio_consumer_close`. Repeated calls return the same descriptor. Does not block. One
@@ -620,6 +662,37 @@ pub unsafe extern "C" fn shmio_consumer_fd(
         let fd: RawFd = c.inner.fd()?;
         // SAFETY: writable by the contract.
         unsafe { fd_out.write(fd) };
+        Ok(())
+    })
+}
+
+/// Waits until a live producer holds the queue, per `timeout_ms` (< 0: no limit, 0: not at
+/// all -> `SHMIO_ERR_WOULD_BLOCK`, > 0: at most that many ms -> `SHMIO_ERR_TIMEOUT`). Returns
+/// `SHMIO_OK` at once if one does.
+///
+/// The states of a consumer: while a producer lives, receives return records or wait. Once it
+/// closed (`SHMIO_ERR_CLOSED`) or died (`SHMIO_ERR_PRODUCER_DEAD`) and every record it committed
+/// was received, every receive fails at once with that status, and the consumer's descriptor
+/// (`shmio_consumer_fd`) polls readable once for the change, not again; this call waits for a
+/// new producer to take over (`shmio_producer_open`), after which receiving resumes where it
+/// stopped and the descriptor polls readable once for the take-over. A sleeping consumer learns
+/// of a death from the kernel at once (robust futexes); if that notice is lost (a hostile peer
+/// overwrote the producer's words) it learns it within `SHMIO_BACKSTOP_MS`.
+///
+/// Ownership: nothing changes hands. Blocking: see `timeout_ms`. One thread at a time per
+/// handle.
+///
+/// # Safety
+/// `c` must be NULL or a live consumer handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmio_consumer_wait_producer(
+    c: *mut shmio_consumer,
+    timeout_ms: c_int,
+) -> shmio_status {
+    boundary("shmio_consumer_wait_producer", || {
+        // SAFETY: a live handle, used by this thread alone (contract).
+        let c = unsafe { handle_mut(c, "c") }?;
+        c.inner.wait_producer(timeout(timeout_ms))?;
         Ok(())
     })
 }

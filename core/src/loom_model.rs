@@ -26,7 +26,7 @@ pub struct Ring {
     lens: Vec<AtomicU32>,
     words: Vec<[AtomicU64; 2]>,
     cursor: AtomicU64,
-    waiters: AtomicU32,
+    waiters: AtomicU64,
     notify: AtomicU32,
 }
 
@@ -40,7 +40,7 @@ impl Ring {
                 .map(|_| [AtomicU64::new(0), AtomicU64::new(0)])
                 .collect(),
             cursor: AtomicU64::new(0),
-            waiters: AtomicU32::new(0),
+            waiters: AtomicU64::new(0),
             notify: AtomicU32::new(0),
         }
     }
@@ -213,17 +213,64 @@ mod tests {
                 if ring::committed(&r.head) > 0 {
                     break;
                 }
-                ring::announce_sleep(&r.waiters);
+                let e = ring::announce_sleep(&r.waiters);
                 let n = r.notify.load(Ordering::Acquire);
                 if ring::committed(&r.head) > 0 {
-                    ring::retract_sleep(&r.waiters);
+                    ring::retract_sleep(&r.waiters, e);
                     break;
                 }
                 f.wait(&r.notify, n);
-                ring::retract_sleep(&r.waiters);
+                ring::retract_sleep(&r.waiters, e);
             }
             assert_eq!(r.read(0), Ok(Some([0, 0])));
             p.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn reset_of_the_sleeper_count_never_strands_a_sleeper() {
+        // The producer resets the count (as after wakes that found nobody) and then publishes;
+        // a consumer sleeping meanwhile must be woken and must count itself again.
+        loom::model(|| {
+            let r = Arc::new(Ring::new(2));
+            let f = Arc::new(Futex {
+                m: Mutex::new(()),
+                cv: Condvar::new(),
+            });
+            let p = {
+                let (r, f) = (Arc::clone(&r), Arc::clone(&f));
+                thread::spawn(move || {
+                    // `queue::wait::repair_sleepers`.
+                    ring::reset_sleepers(&r.waiters);
+                    r.notify.fetch_add(1, Ordering::SeqCst);
+                    f.wake_all();
+                    r.write(0);
+                    if ring::must_wake(&r.waiters) {
+                        r.notify.fetch_add(1, Ordering::SeqCst);
+                        f.wake_all();
+                    }
+                })
+            };
+            loop {
+                if ring::committed(&r.head) > 0 {
+                    break;
+                }
+                let e = ring::announce_sleep(&r.waiters);
+                let n = r.notify.load(Ordering::Acquire);
+                if ring::epoch_of(&r.waiters) != e {
+                    ring::retract_sleep(&r.waiters, e);
+                    continue;
+                }
+                if ring::committed(&r.head) > 0 {
+                    ring::retract_sleep(&r.waiters, e);
+                    break;
+                }
+                f.wait(&r.notify, n);
+                ring::retract_sleep(&r.waiters, e);
+            }
+            assert_eq!(r.read(0), Ok(Some([0, 0])));
+            p.join().unwrap();
+            assert_eq!(r.waiters.load(Ordering::SeqCst) & 0xffff_ffff, 0);
         });
     }
 

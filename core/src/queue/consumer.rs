@@ -6,20 +6,26 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use super::layout::{ConsumerSlot, Shared, resolve};
+use super::cancel::Canceller;
+use super::layout::{ConsumerSlot, Shared, consumer_byte, resolve};
 use super::ring::{self, SlotState};
-use super::wait::{self, DataWait, Deadline};
+use super::wait::{self, DataWait, Deadline, ROLE_NOTIFIER, ROLE_READER};
 use super::{Error, Policy, QueueInfo, QueueStats, Result, Start, info_of, stats_of};
-use crate::sys::futex;
-use crate::sys::robust::{Keeper, KeeperCtl, Owner, SharedWord};
+use crate::sys::robust::{Claim, Keeper, KeeperCtl, Owner, SharedWord};
+use crate::sys::{fork, futex};
 
 /// State shared with the keeper thread, which doubles as the poll notifier.
 struct PollState {
     efd: OnceLock<OwnedFd>,
-    /// 1 while the notifier should signal `efd` when a record past `at` is committed.
+    /// [`ARMED_DATA`] while the notifier should signal `efd` when a record past `at` is
+    /// committed or the producer goes; [`ARMED_PRODUCER`] while it should signal it when a live
+    /// producer holds the queue again; 0 while disarmed.
     armed: AtomicU32,
     at: AtomicU64,
 }
+
+const ARMED_DATA: u32 = 1;
+const ARMED_PRODUCER: u32 = 2;
 
 /// One reader of a queue, with its own cursor: it receives every record (broadcast).
 ///
@@ -37,6 +43,9 @@ pub struct Consumer {
     pending: Option<u64>,
     /// How long a blocking read spins before it sleeps.
     spin: Duration,
+    cancel: Canceller,
+    /// The fork generation the handle was opened in (see `sys::fork`).
+    fork_gen: u32,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -61,8 +70,19 @@ impl Consumer {
         });
         let max = shared.layout.max_consumers;
         let mut claimed = None;
+        let guard = fork::guard();
         for i in 0..max {
-            if wait::evict_if_dead(&shared, i) != Owner::Free {
+            // The slot's liveness lock first: while we hold it no live consumer is in the slot,
+            // so a word showing a live holder is a leftover (a lost death or a scribble).
+            if !shared.lock_role(&guard, consumer_byte(i))? {
+                continue;
+            }
+            let mut state = wait::evict_if_dead(&shared, i);
+            if let Owner::Alive(_) = state {
+                state = wait::evict_if_abandoned(&shared, i);
+            }
+            if state != Owner::Free {
+                shared.unlock_role(consumer_byte(i));
                 continue;
             }
             let mapping: Arc<dyn Send + Sync> = shared.clone();
@@ -73,16 +93,19 @@ impl Consumer {
                 let poll = Arc::clone(&poll);
                 move |ctl: &KeeperCtl| notifier_loop(&shared, i, &poll, ctl)
             };
-            match Keeper::spawn("shmio-consumer", word, notifier)
-                .map_err(|e| Error::io("spawn keeper thread", None, e))?
-            {
-                Ok(k) => {
+            match Keeper::spawn("shmio-consumer", vec![word], Claim::IfFree, notifier) {
+                Ok(Ok(k)) => {
                     claimed = Some((i, k));
                     break;
                 }
-                Err(_) => continue,
+                Ok(Err(_)) => shared.unlock_role(consumer_byte(i)),
+                Err(e) => {
+                    shared.unlock_role(consumer_byte(i));
+                    return Err(Error::io("spawn keeper thread", None, e));
+                }
             }
         }
+        drop(guard);
         let Some((index, keeper)) = claimed else {
             return Err(Error::TooManyConsumers { max });
         };
@@ -137,7 +160,41 @@ impl Consumer {
             poll,
             pending: None,
             spin: wait::SPIN_FOR,
+            cancel: Canceller::new(),
+            fork_gen: fork::generation(),
         })
+    }
+
+    /// Refuses a handle inherited through `fork()`.
+    #[inline]
+    fn usable(&self) -> Result<()> {
+        if self.fork_gen == fork::generation() {
+            Ok(())
+        } else {
+            Err(Error::Forked)
+        }
+    }
+
+    /// A handle that ends this consumer's waits from another thread (see [`Canceller`]).
+    pub fn canceller(&self) -> Canceller {
+        self.cancel.clone()
+    }
+
+    /// Waits until a live producer holds the queue: at once if one does, else until a new
+    /// producer takes over after a death or a close ([`Producer::open`](super::Producer::open)),
+    /// at most `timeout` (`None`: no limit). Reading then resumes where this consumer stopped.
+    ///
+    /// After [`Error::ProducerDead`] or [`Error::Closed`], every read fails at once the same
+    /// way until a producer takes over: this is the call to wait for that. The poll descriptor
+    /// ([`fd`](Self::fd)) polls readable once on the death or close and once more on the
+    /// take-over.
+    pub fn wait_producer(&mut self, timeout: Option<Duration>) -> Result<()> {
+        self.usable()?;
+        let deadline = Deadline::after(timeout);
+        match wait::wait_for_producer(&self.shared, self.me(), &deadline, &[self.cancel.word()])? {
+            None => Ok(()),
+            Some(_) => Err(Error::Cancelled),
+        }
     }
 
     fn me(&self) -> &ConsumerSlot {
@@ -224,6 +281,7 @@ impl Consumer {
         buf: &mut [MaybeUninit<u8>],
         timeout: Option<Duration>,
     ) -> Result<(u64, usize)> {
+        self.usable()?;
         if self.pending.is_some() {
             return Err(Error::InvalidArgument(
                 "a zero-copy read is open: release it first".into(),
@@ -283,6 +341,7 @@ impl Consumer {
     /// The memory stays readable until [`release_raw`](Self::release_raw); in overwrite mode it
     /// may be overwritten meanwhile, which `release_raw` reports.
     pub fn read_raw(&mut self, timeout: Option<Duration>) -> Result<(u64, *const u8, usize)> {
+        self.usable()?;
         if self.pending.is_some() {
             return Err(Error::InvalidArgument(
                 "a zero-copy read is open: release it first".into(),
@@ -297,6 +356,7 @@ impl Consumer {
     /// the slot for the producer. In overwrite mode, fails with [`Error::Overrun`] if the record
     /// was overwritten while it was read (it then counts as lost).
     pub fn release_raw(&mut self) -> Result<()> {
+        self.usable()?;
         let Some(seq) = self.pending.take() else {
             return Err(Error::InvalidArgument("no zero-copy read is open".into()));
         };
@@ -378,17 +438,20 @@ impl Consumer {
                     if !matches!(deadline, Deadline::Now)
                         && wait::spin_until(self.spin, || {
                             slot.stamp.load(Ordering::Relaxed) != stamp
+                                || self.cancel.is_cancelled()
                         })
+                        && !self.cancel.is_cancelled()
                     {
                         continue;
                     }
                     match wait::wait_for_data(
                         &self.shared,
                         self.me(),
+                        ROLE_READER,
                         c,
                         deadline,
                         Duration::ZERO,
-                        None,
+                        &[self.cancel.word()],
                     ) {
                         Ok(DataWait::Data) => waited = true,
                         Ok(DataWait::Gone(owner)) => {
@@ -398,13 +461,15 @@ impl Consumer {
                             {
                                 continue;
                             }
+                            // Tell a poller once, then only again on a take-over.
+                            self.arm_for(ARMED_PRODUCER);
                             return Err(if owner == Owner::Died {
                                 Error::ProducerDead
                             } else {
                                 Error::Closed
                             });
                         }
-                        Ok(DataWait::Kicked) => return Err(Error::Closed),
+                        Ok(DataWait::Kicked(_)) => return Err(Error::Cancelled),
                         Err(Error::WouldBlock) => {
                             self.arm();
                             return Err(Error::WouldBlock);
@@ -435,6 +500,7 @@ impl Consumer {
     /// descriptor readable through the same kernel wake-up. The cost is one extra thread wake
     /// per notification.
     pub fn fd(&mut self) -> Result<RawFd> {
+        self.usable()?;
         if self.poll.efd.get().is_none() {
             let fd =
                 crate::sys::eventfd_nonblocking().map_err(|e| Error::io("eventfd", None, e))?;
@@ -446,20 +512,25 @@ impl Consumer {
 
     /// Re-arms the poll descriptor (if one was asked for) from the current cursor.
     fn arm(&self) {
+        self.arm_for(ARMED_DATA);
+    }
+
+    fn arm_for(&self, mode: u32) {
         let Some(fd) = self.poll.efd.get() else {
             return;
         };
         let _ = crate::sys::eventfd_drain(fd.as_fd());
         self.poll.at.store(self.cursor, Ordering::SeqCst);
-        self.poll.armed.store(1, Ordering::SeqCst);
+        self.poll.armed.store(mode, Ordering::SeqCst);
         let kick = &self.keeper.ctl().kick;
         kick.fetch_add(1, Ordering::SeqCst);
         futex::wake_all(kick);
     }
 }
 
-/// Runs on the consumer's keeper thread: while armed, sleeps until a record past `at` is
-/// committed or the producer is gone, then signals the eventfd.
+/// Runs on the consumer's keeper thread: while armed for data, sleeps until a record past `at`
+/// is committed or the producer is gone; while armed for the producer, until a live producer
+/// holds the queue; then signals the eventfd once and disarms.
 fn notifier_loop(shared: &Shared, index: u32, poll: &PollState, ctl: &KeeperCtl) {
     let me = shared.consumer(index);
     loop {
@@ -469,27 +540,42 @@ fn notifier_loop(shared: &Shared, index: u32, poll: &PollState, ctl: &KeeperCtl)
         if ctl.releasing() {
             return;
         }
-        if poll.armed.load(Ordering::SeqCst) == 0 {
-            let _ = futex::wait(&ctl.kick, k, None);
-            continue;
-        }
-        let at = poll.at.load(Ordering::SeqCst);
-        match wait::wait_for_data(
-            shared,
-            me,
-            at,
-            &Deadline::Never,
-            Duration::ZERO,
-            Some((&ctl.kick, k)),
-        ) {
-            Ok(DataWait::Kicked) => continue,
-            Err(Error::Interrupted) => continue,
+        let mode = poll.armed.load(Ordering::SeqCst);
+        let fire = match mode {
+            ARMED_DATA => {
+                let at = poll.at.load(Ordering::SeqCst);
+                !matches!(
+                    wait::wait_for_data(
+                        shared,
+                        me,
+                        ROLE_NOTIFIER,
+                        at,
+                        &Deadline::Never,
+                        Duration::ZERO,
+                        &[(&ctl.kick, k)],
+                    ),
+                    Ok(DataWait::Kicked(_)) | Err(Error::Interrupted)
+                )
+            }
+            ARMED_PRODUCER => {
+                matches!(
+                    wait::wait_for_producer(shared, me, &Deadline::Never, &[(&ctl.kick, k)]),
+                    Ok(None) | Err(Error::Corrupt(_))
+                )
+            }
             _ => {
-                if poll.armed.swap(0, Ordering::SeqCst) == 1 {
-                    if let Some(fd) = poll.efd.get() {
-                        let _ = crate::sys::eventfd_signal(fd.as_fd());
-                    }
-                }
+                let _ = futex::wait(&ctl.kick, k, None);
+                false
+            }
+        };
+        if fire
+            && poll
+                .armed
+                .compare_exchange(mode, 0, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            if let Some(fd) = poll.efd.get() {
+                let _ = crate::sys::eventfd_signal(fd.as_fd());
             }
         }
     }

@@ -11,18 +11,21 @@
 //! once, validated, and only the local copy ([`Layout`]) is used to compute addresses after that.
 
 use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use memmap2::{MmapOptions, MmapRaw};
 
 use super::{Error, Policy, QueueOptions};
 use crate::shmfile;
+use crate::sys::{fork, ofd};
 
 /// `"SHMIOQ\0\x01"` read as a little-endian u64.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMIOQ\0\x01");
-/// Bumped whenever the file layout changes incompatibly.
-pub const LAYOUT_VERSION: u32 = 1;
+/// Bumped whenever the file layout changes incompatibly. Version 2: per-consumer producer
+/// death words, per-role sleep words, the sleeper count with its epoch, liveness locks.
+pub const LAYOUT_VERSION: u32 = 2;
 /// Bytes in front of every payload.
 pub(crate) const SLOT_HEADER: u64 = 16;
 /// Largest slot count (after rounding).
@@ -96,8 +99,10 @@ pub(crate) struct SpaceLine {
 pub(crate) struct Header {
     pub(crate) config: Line<Config>,
     pub(crate) prod: Line<ProducerLine>,
-    /// Consumers asleep on `notify` (written by consumers, read by the producer per record).
-    pub(crate) waiters: Line<AtomicU32>,
+    /// Consumers asleep on `notify` (written by consumers, read by the producer per record):
+    /// the count in the low 32 bits, an epoch in the high 32 bits that the producer bumps when
+    /// it resets a count that dead consumers left too high (see `queue::wait`).
+    pub(crate) waiters: Line<AtomicU64>,
     pub(crate) owner: Line<OwnerLine>,
     pub(crate) space: Line<SpaceLine>,
 }
@@ -108,9 +113,15 @@ pub(crate) struct ConsumerSlot {
     /// Robust futex word held by the consumer's keeper thread; 0 = free.
     pub(crate) owner: AtomicU32,
     pub(crate) pid: AtomicU32,
-    /// 1 while this consumer is counted in `Header::waiters`.
-    pub(crate) sleeping: AtomicU32,
+    /// Robust futex word held by the *producer's* keeper thread, one per consumer slot, so that
+    /// the kernel wakes each sleeping consumer on its own word when the producer dies (it wakes
+    /// only one sleeper per word). Its offset is 8 modulo 8 like the owner word of the header,
+    /// as the keeper's robust list needs.
+    pub(crate) death: AtomicU32,
     pub(crate) _reserved: AtomicU32,
+    /// Whether the consumer's reading thread (`[0]`) and its poll notifier (`[1]`) are counted
+    /// in `Header::waiters`: 0, or [`SLEEP_COUNTED`] with the low 31 bits of the count's epoch.
+    pub(crate) sleep: [AtomicU32; 2],
     /// Next record this consumer reads; in back-pressure mode records before it are released.
     pub(crate) cursor: AtomicU64,
     /// Records this consumer lost to overwriting.
@@ -118,6 +129,12 @@ pub(crate) struct ConsumerSlot {
     /// Records this consumer received.
     pub(crate) received: AtomicU64,
 }
+
+/// Set in a consumer's `sleep` word while that role is counted in `Header::waiters`.
+pub(crate) const SLEEP_COUNTED: u32 = 0x8000_0000;
+
+/// File offset of the producer's owner word (layout version 2; tests scribble it).
+pub const OWNER_WORD_OFFSET: u64 = 384;
 
 /// The header in front of each payload.
 #[repr(C)]
@@ -129,6 +146,10 @@ pub(crate) struct SlotHeader {
 
 const _: () = assert!(std::mem::size_of::<SlotHeader>() as u64 == SLOT_HEADER);
 const _: () = assert!(std::mem::size_of::<ConsumerSlot>() as u64 == CONSUMER_STRIDE);
+const _: () = assert!(std::mem::offset_of!(Header, owner) as u64 == OWNER_WORD_OFFSET);
+const _: () =
+    assert!(std::mem::offset_of!(ConsumerSlot, death) as u64 % 8 == OWNER_WORD_OFFSET % 8);
+const _: () = assert!(std::mem::offset_of!(Header, waiters) == 256);
 
 fn round_up(v: u64, to: u64) -> Option<u64> {
     v.checked_add(to - 1).map(|x| x / to * to)
@@ -314,7 +335,30 @@ pub(crate) struct Shared {
     map: MmapRaw,
     pub(crate) layout: Layout,
     pub(crate) path: PathBuf,
-    _file: File,
+    /// This handle's own open file description: it carries the handle's liveness lock (see
+    /// `sys::ofd`) and is the only descriptor of that description.
+    file: File,
+    /// Entry in the fork table (`sys::fork`) once the description carries a lock.
+    fork_entry: AtomicUsize,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let e = *self.fork_entry.get_mut();
+        if e != NO_ENTRY {
+            fork::unregister(e);
+        }
+    }
+}
+
+const NO_ENTRY: usize = usize::MAX;
+
+/// The liveness byte of the producer role.
+pub(crate) const PRODUCER_BYTE: i64 = ofd::LIVENESS_BASE;
+
+/// The liveness byte of consumer slot `i`.
+pub(crate) fn consumer_byte(i: u32) -> i64 {
+    ofd::LIVENESS_BASE + 1 + i64::from(i)
 }
 
 impl Shared {
@@ -345,7 +389,8 @@ impl Shared {
             map,
             layout,
             path: path.to_path_buf(),
-            _file: file,
+            file,
+            fork_entry: AtomicUsize::new(NO_ENTRY),
         };
         layout.write(&shared.header().config.0);
         Ok((shared, guard.keep()))
@@ -376,7 +421,8 @@ impl Shared {
             map,
             layout,
             path: path.to_path_buf(),
-            _file: file,
+            file,
+            fork_entry: AtomicUsize::new(NO_ENTRY),
         })
     }
 
@@ -408,6 +454,31 @@ impl Shared {
                 base.add(SLOT_HEADER as usize),
             )
         }
+    }
+
+    /// Takes the liveness lock on `byte` for this handle, without waiting; `false` if another
+    /// handle holds it. The first lock registers the description to be closed in forked
+    /// children; call with the fork guard held, so no fork copies a description that is about
+    /// to carry a lock.
+    pub(crate) fn lock_role(&self, guard: &fork::Guard, byte: i64) -> Result<bool, Error> {
+        let got = ofd::try_lock(self.file.as_fd(), byte)
+            .map_err(|e| Error::io("fcntl(F_OFD_SETLK)", Some(&self.path), e))?;
+        if got && self.fork_entry.load(Ordering::Relaxed) == NO_ENTRY {
+            if let Some(e) = fork::register(guard, self.file.as_raw_fd()) {
+                self.fork_entry.store(e, Ordering::Relaxed);
+            }
+        }
+        Ok(got)
+    }
+
+    /// Releases a liveness lock taken by [`lock_role`](Self::lock_role).
+    pub(crate) fn unlock_role(&self, byte: i64) {
+        ofd::unlock(self.file.as_fd(), byte);
+    }
+
+    /// Whether another handle holds the liveness lock on `byte` (see `sys::ofd`).
+    pub(crate) fn role_held(&self, byte: i64) -> bool {
+        ofd::held_elsewhere(&self.file, byte)
     }
 
     /// Number of consumer slots worth scanning (the high-water mark, clamped).

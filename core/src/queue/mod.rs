@@ -41,6 +41,7 @@
 //! and kept in process memory; every index read from the file is masked or bounds-checked
 //! before use, so a corrupt or hostile peer causes an error, never undefined behaviour.
 
+mod cancel;
 mod consumer;
 pub(crate) mod layout;
 mod producer;
@@ -52,9 +53,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
+pub use cancel::Canceller;
 pub use consumer::{Consumer, ReadGuard};
-pub use layout::{LAYOUT_VERSION, MAX_CONSUMERS, MAX_SLOT_SIZE, MAX_SLOTS, queue_dir, resolve};
+pub use layout::{
+    LAYOUT_VERSION, MAX_CONSUMERS, MAX_SLOT_SIZE, MAX_SLOTS, OWNER_WORD_OFFSET, queue_dir, resolve,
+};
 pub use producer::{Producer, Reservation};
+pub use wait::BACKSTOP;
 
 use crate::sys::robust::{Owner, owner_of};
 use layout::Shared;
@@ -245,6 +250,12 @@ pub enum Error {
     Overrun,
     /// The kernel lacks something needed.
     Unsupported(String),
+    /// The handle's [`Canceller`] was used (another thread is closing it): the wait ended and
+    /// every later wait on the handle ends the same way.
+    Cancelled,
+    /// The handle was opened by a parent of this process: handles do not survive `fork()`.
+    /// Open a new one in the child (dropping the inherited one is harmless).
+    Forked,
     /// A system call failed.
     Io {
         op: &'static str,
@@ -312,6 +323,11 @@ impl fmt::Display for Error {
             }
             Error::Overrun => f.write_str("record was overwritten while it was read"),
             Error::Unsupported(m) => write!(f, "unsupported: {m}"),
+            Error::Cancelled => f.write_str("the wait was cancelled: the handle is being closed"),
+            Error::Forked => f.write_str(
+                "this handle was opened by the parent process: handles do not survive fork(); \
+                 open a new one in the child",
+            ),
             Error::Io { op, path, source } => match path {
                 Some(p) => write!(f, "{op} {}: {source}", p.display()),
                 None => write!(f, "{op}: {source}"),

@@ -5,10 +5,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::layout::{Shared, link_into_place, resolve};
+use super::cancel::Canceller;
+use super::layout::{PRODUCER_BYTE, Shared, link_into_place, resolve};
 use super::wait::{self, Deadline};
 use super::{Error, Policy, QueueInfo, QueueOptions, QueueStats, Result, info_of, ring, stats_of};
-use crate::sys::robust::{Keeper, SharedWord};
+use crate::sys::fork;
+use crate::sys::robust::{Claim, Keeper, SharedWord};
 
 /// The single writer of a queue. Created with [`Producer::create`], or taken over from a dead
 /// or closed producer with [`Producer::open`]. Dropping it closes the queue for consumers
@@ -30,6 +32,11 @@ pub struct Producer {
     idle_wakes: u32,
     /// How long a wait for space spins before it sleeps.
     spin: Duration,
+    /// Wake-up system calls made for sleeping consumers.
+    wake_calls: u64,
+    cancel: Canceller,
+    /// The fork generation the handle was opened in (see `sys::fork`).
+    fork_gen: u32,
 }
 
 impl std::fmt::Debug for Producer {
@@ -70,19 +77,34 @@ impl Producer {
 
     fn claim(shared: Arc<Shared>) -> Result<Producer> {
         let h = shared.header();
+        let guard = fork::guard();
+        // The liveness lock decides who may produce: the kernel drops it only once a dead
+        // producer's words are marked, so holding it proves no live producer exists, whatever
+        // the words show (a leftover id from a lost death, or a scribble).
+        if !shared.lock_role(&guard, PRODUCER_BYTE)? {
+            return Err(Error::ProducerExists {
+                pid: h.owner.0.pid.load(Ordering::Relaxed),
+            });
+        }
         let mapping: Arc<dyn Send + Sync> = shared.clone();
+        // The owner word first (claimed last, marked first on death), then each consumer
+        // slot's death word (see `ConsumerSlot::death`).
+        let mut words = Vec::with_capacity(shared.layout.max_consumers as usize + 1);
         // SAFETY: the owner word is an aligned atomic inside the mapping that `mapping` keeps.
-        let word = unsafe { SharedWord::new(&h.owner.0.owner, mapping) };
-        let keeper = match Keeper::spawn("shmio-producer", word, |_| {})
-            .map_err(|e| Error::io("spawn keeper thread", None, e))?
-        {
-            Ok(k) => k,
-            Err(_) => {
-                return Err(Error::ProducerExists {
-                    pid: h.owner.0.pid.load(Ordering::Relaxed),
-                });
+        words.push(unsafe { SharedWord::new(&h.owner.0.owner, Arc::clone(&mapping)) });
+        for i in 0..shared.layout.max_consumers {
+            // SAFETY: as above, for the death word of consumer slot `i < max_consumers`.
+            words.push(unsafe { SharedWord::new(&shared.consumer(i).death, Arc::clone(&mapping)) });
+        }
+        let keeper = match Keeper::spawn("shmio-producer", words, Claim::Force, |_| {}) {
+            Ok(Ok(k)) => k,
+            Ok(Err(_)) => unreachable!("a forced claim never finds the words held"),
+            Err(e) => {
+                shared.unlock_role(PRODUCER_BYTE);
+                return Err(Error::io("spawn keeper thread", None, e));
             }
         };
+        drop(guard);
         h.owner.0.pid.store(crate::sys::getpid(), Ordering::Relaxed);
         h.owner.0.generation.fetch_add(1, Ordering::SeqCst);
         let mut next = h.prod.0.head.load(Ordering::SeqCst);
@@ -103,7 +125,46 @@ impl Producer {
             pending: false,
             idle_wakes: 0,
             spin: wait::SPIN_FOR,
+            wake_calls: 0,
+            cancel: Canceller::new(),
+            fork_gen: fork::generation(),
         })
+    }
+
+    /// Refuses a handle inherited through `fork()`.
+    #[inline]
+    fn usable(&self) -> Result<()> {
+        if self.fork_gen == fork::generation() {
+            Ok(())
+        } else {
+            Err(Error::Forked)
+        }
+    }
+
+    /// A handle that ends this producer's waits from another thread (see [`Canceller`]).
+    pub fn canceller(&self) -> Canceller {
+        self.cancel.clone()
+    }
+
+    /// Wake-up system calls this producer made for sleeping consumers (diagnostics: a busy
+    /// stream whose consumers keep up makes none).
+    pub fn wake_calls(&self) -> u64 {
+        self.wake_calls
+    }
+
+    /// Waits until at least `count` live consumers are attached, at most `timeout` (`None`: no
+    /// limit); returns how many are. Records sent while no consumer is attached are not kept
+    /// for consumers that join later beyond what the ring holds (and in back-pressure mode a
+    /// record sent with no consumer attached waits for nobody): a producer that must not lose
+    /// its first records waits for its consumers first.
+    pub fn wait_consumers(&mut self, count: usize, timeout: Option<Duration>) -> Result<usize> {
+        self.usable()?;
+        wait::wait_for_consumers(
+            &self.shared,
+            count,
+            &Deadline::after(timeout),
+            self.cancel.word(),
+        )
     }
 
     /// The queue's geometry.
@@ -192,6 +253,7 @@ impl Producer {
     /// its capacity. The slot is the caller's until [`commit_raw`](Self::commit_raw) or
     /// [`abort_raw`](Self::abort_raw); another reservation before then is refused.
     pub fn reserve_raw(&mut self, timeout: Option<Duration>) -> Result<(u64, NonNull<u8>, usize)> {
+        self.usable()?;
         if self.pending {
             return Err(Error::InvalidArgument(
                 "a reservation is already open: commit or abort it first".into(),
@@ -211,6 +273,7 @@ impl Producer {
     /// Commits the open reservation with `len` bytes; returns its sequence number. With `len`
     /// larger than the slot, fails with [`Error::TooLarge`] and the reservation stays open.
     pub fn commit_raw(&mut self, len: usize) -> Result<u64> {
+        self.usable()?;
         if !self.pending {
             return Err(Error::InvalidArgument("no reservation is open".into()));
         }
@@ -222,7 +285,7 @@ impl Producer {
         let (slot, _) = self.shared.slot(seq);
         ring::end_write(&slot.stamp, &slot.len, seq, len as u32);
         ring::publish(&self.shared.header().prod.0.head, seq);
-        wait::wake_consumers(&self.shared, &mut self.idle_wakes);
+        wait::wake_consumers(&self.shared, &mut self.idle_wakes, &mut self.wake_calls);
         self.next = seq + 1;
         self.pending = false;
         Ok(seq)
@@ -247,7 +310,8 @@ impl Producer {
         }
         self.epoch = epoch;
         self.limit = 0;
-        self.limit = wait::wait_for_space(&self.shared, seq, deadline, self.spin)?;
+        self.limit =
+            wait::wait_for_space(&self.shared, seq, deadline, self.spin, self.cancel.word())?;
         Ok(())
     }
 

@@ -40,6 +40,9 @@ pub(crate) fn publish(head: &AtomicU64, seq: u64) {
     head.store(seq.wrapping_add(1), Ordering::Release);
 }
 
+/// The sleeper count's low 32 bits; the high 32 bits are its epoch.
+const COUNT_MASK: u64 = 0xffff_ffff;
+
 /// Producer, after [`publish`]: whether any consumer may be asleep and needs a futex wake.
 ///
 /// The SeqCst fence pairs with the one in [`announce_sleep`] (a Dekker handshake): either the
@@ -47,31 +50,48 @@ pub(crate) fn publish(head: &AtomicU64, seq: u64) {
 /// consumer's re-check of the head sees the record. Either way no wake-up is lost. The same
 /// fence orders the head store before the producer's next load of the consumer epoch.
 #[inline]
-pub(crate) fn must_wake(waiters: &AtomicU32) -> bool {
+pub(crate) fn must_wake(waiters: &AtomicU64) -> bool {
     fence(Ordering::SeqCst);
-    waiters.load(Ordering::Relaxed) != 0
+    waiters.load(Ordering::Relaxed) & COUNT_MASK != 0
 }
 
-/// Consumer, before sleeping: count itself among the sleepers. After this, read the futex
-/// word's value with `Acquire`, re-check the head, and only then sleep (see `queue::wait`).
-/// The read must acquire: if it sees a bump made after a publish, the re-check must see that
-/// publish too, or the sleeper would wait for a wake-up that already happened.
+/// Consumer, before sleeping: count itself among the sleepers; returns the count's epoch.
+/// After this, read the futex word's value with `Acquire`, check with [`epoch_of`] that the
+/// epoch did not move (else retract and start over), re-check the head, and only then sleep
+/// (see `queue::wait`). The read must acquire: if it sees a bump made after a publish, the
+/// re-check must see that publish too, or the sleeper would wait for a wake-up that already
+/// happened.
 #[inline]
-pub(crate) fn announce_sleep(waiters: &AtomicU32) {
-    waiters.fetch_add(1, Ordering::Relaxed);
+pub(crate) fn announce_sleep(waiters: &AtomicU64) -> u32 {
+    let v = waiters.fetch_add(1, Ordering::Relaxed);
     fence(Ordering::SeqCst);
+    (v >> 32) as u32
 }
 
-/// Consumer, after sleeping.
+/// The sleeper count's current epoch.
 #[inline]
-pub(crate) fn retract_sleep(waiters: &AtomicU32) {
-    retract_many(waiters, 1);
+pub(crate) fn epoch_of(waiters: &AtomicU64) -> u32 {
+    (waiters.load(Ordering::SeqCst) >> 32) as u32
 }
 
-/// Removes `n` sleepers from the count (also used to evict a dead consumer's share).
+/// Consumer, after sleeping (or whoever settles a dead consumer's share): removes one sleeper
+/// counted in `epoch`. A share from an earlier epoch was already dropped by [`reset_sleepers`].
 #[inline]
-pub(crate) fn retract_many(waiters: &AtomicU32, n: u32) {
-    waiters.fetch_sub(n, Ordering::Relaxed);
+pub(crate) fn retract_sleep(waiters: &AtomicU64, epoch: u32) {
+    let _ = waiters.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        ((v >> 32) as u32 == epoch && v & COUNT_MASK != 0).then(|| v - 1)
+    });
+}
+
+/// Producer: drops every share of the count and opens a new epoch. Shares left behind by
+/// consumers that died between counting themselves and recording it (which nobody can tell
+/// apart) vanish with it; live sleepers must then be woken (bump the futex word and wake all),
+/// and they count themselves again in the new epoch.
+#[inline]
+pub(crate) fn reset_sleepers(waiters: &AtomicU64) {
+    let _ = waiters.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+        Some((((v >> 32) as u32).wrapping_add(1) as u64) << 32)
+    });
 }
 
 /// Consumer: the number of committed records.

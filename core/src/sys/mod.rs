@@ -5,7 +5,9 @@
 //! a raw `libc::syscall`.
 
 pub(crate) mod cachestat;
+pub(crate) mod fork;
 pub(crate) mod futex;
+pub(crate) mod ofd;
 pub(crate) mod pmutex;
 pub(crate) mod poll;
 pub(crate) mod robust;

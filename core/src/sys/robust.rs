@@ -203,30 +203,57 @@ pub(crate) struct Held {
     pub(crate) tid: u32,
 }
 
-/// A thread holding a robust word for as long as this value lives.
+/// A thread holding one or more robust words for as long as this value lives.
 pub(crate) struct Keeper {
     ctl: Arc<KeeperCtl>,
     thread: Option<JoinHandle<()>>,
     tid: u32,
+    /// The fork generation the keeper was made in (see `sys::fork`).
+    fork_gen: u32,
+}
+
+/// How a keeper takes its words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// Only a word that shows no live owner (one word only).
+    IfFree,
+    /// Whatever the words show: the caller proved by other means (its liveness lock) that no
+    /// live peer holds them, so a live-looking id is a leftover or a scribble.
+    Force,
 }
 
 impl Keeper {
-    /// Spawns a keeper that claims `word` (which must show no live owner) and holds it.
+    /// Spawns a keeper that claims `words` and holds them.
     ///
-    /// `while_held` runs on the keeper thread once the word is held; it must return promptly
+    /// All words must lie in one mapping at offsets that are equal modulo 8 (the kernel finds
+    /// each at a fixed offset from a private list node). The kernel processes them in this order
+    /// when the process dies; they are claimed in the reverse order, so `words[0]` is taken last
+    /// and published first on death: a peer that sees `words[0]` held sees the others held too.
+    ///
+    /// `while_held` runs on the keeper thread once the words are held; it must return promptly
     /// once [`KeeperCtl::releasing`] is true (it is woken through `state`, and `kick` is
-    /// available for its own use). After it returns, the keeper sets the word to 0 and wakes
-    /// every sleeper on it.
+    /// available for its own use). After it returns, the keeper clears the words (in list
+    /// order) and wakes every sleeper on them.
     ///
-    /// Returns `Ok(Err(Held))` when a live owner holds the word.
+    /// Returns `Ok(Err(Held))` when, with [`Claim::IfFree`], a live owner holds the word.
     pub(crate) fn spawn<F>(
         name: &str,
-        word: SharedWord,
+        words: Vec<SharedWord>,
+        claim: Claim,
         while_held: F,
     ) -> io::Result<Result<Keeper, Held>>
     where
         F: FnOnce(&KeeperCtl) + Send + 'static,
     {
+        assert!(!words.is_empty() && (claim == Claim::Force || words.len() == 1));
+        let base = words.iter().map(|w| w.ptr as usize).min().unwrap_or(0);
+        if words
+            .iter()
+            .any(|w| (w.ptr as usize - base) % 8 != 0 || (w.ptr as usize) % 4 != 0)
+        {
+            return Err(io::Error::other("robust words at unequal offsets modulo 8"));
+        }
+        let fork_gen = super::fork::generation();
         let ctl = Arc::new(KeeperCtl {
             state: AtomicU32::new(RUN),
             kick: AtomicU32::new(0),
@@ -236,7 +263,7 @@ impl Keeper {
         let thread = std::thread::Builder::new()
             .name(name.chars().take(15).collect())
             .stack_size(128 * 1024)
-            .spawn(move || keeper_main(word, thread_ctl, tx, while_held))?;
+            .spawn(move || keeper_main(words, claim, thread_ctl, tx, while_held))?;
         let res = rx
             .recv()
             .unwrap_or_else(|_| Err(io::Error::other("keeper thread ended before claiming")));
@@ -245,6 +272,7 @@ impl Keeper {
                 ctl,
                 thread: Some(thread),
                 tid,
+                fork_gen,
             })),
             Ok(Err(held)) => {
                 let _ = thread.join();
@@ -257,7 +285,7 @@ impl Keeper {
         }
     }
 
-    /// The keeper's thread id (the value stored in the word).
+    /// The keeper's thread id (the value stored in the words).
     pub(crate) fn tid(&self) -> u32 {
         self.tid
     }
@@ -265,10 +293,23 @@ impl Keeper {
     pub(crate) fn ctl(&self) -> &Arc<KeeperCtl> {
         &self.ctl
     }
+
+    /// Whether this keeper belongs to a parent of the current process (it was made before a
+    /// fork): its thread does not exist here.
+    pub(crate) fn forked(&self) -> bool {
+        self.fork_gen != super::fork::generation()
+    }
 }
 
 impl Drop for Keeper {
     fn drop(&mut self) {
+        if self.forked() {
+            // A forked child: the thread lives only in the parent, which still holds the words.
+            // Neither signal nor join it (joining a thread that is not ours never returns or
+            // aborts); its copied state is simply left alone.
+            std::mem::forget(self.thread.take());
+            return;
+        }
         self.ctl.state.store(RELEASE, Ordering::SeqCst);
         futex::wake_all(&self.ctl.state);
         self.ctl.kick.fetch_add(1, Ordering::SeqCst);
@@ -279,8 +320,31 @@ impl Drop for Keeper {
     }
 }
 
+/// Claims one word for `tid`, keeping `FUTEX_WAITERS`. With [`Claim::IfFree`], fails if a live
+/// id is in it.
+fn claim_word(w: &AtomicU32, tid: u32, claim: Claim) -> Result<(), Held> {
+    let mut cur = w.load(Ordering::SeqCst);
+    loop {
+        if claim == Claim::IfFree && cur & FUTEX_TID_MASK != 0 {
+            return Err(Held {
+                tid: cur & FUTEX_TID_MASK,
+            });
+        }
+        match w.compare_exchange(
+            cur,
+            tid | (cur & FUTEX_WAITERS),
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        ) {
+            Ok(_) => return Ok(()),
+            Err(now) => cur = now,
+        }
+    }
+}
+
 fn keeper_main<F>(
-    word: SharedWord,
+    words: Vec<SharedWord>,
+    claim: Claim,
     ctl: Arc<KeeperCtl>,
     tx: mpsc::SyncSender<io::Result<Result<u32, Held>>>,
     while_held: F,
@@ -304,54 +368,68 @@ fn keeper_main<F>(
             return;
         }
     };
-    // Our own list: head -> entry -> head. The entry is a private node; the kernel finds the
-    // word at `entry + futex_offset`, which may point anywhere (here: into the shared mapping).
-    let mut entry = Box::new(RobustList {
-        next: std::ptr::null(),
-    });
+    // Our own list: head -> node(words[0]) -> node(words[1]) -> ... -> head. The kernel finds
+    // each word at `node + futex_offset`, one offset for the whole list, so the nodes sit in a
+    // private buffer that mirrors the words' span of the mapping: the node of the word at
+    // `base + d` is at `mirror + d`. Words are 8-aligned relative to each other (checked by
+    // `spawn`), so every node is an aligned pointer-sized slot of the buffer.
+    let base = words.iter().map(|w| w.ptr as usize).min().unwrap_or(0);
+    let span = words
+        .iter()
+        .map(|w| w.ptr as usize - base)
+        .max()
+        .unwrap_or(0);
+    let mut mirror: Box<[u64]> = vec![0u64; span / 8 + 1].into_boxed_slice();
+    let mirror_ptr = mirror.as_mut_ptr();
     let mut head = Box::new(RobustListHead {
         list: RobustList {
             next: std::ptr::null(),
         },
-        futex_offset: 0,
+        futex_offset: (base as isize).wrapping_sub(mirror_ptr as isize) as libc::c_long,
         list_op_pending: std::ptr::null(),
     });
-    let entry_ptr: *const RobustList = &*entry;
     let head_list_ptr: *const RobustList = &head.list;
-    entry.next = head_list_ptr;
-    head.list.next = entry_ptr;
-    head.futex_offset = (word.ptr as isize).wrapping_sub(entry_ptr as isize) as libc::c_long;
+    let node = |w: &SharedWord| -> *mut RobustList {
+        // SAFETY: `(w.ptr - base) / 8 < mirror.len()` by construction of `span`; the result
+        // stays inside the buffer.
+        unsafe {
+            mirror_ptr
+                .add((w.ptr as usize - base) / 8)
+                .cast::<RobustList>()
+        }
+    };
+    for (i, w) in words.iter().enumerate() {
+        let next = words
+            .get(i + 1)
+            .map_or(head_list_ptr, |n| node(n).cast_const());
+        // SAFETY: `node(w)` is an aligned u64 slot of `mirror`, which we own and which outlives
+        // the registration; `RobustList` is one pointer, the size and alignment of a u64.
+        unsafe { node(w).write(RobustList { next }) };
+    }
+    head.list.next = node(&words[0]).cast_const();
     let head_ptr: *const RobustListHead = &*head;
-    // SAFETY: `head` and `entry` are boxed and live until after we restore glibc's head below;
-    // the word they name stays mapped because `word` holds the mapping.
+    // SAFETY: `head` and `mirror` are boxed and live until after we restore glibc's head below;
+    // the words they name stay mapped because `words` holds the mapping.
     if let Err(e) = unsafe { set_robust_list(head_ptr) } {
         let _ = tx.send(Err(e));
         return;
     }
 
-    // Claim: the entry is already listed, so if we die after the CAS the kernel sees our id.
-    let w = word.get();
-    let mut cur = w.load(Ordering::SeqCst);
-    let claimed = loop {
-        if cur & FUTEX_TID_MASK != 0 {
-            break Err(Held {
-                tid: cur & FUTEX_TID_MASK,
-            });
+    // Claim, last word first: the nodes are already listed, so if we die after a CAS the
+    // kernel sees our id in that word.
+    let mut claimed = Ok(tid);
+    for w in words.iter().rev() {
+        if let Err(held) = claim_word(w.get(), tid, claim) {
+            claimed = Err(held);
+            break;
         }
-        match w.compare_exchange(
-            cur,
-            tid | (cur & FUTEX_WAITERS),
-            Ordering::SeqCst,
-            Ordering::SeqCst,
-        ) {
-            Ok(_) => break Ok(tid),
-            Err(now) => cur = now,
-        }
-    };
+    }
     let held = claimed.is_ok();
     if held {
         // Sleepers that saw the old owner re-evaluate.
-        futex::wake_all(w);
+        for w in &words {
+            futex::wake_all(w.get());
+        }
     }
     let _ = tx.send(Ok(claimed));
 
@@ -362,20 +440,26 @@ fn keeper_main<F>(
         while !ctl.releasing() {
             let _ = futex::wait(&ctl.state, RUN, None);
         }
-        // Release cleanly: clear our id (0 = closed), then wake every sleeper.
-        let _ = w.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
-            if v & FUTEX_TID_MASK == tid {
-                Some(0)
-            } else {
-                None
-            }
-        });
-        futex::wake_all(w);
+        // Release cleanly, in list order: clear our id (0 = closed), then wake every sleeper.
+        for w in &words {
+            let _ = w
+                .get()
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
+                    if v & FUTEX_TID_MASK == tid {
+                        Some(0)
+                    } else {
+                        None
+                    }
+                });
+        }
+        for w in &words {
+            futex::wake_all(w.get());
+        }
     }
 
     // Give the thread back to glibc's list before our nodes are freed.
     // SAFETY: glibc's head lives in the thread control block for the whole life of the thread.
     let _ = unsafe { set_robust_list(glibc_head) };
     drop(head);
-    drop(entry);
+    drop(mirror);
 }
