@@ -83,8 +83,10 @@ impl Deadline {
     }
 }
 
-/// Whether `futex_waitv` exists (Linux ≥ 5.16). Without it, sleeps are cut into 10 ms slices
-/// so that a peer's death is still noticed within the promised 50 ms.
+/// Whether `futex_waitv` can be used: it exists from Linux 5.16 (`ENOSYS` before), and container
+/// runtimes' default seccomp profiles (Podman/CRI-O until 2026) refuse it with `EPERM`.
+/// Without it, sleeps are cut into 10 ms slices so that a peer's death is still noticed within
+/// the promised 50 ms.
 static NO_WAITV: AtomicU32 = AtomicU32::new(0);
 
 /// Sleeps until one of `words` is woken or changes, or the deadline passes.
@@ -92,7 +94,7 @@ fn sleep_on(words: &[(&AtomicU32, u32)], deadline: &Deadline) -> Result<WaitOutc
     if NO_WAITV.load(Ordering::Relaxed) == 0 {
         match futex::waitv(words, deadline.as_ts()) {
             Ok(o) => return Ok(o),
-            Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
                 NO_WAITV.store(1, Ordering::Relaxed);
             }
             Err(e) => return Err(Error::io("futex_waitv", None, e)),
