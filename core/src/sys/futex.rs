@@ -101,7 +101,8 @@ pub(crate) const WAITV_MAX: usize = 128;
 /// `futex_waitv(waiters, n, 0, deadline, CLOCK_MONOTONIC)` — sleeps until any one of the words
 /// is woken, or any no longer holds its expected value, or the absolute deadline passes.
 ///
-/// Returns `Err` with `ENOSYS` on kernels older than 5.16; callers fall back to [`wait`].
+/// Returns `Err` with `ENOSYS` on kernels older than 5.16, and with `EPERM` where a seccomp
+/// filter refuses it (container runtimes' default profiles); callers fall back to [`wait`].
 ///
 /// # References
 /// - Linux `Documentation/userspace-api/futex2.rst`

@@ -6,14 +6,21 @@
 //!                          [--text] [--die-mid-record] [--timeout-ms N]
 //! shmio-qtool consume NAME [--from newest|oldest|SEQ] [--count N] [--slow-us N]
 //!                          [--zero-copy] [--text] [--timeout-ms N] [--hold] [--survive]
+//!                          [--poll] [--flush-each]
 //! ```
 //! Producer prints `ready` once it holds the queue, `sent N` at the end. Consumer prints
 //! `opened POS`, `rec SEQ` per record (`text ...` with --text), and a final
 //! `end STATUS received=N lost=M`. Exit codes as the C consumer: 0 done or closed, 3 producer
 //! dead, 2 cannot open, 4 timeout, 1 other. With `--survive` a consumer that finds the producer
 //! dead prints `gone dead` once and keeps trying, for a new producer to take over.
+//! With `--poll` a consumer never blocks in the queue: it waits with `poll(2)` on
+//! `Consumer::fd()` (`--timeout-ms` bounds each poll) and then calls `try_recv` until
+//! `WouldBlock`; it prints `polls N empty M` before the end line (M: wake-ups after which the
+//! first `try_recv` found nothing). `--flush-each` flushes stdout after every record line
+//! (by default it is flushed only after `opened`, `gone dead` and at the end).
 
 use std::io::Write;
+use std::os::fd::RawFd;
 use std::time::Duration;
 
 use shmio::queue::{Consumer, Error, Policy, Producer, QueueOptions, Start};
@@ -156,13 +163,52 @@ fn consume(name: &str, args: &[String]) -> i32 {
     let zero_copy = flag(args, "--zero-copy");
     let text = flag(args, "--text");
     let survive = flag(args, "--survive");
+    let flush_each = flag(args, "--flush-each");
     let mut reported_gone = false;
     let mut buf = vec![0u8; c.info().slot_size as usize];
     let mut received = 0u64;
     let mut status = "done";
     let mut code = 0;
+    let poll_fd = if flag(args, "--poll") {
+        match c.fd() {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                eprintln!("fd: {e}");
+                return 1;
+            }
+        }
+    } else {
+        None
+    };
+    let (mut polls, mut empty, mut just_woke) = (0u64, 0u64, false);
     while received < count {
-        let res = if zero_copy {
+        let res = if let Some(fd) = poll_fd {
+            match c.recv_seq_for(&mut buf, Some(Duration::ZERO)) {
+                Err(Error::WouldBlock) => {
+                    if just_woke {
+                        empty += 1;
+                    }
+                    match wait_readable(fd, timeout) {
+                        Ok(true) => {
+                            polls += 1;
+                            just_woke = true;
+                            continue;
+                        }
+                        Ok(false) => Err(Error::Timeout),
+                        Err(e) => {
+                            writeln!(out, "error poll: {e}").unwrap();
+                            status = "error";
+                            code = 1;
+                            break;
+                        }
+                    }
+                }
+                r => {
+                    just_woke = false;
+                    r.map(|(seq, n)| (seq, buf[..n].to_vec()))
+                }
+            }
+        } else if zero_copy {
             match c.read_for(timeout) {
                 Ok(g) => {
                     let seq = g.seq();
@@ -196,6 +242,9 @@ fn consume(name: &str, args: &[String]) -> i32 {
                     }
                 }
                 received += 1;
+                if flush_each {
+                    out.flush().unwrap();
+                }
                 if !slow.is_zero() {
                     std::thread::sleep(slow);
                 }
@@ -230,7 +279,31 @@ fn consume(name: &str, args: &[String]) -> i32 {
             }
         }
     }
+    if poll_fd.is_some() {
+        writeln!(out, "polls {polls} empty {empty}").unwrap();
+    }
     writeln!(out, "end {status} received={received} lost={}", c.lost()).unwrap();
     out.flush().unwrap();
     code
+}
+
+/// Waits with `poll(2)` until `fd` is readable (true) or `timeout` passes (false).
+fn wait_readable(fd: RawFd, timeout: Option<Duration>) -> std::io::Result<bool> {
+    let ms = timeout.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: `p` is one live, writable pollfd for the duration of the call.
+        let r = unsafe { libc::poll(&mut p, 1, ms) };
+        if r >= 0 {
+            return Ok(r > 0);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
 }

@@ -125,6 +125,14 @@ impl Proc {
         }
     }
 
+    /// Moves the lines printed so far into `seen` without waiting; returns how many there are.
+    pub fn take_lines(&mut self) -> usize {
+        while let Ok(l) = self.lines.try_recv() {
+            self.seen.push(l);
+        }
+        self.seen.len()
+    }
+
     pub fn kill9(&mut self) {
         // SAFETY: plain kill(2) on our own child's pid.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
