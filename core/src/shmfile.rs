@@ -100,7 +100,8 @@ const TMP_TRIES: u32 = 100;
 /// Test hooks, for shmio's own end-to-end tests only, not an interface: `SHMIO_TEST_HOOK` is
 /// read once per process, a comma-separated list of
 /// - `die-in-create`: [`create_tmp`] SIGKILLs the process right after making the file, to show
-///   that a create killed halfway leaves nothing that blocks a later one;
+///   that a create killed halfway leaves nothing that blocks a later one (pid 1 of a PID
+///   namespace ignores it: init cannot be killed from inside its namespace);
 /// - `no-tmpfile`: [`create_tmp`] skips `O_TMPFILE` and takes the random-name fallback.
 fn test_hook(name: &str) -> bool {
     static HOOKS: OnceLock<Vec<String>> = OnceLock::new();
