@@ -1,9 +1,13 @@
 //! Helpers shared by every shmio object that lives in a file (the queue, the region): name
-//! resolution, exclusive creation through a temporary name and `link(2)`, and opening.
+//! resolution, exclusive creation of an unpublished file that is then linked into place, and
+//! opening.
 //!
-//! An object is created under a temporary name beside its final path, initialised there, and
-//! then linked into place, so `create` is exclusive (`O_EXCL` semantics on the final name) and
-//! nobody ever maps a half-initialised file.
+//! An object is created as a file that has no name yet (`O_TMPFILE`) or, where the file system
+//! or the environment refuses that, a file under a random temporary name beside its final path.
+//! It is initialised there and then linked into place, so `create` is exclusive (`O_EXCL`
+//! semantics on the final name) and nobody ever maps a half-initialised file. A create that
+//! dies halfway leaves nothing behind with `O_TMPFILE`, and at worst an unused randomly named
+//! file otherwise: never a name that a later create would trip on.
 
 use std::ffi::CString;
 use std::fmt;
@@ -11,8 +15,13 @@ use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::errno::Errno;
+use nix::fcntl::{AT_FDCWD, AtFlags};
 
 use crate::sys::syscall;
 
@@ -85,40 +94,126 @@ pub(crate) fn cpath(path: &Path) -> Result<CString, FileError> {
         .map_err(|_| FileError::InvalidArgument(format!("{} contains a NUL byte", path.display())))
 }
 
-static TMP_COUNTER: AtomicU32 = AtomicU32::new(0);
+/// How many random temporary names [`create_named`] tries before it gives up.
+const TMP_TRIES: u32 = 100;
 
-/// Removes a temporary file unless kept.
-pub(crate) struct TmpGuard(Option<PathBuf>);
+/// Test hooks, for shmio's own end-to-end tests only, not an interface: `SHMIO_TEST_HOOK` is
+/// read once per process, a comma-separated list of
+/// - `die-in-create`: [`create_tmp`] SIGKILLs the process right after making the file, to show
+///   that a create killed halfway leaves nothing that blocks a later one (pid 1 of a PID
+///   namespace ignores it: init cannot be killed from inside its namespace);
+/// - `no-tmpfile`: [`create_tmp`] skips `O_TMPFILE` and takes the random-name fallback.
+fn test_hook(name: &str) -> bool {
+    static HOOKS: OnceLock<Vec<String>> = OnceLock::new();
+    HOOKS
+        .get_or_init(|| {
+            std::env::var("SHMIO_TEST_HOOK")
+                .map(|v| v.split(',').map(str::to_owned).collect())
+                .unwrap_or_default()
+        })
+        .iter()
+        .any(|h| h == name)
+}
 
-impl TmpGuard {
-    /// Keeps the file; returns its path.
-    pub(crate) fn keep(mut self) -> PathBuf {
-        self.0.take().unwrap_or_default()
+/// A file made by [`create_tmp`] that nobody else can open yet. Publish it with
+/// [`TmpFile::link_into_place`]; dropping it instead removes its temporary name, if it has one.
+pub(crate) struct TmpFile {
+    file: File,
+    /// The temporary name beside the final path, or `None` for an unnamed `O_TMPFILE` file.
+    name: Option<PathBuf>,
+}
+
+impl TmpFile {
+    /// A second descriptor of the file (`dup`), for the object that maps and keeps it.
+    pub(crate) fn try_clone(&self) -> Result<File, FileError> {
+        self.file
+            .try_clone()
+            .map_err(|e| FileError::io("dup", self.name.as_deref(), e))
+    }
+
+    /// Publishes the file at `path`, failing with [`FileError::AlreadyExists`] if `path`
+    /// exists; the temporary name, if any, is gone afterwards either way.
+    ///
+    /// An unnamed file is linked with `linkat(fd, "", AT_EMPTY_PATH)` (which needs
+    /// CAP_DAC_READ_SEARCH before Linux 6.10), else through `/proc/self/fd/N`. A named one is
+    /// hard-linked and its temporary name removed, or, on file systems without hard links,
+    /// renamed with `renameat2(RENAME_NOREPLACE)`.
+    pub(crate) fn link_into_place(mut self, path: &Path) -> Result<(), FileError> {
+        let res = match &self.name {
+            None => link_unnamed(&self.file, path),
+            Some(tmp) => {
+                let (ct, cp) = (cpath(tmp)?, cpath(path)?);
+                // SAFETY: both paths are valid NUL-terminated strings for the whole call.
+                match syscall!(link(ct.as_ptr(), cp.as_ptr())) {
+                    Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EOPNOTSUPP)) => {
+                        // SAFETY: as above.
+                        let r = syscall!(renameat2(
+                            libc::AT_FDCWD,
+                            ct.as_ptr(),
+                            libc::AT_FDCWD,
+                            cp.as_ptr(),
+                            libc::RENAME_NOREPLACE
+                        ));
+                        if r.is_ok() {
+                            // The temporary name is now the final one: nothing to remove.
+                            self.name = None;
+                        }
+                        r
+                    }
+                    r => r,
+                }
+                .map(drop)
+            }
+        };
+        res.map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                FileError::AlreadyExists(path.to_path_buf())
+            } else {
+                FileError::io("link", Some(path), e)
+            }
+        })
     }
 }
 
-impl Drop for TmpGuard {
+impl Drop for TmpFile {
     fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
+        if let Some(p) = self.name.take() {
             let _ = std::fs::remove_file(p);
         }
     }
 }
 
-/// Creates a fresh temporary file beside `path` with exactly `mode` (whatever the umask) and
-/// length `len`, opened read-write with `extra_flags` (e.g. `O_SYNC`) added. The guard removes
-/// it unless kept.
-pub(crate) fn create_tmp(
-    path: &Path,
-    mode: u32,
-    len: u64,
-    extra_flags: libc::c_int,
-) -> Result<(File, TmpGuard), FileError> {
-    if mode & !0o777 != 0 {
-        return Err(FileError::InvalidArgument(format!(
-            "mode {mode:#o} has bits outside 0o777"
-        )));
+/// Links the unnamed (`O_TMPFILE`) `file` at `path`: [`link_empty_path`], or, where that is
+/// refused (no CAP_DAC_READ_SEARCH: `ENOENT`), [`link_via_proc`]. `EEXIST` is returned at
+/// once: the name is taken.
+fn link_unnamed(file: &File, path: &Path) -> io::Result<()> {
+    match link_empty_path(file, path) {
+        Err(e) if e.raw_os_error() != Some(libc::EEXIST) => link_via_proc(file, path),
+        r => r,
     }
+}
+
+/// `linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH)`: needs CAP_DAC_READ_SEARCH, or, from Linux
+/// 6.10 on, the credentials that opened `file`.
+fn link_empty_path(file: &File, path: &Path) -> io::Result<()> {
+    nix::unistd::linkat(file, "", AT_FDCWD, path, AtFlags::AT_EMPTY_PATH).map_err(io::Error::from)
+}
+
+/// `linkat(AT_FDCWD, "/proc/self/fd/N", AT_FDCWD, path, AT_SYMLINK_FOLLOW)`: needs `/proc`.
+fn link_via_proc(file: &File, path: &Path) -> io::Result<()> {
+    let via_proc = format!("/proc/self/fd/{}", file.as_raw_fd());
+    nix::unistd::linkat(
+        AT_FDCWD,
+        via_proc.as_str(),
+        AT_FDCWD,
+        path,
+        AtFlags::AT_SYMLINK_FOLLOW,
+    )
+    .map_err(io::Error::from)
+}
+
+/// `path`'s directory (`.` for a bare file name) and file name.
+fn split(path: &Path) -> Result<(&Path, &std::ffi::OsStr), FileError> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -126,28 +221,166 @@ pub(crate) fn create_tmp(
     let base = path.file_name().ok_or_else(|| {
         FileError::InvalidArgument(format!("{} has no file name", path.display()))
     })?;
-    let tmp = dir.join(format!(
-        ".{}.{}.{}.tmp",
-        base.to_string_lossy(),
-        crate::sys::getpid(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let ctmp = cpath(&tmp)?;
-    let fd = syscall!(open(
-        ctmp.as_ptr(),
-        libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC | extra_flags,
+    Ok((dir, base))
+}
+
+/// Creates a fresh file for `path` with exactly `mode` (whatever the umask) and length `len`,
+/// opened read-write with `extra_flags` (e.g. `O_SYNC`) added, and not yet visible at `path`.
+///
+/// The file is an unnamed `O_TMPFILE` file in `path`'s directory where the file system has
+/// them and it can be linked later (`/proc/self/fd` works); otherwise it gets a random
+/// temporary name beside `path` (see [`create_named`]).
+pub(crate) fn create_tmp(
+    path: &Path,
+    mode: u32,
+    len: u64,
+    extra_flags: libc::c_int,
+) -> Result<TmpFile, FileError> {
+    if mode & !0o777 != 0 {
+        return Err(FileError::InvalidArgument(format!(
+            "mode {mode:#o} has bits outside 0o777"
+        )));
+    }
+    let (dir, _) = split(path)?;
+    let unnamed = if test_hook("no-tmpfile") {
+        None
+    } else {
+        create_unnamed(dir, mode, extra_flags)?
+    };
+    let tmp = match unnamed {
+        Some(file) => finish_tmp(TmpFile { file, name: None }, mode, len)?,
+        None => create_named(path, mode, len, extra_flags, random_u64)?,
+    };
+    if test_hook("die-in-create") {
+        let _ = nix::sys::signal::kill(nix::unistd::getpid(), nix::sys::signal::SIGKILL);
+    }
+    Ok(tmp)
+}
+
+/// Opens an unnamed `O_TMPFILE` file in `dir`. `Ok(None)` where the kernel or the file system
+/// has no `O_TMPFILE` (`EOPNOTSUPP`, `EISDIR`, `EINVAL`, `ENOENT`), or where the file could not
+/// be linked later because `/proc/self/fd` does not show it (no `/proc`, another PID
+/// namespace's `/proc`; `AT_EMPTY_PATH` is not counted on, as it may lack the capability): the
+/// caller then takes the named fallback.
+fn create_unnamed(
+    dir: &Path,
+    mode: u32,
+    extra_flags: libc::c_int,
+) -> Result<Option<File>, FileError> {
+    let cdir = cpath(dir)?;
+    // SAFETY: `cdir` is a valid NUL-terminated string for the whole call.
+    let fd = match syscall!(open(
+        cdir.as_ptr(),
+        libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC | extra_flags,
         mode as libc::c_uint
-    ))
-    .map_err(|e| FileError::io("create a file in", Some(dir), e))?;
+    )) {
+        Ok(fd) => fd,
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL | libc::ENOENT)
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(FileError::io("create a file in", Some(dir), e)),
+    };
     // SAFETY: `open` returned a fresh descriptor that nothing else owns.
     let file = unsafe { File::from_raw_fd(fd) };
-    let guard = TmpGuard(Some(tmp.clone()));
-    // The mode is applied exactly, whatever the umask.
-    syscall!(fchmod(file.as_raw_fd(), mode as libc::mode_t))
-        .map_err(|e| FileError::io("fchmod", Some(&tmp), e))?;
-    file.set_len(len)
-        .map_err(|e| FileError::io("ftruncate", Some(&tmp), e))?;
-    Ok((file, guard))
+    // `linkat(AT_EMPTY_PATH)` needs a capability that is seldom there; the fallback needs
+    // `/proc/self/fd/N` to be this very file. Check now, while another way is still open.
+    let ours = file.metadata().ok();
+    let via_proc = std::fs::metadata(format!("/proc/self/fd/{fd}")).ok();
+    match (ours, via_proc) {
+        (Some(a), Some(b)) if a.dev() == b.dev() && a.ino() == b.ino() => Ok(Some(file)),
+        _ => Ok(None),
+    }
+}
+
+/// Creates the file under a random temporary name `.BASE.XXXXXXXXXXXXXXXX.tmp` beside `path`
+/// (`O_EXCL`, a new name on `EEXIST`, at most [`TMP_TRIES`] names drawn from `random`), then
+/// sets its mode and length like [`create_tmp`]. The name is removed on every failure.
+fn create_named(
+    path: &Path,
+    mode: u32,
+    len: u64,
+    extra_flags: libc::c_int,
+    mut random: impl FnMut() -> u64,
+) -> Result<TmpFile, FileError> {
+    let (dir, base) = split(path)?;
+    // At most 200 bytes of the final name, so the temporary one stays under NAME_MAX.
+    let base = String::from_utf8_lossy(&base.as_bytes()[..base.len().min(200)]).into_owned();
+    for _ in 0..TMP_TRIES {
+        let tmp = dir.join(format!(".{base}.{:016x}.tmp", random()));
+        let ctmp = cpath(&tmp)?;
+        // SAFETY: `ctmp` is a valid NUL-terminated string for the whole call.
+        match syscall!(open(
+            ctmp.as_ptr(),
+            libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC | extra_flags,
+            mode as libc::c_uint
+        )) {
+            Ok(fd) => {
+                // SAFETY: `open` returned a fresh descriptor that nothing else owns.
+                let file = unsafe { File::from_raw_fd(fd) };
+                return finish_tmp(
+                    TmpFile {
+                        file,
+                        name: Some(tmp),
+                    },
+                    mode,
+                    len,
+                );
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(FileError::io("create a file in", Some(dir), e)),
+        }
+    }
+    Err(FileError::io(
+        "create a temporary file (every random name tried was taken) in",
+        Some(dir),
+        Errno::EEXIST.into(),
+    ))
+}
+
+/// Applies `mode` exactly (whatever the umask) and sets the length; on failure the temporary
+/// file goes (dropping it removes its name).
+fn finish_tmp(tmp: TmpFile, mode: u32, len: u64) -> Result<TmpFile, FileError> {
+    let fd = tmp.file.as_raw_fd();
+    // SAFETY: `fd` is the open descriptor that `tmp` owns.
+    syscall!(fchmod(fd, mode as libc::mode_t))
+        .map_err(|e| FileError::io("fchmod", tmp.name.as_deref(), e))?;
+    tmp.file
+        .set_len(len)
+        .map_err(|e| FileError::io("ftruncate", tmp.name.as_deref(), e))?;
+    Ok(tmp)
+}
+
+/// 64 random bits for a temporary name: `getrandom(2)`, or, where that fails (no entropy
+/// yet, an old kernel), a mix of the clock, the pid and a counter. Unpredictable names are
+/// not needed for safety (`O_EXCL` and the retry are), only unlikely collisions.
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: `b` is a live, writable 8-byte buffer for the whole call.
+    if let Ok(8) = syscall!(getrandom(
+        b.as_mut_ptr().cast(),
+        b.len(),
+        libc::GRND_NONBLOCK
+    )) {
+        return u64::from_ne_bytes(b);
+    }
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    // splitmix64 of the mix.
+    let mut z = now
+        ^ (u64::from(crate::sys::getpid()) << 32)
+        ^ COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Opens an existing regular file read-write with `extra_flags` added.
@@ -172,39 +405,193 @@ pub(crate) fn open_existing(path: &Path, extra_flags: libc::c_int) -> Result<Fil
     Ok(file)
 }
 
-/// `link(tmp, path)` then `unlink(tmp)`: publishes a file made by [`create_tmp`], failing with
-/// [`FileError::AlreadyExists`] if `path` exists. The temporary name is removed either way.
-/// Falls back to `renameat2(RENAME_NOREPLACE)` on file systems without hard links.
-pub(crate) fn link_into_place(tmp: &Path, path: &Path) -> Result<(), FileError> {
-    let _guard = TmpGuard(Some(tmp.to_path_buf()));
-    let (ct, cp) = (cpath(tmp)?, cpath(path)?);
-    let linked = syscall!(link(ct.as_ptr(), cp.as_ptr()));
-    let res = match linked {
-        Ok(_) => Ok(()),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EOPNOTSUPP)) => {
-            // SAFETY: both paths are valid NUL-terminated strings for the duration of the call.
-            let r = unsafe {
-                libc::renameat2(
-                    libc::AT_FDCWD,
-                    ct.as_ptr(),
-                    libc::AT_FDCWD,
-                    cp.as_ptr(),
-                    libc::RENAME_NOREPLACE,
-                )
-            };
-            if r == 0 {
-                Ok(())
-            } else {
-                Err(io::Error::last_os_error())
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A fresh directory on /dev/shm, removed with its contents on drop.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(tag: &str) -> Dir {
+            static N: AtomicU64 = AtomicU64::new(0);
+            let d = PathBuf::from(format!(
+                "/dev/shm/shmio-unit-shmfile-{tag}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir(&d).unwrap();
+            Dir(d)
+        }
+
+        /// The names in the directory, sorted.
+        fn names(&self) -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(&self.0)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn mode_of(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn unnamed_file_is_invisible_until_linked_with_exact_mode_and_length() {
+        let d = Dir::new("unnamed");
+        let path = d.0.join("q");
+        // 0o666: any usual umask (022, 077) would take bits off.
+        let tmp = create_tmp(&path, 0o666, 12345, 0).unwrap();
+        assert!(tmp.name.is_none(), "tmpfs with /proc: an O_TMPFILE file");
+        assert!(
+            d.names().is_empty(),
+            "nothing in the directory before the link"
+        );
+        let ino = tmp.file.metadata().unwrap().ino();
+        tmp.link_into_place(&path).unwrap();
+        assert_eq!(d.names(), ["q"]);
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!((meta.ino(), meta.len()), (ino, 12345));
+        assert_eq!(mode_of(&path), 0o666);
+    }
+
+    #[test]
+    fn unnamed_link_onto_an_existing_name_is_already_exists() {
+        let d = Dir::new("unnamed-exists");
+        let path = d.0.join("q");
+        std::fs::write(&path, b"keep").unwrap();
+        let tmp = create_tmp(&path, 0o600, 4096, 0).unwrap();
+        assert!(tmp.name.is_none());
+        match tmp.link_into_place(&path) {
+            Err(FileError::AlreadyExists(p)) => assert_eq!(p, path),
+            other => panic!("expected AlreadyExists, got {other:?}"),
+        }
+        assert_eq!(std::fs::read(&path).unwrap(), b"keep");
+        assert_eq!(d.names(), ["q"]);
+    }
+
+    #[test]
+    fn unnamed_file_links_through_proc_too_and_refuses_a_taken_name() {
+        let d = Dir::new("via-proc");
+        let path = d.0.join("q");
+        let tmp = create_tmp(&path, 0o640, 100, 0).unwrap();
+        assert!(tmp.name.is_none());
+        link_via_proc(&tmp.file, &path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 100);
+        let other = create_tmp(&path, 0o640, 100, 0).unwrap();
+        let e = link_via_proc(&other.file, &path).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        let e = link_empty_path(&other.file, &path).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(d.names(), ["q"]);
+    }
+
+    #[test]
+    fn named_fallback_ignores_leftovers_and_links_with_exact_mode() {
+        let d = Dir::new("named");
+        let path = d.0.join("q");
+        // What the old `.NAME.PID.COUNTER.tmp` scheme left after a crash of pid 1.
+        std::fs::write(d.0.join(".q.1.0.tmp"), b"").unwrap();
+        let tmp = create_named(&path, 0o666, 4096, 0, random_u64).unwrap();
+        let name = tmp.name.clone().expect("a named file");
+        let file_name = name.file_name().unwrap().to_str().unwrap().to_owned();
+        let hex = file_name
+            .strip_prefix(".q.")
+            .and_then(|s| s.strip_suffix(".tmp"))
+            .unwrap();
+        assert!(hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(mode_of(&name), 0o666);
+        assert_eq!(std::fs::metadata(&name).unwrap().len(), 4096);
+        tmp.link_into_place(&path).unwrap();
+        assert_eq!(d.names(), [".q.1.0.tmp", "q"], "the temporary name is gone");
+        assert_eq!(mode_of(&path), 0o666);
+    }
+
+    #[test]
+    fn named_fallback_retries_a_taken_name_and_gives_up_after_a_bound() {
+        let d = Dir::new("retry");
+        let path = d.0.join("q");
+        let taken = ".q.0000000000000001.tmp";
+        std::fs::write(d.0.join(taken), b"").unwrap();
+        let mut draws = [1u64, 1, 2].into_iter();
+        let tmp = create_named(&path, 0o600, 1, 0, || draws.next().unwrap()).unwrap();
+        assert_eq!(
+            tmp.name.as_deref(),
+            Some(d.0.join(".q.0000000000000002.tmp").as_path())
+        );
+        drop(tmp);
+        let mut calls = 0;
+        match create_named(&path, 0o600, 1, 0, || {
+            calls += 1;
+            1
+        }) {
+            Err(FileError::Io { source, .. }) => {
+                assert_eq!(source.kind(), io::ErrorKind::AlreadyExists);
             }
+            other => panic!(
+                "expected an Io error, got {:?}",
+                other.map(|t| t.name.clone())
+            ),
         }
-        Err(e) => Err(e),
-    };
-    res.map_err(|e| {
-        if e.kind() == io::ErrorKind::AlreadyExists {
-            FileError::AlreadyExists(path.to_path_buf())
-        } else {
-            FileError::io("link", Some(path), e)
+        assert_eq!(calls, TMP_TRIES);
+        assert_eq!(d.names(), [taken]);
+    }
+
+    #[test]
+    fn named_link_onto_an_existing_name_is_already_exists() {
+        let d = Dir::new("named-exists");
+        let path = d.0.join("q");
+        std::fs::write(&path, b"keep").unwrap();
+        let tmp = create_named(&path, 0o600, 4096, 0, random_u64).unwrap();
+        match tmp.link_into_place(&path) {
+            Err(FileError::AlreadyExists(p)) => assert_eq!(p, path),
+            other => panic!("expected AlreadyExists, got {other:?}"),
         }
-    })
+        assert_eq!(std::fs::read(&path).unwrap(), b"keep");
+        assert_eq!(d.names(), ["q"], "the temporary name is gone");
+    }
+
+    #[test]
+    fn named_temporary_file_goes_when_dropped_or_when_creation_fails() {
+        let d = Dir::new("named-drop");
+        let path = d.0.join("q");
+        let tmp = create_named(&path, 0o600, 4096, 0, random_u64).unwrap();
+        assert_eq!(d.names().len(), 1);
+        drop(tmp);
+        assert!(d.names().is_empty());
+        // A length no file can have: the open succeeds, ftruncate fails.
+        assert!(create_named(&path, 0o600, 1 << 63, 0, random_u64).is_err());
+        assert!(d.names().is_empty());
+        assert!(create_tmp(&path, 0o600, 1 << 63, 0).is_err());
+        assert!(d.names().is_empty());
+    }
+
+    #[test]
+    fn bad_mode_is_refused_before_anything_is_made() {
+        let d = Dir::new("mode");
+        assert!(matches!(
+            create_tmp(&d.0.join("q"), 0o4755, 1, 0),
+            Err(FileError::InvalidArgument(_))
+        ));
+        assert!(d.names().is_empty());
+    }
+
+    #[test]
+    fn random_names_differ() {
+        let a: Vec<u64> = (0..8).map(|_| random_u64()).collect();
+        let mut b = a.clone();
+        b.sort_unstable();
+        b.dedup();
+        assert_eq!(a.len(), b.len());
+    }
 }

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use memmap2::{MmapOptions, MmapRaw};
 
 use super::{Error, Policy, QueueOptions};
-use crate::shmfile;
+use crate::shmfile::{self, TmpFile};
 use crate::sys::{fork, ofd};
 
 /// `"SHMIOQ\0\x01"` read as a little-endian u64.
@@ -369,11 +369,11 @@ impl Shared {
             .map_err(|e| Error::io("mmap", None, e))
     }
 
-    /// Creates and initialises the queue under a temporary name beside `path`; returns the
-    /// mapping and that name. The caller claims the producer role on it, then calls
+    /// Creates and initialises the queue in a file not yet visible at `path`; returns the
+    /// mapping and that file. The caller claims the producer role on it, then calls
     /// [`link_into_place`], so nobody ever opens a half-initialised queue or one without its
     /// first producer.
-    pub(crate) fn create_tmp(path: &Path, opts: &QueueOptions) -> Result<(Shared, PathBuf), Error> {
+    pub(crate) fn create_tmp(path: &Path, opts: &QueueOptions) -> Result<(Shared, TmpFile), Error> {
         let slot_count = opts.rounded_slots()?;
         let layout = Layout::compute(opts.policy, slot_count, opts.slot_size, opts.max_consumers)
             .ok_or_else(|| {
@@ -383,7 +383,8 @@ impl Shared {
                 slot_count, opts.slot_size, opts.max_consumers
             ))
         })?;
-        let (file, guard) = shmfile::create_tmp(path, opts.mode, layout.total_size, 0)?;
+        let tmp = shmfile::create_tmp(path, opts.mode, layout.total_size, 0)?;
+        let file = tmp.try_clone()?;
         let map = Self::map_file(&file, layout.total_size)?;
         let shared = Shared {
             map,
@@ -393,7 +394,7 @@ impl Shared {
             fork_entry: AtomicUsize::new(NO_ENTRY),
         };
         layout.write(&shared.header().config.0);
-        Ok((shared, guard.keep()))
+        Ok((shared, tmp))
     }
 
     /// Opens and validates an existing queue file.
@@ -492,8 +493,8 @@ impl Shared {
     }
 }
 
-/// `link(tmp, path)` then `unlink(tmp)`: publishes a file made by [`Shared::create_tmp`], failing
-/// with [`Error::AlreadyExists`] if `path` exists. The temporary name is removed either way.
-pub(crate) fn link_into_place(tmp: &Path, path: &Path) -> Result<(), Error> {
-    Ok(shmfile::link_into_place(tmp, path)?)
+/// Publishes a file made by [`Shared::create_tmp`] at `path`, failing with
+/// [`Error::AlreadyExists`] if `path` exists. Its temporary name, if any, is removed either way.
+pub(crate) fn link_into_place(tmp: TmpFile, path: &Path) -> Result<(), Error> {
+    Ok(tmp.link_into_place(path)?)
 }

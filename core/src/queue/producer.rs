@@ -56,14 +56,9 @@ impl Producer {
     pub fn create(name: &str, opts: &QueueOptions) -> Result<Producer> {
         let path = resolve(name)?;
         let (shared, tmp) = Shared::create_tmp(&path, opts)?;
-        let producer = match Producer::claim(Arc::new(shared)) {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
-        link_into_place(&tmp, &path)?;
+        // On failure, dropping `tmp` removes the unpublished file.
+        let producer = Producer::claim(Arc::new(shared))?;
+        link_into_place(tmp, &path)?;
         Ok(producer)
     }
 

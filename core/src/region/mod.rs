@@ -292,7 +292,8 @@ impl Region {
         }
         let path = resolve(name)?;
         let total = DATA_OFFSET + size;
-        let (file, guard) = shmfile::create_tmp(&path, opts.mode, total, opts.open_flags())?;
+        let tmp = shmfile::create_tmp(&path, opts.mode, total, opts.open_flags())?;
+        let file = tmp.try_clone()?;
         let map = MmapOptions::new()
             .len(total as usize)
             .map_raw(&file)
@@ -308,8 +309,7 @@ impl Region {
         unsafe { pmutex::init(region.mutex()) }
             .map_err(|e| Error::io("pthread_mutex_init", None, e))?;
         layout::write_config(&region.header().config.0, size);
-        let tmp = guard.keep();
-        shmfile::link_into_place(&tmp, &path)?;
+        tmp.link_into_place(&path)?;
         drop(region);
         // Map again with the caller's options, like any other opener. If that fails (e.g.
         // `mlock` over RLIMIT_MEMLOCK), the file we just published goes again.

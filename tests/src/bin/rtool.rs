@@ -1,6 +1,7 @@
 //! `shmio-rtool`: a region peer for the multi-process tests.
 //!
 //! ```text
+//! shmio-rtool create NAME SIZE            create the region (SIZE bytes) -> "created"
 //! shmio-rtool writer NAME ID SLOTS        checksummed 1 KiB records into slots 1..=SLOTS until
 //!                                         the stop word (bytes 0..8) is non-zero
 //! shmio-rtool reader NAME SLOTS READS     READS consistent reads of random slots, verified
@@ -42,6 +43,12 @@ fn say(line: &str) {
 fn run(args: &[String]) -> Result<(), String> {
     let cmd = args.first().ok_or("usage: see the source")?;
     let name = args.get(1).ok_or("missing NAME")?;
+    if cmd == "create" {
+        let size = num(args.get(2), "SIZE")?;
+        Region::create(name, size, &RegionOptions::new()).map_err(|e| e.to_string())?;
+        say("created");
+        return Ok(());
+    }
     let r = Region::open(name, &RegionOptions::new()).map_err(|e| e.to_string())?;
     let e = |e: Error| e.to_string();
     match cmd.as_str() {
