@@ -46,8 +46,14 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(program: &str, args: &[&str]) -> Proc {
+        Proc::spawn_env(program, args, &[])
+    }
+
+    /// Like [`spawn`](Self::spawn), with extra environment variables.
+    pub fn spawn_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> Proc {
         let mut child = Command::new(program)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
