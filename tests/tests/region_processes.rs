@@ -286,3 +286,34 @@ fn wait_changed_honours_its_timeout_while_a_stuck_writer_holds_the_lock() {
     assert!(r.wait_changed(v, Some(Duration::from_secs(20))).unwrap() > v);
     assert_eq!(r.torn().unwrap(), Some((0, 100)));
 }
+
+#[test]
+fn wait_changed_learns_that_a_writer_died_mid_write() {
+    // Before: a waiter already asleep when a writer died mid-write slept until its timeout (the
+    // dead writer never woke it).
+    let n = RName::new("waitdead");
+    let r = Region::create(&n.0, 4096, &RegionOptions::new()).unwrap();
+    let v = r.version();
+    let name = n.0.clone();
+    let h = std::thread::spawn(move || {
+        let r = Region::open(&name, &RegionOptions::new()).unwrap();
+        let t = Instant::now();
+        (
+            r.wait_changed(v, Some(Duration::from_secs(20))),
+            t.elapsed(),
+        )
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let mut dying = rtool(&["die-mid-write", &n.0, "100", "50", "0"]);
+    dying.expect_line("half", T);
+    let _ = dying.child.wait();
+    let died = Instant::now();
+    let (res, _) = h.join().unwrap();
+    let took = died.elapsed();
+    assert!(res.unwrap() > v, "the repair moves the version");
+    assert!(
+        took < shmio::queue::BACKSTOP * 3,
+        "the waiter learned of the death after {took:?}"
+    );
+    assert_eq!(r.torn().unwrap(), Some((100, 50)));
+}

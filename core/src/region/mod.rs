@@ -672,7 +672,9 @@ impl Region {
     /// passes ([`Error::Timeout`]; `Some(ZERO)`: do not wait, [`Error::WouldBlock`]; `None`:
     /// no limit). Sleeps on a futex in the header (shared, so any process's writer wakes it).
     /// It registers as a waiter under the writer lock, which writers hold only briefly; the
-    /// timeout also bounds the wait for that lock.
+    /// timeout also bounds the wait for that lock. A writer that dies mid-write is noticed
+    /// within [`crate::queue::BACKSTOP`]: its range is marked torn (see [`Region::torn`]), which
+    /// moves the version, so the call returns the new version.
     pub fn wait_changed(&self, seen: u64, timeout: Option<Duration>) -> Result<u64> {
         let h = self.header();
         let (seq, waiters) = (&h.seq.0.seq, &h.notify.0.waiters);
@@ -706,7 +708,14 @@ impl Region {
                 waiters.fetch_add(1, Ordering::Relaxed);
                 seq.load(Ordering::Relaxed)
             };
-            let res = futex::wait(seq, expected, deadline.as_ref());
+            // Sleep at most one backstop period: a writer that dies mid-write never wakes us,
+            // and the next round's lock finds it dead, repairs, and moves the version.
+            let slice = crate::sys::deadline_after(crate::queue::BACKSTOP);
+            let until = match &deadline {
+                Some(t) if (t.tv_sec, t.tv_nsec) < (slice.tv_sec, slice.tv_nsec) => *t,
+                _ => slice,
+            };
+            let res = futex::wait(seq, expected, Some(&until));
             waiters.fetch_sub(1, Ordering::Relaxed);
             match res {
                 Ok(WaitOutcome::Interrupted) => return Err(Error::Interrupted),
