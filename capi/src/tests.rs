@@ -865,3 +865,67 @@ fn poller_c_api_round_trip_on_every_backend() {
     assert_eq!(st, SHMIO_ERR_INVALID_ARGUMENT);
     assert!(p.is_null());
 }
+
+#[test]
+fn inherited_handles_return_forked_in_a_child_and_close_harmlessly() {
+    let n = Name::new("fork");
+    let p = create(&n, None);
+    let c = open(&n, SHMIO_START_NEWEST, 0);
+    // SAFETY: the child only calls the library on the inherited handles and leaves with
+    // _exit; the parent waits for it.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let mut buf = [0u8; 16];
+        let mut len = 0usize;
+        let mut code = 0;
+        // SAFETY: live handles (inherited), valid buffers.
+        unsafe {
+            if shmio_consumer_recv(c, buf.as_mut_ptr().cast(), 16, 0, &mut len, ptr::null_mut())
+                != SHMIO_ERR_FORKED
+            {
+                code |= 1;
+            }
+            if shmio_producer_send(p, buf.as_ptr().cast(), 1, 0, ptr::null_mut())
+                != SHMIO_ERR_FORKED
+            {
+                code |= 2;
+            }
+            shmio_consumer_close(c);
+            shmio_producer_close(p);
+            libc::_exit(code);
+        }
+    }
+    let mut status = 0;
+    // SAFETY: our own child, a valid out-pointer.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status),
+        "child died of a signal: {status:#x}"
+    );
+    assert_eq!(libc::WEXITSTATUS(status), 0, "bit 1 recv, bit 2 send");
+    // The parent's handles still work.
+    let mut buf = [0u8; 16];
+    let mut len = 0usize;
+    // SAFETY: live handles, valid buffers.
+    unsafe {
+        assert_eq!(
+            shmio_producer_send(p, b"x".as_ptr().cast(), 1, 0, ptr::null_mut()),
+            SHMIO_OK
+        );
+        assert_eq!(
+            shmio_consumer_recv(
+                c,
+                buf.as_mut_ptr().cast(),
+                16,
+                1000,
+                &mut len,
+                ptr::null_mut()
+            ),
+            SHMIO_OK
+        );
+        shmio_consumer_close(c);
+        shmio_producer_close(p);
+    }
+    assert_eq!(&buf[..len], b"x");
+}
