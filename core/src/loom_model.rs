@@ -230,8 +230,11 @@ mod tests {
     #[test]
     fn reset_of_the_sleeper_count_never_strands_a_sleeper() {
         // The producer resets the count (as after wakes that found nobody) and then publishes;
-        // a consumer sleeping meanwhile must be woken and must count itself again.
-        loom::model(|| {
+        // a consumer sleeping meanwhile must be woken and must count itself again. The
+        // consumer may loop, so bound the preemptions to keep the search finite and quick.
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(|| {
             let r = Arc::new(Ring::new(2));
             let f = Arc::new(Futex {
                 m: Mutex::new(()),
