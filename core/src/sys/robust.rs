@@ -440,17 +440,12 @@ fn keeper_main<F>(
         while !ctl.releasing() {
             let _ = futex::wait(&ctl.state, RUN, None);
         }
-        // Release cleanly, in list order: clear our id (0 = closed), then wake every sleeper.
+        // Release cleanly, in list order: clear the words (0 = closed), then wake every
+        // sleeper. No id comparison: thread ids repeat across PID namespaces, so an id proves
+        // nothing; the words are ours because nobody may claim them while our handle lives
+        // (a forced claim needs the handle's liveness lock, which we hold until after this).
         for w in &words {
-            let _ = w
-                .get()
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
-                    if v & FUTEX_TID_MASK == tid {
-                        Some(0)
-                    } else {
-                        None
-                    }
-                });
+            w.get().store(0, Ordering::SeqCst);
         }
         for w in &words {
             futex::wake_all(w.get());
