@@ -514,7 +514,7 @@ fn pidns_two_pid1_consumers_each_get_every_record() {
 }
 
 #[test]
-#[ignore = "needs the futex-word region lock of issue 11"]
+
 fn pidns_two_pid1_region_writers() {
     use shmio::region::{self, Region, RegionOptions};
     const SLOTS: u64 = 4;

@@ -2,27 +2,26 @@
 //!
 //! ```text
 //! offset 0      Config       magic, layout version, sizes (written once at creation)
-//! offset 128    writer lock  robust process-shared pthread mutex (64 bytes reserved)
+//! offset 128    LockLine     the writer lock: one robust futex word (see `sys::rlock`)
 //! offset 256    SeqLine      seqlock counter (also the futex word of change waiters), version,
 //!                            the range being written, the torn range
 //! offset 384    NotifyLine   count of change waiters
 //! offset 4096   data         `data_size` bytes
 //! ```
 //!
-//! Every field is an atomic (or, for the mutex, only ever used through a raw pointer): the file
-//! is shared with processes we do not control. The configuration is copied out once at open
+//! Every field is an atomic: the file is shared with processes we do not control, and no
+//! pointer of any process is ever stored in it. The configuration is copied out once at open
 //! and validated against the file's size; only the local copy is used to compute addresses.
 
-use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::Error;
-use crate::sys::pmutex::{MUTEX_SIZE, MUTEX_SPACE};
 
 /// `"SHMIOR\0\x01"` read as a little-endian u64.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMIOR\0\x01");
-/// Bumped whenever the file layout changes incompatibly.
-pub const LAYOUT_VERSION: u32 = 1;
+/// Bumped whenever the file layout changes incompatibly. Version 2: the writer lock is one
+/// robust futex word instead of a glibc `pthread_mutex_t`.
+pub const LAYOUT_VERSION: u32 = 2;
 /// Where the data starts: one page after the start of the file.
 pub const DATA_OFFSET: u64 = 4096;
 /// Largest region (1 TiB).
@@ -38,16 +37,17 @@ pub(crate) struct Config {
     pub(crate) header_size: AtomicU32,
     pub(crate) data_offset: AtomicU64,
     pub(crate) data_size: AtomicU64,
-    /// `size_of::<pthread_mutex_t>()` of the creator: a file made with another C library's
-    /// mutex layout is refused.
-    pub(crate) mutex_size: AtomicU32,
-    pub(crate) _reserved: AtomicU32,
+    pub(crate) _reserved: [AtomicU32; 2],
     pub(crate) created_unix_ns: AtomicU64,
 }
 
-/// Storage for the robust writer mutex; only used through a raw pointer.
-#[repr(C, align(16))]
-pub(crate) struct MutexSpace(pub(crate) UnsafeCell<[u8; MUTEX_SPACE]>);
+/// The writer lock.
+#[repr(C)]
+pub(crate) struct LockLine {
+    /// 0 (perhaps with `FUTEX_OWNER_DIED`): free; else the holder's keeper thread id, perhaps
+    /// with `FUTEX_WAITERS` (see `sys::rlock`).
+    pub(crate) word: AtomicU32,
+}
 
 /// The sequence lock and the bookkeeping of torn writes. Written only by the lock holder.
 #[repr(C)]
@@ -80,12 +80,15 @@ pub(crate) struct NotifyLine {
 #[repr(C)]
 pub(crate) struct Header {
     pub(crate) config: Line<Config>,
-    pub(crate) lock: Line<MutexSpace>,
+    pub(crate) lock: Line<LockLine>,
     pub(crate) seq: Line<SeqLine>,
     pub(crate) notify: Line<NotifyLine>,
 }
 
 const _: () = assert!(std::mem::size_of::<Header>() as u64 <= DATA_OFFSET);
+/// File offset of the writer lock's word (tests scribble it).
+pub const LOCK_WORD_OFFSET: u64 = 128;
+const _: () = assert!(std::mem::offset_of!(Header, lock) as u64 == LOCK_WORD_OFFSET);
 
 /// Validated geometry: only the data size varies.
 pub(crate) fn validate(config: &Config, file_len: u64) -> Result<u64, Error> {
@@ -107,13 +110,6 @@ pub(crate) fn validate(config: &Config, file_len: u64) -> Result<u64, Error> {
         return Err(Error::Corrupt(format!(
             "header size {header_size} is not {}",
             std::mem::size_of::<Header>()
-        )));
-    }
-    let mutex_size = config.mutex_size.load(Ordering::Relaxed);
-    if mutex_size != MUTEX_SIZE {
-        return Err(Error::Corrupt(format!(
-            "writer lock of {mutex_size} bytes, this C library's is {MUTEX_SIZE}: \
-             made by an incompatible build"
         )));
     }
     let data_offset = config.data_offset.load(Ordering::Relaxed);
@@ -150,7 +146,6 @@ pub(crate) fn write_config(config: &Config, size: u64) {
         .store(std::mem::size_of::<Header>() as u32, Ordering::Relaxed);
     config.data_offset.store(DATA_OFFSET, Ordering::Relaxed);
     config.data_size.store(size, Ordering::Relaxed);
-    config.mutex_size.store(MUTEX_SIZE, Ordering::Relaxed);
     config.created_unix_ns.store(now, Ordering::Relaxed);
     config.magic.store(MAGIC, Ordering::Release);
 }

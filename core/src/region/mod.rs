@@ -26,13 +26,13 @@
 //!   orders or protects concurrent raw accesses; use it for data with one writer and readers
 //!   that tolerate races, or add your own protocol.
 //! - **Consistent** ([`Region::write`], [`Region::read`], [`Region::write_with`],
-//!   [`Region::read_with`]): writers are serialised by a robust process-shared lock in the
-//!   header and bracket their change with a sequence counter; readers copy optimistically and
+//!   [`Region::read_with`]): writers are serialised by a robust lock whose only shared state is
+//!   one futex word in the header (no process's pointers, no thread ids compared) and bracket their change with a sequence counter; readers copy optimistically and
 //!   retry if a write overlapped their copy, so a reader never returns half-written data and
 //!   never blocks a writer.
 //!
 //! # Writer death
-//! The writer lock is a robust mutex: if a writer dies while holding it (`kill -9` in the
+//! The writer lock is robust (`sys::rlock`): if a writer dies while holding it (`kill -9` in the
 //! middle of a write), the next process to take the lock (a writer, or a reader that found the
 //! counter stuck) is told so by the kernel, marks the range the dead writer was writing as
 //! *torn*, and releases the counter. Reads that overlap a torn range fail with
@@ -81,11 +81,11 @@ use std::time::{Duration, Instant};
 
 use memmap2::{MmapOptions, MmapRaw};
 
-pub use layout::{DATA_OFFSET, LAYOUT_VERSION, MAX_SIZE};
+pub use layout::{DATA_OFFSET, LAYOUT_VERSION, LOCK_WORD_OFFSET, MAX_SIZE};
 
 use crate::shmfile::{self, FileError};
 use crate::sys::futex::{self, WaitOutcome};
-use crate::sys::pmutex::{self, Locked};
+use crate::sys::rlock::{self, Locked, RobustLock};
 use crate::vm::PageCache;
 use layout::{Header, after_rewrite, hull, overlaps};
 
@@ -265,10 +265,20 @@ const SPIN_FOR: Duration = Duration::from_micros(20);
 /// An open, mapped region. `Send + Sync`: consistent calls may be made from many threads at
 /// once (writers are serialised by the lock).
 pub struct Region {
+    /// The writer lock over the header's lock word; declared first, so dropped before `map`.
+    lock: RobustLock,
     map: MmapRaw,
     file: File,
     path: PathBuf,
     size: u64,
+    /// The file's identity (`st_dev`, `st_ino`): a thread that holds the lock of this file
+    /// through any handle may not take it again.
+    id: (u64, u64),
+}
+
+std::thread_local! {
+    /// Regions (by file identity) whose writer lock this thread holds.
+    static HELD: std::cell::RefCell<Vec<(u64, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl fmt::Debug for Region {
@@ -298,19 +308,14 @@ impl Region {
             .len(total as usize)
             .map_raw(&file)
             .map_err(|e| Error::io("mmap", Some(&path), e))?;
-        let region = Region {
-            map,
-            file,
-            path: path.clone(),
-            size,
-        };
-        // SAFETY: the mapping is fresh, private to us (the file is not linked yet), page
-        // aligned, and at least a header long; the mutex space is 16-byte aligned in it.
-        unsafe { pmutex::init(region.mutex()) }
-            .map_err(|e| Error::io("pthread_mutex_init", None, e))?;
-        layout::write_config(&region.header().config.0, size);
+        // SAFETY: the mapping is at least DATA_OFFSET >= size_of::<Header>() bytes, page
+        // aligned, fresh and private to us (the file is not linked yet); `Config` holds only
+        // atomics. The lock word is zero (free) in the fresh file.
+        let config = unsafe { &(*(map.as_ptr() as *const Header)).config.0 };
+        layout::write_config(config, size);
         tmp.link_into_place(&path)?;
-        drop(region);
+        drop(map);
+        drop(file);
         // Map again with the caller's options, like any other opener. If that fails (e.g.
         // `mlock` over RLIMIT_MEMLOCK), the file we just published goes again.
         Region::open_path(path.clone(), opts).inspect_err(|_| {
@@ -355,11 +360,25 @@ impl Region {
         if opts.lock {
             map.lock().map_err(|e| Error::io("mlock", Some(&path), e))?;
         }
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io("fstat", Some(&path), e))?;
+        let id = (
+            std::os::unix::fs::MetadataExt::dev(&meta),
+            std::os::unix::fs::MetadataExt::ino(&meta),
+        );
+        // SAFETY: the header is inside the mapping (validated size), page aligned; the word is
+        // an aligned atomic that stays mapped as long as `map`, which the lock is dropped before.
+        let word = unsafe { &(*(map.as_ptr() as *const Header)).lock.0.word as *const _ };
+        // SAFETY: as just said.
+        let lock = unsafe { RobustLock::new(word) };
         Ok(Region {
+            lock,
             map,
             file,
             path,
             size,
+            id,
         })
     }
 
@@ -367,10 +386,6 @@ impl Region {
         // SAFETY: the mapping is at least DATA_OFFSET >= size_of::<Header>() bytes and page
         // aligned; every field is an atomic or an `UnsafeCell` used only through raw pointers.
         unsafe { &*(self.map.as_ptr() as *const Header) }
-    }
-
-    fn mutex(&self) -> *mut libc::pthread_mutex_t {
-        self.header().lock.0.0.get().cast()
     }
 
     /// The data's first byte (raw access). Valid for [`Region::len`] bytes while `self` lives.
@@ -432,34 +447,27 @@ impl Region {
 
     /// Takes the writer lock, giving up with [`Error::Timeout`] after `timeout` (if any).
     fn lock_within(&self, timeout: Option<Duration>) -> Result<LockGuard<'_>> {
-        let res = match timeout {
-            // SAFETY: the mutex was initialised at creation (validated header) and the mapping
-            // lives as long as `self`.
-            None => unsafe { pmutex::lock(self.mutex()) },
-            // SAFETY: as above.
-            Some(t) => unsafe { pmutex::lock_for(self.mutex(), t) },
-        };
-        match res {
-            Ok(Locked::Clean) => Ok(LockGuard { r: self }),
-            Ok(Locked::OwnerDied) => {
-                let g = LockGuard { r: self };
-                self.repair();
-                // SAFETY: we hold the lock after OwnerDied.
-                unsafe { pmutex::make_consistent(self.mutex()) }
-                    .map_err(|e| Error::io("pthread_mutex_consistent", None, e))?;
-                Ok(g)
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EDEADLK) => Err(Error::InvalidArgument(
+        if HELD.with(|h| h.borrow().contains(&self.id)) {
+            return Err(Error::InvalidArgument(
                 "this thread already holds the region's writer lock (a call from inside \
                  write_with)"
                     .into(),
-            )),
-            Err(e) if e.raw_os_error() == Some(libc::ETIMEDOUT) => Err(Error::Timeout),
-            Err(e) if e.raw_os_error() == Some(libc::ENOTRECOVERABLE) => Err(Error::Corrupt(
-                "the writer lock is unrecoverable (a holder died and was not repaired)".into(),
-            )),
-            Err(e) => Err(Error::io("pthread_mutex_lock", None, e)),
+            ));
         }
+        let deadline = timeout.map(crate::sys::deadline_after);
+        let (held, how) = self.lock.lock(deadline.as_ref()).map_err(|e| match e {
+            rlock::LockError::Timeout => Error::Timeout,
+            rlock::LockError::Io(e) => Error::io("spawn lock keeper thread", None, e),
+        })?;
+        HELD.with(|h| h.borrow_mut().push(self.id));
+        let g = LockGuard {
+            r: self,
+            held: Some(held),
+        };
+        if how == Locked::OwnerDied {
+            self.repair();
+        }
+        Ok(g)
     }
 
     /// With the lock held: if a write was in progress (the counter is odd), its range becomes
@@ -576,11 +584,12 @@ impl Region {
         s.version.store(version, Ordering::Relaxed);
         s.seq.store(seq.wrapping_add(2), Ordering::Release);
         let wake = self.has_waiters();
-        drop(lock);
+        let unlocked = lock.unlock();
         // Woken after unlocking, so that a woken waiter does not find the lock still held.
         if wake {
             self.wake_waiters();
         }
+        unlocked?;
         Ok((r, version))
     }
 
@@ -764,12 +773,39 @@ impl Region {
 /// Holds the writer lock; unlocks on drop.
 struct LockGuard<'a> {
     r: &'a Region,
+    held: Option<rlock::Held<'a>>,
+}
+
+impl LockGuard<'_> {
+    /// Releases the lock; [`Error::Corrupt`] if another process overwrote the lock word while
+    /// we held it (what we wrote stands: it stayed inside the mapping).
+    fn unlock(mut self) -> Result<()> {
+        self.release()
+    }
+
+    fn release(&mut self) -> Result<()> {
+        let Some(held) = self.held.take() else {
+            return Ok(());
+        };
+        let id = self.r.id;
+        HELD.with(|h| {
+            let mut h = h.borrow_mut();
+            if let Some(i) = h.iter().rposition(|x| *x == id) {
+                h.swap_remove(i);
+            }
+        });
+        held.unlock().map_err(|s| {
+            Error::Corrupt(format!(
+                "the region's writer lock word was overwritten while held (found {:#x})",
+                s.found
+            ))
+        })
+    }
 }
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
-        // SAFETY: this thread holds the lock (we made the guard after locking it).
-        let _ = unsafe { pmutex::unlock(self.r.mutex()) };
+        let _ = self.release();
     }
 }
 

@@ -8,8 +8,8 @@ pub(crate) mod cachestat;
 pub(crate) mod fork;
 pub(crate) mod futex;
 pub(crate) mod ofd;
-pub(crate) mod pmutex;
 pub(crate) mod poll;
+pub(crate) mod rlock;
 pub(crate) mod robust;
 
 use std::io;

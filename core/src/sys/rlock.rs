@@ -1,0 +1,471 @@
+//! A robust lock whose only shared state is one futex word.
+//!
+//! The region's writer lock used to be a glibc robust `pthread_mutex_t` in the shared file.
+//! While held, glibc keeps pointers into the holder's thread control block *in the mutex* and
+//! writes through them at unlock, so a process that can write the file could make the holder
+//! write chosen values to chosen addresses of its own memory; it also compares thread ids,
+//! which repeat across PID namespaces. This lock shares exactly one 32-bit word:
+//!
+//! - `0` (perhaps with [`FUTEX_OWNER_DIED`]): free; `OWNER_DIED` says its last holder died
+//!   holding it;
+//! - the *keeper* thread id of the holding handle, perhaps with [`FUTEX_WAITERS`]: held.
+//!
+//! Robustness comes from the kernel's robust-futex list, as for the queue's owner words (see
+//! `sys::robust`), with every list node private to the process: each [`RobustLock`] has a
+//! small keeper thread whose robust list holds the lock word's node *only while this handle
+//! holds the lock* (linked and unlinked by the locking thread, with `list_op_pending` covering
+//! the steps in between, as the robust-futex ABI prescribes). When the process dies holding the
+//! lock, the kernel marks the word `OWNER_DIED` and wakes a waiter; the next locker is told
+//! ([`Locked::OwnerDied`]) and repairs what the dead holder left. Because a handle lists the
+//! word only while it holds it, a process in another PID namespace whose keeper happens to have
+//! the same thread id cannot mark our lock when it dies.
+//!
+//! Threads of one handle take the lock in turn (a process-local mutex in front of the word).
+//! Waits sleep in slices of at most [`BACKSTOP`](crate::queue::BACKSTOP): the kernel wakes one
+//! waiter per death, and that waiter may die in the same instant.
+//!
+//! A peer that scribbles the word can make lockers wait (for their timeout) or make the holder's
+//! unlock report [`Scribbled`]; it cannot make anyone write outside its mapping.
+//!
+//! # References
+//! - set_robust_list(2), futex(2), Linux `Documentation/locking/robust-futex-ABI.rst`
+
+use std::io;
+use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use super::futex::{self, WaitOutcome};
+use super::robust::{FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS};
+use super::{deadline_after, deadline_passed, fork};
+
+/// `struct robust_list`, with an atomic pointer: other threads of the process write it while
+/// the kernel may read it (at the keeper's exit).
+#[repr(C)]
+struct Node {
+    next: AtomicPtr<Node>,
+}
+
+/// `struct robust_list_head` (`futex_offset` is a `long`, the size of `isize` on Linux).
+#[repr(C)]
+struct Head {
+    list: Node,
+    futex_offset: AtomicIsize,
+    list_op_pending: AtomicPtr<Node>,
+}
+
+const _: () = assert!(std::mem::size_of::<AtomicIsize>() == std::mem::size_of::<libc::c_long>());
+
+/// The keeper's robust list: its head and the lock word's node, at a fixed heap address.
+struct ListMem {
+    head: Head,
+    node: Node,
+}
+
+impl ListMem {
+    fn head_node(&self) -> *mut Node {
+        (&self.head.list as *const Node).cast_mut()
+    }
+    fn node(&self) -> *mut Node {
+        (&self.node as *const Node).cast_mut()
+    }
+    /// Links the node (we hold the word) or unlinks it, with `list_op_pending` set meanwhile.
+    fn set_linked(&self, linked: bool) {
+        self.head
+            .list_op_pending
+            .store(self.node(), Ordering::SeqCst);
+        let next = if linked {
+            self.node()
+        } else {
+            self.head_node()
+        };
+        self.head.list.next.store(next, Ordering::SeqCst);
+    }
+    fn clear_pending(&self) {
+        self.head
+            .list_op_pending
+            .store(std::ptr::null_mut(), Ordering::SeqCst);
+    }
+}
+
+/// A thread whose robust list is [`ListMem`], alive as long as the lock (in one process).
+struct Keeper {
+    mem: Arc<ListMem>,
+    tid: u32,
+    stop: Arc<AtomicU32>,
+    thread: Option<JoinHandle<()>>,
+    fork_gen: u32,
+}
+
+impl Keeper {
+    fn spawn(word: *const AtomicU32) -> io::Result<Keeper> {
+        let mem = Arc::new(ListMem {
+            head: Head {
+                list: Node {
+                    next: AtomicPtr::new(std::ptr::null_mut()),
+                },
+                futex_offset: AtomicIsize::new(0),
+                list_op_pending: AtomicPtr::new(std::ptr::null_mut()),
+            },
+            node: Node {
+                next: AtomicPtr::new(std::ptr::null_mut()),
+            },
+        });
+        // The node points back at the head; the head points at itself while the lock is not
+        // held (an empty list).
+        mem.node.next.store(mem.head_node(), Ordering::SeqCst);
+        mem.head.list.next.store(mem.head_node(), Ordering::SeqCst);
+        // Read only by the kernel; written once, before the head is registered.
+        mem.head.futex_offset.store(
+            (word as isize).wrapping_sub(mem.node() as isize),
+            Ordering::SeqCst,
+        );
+        let stop = Arc::new(AtomicU32::new(0));
+        let (tx, rx) = std::sync::mpsc::sync_channel::<io::Result<u32>>(1);
+        let (t_mem, t_stop) = (Arc::clone(&mem), Arc::clone(&stop));
+        let thread = std::thread::Builder::new()
+            .name("shmio-rlock".into())
+            .stack_size(64 * 1024)
+            .spawn(move || keeper_main(&t_mem, &t_stop, &tx))?;
+        let tid = match rx.recv() {
+            Ok(Ok(tid)) => tid,
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(io::Error::other("lock keeper thread ended early"));
+            }
+        };
+        Ok(Keeper {
+            mem,
+            tid,
+            stop,
+            thread: Some(thread),
+            fork_gen: fork::generation(),
+        })
+    }
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        if self.fork_gen != fork::generation() {
+            // A forked child: the thread exists only in the parent.
+            std::mem::forget(self.thread.take());
+            return;
+        }
+        self.stop.store(1, Ordering::SeqCst);
+        futex::wake_all(&self.stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn keeper_main(mem: &ListMem, stop: &AtomicU32, tx: &std::sync::mpsc::SyncSender<io::Result<u32>>) {
+    // A library thread takes none of the application's signals.
+    // SAFETY: `all` is a valid sigset filled by sigfillset; the old mask is not wanted.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+    }
+    let mut glibc_head: *const libc::c_void = std::ptr::null();
+    let mut len: libc::size_t = 0;
+    // SAFETY: both out-pointers point at live locals of the right types.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_get_robust_list,
+            0 as libc::c_int,
+            &mut glibc_head as *mut *const libc::c_void,
+            &mut len as *mut libc::size_t,
+        )
+    };
+    if r == -1 {
+        let _ = tx.send(Err(io::Error::last_os_error()));
+        return;
+    }
+    // SAFETY: `mem` lives (an Arc held by this thread's closure) until after we restore glibc's
+    // head below; the word its node names stays mapped while the lock's owner lives, and the
+    // kernel reads it only when this thread exits with the node linked (the lock held, so the
+    // mapping alive).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_set_robust_list,
+            &mem.head as *const Head,
+            std::mem::size_of::<Head>(),
+        )
+    };
+    if r == -1 {
+        let _ = tx.send(Err(io::Error::last_os_error()));
+        return;
+    }
+    let _ = tx.send(Ok(super::gettid()));
+    while stop.load(Ordering::SeqCst) == 0 {
+        let _ = futex::wait(stop, 0, None);
+    }
+    // SAFETY: glibc's head lives in the thread control block for the whole life of the thread.
+    unsafe {
+        libc::syscall(libc::SYS_set_robust_list, glibc_head, len);
+    }
+}
+
+/// What locking gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Locked {
+    /// Held; the previous holder unlocked cleanly.
+    Clean,
+    /// Held; the previous holder died while holding it: repair what it left.
+    OwnerDied,
+}
+
+/// Why locking failed.
+#[derive(Debug)]
+pub(crate) enum LockError {
+    /// The deadline passed.
+    Timeout,
+    /// Setting up the keeper thread failed.
+    Io(io::Error),
+}
+
+/// The holder found the word changed by someone else when it unlocked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Scribbled {
+    pub(crate) found: u32,
+}
+
+/// The process-local lock that lets one thread of a handle at a time at the shared word: a
+/// futex mutex (0 free, 1 held, 2 held with waiters) with a timed wait.
+struct LocalLock(AtomicU32);
+
+impl LocalLock {
+    fn lock(&self, deadline: Option<&libc::timespec>) -> bool {
+        if self
+            .0
+            .compare_exchange(0, 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return true;
+        }
+        loop {
+            if self.0.swap(2, Ordering::Acquire) == 0 {
+                return true;
+            }
+            if deadline.is_some_and(deadline_passed) {
+                return false;
+            }
+            let _: io::Result<WaitOutcome> = futex::wait(&self.0, 2, deadline);
+        }
+    }
+    fn unlock(&self) {
+        if self.0.swap(0, Ordering::Release) == 2 {
+            let _ = futex::wake(&self.0, 1);
+        }
+    }
+}
+
+/// A robust lock over one futex word in a shared mapping (see the module docs).
+pub(crate) struct RobustLock {
+    word: *const AtomicU32,
+    local: LocalLock,
+    /// This process's keeper; used only while `local` is held.
+    keeper: Mutex<Option<Keeper>>,
+}
+
+// SAFETY: `word` points into a mapping that the lock's owner keeps alive for the lock's whole
+// life (a `RobustLock` is a field of the handle that owns the mapping, dropped before it), and
+// it is only used for atomic operations; the keeper is behind a mutex.
+unsafe impl Send for RobustLock {}
+// SAFETY: as above: shared use goes through atomics and the mutex.
+unsafe impl Sync for RobustLock {}
+
+/// The lock, held: unlock with [`Held::unlock`] (dropping it unlocks too).
+pub(crate) struct Held<'a> {
+    lock: &'a RobustLock,
+    guard: Option<MutexGuard<'a, Option<Keeper>>>,
+}
+
+impl RobustLock {
+    /// # Safety
+    /// `word` must be 4-byte aligned and stay valid (mapped) for the life of the value.
+    pub(crate) unsafe fn new(word: *const AtomicU32) -> RobustLock {
+        RobustLock {
+            word,
+            local: LocalLock(AtomicU32::new(0)),
+            keeper: Mutex::new(None),
+        }
+    }
+
+    fn word(&self) -> &AtomicU32 {
+        // SAFETY: `new`'s contract: aligned and mapped while `self` lives.
+        unsafe { &*self.word }
+    }
+
+    /// Takes the lock, waiting until the absolute `CLOCK_MONOTONIC` `deadline` (if any).
+    pub(crate) fn lock(
+        &self,
+        deadline: Option<&libc::timespec>,
+    ) -> Result<(Held<'_>, Locked), LockError> {
+        if !self.local.lock(deadline) {
+            return Err(LockError::Timeout);
+        }
+        // Only the holder of `local` locks this mutex, so it is never contended (and a panic
+        // while holding it left nothing inconsistent in it).
+        let mut guard = self.keeper.lock().unwrap_or_else(|p| p.into_inner());
+        if guard
+            .as_ref()
+            .is_none_or(|k| k.fork_gen != fork::generation())
+        {
+            // First use in this process (or in a forked child, whose copy is inert).
+            if let Some(old) = guard.take() {
+                drop(old);
+            }
+            match Keeper::spawn(self.word) {
+                Ok(k) => *guard = Some(k),
+                Err(e) => {
+                    drop(guard);
+                    self.local.unlock();
+                    return Err(LockError::Io(e));
+                }
+            }
+        }
+        let k = guard.as_ref().expect("keeper just made");
+        let (mem, tid) = (Arc::clone(&k.mem), k.tid);
+        let w = self.word();
+        // Announce the node before the word can hold our id: if we die after a successful
+        // CAS, the kernel finds it through `list_op_pending`.
+        mem.head.list_op_pending.store(mem.node(), Ordering::SeqCst);
+        let mut waited = false;
+        let mut cur = w.load(Ordering::SeqCst);
+        let outcome = loop {
+            if cur & FUTEX_TID_MASK == 0 {
+                // Free. After a wait, keep the waiters bit: others may still sleep.
+                let new = tid
+                    | if waited {
+                        FUTEX_WAITERS
+                    } else {
+                        cur & FUTEX_WAITERS
+                    };
+                match w.compare_exchange(cur, new, Ordering::SeqCst, Ordering::SeqCst) {
+                    Ok(_) => {
+                        break if cur & FUTEX_OWNER_DIED != 0 {
+                            Locked::OwnerDied
+                        } else {
+                            Locked::Clean
+                        };
+                    }
+                    Err(now) => {
+                        cur = now;
+                        continue;
+                    }
+                }
+            }
+            if let Some(d) = deadline {
+                if deadline_passed(d) {
+                    mem.clear_pending();
+                    drop(guard);
+                    self.local.unlock();
+                    return Err(LockError::Timeout);
+                }
+            }
+            if cur & FUTEX_WAITERS == 0 {
+                if let Err(now) =
+                    w.compare_exchange(cur, cur | FUTEX_WAITERS, Ordering::SeqCst, Ordering::SeqCst)
+                {
+                    cur = now;
+                    continue;
+                }
+                cur |= FUTEX_WAITERS;
+            }
+            let slice = deadline_after(crate::queue::BACKSTOP);
+            let until = match deadline {
+                Some(d) if (d.tv_sec, d.tv_nsec) < (slice.tv_sec, slice.tv_nsec) => *d,
+                _ => slice,
+            };
+            // Woken, timed out (a slice), interrupted or the word changed: look again.
+            let _: io::Result<WaitOutcome> = futex::wait(w, cur, Some(&until));
+            waited = true;
+            cur = w.load(Ordering::SeqCst);
+        };
+        mem.set_linked(true);
+        mem.clear_pending();
+        Ok((
+            Held {
+                lock: self,
+                guard: Some(guard),
+            },
+            outcome,
+        ))
+    }
+
+    fn release(&self, guard: MutexGuard<'_, Option<Keeper>>) -> Result<(), Scribbled> {
+        let k = guard.as_ref().expect("held implies a keeper");
+        let (mem, tid) = (&k.mem, k.tid);
+        mem.set_linked(false);
+        let prev = self.word().swap(0, Ordering::SeqCst);
+        mem.clear_pending();
+        drop(guard);
+        self.local.unlock();
+        if prev & FUTEX_WAITERS != 0 || prev & FUTEX_TID_MASK != tid {
+            futex::wake(self.word(), 1).ok();
+        }
+        if prev & !FUTEX_WAITERS == tid {
+            Ok(())
+        } else {
+            Err(Scribbled { found: prev })
+        }
+    }
+}
+
+impl Held<'_> {
+    /// Releases the lock; reports whether somebody else changed the word meanwhile.
+    pub(crate) fn unlock(mut self) -> Result<(), Scribbled> {
+        let g = self.guard.take().expect("held once");
+        self.lock.release(g)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let Some(g) = self.guard.take() {
+            let _ = self.lock.release(g);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_excludes_threads_and_reports_a_dead_holder() {
+        let word = Box::new(AtomicU32::new(0));
+        // SAFETY: the box outlives the lock (dropped at the end of the test, after it).
+        let lock = Arc::new(unsafe { RobustLock::new(&*word) });
+        let (held, how) = lock.lock(None).unwrap();
+        assert_eq!(how, Locked::Clean);
+        assert_ne!(word.load(Ordering::SeqCst) & FUTEX_TID_MASK, 0);
+        // Another thread times out while it is held, then gets it once released.
+        let l2 = Arc::clone(&lock);
+        let t = std::thread::spawn(move || {
+            let d = deadline_after(std::time::Duration::from_millis(30));
+            assert!(matches!(l2.lock(Some(&d)), Err(LockError::Timeout)));
+            let (h, how) = l2.lock(None).unwrap();
+            assert_eq!(how, Locked::Clean);
+            h.unlock().unwrap();
+        });
+        std::thread::sleep(std::time::Duration::from_millis(60));
+        held.unlock().unwrap();
+        t.join().unwrap();
+        assert_eq!(word.load(Ordering::SeqCst), 0);
+        // A word the kernel marked after its holder died.
+        word.store(FUTEX_OWNER_DIED, Ordering::SeqCst);
+        let (held, how) = lock.lock(None).unwrap();
+        assert_eq!(how, Locked::OwnerDied);
+        // A scribble while held is reported at unlock.
+        word.store(0x1234, Ordering::SeqCst);
+        assert_eq!(held.unlock(), Err(Scribbled { found: 0x1234 }));
+        drop(lock);
+    }
+}
