@@ -940,6 +940,25 @@ impl PyProducer {
         stats_dict(py, &p.stats())
     }
 
+    /// Waits until at least `count` live consumers are attached, at most `timeout` seconds
+    /// (None: no limit), and returns how many are; Timeout if fewer joined in time (WouldBlock
+    /// for a zero timeout, as `send`).
+    #[pyo3(signature = (count, timeout=None))]
+    fn wait_consumers(
+        &self,
+        py: Python<'_>,
+        count: usize,
+        timeout: Option<f64>,
+    ) -> PyResult<usize> {
+        let timeout = timeout_arg(py, timeout)?;
+        let mut g = lock_handle(py, &self.state)?;
+        let p = g
+            .producer
+            .as_mut()
+            .ok_or_else(|| closed_handle(py, "producer"))?;
+        wait_op(py, timeout, |t| p.wait_consumers(count, t))?.map_err(|e| to_py(py, e))
+    }
+
     #[getter]
     fn closed(&self, py: Python<'_>) -> PyResult<bool> {
         Ok(lock_handle(py, &self.state)?.producer.is_none())
@@ -947,7 +966,7 @@ impl PyProducer {
 
     /// Closes the queue for consumers (they drain, then get `Closed`). Aborts an open
     /// reservation; BufferError if its memoryview is still exported. A call waiting in another
-    /// thread (a back-pressure `send` or `reserve`) raises `Closed`. Idempotent;
+    /// thread (a back-pressure `send`, `reserve`, `wait_consumers`) raises `Closed`. Idempotent;
     /// in a forked child, does nothing (the handle belongs to the parent).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let Some(mut g) = close_lock(py, &self.state)? else {
@@ -1148,6 +1167,18 @@ impl PyConsumer {
         })
     }
 
+    /// Waits until a live producer holds the queue: at once if one does, else until a new one
+    /// takes over (`Queue.take_over`) after a close or death, at most `timeout` seconds (None:
+    /// no limit); Timeout if none did (WouldBlock for a zero timeout, as `recv`). Reading then
+    /// resumes where this consumer stopped.
+    #[pyo3(signature = (timeout=None))]
+    fn wait_producer(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        let timeout = timeout_arg(py, timeout)?;
+        let mut g = lock_handle(py, &self.state)?;
+        let c = g.consumer(py)?;
+        wait_op(py, timeout, |t| c.wait_producer(t))?.map_err(|e| to_py(py, e))
+    }
+
     /// Sequence number of the next record this consumer reads.
     #[getter]
     fn position(&self, py: Python<'_>) -> PyResult<u64> {
@@ -1212,7 +1243,7 @@ impl PyConsumer {
     }
 
     /// Leaves the queue. BufferError while a record view is exported. A call waiting in another
-    /// thread (`recv`, iteration, `recv_view`, ...) raises `Closed`.
+    /// thread (`recv`, iteration, `recv_view`, `wait_producer`, ...) raises `Closed`.
     /// Idempotent; in a forked child, does nothing (the handle belongs to the parent).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let Some(mut g) = close_lock(py, &self.state)? else {
@@ -2070,5 +2101,6 @@ fn _shmio(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_SLOT_SIZE", queue::MAX_SLOT_SIZE)?;
     m.add("MAX_CONSUMERS", queue::MAX_CONSUMERS)?;
     m.add("LAYOUT_VERSION", queue::LAYOUT_VERSION)?;
+    m.add("BACKSTOP", queue::BACKSTOP.as_secs_f64())?;
     Ok(())
 }
