@@ -20,7 +20,11 @@ Conventions:
 * ``try_send`` / ``try_recv`` never wait: they return ``None`` when they would have to
   (no exception), so polling loops stay cheap.
 * Handles are context managers; ``close()`` is idempotent; using a closed handle raises
-  :class:`InvalidArgument` (a ``ValueError``, as for closed files).
+  :class:`InvalidArgument` (a ``ValueError``, as for closed files). ``close()`` from another
+  thread ends a call waiting on the handle, which raises :class:`Closed`.
+* Queue handles do not survive ``fork()``: in a forked child, ``close()`` does nothing and
+  any other use raises :class:`InvalidArgument`.
+* ``BACKSTOP`` (seconds): the longest a wait sleeps before it re-checks its peers' liveness.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ from ._errors import (
 from . import _shmio, vm
 from ._event import Event
 from ._shmio import (
+    BACKSTOP,
     LAYOUT_VERSION,
     REGION_MAX_SIZE,
     Poller,
@@ -86,6 +91,7 @@ __all__ = [
     "vm",
     "REGION_MAX_SIZE",
     "LAYOUT_VERSION",
+    "BACKSTOP",
     "MAX_CONSUMERS",
     "MAX_SLOT_SIZE",
     "MAX_SLOTS",

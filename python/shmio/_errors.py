@@ -85,7 +85,8 @@ class ProducerDead(ShmioError):
 
 
 class Closed(ShmioError):
-    """The producer closed the queue; every record it committed has been delivered."""
+    """The producer closed the queue; every record it committed has been delivered. Also
+    raised by a call waiting on a handle that another thread closed."""
 
 
 class ProducerExists(ShmioError):

@@ -10,6 +10,8 @@
 //! while the GIL is held (contention waits with the GIL released). Blocking calls first try
 //! without waiting; only when they must wait do they release the GIL (`py.detach`), and every
 //! interrupted wait (EINTR) runs Python's signal handlers, so Ctrl-C raises KeyboardInterrupt.
+//! A queue handle's `close()` does not queue behind a blocked call: it cancels the core handle's
+//! waits first (`Canceller`), and the call raises `Closed`.
 //!
 //! Zero copy: `Producer.reserve` and `Consumer.recv_view` hand out memoryviews over the slot
 //! itself, through a small exporter object (`_Buffer`) that counts its buffer exports and keeps
@@ -34,8 +36,8 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyMemoryView, PyString};
 use shmio::{poll, region, vm};
 
 use shmio::queue::{
-    self, Consumer, Error, Policy, Producer, ProducerStatus, QueueInfo, QueueOptions, QueueStats,
-    Start,
+    self, Canceller, Consumer, Error, Policy, Producer, ProducerStatus, QueueInfo, QueueOptions,
+    QueueStats, Start,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -108,11 +110,21 @@ impl From<Error> for ErrDesc {
             Error::BufferTooSmall { needed } => d("BufferTooSmall").attr("needed", *needed),
             Error::Overrun => d("Overrun"),
             Error::Unsupported(_) => d("Unsupported"),
+            // Only a wait that `close()` (from another thread) interrupts sees this.
+            Error::Cancelled => ErrDesc::new(
+                "Closed",
+                "the handle was closed by another thread during this call".to_string(),
+            ),
+            Error::Forked => ErrDesc::new("InvalidArgument", FORKED.to_string()),
             Error::Io { source, path, .. } => ErrDesc::io(msg.clone(), source, path.as_deref()),
             _ => d("ShmioError"),
         }
     }
 }
+
+/// The message for a queue handle used in a forked child (the Python wording of the fix).
+const FORKED: &str = "this handle was opened by the parent process: handles do not survive \
+                      fork(); open the queue again in the child (or use the 'spawn' start method)";
 
 impl From<region::Error> for ErrDesc {
     fn from(e: region::Error) -> ErrDesc {
@@ -399,35 +411,57 @@ fn init_pid() {
     }
 }
 
-/// Handles do not survive `fork()` (the core's keeper thread is not copied): a handle used in
-/// a forked child is refused instead of misbehaving.
-trait ForkCheck {
-    fn owner_pid(&self) -> u32;
+/// A queue handle: its state behind the lock, and what must be reachable without the lock.
+struct Handle<T> {
+    state: Locked<T>,
+    /// The process that opened the handle. Handles do not survive `fork()` (the core refuses
+    /// them with `Error::Forked`); this is checked before the lock, since a thread of the parent
+    /// may have held it at the fork, and in the child nobody would ever give it back.
+    pid: u32,
+    /// Ends the core handle's waits, so that `close()` can take the lock from a thread blocked
+    /// in a call (see `close_lock`).
+    cancel: Canceller,
 }
 
-impl ForkCheck for ProducerState {
-    fn owner_pid(&self) -> u32 {
-        self.pid
+impl<T> Handle<T> {
+    fn new(state: T, cancel: Canceller) -> Handle<T> {
+        Handle {
+            state: Locked::new(state),
+            pid: current_pid(),
+            cancel,
+        }
     }
-}
 
-impl ForkCheck for ConsumerState {
-    fn owner_pid(&self) -> u32 {
-        self.pid
+    fn forked(&self) -> bool {
+        self.pid != current_pid()
     }
 }
 
 /// Locks a handle's state, refusing a handle inherited through `fork()`.
-fn lock_handle<'a, T: ForkCheck>(py: Python<'_>, m: &'a Locked<T>) -> PyResult<LockedGuard<'a, T>> {
-    let g = lock(py, m)?;
-    if g.owner_pid() != current_pid() {
-        return Err(invalid(
-            py,
-            "this handle was opened by the parent process: handles do not survive fork(); \
-             open the queue again in the child (or use the 'spawn' start method)",
-        ));
+fn lock_handle<'a, T>(py: Python<'_>, h: &'a Handle<T>) -> PyResult<LockedGuard<'a, T>> {
+    if h.forked() {
+        return Err(to_py(py, Error::Forked));
     }
-    Ok(g)
+    lock(py, &h.state)
+}
+
+/// Locks a handle's state for `close()`: if another thread holds the lock (it may be blocked in
+/// a wait that would not end by itself), cancels the core handle's waits first, so that the call
+/// returns promptly (raising `Closed`) and gives the lock back. `None` in a forked child, where
+/// closing is a no-op: the handle belongs to the parent, and the core's drop (when the object
+/// goes) leaves the parent's state alone.
+///
+/// A cancelled handle's waits stay cancelled: if `close()` then fails (BufferError, a memoryview
+/// another thread still exports), later waits on the handle raise `Closed` too.
+fn close_lock<'a, T>(py: Python<'_>, h: &'a Handle<T>) -> PyResult<Option<LockedGuard<'a, T>>> {
+    if h.forked() {
+        return Ok(None);
+    }
+    if let Some(g) = h.state.try_lock() {
+        return Ok(Some(g));
+    }
+    h.cancel.cancel();
+    lock(py, &h.state).map(Some)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -671,34 +705,25 @@ struct Reserved {
 struct ProducerState {
     producer: Option<Producer>,
     reserved: Option<Reserved>,
-    /// The process that opened the handle (see `ForkCheck`).
-    pid: u32,
-}
-
-impl Drop for ProducerState {
-    fn drop(&mut self) {
-        if self.pid != current_pid() {
-            // A forked child: the keeper thread exists only in the parent, so closing here
-            // would wait for a thread that is not there. Leave the handle to the parent.
-            std::mem::forget(self.producer.take());
-        }
-    }
 }
 
 /// The single writer of a queue.
 #[pyclass(module = "shmio._shmio", name = "Producer", frozen)]
 struct PyProducer {
-    state: Locked<ProducerState>,
+    state: Handle<ProducerState>,
 }
 
 impl PyProducer {
     fn new(p: Producer) -> PyProducer {
+        let cancel = p.canceller();
         PyProducer {
-            state: Locked::new(ProducerState {
-                producer: Some(p),
-                reserved: None,
-                pid: current_pid(),
-            }),
+            state: Handle::new(
+                ProducerState {
+                    producer: Some(p),
+                    reserved: None,
+                },
+                cancel,
+            ),
         }
     }
 
@@ -915,15 +940,38 @@ impl PyProducer {
         stats_dict(py, &p.stats())
     }
 
+    /// Waits until at least `count` live consumers are attached, at most `timeout` seconds
+    /// (None: no limit), and returns how many are; Timeout if fewer joined in time (WouldBlock
+    /// for a zero timeout, as `send`).
+    #[pyo3(signature = (count, timeout=None))]
+    fn wait_consumers(
+        &self,
+        py: Python<'_>,
+        count: usize,
+        timeout: Option<f64>,
+    ) -> PyResult<usize> {
+        let timeout = timeout_arg(py, timeout)?;
+        let mut g = lock_handle(py, &self.state)?;
+        let p = g
+            .producer
+            .as_mut()
+            .ok_or_else(|| closed_handle(py, "producer"))?;
+        wait_op(py, timeout, |t| p.wait_consumers(count, t))?.map_err(|e| to_py(py, e))
+    }
+
     #[getter]
     fn closed(&self, py: Python<'_>) -> PyResult<bool> {
         Ok(lock_handle(py, &self.state)?.producer.is_none())
     }
 
     /// Closes the queue for consumers (they drain, then get `Closed`). Aborts an open
-    /// reservation; BufferError if its memoryview is still exported. Idempotent.
+    /// reservation; BufferError if its memoryview is still exported. A call waiting in another
+    /// thread (a back-pressure `send`, `reserve`, `wait_consumers`) raises `Closed`. Idempotent;
+    /// in a forked child, does nothing (the handle belongs to the parent).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let mut g = lock_handle(py, &self.state)?;
+        let Some(mut g) = close_lock(py, &self.state)? else {
+            return Ok(());
+        };
         let st = &mut *g;
         if st.reserved.is_some() {
             Self::end_reservation(py, st)?;
@@ -968,17 +1016,6 @@ struct ConsumerState {
     consumer: Option<Consumer>,
     /// The record view handed out by `recv_view`, if its slot is still held.
     view: Option<Arc<Export>>,
-    /// The process that opened the handle (see `ForkCheck`).
-    pid: u32,
-}
-
-impl Drop for ConsumerState {
-    fn drop(&mut self) {
-        if self.pid != current_pid() {
-            // As for `ProducerState`: in a forked child, leave the handle to the parent.
-            std::mem::forget(self.consumer.take());
-        }
-    }
 }
 
 impl ConsumerState {
@@ -1019,7 +1056,7 @@ impl ConsumerState {
 /// One reader of a queue, with its own cursor.
 #[pyclass(module = "shmio._shmio", name = "Consumer", frozen)]
 struct PyConsumer {
-    state: Locked<ConsumerState>,
+    state: Handle<ConsumerState>,
 }
 
 impl PyConsumer {
@@ -1130,6 +1167,18 @@ impl PyConsumer {
         })
     }
 
+    /// Waits until a live producer holds the queue: at once if one does, else until a new one
+    /// takes over (`Queue.take_over`) after a close or death, at most `timeout` seconds (None:
+    /// no limit); Timeout if none did (WouldBlock for a zero timeout, as `recv`). Reading then
+    /// resumes where this consumer stopped.
+    #[pyo3(signature = (timeout=None))]
+    fn wait_producer(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        let timeout = timeout_arg(py, timeout)?;
+        let mut g = lock_handle(py, &self.state)?;
+        let c = g.consumer(py)?;
+        wait_op(py, timeout, |t| c.wait_producer(t))?.map_err(|e| to_py(py, e))
+    }
+
     /// Sequence number of the next record this consumer reads.
     #[getter]
     fn position(&self, py: Python<'_>) -> PyResult<u64> {
@@ -1193,9 +1242,13 @@ impl PyConsumer {
         Ok(lock_handle(py, &self.state)?.consumer.is_none())
     }
 
-    /// Leaves the queue. BufferError while a record view is exported. Idempotent.
+    /// Leaves the queue. BufferError while a record view is exported. A call waiting in another
+    /// thread (`recv`, iteration, `recv_view`, `wait_producer`, ...) raises `Closed`.
+    /// Idempotent; in a forked child, does nothing (the handle belongs to the parent).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let mut g = lock_handle(py, &self.state)?;
+        let Some(mut g) = close_lock(py, &self.state)? else {
+            return Ok(());
+        };
         g.end_view(py, true)?;
         if let Some(c) = g.consumer.take() {
             py.detach(move || drop(c));
@@ -1208,7 +1261,7 @@ impl PyConsumer {
     }
 
     /// The next record; the iteration ends when the producer closed the queue (ProducerDead
-    /// is raised if it died).
+    /// is raised if it died; Closed if another thread closes this consumer meanwhile).
     fn __next__(&self, py: Python<'_>) -> PyResult<Option<Py<PyAny>>> {
         match self.recv_impl(py, None)? {
             Ok(b) => Ok(Some(b)),
@@ -1997,12 +2050,15 @@ fn open(py: Python<'_>, name: &str, start: Option<&Bound<'_, PyAny>>) -> PyResul
     let c = py
         .detach(|| Consumer::open(name, start))
         .map_err(|e| to_py(py, e))?;
+    let cancel = c.canceller();
     Ok(PyConsumer {
-        state: Locked::new(ConsumerState {
-            consumer: Some(c),
-            view: None,
-            pid: current_pid(),
-        }),
+        state: Handle::new(
+            ConsumerState {
+                consumer: Some(c),
+                view: None,
+            },
+            cancel,
+        ),
     })
 }
 
@@ -2045,5 +2101,6 @@ fn _shmio(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_SLOT_SIZE", queue::MAX_SLOT_SIZE)?;
     m.add("MAX_CONSUMERS", queue::MAX_CONSUMERS)?;
     m.add("LAYOUT_VERSION", queue::LAYOUT_VERSION)?;
+    m.add("BACKSTOP", queue::BACKSTOP.as_secs_f64())?;
     Ok(())
 }
