@@ -317,3 +317,63 @@ fn wait_changed_learns_that_a_writer_died_mid_write() {
     );
     assert_eq!(r.torn().unwrap(), Some((100, 50)));
 }
+
+#[test]
+fn a_peer_scribbling_the_lock_word_makes_the_holder_fail_not_write_elsewhere() {
+    // Before: the lock was a glibc mutex whose bytes hold pointers the holder writes through at
+    // unlock; a peer rewriting them could aim the holder's stores anywhere in its memory.
+    let n = RName::new("scribblelock");
+    let r = std::sync::Arc::new(Region::create(&n.0, 4096, &RegionOptions::new()).unwrap());
+    let path = region::resolve(&n.0).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let writer = {
+        let r = std::sync::Arc::clone(&r);
+        std::thread::spawn(move || {
+            r.write_with(0, 64, |buf| {
+                buf.fill(7);
+                tx.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(300));
+            })
+        })
+    };
+    rx.recv().unwrap();
+    let (code, lines) = rtool(&[
+        "scribble",
+        path.to_str().unwrap(),
+        &region::LOCK_WORD_OFFSET.to_string(),
+        "100",
+    ])
+    .finish(T);
+    assert_eq!(code, 0, "{lines:?}");
+    let res = writer.join().unwrap();
+    match res {
+        Err(Error::Corrupt(m)) => assert!(m.contains("lock word"), "{m}"),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    // Nothing outside the range was written; the region stays usable.
+    let mut buf = vec![0u8; 4096];
+    r.read(0, &mut buf).unwrap();
+    assert!(buf[..64].iter().all(|&b| b == 7));
+    assert!(buf[64..].iter().all(|&b| b == 0));
+    r.write(100, b"after").unwrap();
+    let mut b = [0u8; 5];
+    r.read(100, &mut b).unwrap();
+    assert_eq!(&b, b"after");
+}
+
+#[test]
+fn a_file_of_the_old_layout_is_refused_clearly() {
+    use std::os::unix::fs::FileExt;
+    let n = RName::new("oldlayout");
+    drop(Region::create(&n.0, 4096, &RegionOptions::new()).unwrap());
+    let path = region::resolve(&n.0).unwrap();
+    // Layout version 1 had a glibc mutex where the lock word is now.
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&1u32.to_le_bytes(), 8).unwrap();
+    match Region::open(&n.0, &RegionOptions::new()) {
+        Err(e @ Error::VersionMismatch { found: 1, .. }) => {
+            assert!(e.to_string().contains("layout version 1"), "{e}")
+        }
+        other => panic!("expected VersionMismatch, got {other:?}"),
+    }
+}

@@ -11,6 +11,8 @@
 //!                                         sleep HOLD_MS holding the lock, then SIGKILL itself
 //! shmio-rtool write NAME OFF BYTE LEN     one consistent write -> "wrote V"
 //! shmio-rtool read NAME OFF LEN           one consistent read -> "ok B0" / "torn OFF LEN"
+//! shmio-rtool scribble PATH OFF MS        writes random u32s at file offset OFF for MS ms, as
+//!                                         a hostile peer would (plain file writes) -> "done N"
 //! ```
 //! Every result goes to stdout, one line each; errors exit with status 2.
 
@@ -43,6 +45,27 @@ fn say(line: &str) {
 fn run(args: &[String]) -> Result<(), String> {
     let cmd = args.first().ok_or("usage: see the source")?;
     let name = args.get(1).ok_or("missing NAME")?;
+    if cmd == "scribble" {
+        use std::os::unix::fs::FileExt;
+        let off = num(args.get(2), "OFF")?;
+        let ms = num(args.get(3), "MS")?;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(name)
+            .map_err(|e| e.to_string())?;
+        let until = Instant::now() + Duration::from_millis(ms);
+        let (mut n, mut x) = (0u64, 0x9e37_79b9u32);
+        while Instant::now() < until {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            f.write_all_at(&x.to_le_bytes(), off)
+                .map_err(|e| e.to_string())?;
+            n += 1;
+        }
+        say(&format!("done {n}"));
+        return Ok(());
+    }
     if cmd == "create" {
         let size = num(args.get(2), "SIZE")?;
         Region::create(name, size, &RegionOptions::new()).map_err(|e| e.to_string())?;
