@@ -435,12 +435,23 @@ impl Consumer {
                     // record is read from anyway, so it arrives with the news (spinning on the
                     // head would add a cache-line transfer to every hand-over). Then wait on
                     // the head, sleeping, and look again.
+                    // The spin also watches the producer's owner word and this slot's death
+                    // word (read-mostly lines, cheap to poll): a long spin must not hide a
+                    // death or a take-over.
+                    let (owner, death) = (
+                        &self.shared.header().owner.0.owner,
+                        &self.shared.consumer(self.index).death,
+                    );
+                    let (ow, dw) = (owner.load(Ordering::Relaxed), death.load(Ordering::Relaxed));
                     if !matches!(deadline, Deadline::Now)
                         && wait::spin_until(self.spin, || {
                             slot.stamp.load(Ordering::Relaxed) != stamp
                                 || self.cancel.is_cancelled()
+                                || owner.load(Ordering::Relaxed) != ow
+                                || death.load(Ordering::Relaxed) != dw
                         })
                         && !self.cancel.is_cancelled()
+                        && slot.stamp.load(Ordering::Relaxed) != stamp
                     {
                         continue;
                     }

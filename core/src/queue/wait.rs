@@ -538,12 +538,22 @@ pub(crate) fn wait_for_space(
                 .map(|&i| &shared.consumer(i).cursor)
                 .collect();
             let before: Vec<u64> = cursors.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+            // Also the blockers' owner words: a long spin must not hide a consumer's death.
+            let owners: Vec<&AtomicU32> = blockers
+                .iter()
+                .map(|&i| &shared.consumer(i).owner)
+                .collect();
+            let owned: Vec<u32> = owners.iter().map(|o| o.load(Ordering::Relaxed)).collect();
             spin_until(spin, || {
                 cancel.0.load(Ordering::Relaxed) != cancel.1
                     || cursors
                         .iter()
                         .zip(&before)
                         .any(|(c, b)| c.load(Ordering::Relaxed) != *b)
+                    || owners
+                        .iter()
+                        .zip(&owned)
+                        .any(|(o, v)| o.load(Ordering::Relaxed) != *v)
             });
             continue;
         }
