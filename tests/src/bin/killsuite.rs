@@ -4,6 +4,7 @@
 //! ```text
 //! shmio-killsuite [--cycles N] [--consumer-kills N] [--together N] [--scribble N]
 //!                 [--seed S] [--stuck-ms MS] [--max-stuck N] [--qtool PATH] [--check]
+//!                 [--long-spins]
 //! ```
 //! Every process is a `shmio-qtool` (found next to this binary unless `--qtool` says where);
 //! every queue gets a name of its own in /dev/shm and is unlinked after its cycle. Modes, run
@@ -40,6 +41,11 @@
 //!   each must end with producer-dead or corrupt (ending even before the kill, on seeing the
 //!   foreign word, is allowed and counted; one that ends producer-dead after the kill must
 //!   have drained every committed record, as in the producer kills).
+//!
+//! `--long-spins` (not in CI) also gives half the consumers of the "spinning" producer kills,
+//! and half the producers of the consumer-kill sessions, the longest spin (1 s, `set_spin`'s
+//! limit): spins watch only the ring, not the peers' owner words, so today a death is noticed
+//! only when the spin ends.
 //!
 //! A consumer that gets no answer within `--stuck-ms` (default 1000) times out (qtool exit 4)
 //! and counts as stuck; one that notices the death past the backstop and margin counts as late
@@ -106,6 +112,7 @@ struct Opts {
     max_stuck: u64,
     qtool: PathBuf,
     check: bool,
+    long_spins: bool,
 }
 
 fn parse_opts() -> Opts {
@@ -136,6 +143,7 @@ fn parse_opts() -> Opts {
         max_stuck: num("--max-stuck", 20),
         qtool,
         check: args.iter().any(|a| a == "--check"),
+        long_spins: args.iter().any(|a| a == "--long-spins"),
     }
 }
 
@@ -937,7 +945,9 @@ fn producer_kill_cycle(ctx: &mut Ctx, n: u64, f: &mut Figures) {
         } else if point == "streaming" && ctx.rng.one_in(4) {
             extra.extend(["--slow-us".into(), "20".into()]);
         }
-        if point == "spinning" && !bp {
+        if point == "spinning" && ctx.o.long_spins && ctx.rng.one_in(2) {
+            extra.extend(["--spin-us".into(), "1000000".into()]);
+        } else if point == "spinning" && !bp {
             extra.extend(["--spin-us".into(), ctx.rng.range(200, 5000).to_string()]);
         }
         if zc && point.starts_with("mid-reserve") && ctx.rng.one_in(3) {
@@ -1264,6 +1274,9 @@ fn consumer_kill_session(ctx: &mut Ctx, n: u64, kills: u64, f: &mut KillFigures)
     if ctx.rng.one_in(2) {
         pargs.push("--copy".into());
     }
+    if ctx.o.long_spins && ctx.rng.one_in(2) {
+        pargs.extend(["--spin-us".into(), "1000000".into()]);
+    }
     ctx.seed_arg(&mut pargs);
     let mut prod = Kid::spawn(&ctx.o.qtool, &pargs, true, None);
     if let Err(e) = prod.expect("ready", Duration::from_secs(10)) {
@@ -1435,8 +1448,14 @@ fn main() {
     check_offsets();
     println!(
         "shmio-killsuite: seed {} ({} producer-kill cycles, {} consumer kills, {} together, \
-         {} scribble; stuck after {} ms; backstop {BACKSTOP_MS} ms + {MARGIN_MS} ms margin)",
-        o.seed, o.cycles, o.consumer_kills, o.together, o.scribble, o.stuck_ms
+         {} scribble; stuck after {} ms; backstop {BACKSTOP_MS} ms + {MARGIN_MS} ms margin{})",
+        o.seed,
+        o.cycles,
+        o.consumer_kills,
+        o.together,
+        o.scribble,
+        o.stuck_ms,
+        if o.long_spins { "; long spins" } else { "" }
     );
     let _ = std::io::stdout().flush();
     let rng = Rng::new(o.seed);
