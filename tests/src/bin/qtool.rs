@@ -4,27 +4,56 @@
 //! shmio-qtool produce NAME [--create|--open] [--slots N] [--size N] [--policy overwrite|bp]
 //!                          [--count N] [--interval-us N] [--wait-consumers N] [--hold]
 //!                          [--text] [--die-mid-record] [--timeout-ms N]
+//!                          [--min-size N] [--copy] [--spin-us N] [--burst N --pause-us N]
+//!                          [--hold-reserve-us N] [--final-reserve] [--until-eof]
+//!                          [--stall-report] [--seed N]
 //! shmio-qtool consume NAME [--from newest|oldest|SEQ] [--count N] [--slow-us N]
 //!                          [--zero-copy] [--text] [--timeout-ms N] [--hold] [--survive]
-//!                          [--poll] [--flush-each]
+//!                          [--quiet] [--hold-read-us N] [--spin-us N] [--after-dead-ms N]
+//!                          [--seed N] [--poll] [--flush-each]
 //! ```
 //! Producer prints `ready` once it holds the queue, `sent N` at the end. Consumer prints
 //! `opened POS`, `rec SEQ` per record (`text ...` with --text), and a final
-//! `end STATUS received=N lost=M`. Exit codes as the C consumer: 0 done or closed, 3 producer
-//! dead, 2 cannot open, 4 timeout, 1 other. With `--survive` a consumer that finds the producer
-//! dead prints `gone dead` once and keeps trying, for a new producer to take over.
+//! `end STATUS received=N lost=M` followed by more `key=value` fields (below). Exit codes as
+//! the C consumer: 0 done or closed, 3 producer dead, 2 cannot open, 4 timeout, 1 other. With
+//! `--survive` a consumer that finds the producer dead prints `gone dead` once and keeps trying,
+//! for a new producer to take over.
+//!
+//! For the kill suite (`shmio-killsuite`):
+//! - producer: `--min-size N` gives each record a random length in N..=size (N >= 8);
+//!   `--copy` writes with `send` instead of `reserve`/`commit`; `--spin-us` sets the spin of a
+//!   wait for space; `--burst N --pause-us U` pauses a random 0..=U us after bursts of 1..=N
+//!   records; `--hold-reserve-us N` holds one reservation in four open for 1..=N us with only
+//!   half of the record written (a consumer that delivered it would see a torn record);
+//!   `--final-reserve` after the records opens one more reservation, half written, prints
+//!   `holding SEQ` and sleeps until killed; `--until-eof` sends until standard input closes
+//!   (then closes the queue normally); `--stall-report` times every reserve/send and prints
+//!   `stalls n=N max_us=X over1ms=A over10ms=B over100ms=C max_at_ns=T` before `sent` (and
+//!   before exiting 1 when a reserve or send fails, e.g. times out).
+//! - consumer: `--quiet` prints no `rec` lines and goes on past a torn record (counting it);
+//!   `--hold-read-us N` holds each zero-copy read 0..=N us before releasing it; the end line's
+//!   extra fields are `start=` (the opening position) `first= last=` (sequence numbers, `-`
+//!   if none) `dup= order= gaps=` (repeats, steps back, and records skipped between two
+//!   received ones) `torn=` `t_last_ns=` (`CLOCK_MONOTONIC` of the last record) `t_end_ns=`
+//!   (`CLOCK_MONOTONIC` when the final status was returned, e.g. `ProducerDead`)
+//!   `after_dead=` (see `--after-dead-ms`). A corrupt queue ends with status `corrupt` (exit 1).
+//!   `--after-dead-ms N`: after `ProducerDead`, wait N ms and drain once more without waiting
+//!   (a record committed at the very instant of the death may become visible just after);
+//!   records found then still count as received, and in `after_dead=`.
 //! With `--poll` a consumer never blocks in the queue: it waits with `poll(2)` on
 //! `Consumer::fd()` (`--timeout-ms` bounds each poll) and then calls `try_recv` until
 //! `WouldBlock`; it prints `polls N empty M` before the end line (M: wake-ups after which the
 //! first `try_recv` found nothing). `--flush-each` flushes stdout after every record line
 //! (by default it is flushed only after `opened`, `gone dead` and at the end).
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::RawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use shmio::queue::{Consumer, Error, Policy, Producer, QueueOptions, Start};
-use shmio_tests::{check_record, fill_record};
+use shmio_tests::{Rng, check_record, fill_record, monotonic_ns};
 
 fn arg<T: std::str::FromStr>(args: &[String], flag: &str) -> Option<T> {
     args.iter()
@@ -35,6 +64,10 @@ fn arg<T: std::str::FromStr>(args: &[String], flag: &str) -> Option<T> {
 
 fn flag(args: &[String], flag: &str) -> bool {
     args.iter().any(|a| a == flag)
+}
+
+fn seed(args: &[String]) -> u64 {
+    arg(args, "--seed").unwrap_or_else(|| monotonic_ns() ^ (u64::from(std::process::id()) << 32))
 }
 
 fn main() {
@@ -49,6 +82,32 @@ fn main() {
         _ => 2,
     };
     std::process::exit(code);
+}
+
+/// How long reserve/send calls waited (`--stall-report`).
+#[derive(Default)]
+struct Stalls {
+    n: u64,
+    max_ns: u64,
+    max_at_ns: u64,
+    over: [u64; 3],
+}
+
+impl Stalls {
+    fn add(&mut self, start_ns: u64) {
+        let now = monotonic_ns();
+        let took = now.saturating_sub(start_ns);
+        self.n += 1;
+        if took > self.max_ns {
+            self.max_ns = took;
+            self.max_at_ns = now;
+        }
+        for (i, limit) in [1_000_000, 10_000_000, 100_000_000].into_iter().enumerate() {
+            if took > limit {
+                self.over[i] += 1;
+            }
+        }
+    }
 }
 
 fn produce(name: &str, args: &[String]) -> i32 {
@@ -73,28 +132,67 @@ fn produce(name: &str, args: &[String]) -> i32 {
             return 2;
         }
     };
+    if let Some(us) = arg::<u64>(args, "--spin-us") {
+        p.set_spin(Duration::from_micros(us));
+    }
     let out = std::io::stdout();
     writeln!(out.lock(), "ready {}", p.next_seq()).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let until_eof = flag(args, "--until-eof");
+    if until_eof {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = std::io::stdin().read_to_end(&mut sink);
+            stop.store(true, Ordering::SeqCst);
+        });
+    }
     if let Some(n) = arg::<usize>(args, "--wait-consumers") {
         while p.stats().live_consumers() < n {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
-    let count: u64 = arg(args, "--count").unwrap_or(0);
+    let count: u64 = arg(args, "--count").unwrap_or(if until_eof { u64::MAX } else { 0 });
     let interval = Duration::from_micros(arg(args, "--interval-us").unwrap_or(0));
     let timeout = arg::<u64>(args, "--timeout-ms").map(Duration::from_millis);
     let text = flag(args, "--text");
+    let copy = flag(args, "--copy");
     let size = size as usize;
+    let min_size = arg::<usize>(args, "--min-size").unwrap_or(size).min(size);
+    let burst: u64 = arg(args, "--burst").unwrap_or(0);
+    let pause_us: u64 = arg(args, "--pause-us").unwrap_or(0);
+    let hold_reserve_us: u64 = arg(args, "--hold-reserve-us").unwrap_or(0);
+    let report = flag(args, "--stall-report");
+    let mut rng = Rng::new(seed(args));
+    let mut stalls = Stalls::default();
+    let mut rec = vec![0u8; size];
+    let mut burst_left = rng.range(1, burst);
     let mut sent = 0;
-    for _ in 0..count {
-        let res = {
+    let mut failed = None;
+    while sent < count && !stop.load(Ordering::Relaxed) {
+        let len = rng.range(min_size as u64, size as u64) as usize;
+        let t0 = if report { monotonic_ns() } else { 0 };
+        let res = if copy && !text {
+            fill_record(&mut rec[..len], p.next_seq());
+            let r = p.send_for(&rec[..len], timeout);
+            if report {
+                stalls.add(t0);
+            }
+            r.map_err(|e| format!("send: {e}"))
+        } else {
             let mut r = match p.reserve_for(timeout) {
                 Ok(r) => r,
                 Err(e) => {
-                    eprintln!("reserve: {e}");
-                    return 1;
+                    if report {
+                        stalls.add(t0);
+                    }
+                    failed = Some(format!("reserve: {e}"));
+                    break;
                 }
             };
+            if report {
+                stalls.add(t0);
+            }
             let seq = r.seq();
             let len = if text {
                 let mut rec = [0u8; 80];
@@ -102,20 +200,57 @@ fn produce(name: &str, args: &[String]) -> i32 {
                 rec[..s.len()].copy_from_slice(s.as_bytes());
                 r.buf()[..80].copy_from_slice(&rec);
                 80
+            } else if hold_reserve_us > 0 && rng.one_in(4) {
+                // Hold the reservation open with half a record in the slot.
+                fill_record(&mut rec[..len], seq);
+                let half = len / 2;
+                r.buf()[..half].copy_from_slice(&rec[..half]);
+                r.buf()[half..len].fill(0xEE);
+                std::thread::sleep(Duration::from_micros(rng.range(1, hold_reserve_us)));
+                r.buf()[half..len].copy_from_slice(&rec[half..len]);
+                len
             } else {
-                fill_record(&mut r.buf()[..size], seq);
-                size
+                fill_record(&mut r.buf()[..len], seq);
+                len
             };
-            r.commit(len)
+            r.commit(len).map_err(|e| format!("commit: {e}"))
         };
         if let Err(e) = res {
-            eprintln!("commit: {e}");
-            return 1;
+            failed = Some(e);
+            break;
         }
         sent += 1;
         if !interval.is_zero() {
             std::thread::sleep(interval);
         }
+        if burst > 0 {
+            burst_left -= 1;
+            if burst_left == 0 {
+                burst_left = rng.range(1, burst);
+                let us = rng.range(0, pause_us);
+                if us > 0 {
+                    std::thread::sleep(Duration::from_micros(us));
+                }
+            }
+        }
+    }
+    if report {
+        writeln!(
+            out.lock(),
+            "stalls n={} max_us={} over1ms={} over10ms={} over100ms={} max_at_ns={}",
+            stalls.n,
+            stalls.max_ns / 1000,
+            stalls.over[0],
+            stalls.over[1],
+            stalls.over[2],
+            stalls.max_at_ns
+        )
+        .unwrap();
+    }
+    if let Some(e) = failed {
+        out.lock().flush().unwrap();
+        eprintln!("{e}");
+        return 1;
     }
     writeln!(out.lock(), "sent {sent}").unwrap();
     out.lock().flush().unwrap();
@@ -127,12 +262,54 @@ fn produce(name: &str, args: &[String]) -> i32 {
         // SAFETY: raising SIGKILL on ourselves; nothing runs after it.
         unsafe { libc::raise(libc::SIGKILL) };
     }
+    if flag(args, "--final-reserve") {
+        // Open one more reservation, half written, and wait to be killed with it open.
+        let mut r = p.reserve_for(timeout).expect("reserve");
+        let seq = r.seq();
+        fill_record(&mut rec, seq);
+        let half = size / 2;
+        r.buf()[..half].copy_from_slice(&rec[..half]);
+        r.buf()[half..size].fill(0xEE);
+        writeln!(out.lock(), "holding {seq}").unwrap();
+        out.lock().flush().unwrap();
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
     if flag(args, "--hold") {
         loop {
             std::thread::sleep(Duration::from_secs(3600));
         }
     }
     0
+}
+
+/// What a `--quiet` consumer checks as it goes, for its end line.
+struct Track {
+    first: Option<u64>,
+    last: Option<u64>,
+    dup: u64,
+    order: u64,
+    gaps: u64,
+    torn: u64,
+    t_last_ns: u64,
+}
+
+impl Track {
+    fn saw(&mut self, seq: u64) {
+        match self.last {
+            Some(l) if seq == l => self.dup += 1,
+            Some(l) if seq < l => self.order += 1,
+            Some(l) => self.gaps += seq - l - 1,
+            None => self.first = Some(seq),
+        }
+        self.last = Some(self.last.map_or(seq, |l| l.max(seq)));
+        self.t_last_ns = monotonic_ns();
+    }
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".to_string(), |v| v.to_string())
 }
 
 fn consume(name: &str, args: &[String]) -> i32 {
@@ -148,9 +325,13 @@ fn consume(name: &str, args: &[String]) -> i32 {
             return 2;
         }
     };
+    if let Some(us) = arg::<u64>(args, "--spin-us") {
+        c.set_spin(Duration::from_micros(us));
+    }
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
-    writeln!(out, "opened {}", c.position()).unwrap();
+    let opened = c.position();
+    writeln!(out, "opened {opened}").unwrap();
     out.flush().unwrap();
     if flag(args, "--hold") {
         loop {
@@ -164,11 +345,29 @@ fn consume(name: &str, args: &[String]) -> i32 {
     let text = flag(args, "--text");
     let survive = flag(args, "--survive");
     let flush_each = flag(args, "--flush-each");
+    let quiet = flag(args, "--quiet");
+    let hold_read_us: u64 = arg(args, "--hold-read-us").unwrap_or(0);
+    let mut rng = Rng::new(seed(args));
     let mut reported_gone = false;
     let mut buf = vec![0u8; c.info().slot_size as usize];
+    let mut track = Track {
+        first: None,
+        last: None,
+        dup: 0,
+        order: 0,
+        gaps: 0,
+        torn: 0,
+        t_last_ns: 0,
+    };
     let mut received = 0u64;
     let mut status = "done";
     let mut code = 0;
+    let mut t_end_ns = 0;
+    let after_dead_ms: u64 = arg(args, "--after-dead-ms").unwrap_or(0);
+    let mut timeout = timeout;
+    // Records received in the second look after `ProducerDead` (`--after-dead-ms`).
+    let mut after_dead: Option<u64> = None;
+    let mut t_last_at_dead = 0;
     let poll_fd = if flag(args, "--poll") {
         match c.fd() {
             Ok(fd) => Some(fd),
@@ -182,6 +381,7 @@ fn consume(name: &str, args: &[String]) -> i32 {
     };
     let (mut polls, mut empty, mut just_woke) = (0u64, 0u64, false);
     while received < count {
+        // (sequence number, what its pattern says, the bytes when --text wants them)
         let res = if let Some(fd) = poll_fd {
             match c.recv_seq_for(&mut buf, Some(Duration::ZERO)) {
                 Err(Error::WouldBlock) => {
@@ -205,16 +405,23 @@ fn consume(name: &str, args: &[String]) -> i32 {
                 }
                 r => {
                     just_woke = false;
-                    r.map(|(seq, n)| (seq, buf[..n].to_vec()))
+                    r.map(|(seq, n)| {
+                        let data = if text { buf[..n].to_vec() } else { Vec::new() };
+                        (seq, check_record(&buf[..n]), data)
+                    })
                 }
             }
         } else if zero_copy {
             match c.read_for(timeout) {
                 Ok(g) => {
                     let seq = g.seq();
-                    let data = g.data().to_vec();
+                    let data = if text { g.data().to_vec() } else { Vec::new() };
+                    let verdict = check_record(g.data());
+                    if hold_read_us > 0 {
+                        std::thread::sleep(Duration::from_micros(rng.range(0, hold_read_us)));
+                    }
                     match g.release() {
-                        Ok(()) => Ok((seq, data)),
+                        Ok(()) => Ok((seq, verdict, data)),
                         Err(Error::Overrun) => continue,
                         Err(e) => Err(e),
                     }
@@ -222,28 +429,34 @@ fn consume(name: &str, args: &[String]) -> i32 {
                 Err(e) => Err(e),
             }
         } else {
-            c.recv_seq_for(&mut buf, timeout)
-                .map(|(seq, n)| (seq, buf[..n].to_vec()))
+            c.recv_seq_for(&mut buf, timeout).map(|(seq, n)| {
+                let data = if text { buf[..n].to_vec() } else { Vec::new() };
+                (seq, check_record(&buf[..n]), data)
+            })
         };
         match res {
-            Ok((seq, data)) => {
+            Ok((seq, verdict, data)) => {
+                track.saw(seq);
                 if text {
                     let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
                     writeln!(out, "text {seq} {}", String::from_utf8_lossy(&data[..end])).unwrap();
-                } else {
-                    match check_record(&data) {
-                        Some(s) if s == seq => writeln!(out, "rec {seq}").unwrap(),
-                        other => {
-                            writeln!(out, "bad {seq} {other:?}").unwrap();
-                            status = "bad";
-                            code = 1;
-                            break;
-                        }
+                } else if verdict != Some(seq) {
+                    track.torn += 1;
+                    if !quiet {
+                        writeln!(out, "bad {seq} {verdict:?}").unwrap();
+                        status = "bad";
+                        code = 1;
+                        break;
                     }
+                } else if !quiet {
+                    writeln!(out, "rec {seq}").unwrap();
                 }
                 received += 1;
                 if flush_each {
                     out.flush().unwrap();
+                }
+                if let Some(n) = after_dead.as_mut() {
+                    *n += 1;
                 }
                 if !slow.is_zero() {
                     std::thread::sleep(slow);
@@ -257,24 +470,29 @@ fn consume(name: &str, args: &[String]) -> i32 {
                 }
                 std::thread::sleep(Duration::from_millis(1));
             }
-            Err(Error::ProducerDead) => {
-                status = "dead";
-                code = 3;
-                break;
-            }
-            Err(Error::Closed) => {
-                status = "closed";
-                break;
-            }
-            Err(Error::Timeout) => {
-                status = "timeout";
-                code = 4;
-                break;
+            Err(Error::ProducerDead | Error::WouldBlock) if after_dead.is_some() => break,
+            Err(Error::ProducerDead) if after_dead_ms > 0 => {
+                // The documented limit: a record committed at the very instant of the death
+                // may become visible just after `ProducerDead`; look once more, later.
+                t_end_ns = monotonic_ns();
+                (status, code) = ("dead", 3);
+                t_last_at_dead = track.t_last_ns;
+                std::thread::sleep(Duration::from_millis(after_dead_ms));
+                timeout = Some(Duration::ZERO);
+                after_dead = Some(0);
             }
             Err(e) => {
-                writeln!(out, "error {e}").unwrap();
-                status = "error";
-                code = 1;
+                t_end_ns = monotonic_ns();
+                (status, code) = match e {
+                    Error::ProducerDead => ("dead", 3),
+                    Error::Closed => ("closed", 0),
+                    Error::Timeout => ("timeout", 4),
+                    Error::Corrupt(_) => ("corrupt", 1),
+                    _ => ("error", 1),
+                };
+                if code == 1 {
+                    writeln!(out, "error {e}").unwrap();
+                }
                 break;
             }
         }
@@ -282,7 +500,28 @@ fn consume(name: &str, args: &[String]) -> i32 {
     if poll_fd.is_some() {
         writeln!(out, "polls {polls} empty {empty}").unwrap();
     }
-    writeln!(out, "end {status} received={received} lost={}", c.lost()).unwrap();
+    if t_end_ns == 0 {
+        t_end_ns = monotonic_ns();
+    }
+    if after_dead.is_some() {
+        // The last record before the death was reported, not one found in the second look.
+        track.t_last_ns = t_last_at_dead;
+    }
+    writeln!(
+        out,
+        "end {status} received={received} lost={} start={opened} first={} last={} dup={} \
+         order={} gaps={} torn={} t_last_ns={} t_end_ns={t_end_ns} after_dead={}",
+        c.lost(),
+        opt(track.first),
+        opt(track.last),
+        track.dup,
+        track.order,
+        track.gaps,
+        track.torn,
+        track.t_last_ns,
+        after_dead.unwrap_or(0),
+    )
+    .unwrap();
     out.flush().unwrap();
     code
 }
