@@ -32,10 +32,39 @@ const REQUIRED: &[&str] = &[
 
 #[test]
 fn kill_suite_meets_every_target() {
+    run(&[
+        "--cycles",
+        "1000",
+        "--consumer-kills",
+        "300",
+        "--together",
+        "200",
+        "--scribble",
+        "200",
+    ]);
+}
+
+#[test]
+fn kill_suite_with_one_second_spins_meets_every_target() {
+    // Spins of up to 1 s (the most `set_spin` allows) once watched only the ring: a consumer
+    // noticed its producer's death ~1 s late and a producer stalled 1 s on a dead consumer.
+    run(&[
+        "--cycles",
+        "200",
+        "--consumer-kills",
+        "60",
+        "--together",
+        "30",
+        "--scribble",
+        "30",
+        "--long-spins",
+    ]);
+}
+
+fn run(args: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_shmio-killsuite"))
         .args(["--qtool", env!("CARGO_BIN_EXE_shmio-qtool")])
-        .args(["--cycles", "1000", "--consumer-kills", "300"])
-        .args(["--together", "200", "--scribble", "200"])
+        .args(args)
         .output()
         .expect("run shmio-killsuite");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -11,7 +11,7 @@ use super::layout::{ConsumerSlot, Shared, consumer_byte, resolve};
 use super::ring::{self, SlotState};
 use super::wait::{self, DataWait, Deadline, ROLE_NOTIFIER, ROLE_READER};
 use super::{Error, Policy, QueueInfo, QueueStats, Result, Start, info_of, stats_of};
-use crate::sys::robust::{Claim, Keeper, KeeperCtl, Owner, SharedWord};
+use crate::sys::robust::{Claim, Keeper, KeeperCtl, Owner, SharedWord, owner_of};
 use crate::sys::{fork, futex};
 
 /// State shared with the keeper thread, which doubles as the poll notifier.
@@ -443,7 +443,11 @@ impl Consumer {
                         &self.shared.consumer(self.index).death,
                     );
                     let (ow, dw) = (owner.load(Ordering::Relaxed), death.load(Ordering::Relaxed));
+                    // No spin at all once the producer looks gone: the wait below says so.
+                    let alive = matches!(owner_of(ow), Owner::Alive(_))
+                        && matches!(owner_of(dw), Owner::Alive(_));
                     if !matches!(deadline, Deadline::Now)
+                        && alive
                         && wait::spin_until(self.spin, || {
                             slot.stamp.load(Ordering::Relaxed) != stamp
                                 || self.cancel.is_cancelled()
