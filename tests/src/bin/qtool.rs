@@ -40,6 +40,7 @@
 //!   `--after-dead-ms N`: after `ProducerDead`, wait N ms and drain once more without waiting
 //!   (a record committed at the very instant of the death may become visible just after);
 //!   records found then still count as received, and in `after_dead=`.
+//!
 //! With `--poll` a consumer never blocks in the queue: it waits with `poll(2)` on
 //! `Consumer::fd()` (`--timeout-ms` bounds each poll) and then calls `try_recv` until
 //! `WouldBlock`; it prints `polls N empty M` before the end line (M: wake-ups after which the
