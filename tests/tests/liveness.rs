@@ -351,3 +351,37 @@ fn cancel_ends_a_blocked_recv_and_a_blocked_send() {
     assert!(cancelled);
     assert!(woke.duration_since(t) < Duration::from_millis(50));
 }
+
+#[test]
+fn backpressure_producer_is_not_stalled_by_a_dead_consumer_whose_word_was_scribbled() {
+    // The consumer's owner word (slot 0 at file offset 640) is overwritten, so the kernel
+    // cannot mark it when the consumer dies: only the backstop's lock check finds the death.
+    let q = QueueName::new("scribblec");
+    let opts = QueueOptions::new().slots(4).policy(Policy::BackPressure);
+    let mut p = Producer::create(&q.0, &opts).unwrap();
+    let mut stuck = Proc::qtool(&["consume", &q.0, "--hold"]);
+    stuck.expect_line("opened", T);
+    for i in 0..4u64 {
+        p.try_send(&i.to_le_bytes()).unwrap();
+    }
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(q.path())
+        .unwrap();
+    f.write_all_at(&0x0012_3456u32.to_le_bytes(), 640).unwrap();
+    let h = std::thread::spawn(move || {
+        let r = p.send_for(b"next", Some(Duration::from_secs(10)));
+        (r.map_err(|e| e.to_string()), Instant::now(), p)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    let killed = Instant::now();
+    stuck.kill9();
+    let (r, done, p) = h.join().unwrap();
+    r.unwrap();
+    let took = done.duration_since(killed);
+    assert!(
+        took < BACKSTOP * 2,
+        "the producer stalled {took:?} on a dead consumer"
+    );
+    assert_eq!(p.stats().live_consumers(), 0);
+}
