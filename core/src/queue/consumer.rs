@@ -168,11 +168,7 @@ impl Consumer {
     /// Refuses a handle inherited through `fork()`.
     #[inline]
     fn usable(&self) -> Result<()> {
-        if self.fork_gen == fork::generation() {
-            Ok(())
-        } else {
-            Err(Error::Forked)
-        }
+        super::not_forked(self.fork_gen)
     }
 
     /// A handle that ends this consumer's waits from another thread (see [`Canceller`]).

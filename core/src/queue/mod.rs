@@ -347,6 +347,17 @@ impl std::error::Error for Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// [`Error::Forked`] for a handle made in fork generation `made_in` used after a fork (see
+/// `sys::fork`): one relaxed load on every call.
+#[inline]
+pub(crate) fn not_forked(made_in: u32) -> Result<()> {
+    if made_in == crate::sys::fork::generation() {
+        Ok(())
+    } else {
+        Err(Error::Forked)
+    }
+}
+
 /// Removes the queue file (the name or path as for [`Producer::create`]). Processes that have
 /// it open keep using it.
 pub fn unlink(name: &str) -> Result<()> {

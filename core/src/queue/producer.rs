@@ -129,11 +129,7 @@ impl Producer {
     /// Refuses a handle inherited through `fork()`.
     #[inline]
     fn usable(&self) -> Result<()> {
-        if self.fork_gen == fork::generation() {
-            Ok(())
-        } else {
-            Err(Error::Forked)
-        }
+        super::not_forked(self.fork_gen)
     }
 
     /// A handle that ends this producer's waits from another thread (see [`Canceller`]).
