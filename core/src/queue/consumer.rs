@@ -168,7 +168,7 @@ impl Consumer {
     /// Refuses a handle inherited through `fork()`.
     #[inline]
     fn usable(&self) -> Result<()> {
-        super::not_forked(self.fork_gen)
+        super::usable(self.fork_gen, &self.shared)
     }
 
     /// A handle that ends this consumer's waits from another thread (see [`Canceller`]).
@@ -297,6 +297,8 @@ impl Consumer {
             // source may be rewritten concurrently by the producer (overwrite mode); any torn
             // copy is detected by `check` below and discarded. Bytes have no invalid values.
             unsafe { std::ptr::copy_nonoverlapping(ptr, buf.as_mut_ptr().cast::<u8>(), len) };
+            // A page patched by the SIGBUS handler during the copy: the bytes are not the record.
+            self.shared.intact(false)?;
             if self.check(seq) {
                 self.advance(seq + 1);
                 return Ok((seq, len));
@@ -455,7 +457,7 @@ impl Consumer {
                     {
                         continue;
                     }
-                    match wait::wait_for_data(
+                    let waited_for = wait::wait_for_data(
                         &self.shared,
                         self.me(),
                         ROLE_READER,
@@ -463,7 +465,10 @@ impl Consumer {
                         deadline,
                         Duration::ZERO,
                         &[self.cancel.word()],
-                    ) {
+                    );
+                    // What the wait read may come from a page patched after the file shrank.
+                    self.shared.intact(false)?;
+                    match waited_for {
                         Ok(DataWait::Data) => waited = true,
                         Ok(DataWait::Gone(owner)) => {
                             // A record completed but not published before the producer went is

@@ -19,7 +19,7 @@ use memmap2::{MmapOptions, MmapRaw};
 
 use super::{Error, Policy, QueueOptions};
 use crate::shmfile::{self, TmpFile};
-use crate::sys::{fork, ofd};
+use crate::sys::{fork, ofd, sigbus};
 
 /// `"SHMIOQ\0\x01"` read as a little-endian u64.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMIOQ\0\x01");
@@ -332,6 +332,8 @@ pub fn resolve(name: &str) -> Result<PathBuf, Error> {
 
 /// An open, validated, mapped queue file.
 pub(crate) struct Shared {
+    /// The SIGBUS watch over `map` (see `sys::sigbus`); declared first, so dropped first.
+    watch: sigbus::Watch,
     map: MmapRaw,
     pub(crate) layout: Layout,
     pub(crate) path: PathBuf,
@@ -386,10 +388,12 @@ impl Shared {
         let tmp = shmfile::create_tmp(path, opts.mode, layout.total_size, 0)?;
         let file = tmp.try_clone()?;
         let map = Self::map_file(&file, layout.total_size)?;
+        let watch = sigbus::protect(map.as_ptr(), map.len());
         let shared = Shared {
             map,
             layout,
             path: path.to_path_buf(),
+            watch,
             file,
             fork_entry: AtomicUsize::new(NO_ENTRY),
         };
@@ -412,16 +416,28 @@ impl Shared {
         }
         // Map only the header first; the rest once the geometry is known to fit the file.
         let head_map = Self::map_file(&file, std::mem::size_of::<Header>() as u64)?;
+        let head_watch = sigbus::protect(head_map.as_ptr(), head_map.len());
         // SAFETY: the mapping is at least `size_of::<Header>()` bytes, page-aligned, and every
         // field of `Header` is an atomic, valid for any bit pattern.
         let config = unsafe { &(*(head_map.as_ptr() as *const Header)).config.0 };
-        let layout = Layout::read(config, len)?;
+        let layout = Layout::read(config, len);
+        let shrank = head_watch.poisoned();
+        drop(head_watch);
         drop(head_map);
+        if shrank {
+            return Err(Error::Corrupt(format!(
+                "{} shrank while it was opened",
+                path.display()
+            )));
+        }
+        let layout = layout?;
         let map = Self::map_file(&file, layout.total_size)?;
+        let watch = sigbus::protect(map.as_ptr(), map.len());
         Ok(Shared {
             map,
             layout,
             path: path.to_path_buf(),
+            watch,
             file,
             fork_entry: AtomicUsize::new(NO_ENTRY),
         })
@@ -480,6 +496,24 @@ impl Shared {
     /// Whether another handle holds the liveness lock on `byte` (see `sys::ofd`).
     pub(crate) fn role_held(&self, byte: i64) -> bool {
         ofd::held_elsewhere(&self.file, byte)
+    }
+
+    /// [`Error::Corrupt`] once the file shrank under the mapping (a page past its new end was
+    /// touched, see `sys::sigbus`), or, with `stat`, if it is shorter now than the queue
+    /// needs (an `fstat`: for slow paths, before sleeping).
+    pub(crate) fn intact(&self, stat: bool) -> Result<(), Error> {
+        let short = stat
+            && self
+                .file
+                .metadata()
+                .is_ok_and(|m| m.len() < self.layout.total_size);
+        if self.watch.poisoned() || short {
+            return Err(Error::Corrupt(format!(
+                "{} shrank under its mapping (truncated by another process)",
+                self.path.display()
+            )));
+        }
+        Ok(())
     }
 
     /// Number of consumer slots worth scanning (the high-water mark, clamped).

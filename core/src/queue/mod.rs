@@ -358,6 +358,14 @@ pub(crate) fn not_forked(made_in: u32) -> Result<()> {
     }
 }
 
+/// The checks at the start of every call on a handle: not inherited through `fork()`, and the
+/// file did not shrink under the mapping.
+#[inline]
+pub(crate) fn usable(made_in: u32, shared: &Shared) -> Result<()> {
+    not_forked(made_in)?;
+    shared.intact(false)
+}
+
 /// Removes the queue file (the name or path as for [`Producer::create`]). Processes that have
 /// it open keep using it.
 pub fn unlink(name: &str) -> Result<()> {

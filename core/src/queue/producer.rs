@@ -129,7 +129,7 @@ impl Producer {
     /// Refuses a handle inherited through `fork()`.
     #[inline]
     fn usable(&self) -> Result<()> {
-        super::not_forked(self.fork_gen)
+        super::usable(self.fork_gen, &self.shared)
     }
 
     /// A handle that ends this producer's waits from another thread (see [`Canceller`]).

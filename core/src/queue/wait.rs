@@ -270,6 +270,7 @@ pub(crate) fn wait_for_data(
     }
     let mut backstop = Backstop::new();
     loop {
+        shared.intact(false)?;
         if ring::committed(head) > cursor {
             return Ok(DataWait::Data);
         }
@@ -296,6 +297,9 @@ pub(crate) fn wait_for_data(
         if deadline.passed() {
             return Err(deadline.expired());
         }
+        // Before sleeping: the file must still be whole (a shrunk file is reported, not slept
+        // on: its futex words may be gone).
+        shared.intact(true)?;
         let Some(dw) = mark_waiting(&me.death) else {
             continue;
         };
@@ -320,6 +324,7 @@ pub(crate) fn wait_for_data(
         };
         me.sleep[role].store(0, Ordering::SeqCst);
         ring::retract_sleep(&h.waiters.0, epoch);
+        shared.intact(true)?;
         if let WaitOutcome::Interrupted = res? {
             // A signal: report it, unless the record or the death (whose wake we may have
             // taken) is already there.
@@ -358,6 +363,7 @@ pub(crate) fn wait_for_producer(
         if deadline.passed() {
             return Err(deadline.expired());
         }
+        shared.intact(true)?;
         // A new producer's claim wakes every sleeper on the owner word.
         let mut words: [(&AtomicU32, u32); 3] = [(owner, ow); 3];
         let k = extra.len().min(2);
@@ -557,6 +563,7 @@ pub(crate) fn wait_for_space(
             });
             continue;
         }
+        shared.intact(true)?;
         let space = &h.space.0;
         ring::announce_space_wait(&space.producer_waiting);
         let sn = space.space_notify.load(Ordering::Acquire);
@@ -620,6 +627,7 @@ pub(crate) fn wait_for_consumers(
         if deadline.passed() {
             return Err(deadline.expired());
         }
+        shared.intact(true)?;
         // A joining consumer bumps the epoch and wakes a producer that announced it waits.
         ring::announce_space_wait(&space.producer_waiting);
         let sn = space.space_notify.load(Ordering::Acquire);

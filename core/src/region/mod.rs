@@ -267,6 +267,8 @@ const SPIN_FOR: Duration = Duration::from_micros(20);
 pub struct Region {
     /// The writer lock over the header's lock word; declared first, so dropped before `map`.
     lock: RobustLock,
+    /// The SIGBUS watch over `map` (see `sys::sigbus`), dropped before it too.
+    watch: crate::sys::sigbus::Watch,
     map: MmapRaw,
     file: File,
     path: PathBuf,
@@ -372,8 +374,10 @@ impl Region {
         let word = unsafe { &(*(map.as_ptr() as *const Header)).lock.0.word as *const _ };
         // SAFETY: as just said.
         let lock = unsafe { RobustLock::new(word) };
+        let watch = crate::sys::sigbus::protect(map.as_ptr(), map.len());
         Ok(Region {
             lock,
+            watch,
             map,
             file,
             path,
@@ -429,7 +433,25 @@ impl Region {
         self.header().seq.0.torn_writes.load(Ordering::Relaxed)
     }
 
+    /// [`Error::Corrupt`] once the file shrank under the mapping (see `sys::sigbus`), or, with
+    /// `stat`, if it is shorter now than the region (an `fstat`, for slow paths).
+    fn intact(&self, stat: bool) -> Result<()> {
+        let short = stat
+            && self
+                .file
+                .metadata()
+                .is_ok_and(|m| m.len() < DATA_OFFSET + self.size);
+        if self.watch.poisoned() || short {
+            return Err(Error::Corrupt(format!(
+                "{} shrank under its mapping (truncated by another process)",
+                self.path.display()
+            )));
+        }
+        Ok(())
+    }
+
     fn check_range(&self, offset: u64, len: u64) -> Result<()> {
+        self.intact(false)?;
         match offset.checked_add(len) {
             Some(end) if end <= self.size => Ok(()),
             _ => Err(Error::OutOfBounds {
@@ -590,6 +612,8 @@ impl Region {
             self.wake_waiters();
         }
         unlocked?;
+        // The data went to a page patched after the file shrank: not written to the file.
+        self.intact(false)?;
         Ok((r, version))
     }
 
@@ -665,6 +689,8 @@ impl Region {
             let r = f(src);
             fence(Ordering::Acquire);
             let s2 = s.seq.load(Ordering::Relaxed);
+            // A page patched by the SIGBUS handler during the read: not the data.
+            self.intact(false)?;
             if s1 == s2 {
                 if overlaps(torn, (offset, len)) {
                     return Err(Error::Torn {
@@ -690,6 +716,7 @@ impl Region {
         let deadline = timeout.map(crate::sys::deadline_after);
         let started = Instant::now();
         loop {
+            self.intact(true)?;
             let v = self.version();
             if v != seen {
                 return Ok(v);

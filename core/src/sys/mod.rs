@@ -11,6 +11,7 @@ pub(crate) mod ofd;
 pub(crate) mod poll;
 pub(crate) mod rlock;
 pub(crate) mod robust;
+pub(crate) mod sigbus;
 
 use std::io;
 

@@ -358,6 +358,11 @@ fn keeper_main<F>(
     unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut all);
+        // Faults stay deliverable: a blocked SIGBUS from a shrunk file would kill the process
+        // instead of reaching shmio's handler (see `sys::sigbus`).
+        for sig in [libc::SIGBUS, libc::SIGSEGV, libc::SIGILL, libc::SIGFPE] {
+            libc::sigdelset(&mut all, sig);
+        }
         libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
     }
     let tid = super::gettid();
