@@ -323,6 +323,12 @@ typedef enum shmio_status {
    */
   SHMIO_ERR_CANCELLED = 23,
   /**
+   * Create: the file system cannot hold the queue or region file (the message gives the
+   * bytes needed and available). Nothing is left behind. Blocks are reserved at creation,
+   * so an object that was created never runs out of space later (no SIGBUS).
+   */
+  SHMIO_ERR_NO_SPACE = 24,
+  /**
    * Poller: the fd is not registered.
    */
   SHMIO_ERR_NOT_REGISTERED = 30,
@@ -838,7 +844,8 @@ enum shmio_status shmio_queue_options_init(struct shmio_queue_options *opts);
  * becomes its producer. `name` is a bare name, placed in `$SHMIO_DIR` or `/dev/shm`, or a path
  * (anything containing '/'). `opts` NULL means the defaults; otherwise it must have been
  * filled by `shmio_queue_options_init` (`struct_size` is checked). Invalid geometry, policy or
- * mode -> `SHMIO_ERR_INVALID_ARGUMENT`.
+ * mode -> `SHMIO_ERR_INVALID_ARGUMENT`. The file's blocks are reserved at creation: a file
+ * system too small for it -> `SHMIO_ERR_NO_SPACE` (nothing left behind), never a SIGBUS later.
  *
  * Ownership: on success `*out` receives a new handle that the caller must release with
  * `shmio_producer_close`; on failure `*out` is set to NULL. `name` and `opts` are only read
@@ -1213,7 +1220,9 @@ enum shmio_status shmio_region_options_init(struct shmio_region_options *opts);
  * name, placed in `$SHMIO_DIR` or `/dev/shm`, or a path (anything containing '/'): a RAM
  * disk, a disk file system for durability, a network file system. The file is created
  * exclusively (`SHMIO_ERR_ALREADY_EXISTS` if it exists) with the options' mode exactly. A size
- * of 0 or above 2^40 -> `SHMIO_ERR_INVALID_ARGUMENT`. `opts` NULL means the defaults.
+ * of 0 or above 2^40 -> `SHMIO_ERR_INVALID_ARGUMENT`. `opts` NULL means the defaults. The
+ * file's blocks are reserved at creation: a file system too small for it ->
+ * `SHMIO_ERR_NO_SPACE` (nothing left behind), never a SIGBUS on a later store.
  *
  * Ownership: on success `*out` receives a handle to release with `shmio_region_close`; on
  * failure `*out` is set to NULL. Does not block. Thread-safe.

@@ -172,7 +172,8 @@ pub unsafe extern "C" fn shmio_queue_options_init(opts: *mut shmio_queue_options
 /// becomes its producer. `name` is a bare name, placed in `$SHMIO_DIR` or `/dev/shm`, or a path
 /// (anything containing '/'). `opts` NULL means the defaults; otherwise it must have been
 /// filled by `shmio_queue_options_init` (`struct_size` is checked). Invalid geometry, policy or
-/// mode -> `SHMIO_ERR_INVALID_ARGUMENT`.
+/// mode -> `SHMIO_ERR_INVALID_ARGUMENT`. The file's blocks are reserved at creation: a file
+/// system too small for it -> `SHMIO_ERR_NO_SPACE` (nothing left behind), never a SIGBUS later.
 ///
 /// Ownership: on success `*out` receives a new handle that the caller must release with
 /// `shmio_producer_close`; on failure `*out` is set to NULL. `name` and `opts` are only read

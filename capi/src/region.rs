@@ -114,7 +114,9 @@ pub unsafe extern "C" fn shmio_region_options_init(
 /// name, placed in `$SHMIO_DIR` or `/dev/shm`, or a path (anything containing '/'): a RAM
 /// disk, a disk file system for durability, a network file system. The file is created
 /// exclusively (`SHMIO_ERR_ALREADY_EXISTS` if it exists) with the options' mode exactly. A size
-/// of 0 or above 2^40 -> `SHMIO_ERR_INVALID_ARGUMENT`. `opts` NULL means the defaults.
+/// of 0 or above 2^40 -> `SHMIO_ERR_INVALID_ARGUMENT`. `opts` NULL means the defaults. The
+/// file's blocks are reserved at creation: a file system too small for it ->
+/// `SHMIO_ERR_NO_SPACE` (nothing left behind), never a SIGBUS on a later store.
 ///
 /// Ownership: on success `*out` receives a handle to release with `shmio_region_close`; on
 /// failure `*out` is set to NULL. Does not block. Thread-safe.

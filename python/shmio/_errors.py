@@ -15,6 +15,7 @@ __all__ = [
     "PermissionDenied",
     "Corrupt",
     "VersionMismatch",
+    "NoSpace",
     "WouldBlock",
     "Timeout",
     "Interrupted",
@@ -66,6 +67,16 @@ class VersionMismatch(ShmioError):
 
     found: int
     expected: int
+
+
+class NoSpace(ShmioError, OSError):
+    """``create``: the file system cannot hold the queue or region file (``needed`` bytes,
+    ``available`` free; ``errno`` is ``ENOSPC``, ``filename`` the path). Nothing is left behind.
+    The blocks are reserved at creation, so an object that was created never runs out of space
+    later (no SIGBUS)."""
+
+    needed: int
+    available: int
 
 
 class WouldBlock(ShmioError, BlockingIOError):

@@ -61,6 +61,7 @@ pub use layout::{
 pub use producer::{Producer, Reservation};
 pub use wait::BACKSTOP;
 
+use crate::shmfile;
 use crate::sys::robust::{Owner, owner_of};
 use layout::Shared;
 
@@ -227,6 +228,14 @@ pub enum Error {
     Corrupt(String),
     /// The file was made by an incompatible layout version.
     VersionMismatch { found: u32, expected: u32 },
+    /// `create`: the file system cannot hold the file (`needed` bytes; `available` is what it
+    /// has free for unprivileged users). Nothing is left behind. The blocks are reserved at
+    /// creation, so a queue that was created never runs out of space later (no SIGBUS).
+    NoSpace {
+        path: PathBuf,
+        needed: u64,
+        available: u64,
+    },
     /// Nothing to read (consumer) or no space (back-pressure producer) right now.
     WouldBlock,
     /// The wait's timeout expired.
@@ -283,6 +292,15 @@ impl From<crate::shmfile::FileError> for Error {
         match e {
             F::InvalidArgument(m) => Error::InvalidArgument(m),
             F::AlreadyExists(p) => Error::AlreadyExists(p),
+            F::NoSpace {
+                path,
+                needed,
+                available,
+            } => Error::NoSpace {
+                path,
+                needed,
+                available,
+            },
             F::Io { op, path, source } => Error::io(op, path.as_deref(), source),
         }
     }
@@ -300,6 +318,11 @@ impl fmt::Display for Error {
                 f,
                 "queue file has layout version {found}, this shmio reads version {expected}"
             ),
+            Error::NoSpace {
+                path,
+                needed,
+                available,
+            } => f.write_str(&shmfile::no_space_message(path, *needed, *available)),
             Error::WouldBlock => f.write_str("operation would block"),
             Error::Timeout => f.write_str("timed out"),
             Error::Interrupted => f.write_str("interrupted by a signal"),

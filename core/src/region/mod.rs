@@ -160,6 +160,14 @@ pub enum Error {
     Corrupt(String),
     /// The file was made by an incompatible layout version.
     VersionMismatch { found: u32, expected: u32 },
+    /// `create`: the file system cannot hold the file (`needed` bytes; `available` is what it
+    /// has free for unprivileged users). Nothing is left behind. The blocks are reserved at
+    /// creation, so a region that was created never runs out of space later (no SIGBUS).
+    NoSpace {
+        path: PathBuf,
+        needed: u64,
+        available: u64,
+    },
     /// The range read overlaps data whose last writer died (or panicked) mid-write: it is not
     /// returned until that range (`offset`, `len`) is rewritten.
     Torn { offset: u64, len: u64 },
@@ -197,6 +205,15 @@ impl From<FileError> for Error {
         match e {
             FileError::InvalidArgument(m) => Error::InvalidArgument(m),
             FileError::AlreadyExists(p) => Error::AlreadyExists(p),
+            FileError::NoSpace {
+                path,
+                needed,
+                available,
+            } => Error::NoSpace {
+                path,
+                needed,
+                available,
+            },
             FileError::Io { op, path, source } => Error::io(op, path.as_deref(), source),
         }
     }
@@ -218,6 +235,11 @@ impl fmt::Display for Error {
                 f,
                 "region file has layout version {found}, this shmio reads version {expected}"
             ),
+            Error::NoSpace {
+                path,
+                needed,
+                available,
+            } => f.write_str(&shmfile::no_space_message(path, *needed, *available)),
             Error::Torn { offset, len } => write!(
                 f,
                 "torn data: a writer died mid-write in bytes {offset}..{} (rewrite them)",
