@@ -251,7 +251,9 @@ typedef enum shmio_status {
    */
   SHMIO_ERR_PERMISSION_DENIED = 6,
   /**
-   * The file is not a valid queue or region.
+   * The file is not a valid queue or region. From `shmio_queue_unlink` and
+   * `shmio_region_unlink`: the file at the path is not that kind of shmio file (another
+   * kind, a text file, a symbolic link, a directory); it was left alone.
    */
   SHMIO_ERR_CORRUPT = 7,
   /**
@@ -1195,7 +1197,14 @@ enum shmio_status shmio_queue_stats_get(const char *name,
 
 /**
  * Removes the queue file `name` (a bare name or a path, as for `shmio_producer_create`).
- * Processes that have it open keep using it. No such queue -> `SHMIO_ERR_NOT_FOUND`.
+ * Processes that have it open keep using it. No such file -> `SHMIO_ERR_NOT_FOUND`.
+ *
+ * Only a queue file is removed: the file is opened (`O_NOFOLLOW`, read-only, so read
+ * permission is needed) and must start with the queue magic. Anything else at the path (a
+ * region, a text file, a symbolic link, a directory) is left alone -> `SHMIO_ERR_CORRUPT`,
+ * with a message saying what it is. A queue of another layout version is removed. Another
+ * process could replace the file between the check and the unlink; the check guards against
+ * mistakes, not against someone who can write the directory.
  *
  * Ownership: `name` is only read during the call. Does not block. Thread-safe.
  *
@@ -1266,7 +1275,14 @@ void shmio_region_close(struct shmio_region *r);
 
 /**
  * Removes the region file `name` (name or path as for `shmio_region_create`). Processes that
- * have it mapped keep using it.
+ * have it mapped keep using it. No such file -> `SHMIO_ERR_NOT_FOUND`.
+ *
+ * Only a region file is removed: the file is opened (`O_NOFOLLOW`, read-only, so read
+ * permission is needed) and must start with the region magic. Anything else at the path (a
+ * queue, a text file, a symbolic link, a directory) is left alone -> `SHMIO_ERR_CORRUPT`,
+ * with a message saying what it is. A region of another layout version is removed. Another
+ * process could replace the file between the check and the unlink; the check guards against
+ * mistakes, not against someone who can write the directory.
  *
  * Ownership: `name` is only read during the call. Does not block. Thread-safe.
  *

@@ -34,7 +34,9 @@ pub enum shmio_status {
     SHMIO_ERR_ALREADY_EXISTS = 5,
     /// The file's permissions refuse access (or, for a vm knob, the caller is not privileged).
     SHMIO_ERR_PERMISSION_DENIED = 6,
-    /// The file is not a valid queue or region.
+    /// The file is not a valid queue or region. From `shmio_queue_unlink` and
+    /// `shmio_region_unlink`: the file at the path is not that kind of shmio file (another
+    /// kind, a text file, a symbolic link, a directory); it was left alone.
     SHMIO_ERR_CORRUPT = 7,
     /// The file was made by an incompatible layout version.
     SHMIO_ERR_VERSION_MISMATCH = 8,

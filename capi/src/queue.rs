@@ -910,7 +910,14 @@ pub unsafe extern "C" fn shmio_queue_stats_get(
 }
 
 /// Removes the queue file `name` (a bare name or a path, as for `shmio_producer_create`).
-/// Processes that have it open keep using it. No such queue -> `SHMIO_ERR_NOT_FOUND`.
+/// Processes that have it open keep using it. No such file -> `SHMIO_ERR_NOT_FOUND`.
+///
+/// Only a queue file is removed: the file is opened (`O_NOFOLLOW`, read-only, so read
+/// permission is needed) and must start with the queue magic. Anything else at the path (a
+/// region, a text file, a symbolic link, a directory) is left alone -> `SHMIO_ERR_CORRUPT`,
+/// with a message saying what it is. A queue of another layout version is removed. Another
+/// process could replace the file between the check and the unlink; the check guards against
+/// mistakes, not against someone who can write the directory.
 ///
 /// Ownership: `name` is only read during the call. Does not block. Thread-safe.
 ///

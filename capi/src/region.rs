@@ -197,7 +197,14 @@ pub unsafe extern "C" fn shmio_region_close(r: *mut shmio_region) {
 }
 
 /// Removes the region file `name` (name or path as for `shmio_region_create`). Processes that
-/// have it mapped keep using it.
+/// have it mapped keep using it. No such file -> `SHMIO_ERR_NOT_FOUND`.
+///
+/// Only a region file is removed: the file is opened (`O_NOFOLLOW`, read-only, so read
+/// permission is needed) and must start with the region magic. Anything else at the path (a
+/// queue, a text file, a symbolic link, a directory) is left alone -> `SHMIO_ERR_CORRUPT`,
+/// with a message saying what it is. A region of another layout version is removed. Another
+/// process could replace the file between the check and the unlink; the check guards against
+/// mistakes, not against someone who can write the directory.
 ///
 /// Ownership: `name` is only read during the call. Does not block. Thread-safe.
 ///

@@ -1,5 +1,5 @@
-//! The C functions on files (issue 11, item 2): `SHMIO_ERR_NO_SPACE` from a create on a file
-//! system too small for the object.
+//! The C functions on files (issue 11, items 2 and 4): `SHMIO_ERR_NO_SPACE` from a create on a
+//! file system too small for the object, and unlink calls that remove only their own kind.
 //!
 //! The small file system is an 8 MiB tmpfs that each test mounts (needs root; skipped
 //! otherwise). The calls run in a child process (this test binary again, running one `child_*`
@@ -271,4 +271,73 @@ fn child_c_fit_then_fill() {
         assert_eq!(shmio_region_unlink(c"r".as_ptr()), SHMIO_OK);
         std::fs::remove_file(&filler).unwrap();
     }
+}
+
+/// A fresh directory on /dev/shm, removed with its contents on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let d = PathBuf::from(format!(
+            "/dev/shm/shmio-capi-unlink-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir(&d).unwrap();
+        Dir(d)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn c_unlink_removes_only_its_own_kind() {
+    let d = Dir::new("kinds");
+    let (q, r, t) = (d.0.join("q"), d.0.join("r"), d.0.join("notes.txt"));
+    let (cq, cr, ct) = (cstr(&q), cstr(&r), cstr(&t));
+    std::fs::write(&t, b"hello world\n").unwrap();
+    let (mut p, mut h) = (ptr::null_mut(), ptr::null_mut());
+    // SAFETY: valid strings, NULL options (defaults) and valid out pointers; each handle is
+    // closed once.
+    unsafe {
+        assert_eq!(
+            shmio_producer_create(cq.as_ptr(), ptr::null(), &mut p),
+            SHMIO_OK
+        );
+        shmio_producer_close(p);
+        assert_eq!(
+            shmio_region_create(cr.as_ptr(), 4096, ptr::null(), &mut h),
+            SHMIO_OK
+        );
+        shmio_region_close(h);
+        // The other kind, and a text file: refused with a message saying what it is.
+        assert_eq!(shmio_queue_unlink(cr.as_ptr()), SHMIO_ERR_CORRUPT);
+        let m = last_error_string();
+        assert!(
+            m.contains("is not a shmio queue file (it is a shmio region)"),
+            "{m}"
+        );
+        assert_eq!(shmio_region_unlink(cq.as_ptr()), SHMIO_ERR_CORRUPT);
+        let m = last_error_string();
+        assert!(
+            m.contains("is not a shmio region file (it is a shmio queue)"),
+            "{m}"
+        );
+        assert_eq!(shmio_queue_unlink(ct.as_ptr()), SHMIO_ERR_CORRUPT);
+        assert_eq!(shmio_region_unlink(ct.as_ptr()), SHMIO_ERR_CORRUPT);
+        let m = last_error_string();
+        assert!(m.contains("it starts with \"hello wo\""), "{m}");
+        assert_eq!(names_in(&d.0), ["notes.txt", "q", "r"]);
+        // Each removes its own kind.
+        assert_eq!(shmio_queue_unlink(cq.as_ptr()), SHMIO_OK);
+        assert_eq!(shmio_region_unlink(cr.as_ptr()), SHMIO_OK);
+        assert_eq!(shmio_queue_unlink(cq.as_ptr()), SHMIO_ERR_NOT_FOUND);
+        assert_eq!(shmio_region_unlink(cr.as_ptr()), SHMIO_ERR_NOT_FOUND);
+    }
+    assert_eq!(names_in(&d.0), ["notes.txt"]);
 }

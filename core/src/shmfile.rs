@@ -41,6 +41,8 @@ pub(crate) enum FileError {
         needed: u64,
         available: u64,
     },
+    /// The file is not the kind of object the caller named (see [`unlink_checked`]).
+    WrongKind(String),
     Io {
         op: &'static str,
         path: Option<PathBuf>,
@@ -68,6 +70,7 @@ impl fmt::Display for FileError {
                 needed,
                 available,
             } => f.write_str(&no_space_message(path, *needed, *available)),
+            FileError::WrongKind(m) => f.write_str(m),
             FileError::Io { op, path, source } => match path {
                 Some(p) => write!(f, "{op} {}: {source}", p.display()),
                 None => write!(f, "{op}: {source}"),
@@ -505,6 +508,90 @@ pub(crate) fn open_existing(path: &Path, extra_flags: libc::c_int) -> Result<Fil
         )));
     }
     Ok(file)
+}
+
+/// Removes the file at `path` only if it is a shmio `what` ("queue", "region") file: a regular
+/// file that starts with the 8 bytes of `magic`. Anything else (a symbolic link, a directory, a
+/// text file, another kind of shmio file, named in `others` with its magic) is refused with
+/// [`FileError::WrongKind`] and left alone. The check opens the file with `O_NOFOLLOW` (and
+/// `O_NONBLOCK`, so that a FIFO swapped in does not block), which needs read permission.
+///
+/// Between the check and the `unlink` another process could put a different file at `path`:
+/// that one is then removed. The check guards against mistakes, not against an adversary who
+/// can write the directory.
+pub(crate) fn unlink_checked(
+    path: &Path,
+    what: &str,
+    magic: u64,
+    others: &[(u64, &str)],
+) -> Result<(), FileError> {
+    use std::os::unix::fs::FileExt;
+    let not_ours = |why: String| {
+        FileError::WrongKind(format!(
+            "{} is not a shmio {what} file ({why}); not removed",
+            path.display()
+        ))
+    };
+    // Look before opening: opening a device or a FIFO may have side effects, or block.
+    let meta =
+        std::fs::symlink_metadata(path).map_err(|e| FileError::io("unlink", Some(path), e))?;
+    let kind = |t: std::fs::FileType| {
+        if t.is_symlink() {
+            "it is a symbolic link"
+        } else if t.is_dir() {
+            "it is a directory"
+        } else {
+            "it is not a regular file"
+        }
+    };
+    if !meta.file_type().is_file() {
+        return Err(not_ours(kind(meta.file_type()).into()));
+    }
+    let c = cpath(path)?;
+    // SAFETY: `c` is a valid NUL-terminated string for the whole call.
+    let fd = match syscall!(open(
+        c.as_ptr(),
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY
+    )) {
+        Ok(fd) => fd,
+        // Replaced by a symbolic link since the look.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(not_ours("it is a symbolic link".into()));
+        }
+        Err(e) => return Err(FileError::io("open", Some(path), e)),
+    };
+    // SAFETY: `open` returned a fresh descriptor that nothing else owns.
+    let file = unsafe { File::from_raw_fd(fd) };
+    let meta = file
+        .metadata()
+        .map_err(|e| FileError::io("fstat", Some(path), e))?;
+    if !meta.file_type().is_file() {
+        return Err(not_ours(kind(meta.file_type()).into()));
+    }
+    let mut head = [0u8; 8];
+    match file.read_exact_at(&mut head, 0) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            return Err(not_ours(format!(
+                "it is {} bytes long, shorter than a magic number",
+                meta.len()
+            )));
+        }
+        Err(e) => return Err(FileError::io("read", Some(path), e)),
+    }
+    let found = u64::from_le_bytes(head);
+    if found != magic {
+        return Err(not_ours(match others.iter().find(|(m, _)| *m == found) {
+            Some((_, other)) => format!("it is a shmio {other}"),
+            None => format!(
+                "it starts with \"{}\", not the {what} magic \"{}\"",
+                head.escape_ascii(),
+                magic.to_le_bytes().escape_ascii()
+            ),
+        }));
+    }
+    drop(file);
+    std::fs::remove_file(path).map_err(|e| FileError::io("unlink", Some(path), e))
 }
 
 #[cfg(test)]

@@ -177,7 +177,10 @@ class Queue:
 
     @staticmethod
     def unlink(name: Name) -> None:
-        """Removes the queue file; processes that have it open keep using it."""
+        """Removes the queue file; processes that have it open keep using it. Only a queue
+        file is removed: anything else at the path (a region, a text file, a symbolic link)
+        raises :class:`Corrupt` and is left alone. (The file is checked, then unlinked: a file
+        put there in between by another process would be removed.)"""
         _shmio.unlink(os.fspath(name))
 
     @staticmethod

@@ -59,7 +59,8 @@ class PermissionDenied(ShmioError, PermissionError):
 
 
 class Corrupt(ShmioError):
-    """The file is not a valid queue (bad magic, sizes, indices or length)."""
+    """The file is not a valid queue or region (bad magic, sizes, indices or length). From
+    ``unlink``: the file at the path is not that kind of shmio file (it was left alone)."""
 
 
 class VersionMismatch(ShmioError):

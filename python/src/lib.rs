@@ -1484,7 +1484,8 @@ impl PyRegion {
         Ok(PyRegion::new(r))
     }
 
-    /// Removes a region file; processes that have it mapped keep using it.
+    /// Removes a region file; processes that have it mapped keep using it. Anything else at
+    /// the path (a queue, a text file, a symbolic link) raises Corrupt and is left alone.
     #[staticmethod]
     fn unlink(py: Python<'_>, name: std::path::PathBuf) -> PyResult<()> {
         region::unlink(&name.to_string_lossy()).map_err(|e| to_py(py, e))
@@ -2081,7 +2082,7 @@ fn open(py: Python<'_>, name: &str, start: Option<&Bound<'_, PyAny>>) -> PyResul
     })
 }
 
-/// Removes a queue file.
+/// Removes a queue file; anything else at the path raises Corrupt and is left alone.
 #[pyfunction]
 fn unlink(py: Python<'_>, name: &str) -> PyResult<()> {
     queue::unlink(name).map_err(|e| to_py(py, e))

@@ -1,5 +1,5 @@
-"""Files (issue 11, item 2): NoSpace from a create on a file system too small for the object,
-never a SIGBUS later."""
+"""Files (issue 11, items 2 and 4): NoSpace from a create on a file system too small for the
+object, never a SIGBUS later; unlink removes only the kind of file it names."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import shmio
+from shmio import Queue, Region
 
 MIB = 1 << 20
 FS_SIZE = 8 * MIB
@@ -126,3 +127,28 @@ FIT_THEN_FILL = """
 @pytest.mark.parametrize("hooks", ["", "no-tmpfile"])
 def test_objects_that_fit_keep_working_when_the_fs_fills_up(small_fs: Path, hooks: str) -> None:
     run_child(FIT_THEN_FILL, small_fs, hooks)
+
+
+def test_unlink_removes_only_its_own_kind(tmp_path: Path) -> None:
+    q, r, t, link = (tmp_path / n for n in ("q", "r", "notes.txt", "link"))
+    Queue.create(q, slots=4, slot_size=16).close()
+    Region.create(r, 4096).close()
+    t.write_text("hello world\n")
+    link.symlink_to(q)
+    with pytest.raises(shmio.Corrupt, match=r"is not a shmio queue file \(it is a shmio region\)"):
+        Queue.unlink(r)
+    with pytest.raises(shmio.Corrupt, match=r"is not a shmio region file \(it is a shmio queue\)"):
+        Region.unlink(q)
+    with pytest.raises(shmio.Corrupt, match="it starts with"):
+        Queue.unlink(t)
+    with pytest.raises(shmio.Corrupt, match="it starts with"):
+        Region.unlink(t)
+    with pytest.raises(shmio.Corrupt, match="symbolic link"):
+        Queue.unlink(link)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "notes.txt", "q", "r"]
+    assert t.read_text() == "hello world\n"
+    Queue.unlink(q)
+    Region.unlink(r)
+    with pytest.raises(shmio.NotFound):
+        Queue.unlink(q)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "notes.txt"]

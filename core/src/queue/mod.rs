@@ -224,7 +224,8 @@ pub enum Error {
     NotFound(PathBuf),
     /// The file's permissions refuse us.
     PermissionDenied(PathBuf),
-    /// The file is not a valid queue (bad magic, sizes, indices or length).
+    /// The file is not a valid queue (bad magic, sizes, indices or length); from [`unlink`],
+    /// the file at the path is not a queue file (it was left alone).
     Corrupt(String),
     /// The file was made by an incompatible layout version.
     VersionMismatch { found: u32, expected: u32 },
@@ -301,6 +302,7 @@ impl From<crate::shmfile::FileError> for Error {
                 needed,
                 available,
             },
+            F::WrongKind(m) => Error::Corrupt(m),
             F::Io { op, path, source } => Error::io(op, path.as_deref(), source),
         }
     }
@@ -372,9 +374,22 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Removes the queue file (the name or path as for [`Producer::create`]). Processes that have
 /// it open keep using it.
+///
+/// Only a queue file is removed: the file is opened (`O_NOFOLLOW`, read-only, so read
+/// permission is needed) and must start with the queue magic. Anything else at the path (a
+/// region, a text file, a symbolic link, a directory) is left alone and refused with
+/// [`Error::Corrupt`], as [`Consumer::open`] refuses it; nothing there is [`Error::NotFound`].
+/// A queue of another layout version is removed. Another process could replace the file
+/// between the check and the `unlink(2)`; the check guards against mistakes, not against
+/// someone who can write the directory.
 pub fn unlink(name: &str) -> Result<()> {
     let path = resolve(name)?;
-    std::fs::remove_file(&path).map_err(|e| Error::io("unlink", Some(&path), e))
+    Ok(shmfile::unlink_checked(
+        &path,
+        "queue",
+        layout::MAGIC,
+        &[(crate::region::layout::MAGIC, "region")],
+    )?)
 }
 
 /// Opens a queue without joining it and reports its state.

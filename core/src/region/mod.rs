@@ -68,7 +68,7 @@
 //! a corrupt file gives [`Error::Corrupt`], never undefined behaviour. Offsets and lengths are
 //! checked against the size copied out at open.
 
-mod layout;
+pub(crate) mod layout;
 
 use std::fmt;
 use std::fs::File;
@@ -156,7 +156,8 @@ pub enum Error {
     NotFound(PathBuf),
     /// The file's permissions refuse us.
     PermissionDenied(PathBuf),
-    /// The file is not a valid region (bad magic, sizes, or length).
+    /// The file is not a valid region (bad magic, sizes, or length); from [`unlink`], the file
+    /// at the path is not a region file (it was left alone).
     Corrupt(String),
     /// The file was made by an incompatible layout version.
     VersionMismatch { found: u32, expected: u32 },
@@ -214,6 +215,7 @@ impl From<FileError> for Error {
                 needed,
                 available,
             },
+            FileError::WrongKind(m) => Error::Corrupt(m),
             FileError::Io { op, path, source } => Error::io(op, path.as_deref(), source),
         }
     }
@@ -275,9 +277,22 @@ pub fn resolve(name: &str) -> Result<PathBuf> {
 }
 
 /// Removes the region file. Processes that have it mapped keep using it.
+///
+/// Only a region file is removed: the file is opened (`O_NOFOLLOW`, read-only, so read
+/// permission is needed) and must start with the region magic. Anything else at the path (a
+/// queue, a text file, a symbolic link, a directory) is left alone and refused with
+/// [`Error::Corrupt`], as [`Region::open`] refuses it; nothing there is [`Error::NotFound`].
+/// A region of another layout version is removed. Another process could replace the file
+/// between the check and the `unlink(2)`; the check guards against mistakes, not against
+/// someone who can write the directory.
 pub fn unlink(name: &str) -> Result<()> {
     let path = resolve(name)?;
-    std::fs::remove_file(&path).map_err(|e| Error::io("unlink", Some(&path), e))
+    Ok(shmfile::unlink_checked(
+        &path,
+        "region",
+        layout::MAGIC,
+        &[(crate::queue::layout::MAGIC, "queue")],
+    )?)
 }
 
 /// How long a reader that finds a write in progress spins before it blocks on the writer
