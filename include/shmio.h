@@ -251,7 +251,9 @@ typedef enum shmio_status {
    */
   SHMIO_ERR_PERMISSION_DENIED = 6,
   /**
-   * The file is not a valid queue or region.
+   * The file is not a valid queue or region. From `shmio_queue_unlink` and
+   * `shmio_region_unlink`: the file at the path is not that kind of shmio file (another
+   * kind, a text file, a symbolic link, a directory); it was left alone.
    */
   SHMIO_ERR_CORRUPT = 7,
   /**
@@ -322,6 +324,12 @@ typedef enum shmio_status {
    * The wait was cancelled (`shmio_*_cancel`): the handle is being closed by another thread.
    */
   SHMIO_ERR_CANCELLED = 23,
+  /**
+   * Create: the file system cannot hold the queue or region file (the message gives the
+   * bytes needed and available). Nothing is left behind. Blocks are reserved at creation,
+   * so an object that was created never runs out of space later (no SIGBUS).
+   */
+  SHMIO_ERR_NO_SPACE = 24,
   /**
    * Poller: the fd is not registered.
    */
@@ -838,7 +846,8 @@ enum shmio_status shmio_queue_options_init(struct shmio_queue_options *opts);
  * becomes its producer. `name` is a bare name, placed in `$SHMIO_DIR` or `/dev/shm`, or a path
  * (anything containing '/'). `opts` NULL means the defaults; otherwise it must have been
  * filled by `shmio_queue_options_init` (`struct_size` is checked). Invalid geometry, policy or
- * mode -> `SHMIO_ERR_INVALID_ARGUMENT`.
+ * mode -> `SHMIO_ERR_INVALID_ARGUMENT`. The file's blocks are reserved at creation: a file
+ * system too small for it -> `SHMIO_ERR_NO_SPACE` (nothing left behind), never a SIGBUS later.
  *
  * Ownership: on success `*out` receives a new handle that the caller must release with
  * `shmio_producer_close`; on failure `*out` is set to NULL. `name` and `opts` are only read
@@ -1188,7 +1197,14 @@ enum shmio_status shmio_queue_stats_get(const char *name,
 
 /**
  * Removes the queue file `name` (a bare name or a path, as for `shmio_producer_create`).
- * Processes that have it open keep using it. No such queue -> `SHMIO_ERR_NOT_FOUND`.
+ * Processes that have it open keep using it. No such file -> `SHMIO_ERR_NOT_FOUND`.
+ *
+ * Only a queue file is removed: the file is opened (`O_NOFOLLOW`, read-only, so read
+ * permission is needed) and must start with the queue magic. Anything else at the path (a
+ * region, a text file, a symbolic link, a directory) is left alone -> `SHMIO_ERR_CORRUPT`,
+ * with a message saying what it is. A queue of another layout version is removed. Another
+ * process could replace the file between the check and the unlink; the check guards against
+ * mistakes, not against someone who can write the directory.
  *
  * Ownership: `name` is only read during the call. Does not block. Thread-safe.
  *
@@ -1213,7 +1229,9 @@ enum shmio_status shmio_region_options_init(struct shmio_region_options *opts);
  * name, placed in `$SHMIO_DIR` or `/dev/shm`, or a path (anything containing '/'): a RAM
  * disk, a disk file system for durability, a network file system. The file is created
  * exclusively (`SHMIO_ERR_ALREADY_EXISTS` if it exists) with the options' mode exactly. A size
- * of 0 or above 2^40 -> `SHMIO_ERR_INVALID_ARGUMENT`. `opts` NULL means the defaults.
+ * of 0 or above 2^40 -> `SHMIO_ERR_INVALID_ARGUMENT`. `opts` NULL means the defaults. The
+ * file's blocks are reserved at creation: a file system too small for it ->
+ * `SHMIO_ERR_NO_SPACE` (nothing left behind), never a SIGBUS on a later store.
  *
  * Ownership: on success `*out` receives a handle to release with `shmio_region_close`; on
  * failure `*out` is set to NULL. Does not block. Thread-safe.
@@ -1257,7 +1275,14 @@ void shmio_region_close(struct shmio_region *r);
 
 /**
  * Removes the region file `name` (name or path as for `shmio_region_create`). Processes that
- * have it mapped keep using it.
+ * have it mapped keep using it. No such file -> `SHMIO_ERR_NOT_FOUND`.
+ *
+ * Only a region file is removed: the file is opened (`O_NOFOLLOW`, read-only, so read
+ * permission is needed) and must start with the region magic. Anything else at the path (a
+ * queue, a text file, a symbolic link, a directory) is left alone -> `SHMIO_ERR_CORRUPT`,
+ * with a message saying what it is. A region of another layout version is removed. Another
+ * process could replace the file between the check and the unlink; the check guards against
+ * mistakes, not against someone who can write the directory.
  *
  * Ownership: `name` is only read during the call. Does not block. Thread-safe.
  *

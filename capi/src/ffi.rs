@@ -34,7 +34,9 @@ pub enum shmio_status {
     SHMIO_ERR_ALREADY_EXISTS = 5,
     /// The file's permissions refuse access (or, for a vm knob, the caller is not privileged).
     SHMIO_ERR_PERMISSION_DENIED = 6,
-    /// The file is not a valid queue or region.
+    /// The file is not a valid queue or region. From `shmio_queue_unlink` and
+    /// `shmio_region_unlink`: the file at the path is not that kind of shmio file (another
+    /// kind, a text file, a symbolic link, a directory); it was left alone.
     SHMIO_ERR_CORRUPT = 7,
     /// The file was made by an incompatible layout version.
     SHMIO_ERR_VERSION_MISMATCH = 8,
@@ -72,6 +74,10 @@ pub enum shmio_status {
     SHMIO_ERR_FORKED = 22,
     /// The wait was cancelled (`shmio_*_cancel`): the handle is being closed by another thread.
     SHMIO_ERR_CANCELLED = 23,
+    /// Create: the file system cannot hold the queue or region file (the message gives the
+    /// bytes needed and available). Nothing is left behind. Blocks are reserved at creation,
+    /// so an object that was created never runs out of space later (no SIGBUS).
+    SHMIO_ERR_NO_SPACE = 24,
     /// Poller: the fd is not registered.
     SHMIO_ERR_NOT_REGISTERED = 30,
     /// Poller: an RT-signal poller was used from a thread other than the one that created it.
@@ -81,8 +87,8 @@ pub enum shmio_status {
 use shmio_status::*;
 
 impl shmio_status {
-    /// Every status, in numeric order (0..=23, then the poller's from 30).
-    pub(crate) const ALL: [shmio_status; 26] = [
+    /// Every status, in numeric order (0..=24, then the poller's from 30).
+    pub(crate) const ALL: [shmio_status; 27] = [
         SHMIO_OK,
         SHMIO_ERR_INVALID_ARGUMENT,
         SHMIO_ERR_NULL_POINTER,
@@ -107,6 +113,7 @@ impl shmio_status {
         SHMIO_ERR_TORN,
         SHMIO_ERR_FORKED,
         SHMIO_ERR_CANCELLED,
+        SHMIO_ERR_NO_SPACE,
         SHMIO_ERR_NOT_REGISTERED,
         SHMIO_ERR_WRONG_THREAD,
     ];
@@ -143,6 +150,7 @@ impl shmio_status {
             SHMIO_ERR_TORN => c"torn data: its writer died mid-write",
             SHMIO_ERR_FORKED => c"handle inherited through fork()",
             SHMIO_ERR_CANCELLED => c"wait cancelled",
+            SHMIO_ERR_NO_SPACE => c"no space on the file system",
             SHMIO_ERR_NOT_REGISTERED => c"fd not registered",
             SHMIO_ERR_WRONG_THREAD => c"wrong thread for this poller",
         }
@@ -202,6 +210,7 @@ impl From<queue::Error> for Failure {
             E::PermissionDenied(_) => SHMIO_ERR_PERMISSION_DENIED,
             E::Corrupt(_) => SHMIO_ERR_CORRUPT,
             E::VersionMismatch { .. } => SHMIO_ERR_VERSION_MISMATCH,
+            E::NoSpace { .. } => SHMIO_ERR_NO_SPACE,
             E::WouldBlock => SHMIO_ERR_WOULD_BLOCK,
             E::Timeout => SHMIO_ERR_TIMEOUT,
             E::Interrupted => SHMIO_ERR_INTERRUPTED,
@@ -237,6 +246,7 @@ impl From<region::Error> for Failure {
             E::PermissionDenied(_) => SHMIO_ERR_PERMISSION_DENIED,
             E::Corrupt(_) => SHMIO_ERR_CORRUPT,
             E::VersionMismatch { .. } => SHMIO_ERR_VERSION_MISMATCH,
+            E::NoSpace { .. } => SHMIO_ERR_NO_SPACE,
             E::Torn { .. } => SHMIO_ERR_TORN,
             E::WouldBlock => SHMIO_ERR_WOULD_BLOCK,
             E::Timeout => SHMIO_ERR_TIMEOUT,

@@ -23,6 +23,8 @@ mod vm;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_files;
+#[cfg(test)]
 mod tests_region;
 
 use std::ffi::{CString, c_char};

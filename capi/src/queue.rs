@@ -172,7 +172,8 @@ pub unsafe extern "C" fn shmio_queue_options_init(opts: *mut shmio_queue_options
 /// becomes its producer. `name` is a bare name, placed in `$SHMIO_DIR` or `/dev/shm`, or a path
 /// (anything containing '/'). `opts` NULL means the defaults; otherwise it must have been
 /// filled by `shmio_queue_options_init` (`struct_size` is checked). Invalid geometry, policy or
-/// mode -> `SHMIO_ERR_INVALID_ARGUMENT`.
+/// mode -> `SHMIO_ERR_INVALID_ARGUMENT`. The file's blocks are reserved at creation: a file
+/// system too small for it -> `SHMIO_ERR_NO_SPACE` (nothing left behind), never a SIGBUS later.
 ///
 /// Ownership: on success `*out` receives a new handle that the caller must release with
 /// `shmio_producer_close`; on failure `*out` is set to NULL. `name` and `opts` are only read
@@ -909,7 +910,14 @@ pub unsafe extern "C" fn shmio_queue_stats_get(
 }
 
 /// Removes the queue file `name` (a bare name or a path, as for `shmio_producer_create`).
-/// Processes that have it open keep using it. No such queue -> `SHMIO_ERR_NOT_FOUND`.
+/// Processes that have it open keep using it. No such file -> `SHMIO_ERR_NOT_FOUND`.
+///
+/// Only a queue file is removed: the file is opened (`O_NOFOLLOW`, read-only, so read
+/// permission is needed) and must start with the queue magic. Anything else at the path (a
+/// region, a text file, a symbolic link, a directory) is left alone -> `SHMIO_ERR_CORRUPT`,
+/// with a message saying what it is. A queue of another layout version is removed. Another
+/// process could replace the file between the check and the unlink; the check guards against
+/// mistakes, not against someone who can write the directory.
 ///
 /// Ownership: `name` is only read during the call. Does not block. Thread-safe.
 ///

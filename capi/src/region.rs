@@ -114,7 +114,9 @@ pub unsafe extern "C" fn shmio_region_options_init(
 /// name, placed in `$SHMIO_DIR` or `/dev/shm`, or a path (anything containing '/'): a RAM
 /// disk, a disk file system for durability, a network file system. The file is created
 /// exclusively (`SHMIO_ERR_ALREADY_EXISTS` if it exists) with the options' mode exactly. A size
-/// of 0 or above 2^40 -> `SHMIO_ERR_INVALID_ARGUMENT`. `opts` NULL means the defaults.
+/// of 0 or above 2^40 -> `SHMIO_ERR_INVALID_ARGUMENT`. `opts` NULL means the defaults. The
+/// file's blocks are reserved at creation: a file system too small for it ->
+/// `SHMIO_ERR_NO_SPACE` (nothing left behind), never a SIGBUS on a later store.
 ///
 /// Ownership: on success `*out` receives a handle to release with `shmio_region_close`; on
 /// failure `*out` is set to NULL. Does not block. Thread-safe.
@@ -195,7 +197,14 @@ pub unsafe extern "C" fn shmio_region_close(r: *mut shmio_region) {
 }
 
 /// Removes the region file `name` (name or path as for `shmio_region_create`). Processes that
-/// have it mapped keep using it.
+/// have it mapped keep using it. No such file -> `SHMIO_ERR_NOT_FOUND`.
+///
+/// Only a region file is removed: the file is opened (`O_NOFOLLOW`, read-only, so read
+/// permission is needed) and must start with the region magic. Anything else at the path (a
+/// queue, a text file, a symbolic link, a directory) is left alone -> `SHMIO_ERR_CORRUPT`,
+/// with a message saying what it is. A region of another layout version is removed. Another
+/// process could replace the file between the check and the unlink; the check guards against
+/// mistakes, not against someone who can write the directory.
 ///
 /// Ownership: `name` is only read during the call. Does not block. Thread-safe.
 ///

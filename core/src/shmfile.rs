@@ -8,6 +8,10 @@
 //! semantics on the final name) and nobody ever maps a half-initialised file. A create that
 //! dies halfway leaves nothing behind with `O_TMPFILE`, and at worst an unused randomly named
 //! file otherwise: never a name that a later create would trip on.
+//!
+//! The file's blocks are reserved at creation ([`create_tmp`]): on a file system too small for
+//! it the create fails with [`FileError::NoSpace`], instead of the first store to a page with
+//! no block behind it killing the process with SIGBUS.
 
 use std::ffi::CString;
 use std::fmt;
@@ -30,6 +34,15 @@ use crate::sys::syscall;
 pub(crate) enum FileError {
     InvalidArgument(String),
     AlreadyExists(PathBuf),
+    /// The file system cannot hold the file: `needed` bytes, `available` to unprivileged
+    /// users (`f_bavail * f_frsize`).
+    NoSpace {
+        path: PathBuf,
+        needed: u64,
+        available: u64,
+    },
+    /// The file is not the kind of object the caller named (see [`unlink_checked`]).
+    WrongKind(String),
     Io {
         op: &'static str,
         path: Option<PathBuf>,
@@ -52,11 +65,44 @@ impl fmt::Display for FileError {
         match self {
             FileError::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
             FileError::AlreadyExists(p) => write!(f, "{} already exists", p.display()),
+            FileError::NoSpace {
+                path,
+                needed,
+                available,
+            } => f.write_str(&no_space_message(path, *needed, *available)),
+            FileError::WrongKind(m) => f.write_str(m),
             FileError::Io { op, path, source } => match path {
                 Some(p) => write!(f, "{op} {}: {source}", p.display()),
                 None => write!(f, "{op}: {source}"),
             },
         }
+    }
+}
+
+/// The message of every `NoSpace` error (queue, region): what was needed and what is free.
+pub(crate) fn no_space_message(path: &Path, needed: u64, available: u64) -> String {
+    format!(
+        "no space for {}: it needs {needed} bytes ({}), its file system has {available} \
+         bytes ({}) available",
+        path.display(),
+        human(needed),
+        human(available)
+    )
+}
+
+/// `n` bytes in the largest binary unit that leaves at least 1, with one decimal.
+fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
     }
 }
 
@@ -225,7 +271,10 @@ fn split(path: &Path) -> Result<(&Path, &std::ffi::OsStr), FileError> {
 }
 
 /// Creates a fresh file for `path` with exactly `mode` (whatever the umask) and length `len`,
-/// opened read-write with `extra_flags` (e.g. `O_SYNC`) added, and not yet visible at `path`.
+/// its blocks reserved (see [`reserve`]), opened read-write with `extra_flags` (e.g. `O_SYNC`)
+/// added, and not yet visible at `path`. [`FileError::NoSpace`] if the file system cannot hold
+/// it; on every failure nothing is left behind (an unnamed file just goes, a named one is
+/// removed).
 ///
 /// The file is an unnamed `O_TMPFILE` file in `path`'s directory where the file system has
 /// them and it can be linked later (`/proc/self/fd` works); otherwise it gets a random
@@ -248,7 +297,7 @@ pub(crate) fn create_tmp(
         create_unnamed(dir, mode, extra_flags)?
     };
     let tmp = match unnamed {
-        Some(file) => finish_tmp(TmpFile { file, name: None }, mode, len)?,
+        Some(file) => finish_tmp(TmpFile { file, name: None }, path, mode, len)?,
         None => create_named(path, mode, len, extra_flags, random_u64)?,
     };
     if test_hook("die-in-create") {
@@ -327,6 +376,7 @@ fn create_named(
                         file,
                         name: Some(tmp),
                     },
+                    path,
                     mode,
                     len,
                 );
@@ -342,9 +392,10 @@ fn create_named(
     ))
 }
 
-/// Applies `mode` exactly (whatever the umask) and sets the length; on failure the temporary
-/// file goes (dropping it removes its name).
-fn finish_tmp(tmp: TmpFile, mode: u32, len: u64) -> Result<TmpFile, FileError> {
+/// Applies `mode` exactly (whatever the umask), sets the length and reserves the blocks
+/// ([`reserve`]); on failure the temporary file goes (dropping it removes its name). `path` is
+/// the final path, for [`FileError::NoSpace`].
+fn finish_tmp(tmp: TmpFile, path: &Path, mode: u32, len: u64) -> Result<TmpFile, FileError> {
     let fd = tmp.file.as_raw_fd();
     // SAFETY: `fd` is the open descriptor that `tmp` owns.
     syscall!(fchmod(fd, mode as libc::mode_t))
@@ -352,7 +403,61 @@ fn finish_tmp(tmp: TmpFile, mode: u32, len: u64) -> Result<TmpFile, FileError> {
     tmp.file
         .set_len(len)
         .map_err(|e| FileError::io("ftruncate", tmp.name.as_deref(), e))?;
-    Ok(tmp)
+    match reserve(&tmp.file, len) {
+        Ok(()) => Ok(tmp),
+        Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+            // Give back what the failed call may have allocated (some file systems keep it
+            // until the file goes), so that `available` is what the file system really has.
+            let _ = tmp.file.set_len(0);
+            // `u64::from`: both counts are `u64` on 64-bit targets, `c_ulong` is not on all.
+            #[allow(clippy::useless_conversion)]
+            let available = nix::sys::statvfs::fstatvfs(&tmp.file).map_or(0, |s| {
+                u64::from(s.blocks_available()).saturating_mul(u64::from(s.fragment_size()))
+            });
+            Err(FileError::NoSpace {
+                path: path.to_path_buf(),
+                needed: len,
+                available,
+            })
+        }
+        Err(e) => Err(FileError::io(
+            "fallocate",
+            Some(tmp.name.as_deref().unwrap_or(path)),
+            e,
+        )),
+    }
+}
+
+/// Reserves the blocks of the file's first `len` bytes, so that a store through a shared
+/// mapping of it never finds the file system full: a sparse file on a full tmpfs kills the
+/// storing process with SIGBUS. `fallocate(fd, 0, 0, len)`; where the file system has no
+/// `fallocate` (`EOPNOTSUPP`), `posix_fallocate` (glibc then writes a zero into every block).
+/// Where neither can reserve (`posix_fallocate` fails with `EOPNOTSUPP` or `EINVAL` too, as
+/// with musl on such a file system), the file stays sparse, as before: that is no worse than
+/// what the file system offers anyway. `ENOSPC` is the caller's to report.
+fn reserve(file: &File, len: u64) -> io::Result<()> {
+    use nix::fcntl::{FallocateFlags, fallocate, posix_fallocate};
+    if len == 0 {
+        return Ok(());
+    }
+    let len = libc::off_t::try_from(len).map_err(|_| io::Error::from(Errno::EFBIG))?;
+    loop {
+        match fallocate(file, FallocateFlags::empty(), 0, len) {
+            Ok(()) => return Ok(()),
+            // tmpfs gives up a large fallocate when a signal arrives; redoing it is harmless.
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EOPNOTSUPP) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    loop {
+        match posix_fallocate(file, 0, len) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EOPNOTSUPP | Errno::EINVAL) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// 64 random bits for a temporary name: `getrandom(2)`, or, where that fails (no entropy
@@ -403,6 +508,90 @@ pub(crate) fn open_existing(path: &Path, extra_flags: libc::c_int) -> Result<Fil
         )));
     }
     Ok(file)
+}
+
+/// Removes the file at `path` only if it is a shmio `what` ("queue", "region") file: a regular
+/// file that starts with the 8 bytes of `magic`. Anything else (a symbolic link, a directory, a
+/// text file, another kind of shmio file, named in `others` with its magic) is refused with
+/// [`FileError::WrongKind`] and left alone. The check opens the file with `O_NOFOLLOW` (and
+/// `O_NONBLOCK`, so that a FIFO swapped in does not block), which needs read permission.
+///
+/// Between the check and the `unlink` another process could put a different file at `path`:
+/// that one is then removed. The check guards against mistakes, not against an adversary who
+/// can write the directory.
+pub(crate) fn unlink_checked(
+    path: &Path,
+    what: &str,
+    magic: u64,
+    others: &[(u64, &str)],
+) -> Result<(), FileError> {
+    use std::os::unix::fs::FileExt;
+    let not_ours = |why: String| {
+        FileError::WrongKind(format!(
+            "{} is not a shmio {what} file ({why}); not removed",
+            path.display()
+        ))
+    };
+    // Look before opening: opening a device or a FIFO may have side effects, or block.
+    let meta =
+        std::fs::symlink_metadata(path).map_err(|e| FileError::io("unlink", Some(path), e))?;
+    let kind = |t: std::fs::FileType| {
+        if t.is_symlink() {
+            "it is a symbolic link"
+        } else if t.is_dir() {
+            "it is a directory"
+        } else {
+            "it is not a regular file"
+        }
+    };
+    if !meta.file_type().is_file() {
+        return Err(not_ours(kind(meta.file_type()).into()));
+    }
+    let c = cpath(path)?;
+    // SAFETY: `c` is a valid NUL-terminated string for the whole call.
+    let fd = match syscall!(open(
+        c.as_ptr(),
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY
+    )) {
+        Ok(fd) => fd,
+        // Replaced by a symbolic link since the look.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(not_ours("it is a symbolic link".into()));
+        }
+        Err(e) => return Err(FileError::io("open", Some(path), e)),
+    };
+    // SAFETY: `open` returned a fresh descriptor that nothing else owns.
+    let file = unsafe { File::from_raw_fd(fd) };
+    let meta = file
+        .metadata()
+        .map_err(|e| FileError::io("fstat", Some(path), e))?;
+    if !meta.file_type().is_file() {
+        return Err(not_ours(kind(meta.file_type()).into()));
+    }
+    let mut head = [0u8; 8];
+    match file.read_exact_at(&mut head, 0) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            return Err(not_ours(format!(
+                "it is {} bytes long, shorter than a magic number",
+                meta.len()
+            )));
+        }
+        Err(e) => return Err(FileError::io("read", Some(path), e)),
+    }
+    let found = u64::from_le_bytes(head);
+    if found != magic {
+        return Err(not_ours(match others.iter().find(|(m, _)| *m == found) {
+            Some((_, other)) => format!("it is a shmio {other}"),
+            None => format!(
+                "it starts with \"{}\", not the {what} magic \"{}\"",
+                head.escape_ascii(),
+                magic.to_le_bytes().escape_ascii()
+            ),
+        }));
+    }
+    drop(file);
+    std::fs::remove_file(path).map_err(|e| FileError::io("unlink", Some(path), e))
 }
 
 #[cfg(test)]
@@ -574,6 +763,21 @@ mod tests {
         assert!(d.names().is_empty());
         assert!(create_tmp(&path, 0o600, 1 << 63, 0).is_err());
         assert!(d.names().is_empty());
+    }
+
+    #[test]
+    fn created_files_have_their_blocks_reserved() {
+        let d = Dir::new("reserved");
+        let path = d.0.join("q");
+        let len = 1 << 20;
+        let unnamed = create_tmp(&path, 0o600, len, 0).unwrap();
+        let named = create_named(&path, 0o600, len, 0, random_u64).unwrap();
+        for t in [&unnamed, &named] {
+            let meta = t.file.metadata().unwrap();
+            assert_eq!(meta.len(), len);
+            // Not sparse: every block is allocated (st_blocks counts 512-byte units).
+            assert!(meta.blocks() * 512 >= len, "{} blocks", meta.blocks());
+        }
     }
 
     #[test]

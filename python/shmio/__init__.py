@@ -45,6 +45,7 @@ from ._errors import (
     Closed,
     Corrupt,
     Interrupted,
+    NoSpace,
     InvalidArgument,
     NotFound,
     Overrun,
@@ -104,6 +105,7 @@ __all__ = [
     "PermissionDenied",
     "Corrupt",
     "VersionMismatch",
+    "NoSpace",
     "WouldBlock",
     "Timeout",
     "Interrupted",
@@ -149,7 +151,8 @@ class Queue:
         returns its producer. ``slots`` is rounded up to a power of two; ``slot_size`` is the
         largest record in bytes. ``policy``: ``"overwrite"`` (the producer never waits; slow
         consumers lose records and are told how many) or ``"backpressure"`` (the producer
-        waits for the slowest live consumer)."""
+        waits for the slowest live consumer). The file's blocks are reserved here: a file
+        system too small for the queue raises :class:`NoSpace` (nothing is left behind)."""
         return _shmio.create(
             os.fspath(name),
             _int(slots, "slots"),
@@ -174,7 +177,10 @@ class Queue:
 
     @staticmethod
     def unlink(name: Name) -> None:
-        """Removes the queue file; processes that have it open keep using it."""
+        """Removes the queue file; processes that have it open keep using it. Only a queue
+        file is removed: anything else at the path (a region, a text file, a symbolic link)
+        raises :class:`Corrupt` and is left alone. (The file is checked, then unlinked: a file
+        put there in between by another process would be removed.)"""
         _shmio.unlink(os.fspath(name))
 
     @staticmethod

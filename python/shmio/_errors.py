@@ -15,6 +15,7 @@ __all__ = [
     "PermissionDenied",
     "Corrupt",
     "VersionMismatch",
+    "NoSpace",
     "WouldBlock",
     "Timeout",
     "Interrupted",
@@ -58,7 +59,8 @@ class PermissionDenied(ShmioError, PermissionError):
 
 
 class Corrupt(ShmioError):
-    """The file is not a valid queue (bad magic, sizes, indices or length)."""
+    """The file is not a valid queue or region (bad magic, sizes, indices or length). From
+    ``unlink``: the file at the path is not that kind of shmio file (it was left alone)."""
 
 
 class VersionMismatch(ShmioError):
@@ -66,6 +68,16 @@ class VersionMismatch(ShmioError):
 
     found: int
     expected: int
+
+
+class NoSpace(ShmioError, OSError):
+    """``create``: the file system cannot hold the queue or region file (``needed`` bytes,
+    ``available`` free; ``errno`` is ``ENOSPC``, ``filename`` the path). Nothing is left behind.
+    The blocks are reserved at creation, so an object that was created never runs out of space
+    later (no SIGBUS)."""
+
+    needed: int
+    available: int
 
 
 class WouldBlock(ShmioError, BlockingIOError):

@@ -99,6 +99,11 @@ impl From<Error> for ErrDesc {
             Error::VersionMismatch { found, expected } => d("VersionMismatch")
                 .attr("found", *found)
                 .attr("expected", *expected),
+            Error::NoSpace {
+                path,
+                needed,
+                available,
+            } => no_space(msg.clone(), path, *needed, *available),
             Error::WouldBlock => d("WouldBlock"),
             Error::Timeout => d("Timeout"),
             Error::Interrupted => d("Interrupted"),
@@ -120,6 +125,14 @@ impl From<Error> for ErrDesc {
             _ => d("ShmioError"),
         }
     }
+}
+
+/// `NoSpace` (queue or region create): an `OSError(ENOSPC, message, path)` (built like
+/// `SyscallError`, so that `str()` keeps the message), with the bytes `needed` and `available`.
+fn no_space(msg: String, path: &std::path::Path, needed: u64, available: u64) -> ErrDesc {
+    let mut d = ErrDesc::new("NoSpace", msg);
+    d.io = Some((libc::ENOSPC, Some(path.display().to_string())));
+    d.attr("needed", needed).attr("available", available)
 }
 
 /// The message for a queue handle used in a forked child (the Python wording of the fix).
@@ -144,6 +157,11 @@ impl From<region::Error> for ErrDesc {
             E::VersionMismatch { found, expected } => d("VersionMismatch")
                 .attr("found", *found)
                 .attr("expected", *expected),
+            E::NoSpace {
+                path,
+                needed,
+                available,
+            } => no_space(msg.clone(), path, *needed, *available),
             E::Torn { offset, len } => d("Torn").attr("offset", *offset).attr("len", *len),
             E::WouldBlock => d("WouldBlock"),
             E::Timeout => d("Timeout"),
@@ -1427,7 +1445,8 @@ impl PyRegion {
 
 #[pymethods]
 impl PyRegion {
-    /// Creates a region of `size` zeroed bytes (AlreadyExists if the file exists).
+    /// Creates a region of `size` zeroed bytes (AlreadyExists if the file exists; NoSpace if
+    /// its file system cannot hold it: the blocks are reserved here).
     #[staticmethod]
     #[pyo3(signature = (name, size, *, mode=0o600, o_sync=false, populate=false, lock=false))]
     fn create(
@@ -1465,7 +1484,8 @@ impl PyRegion {
         Ok(PyRegion::new(r))
     }
 
-    /// Removes a region file; processes that have it mapped keep using it.
+    /// Removes a region file; processes that have it mapped keep using it. Anything else at
+    /// the path (a queue, a text file, a symbolic link) raises Corrupt and is left alone.
     #[staticmethod]
     fn unlink(py: Python<'_>, name: std::path::PathBuf) -> PyResult<()> {
         region::unlink(&name.to_string_lossy()).map_err(|e| to_py(py, e))
@@ -2062,7 +2082,7 @@ fn open(py: Python<'_>, name: &str, start: Option<&Bound<'_, PyAny>>) -> PyResul
     })
 }
 
-/// Removes a queue file.
+/// Removes a queue file; anything else at the path raises Corrupt and is left alone.
 #[pyfunction]
 fn unlink(py: Python<'_>, name: &str) -> PyResult<()> {
     queue::unlink(name).map_err(|e| to_py(py, e))

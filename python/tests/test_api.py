@@ -349,12 +349,13 @@ def test_every_core_error_has_a_class() -> None:
         "InvalidArgument", "AlreadyExists", "NotFound", "PermissionDenied", "Corrupt",
         "VersionMismatch", "WouldBlock", "Timeout", "Interrupted", "ProducerDead", "Closed",
         "ProducerExists", "TooManyConsumers", "TooLarge", "BufferTooSmall", "Overrun",
-        "Unsupported", "SyscallError",
+        "Unsupported", "SyscallError", "NoSpace",
     ]
     builtin = {
         "Timeout": TimeoutError, "WouldBlock": BlockingIOError,
         "AlreadyExists": FileExistsError, "NotFound": FileNotFoundError,
         "PermissionDenied": PermissionError, "InvalidArgument": ValueError,
+        "NoSpace": OSError,
     }
     for n in names:
         cls = getattr(shmio, n)

@@ -61,6 +61,7 @@ pub use layout::{
 pub use producer::{Producer, Reservation};
 pub use wait::BACKSTOP;
 
+use crate::shmfile;
 use crate::sys::robust::{Owner, owner_of};
 use layout::Shared;
 
@@ -223,10 +224,19 @@ pub enum Error {
     NotFound(PathBuf),
     /// The file's permissions refuse us.
     PermissionDenied(PathBuf),
-    /// The file is not a valid queue (bad magic, sizes, indices or length).
+    /// The file is not a valid queue (bad magic, sizes, indices or length); from [`unlink`],
+    /// the file at the path is not a queue file (it was left alone).
     Corrupt(String),
     /// The file was made by an incompatible layout version.
     VersionMismatch { found: u32, expected: u32 },
+    /// `create`: the file system cannot hold the file (`needed` bytes; `available` is what it
+    /// has free for unprivileged users). Nothing is left behind. The blocks are reserved at
+    /// creation, so a queue that was created never runs out of space later (no SIGBUS).
+    NoSpace {
+        path: PathBuf,
+        needed: u64,
+        available: u64,
+    },
     /// Nothing to read (consumer) or no space (back-pressure producer) right now.
     WouldBlock,
     /// The wait's timeout expired.
@@ -283,6 +293,16 @@ impl From<crate::shmfile::FileError> for Error {
         match e {
             F::InvalidArgument(m) => Error::InvalidArgument(m),
             F::AlreadyExists(p) => Error::AlreadyExists(p),
+            F::NoSpace {
+                path,
+                needed,
+                available,
+            } => Error::NoSpace {
+                path,
+                needed,
+                available,
+            },
+            F::WrongKind(m) => Error::Corrupt(m),
             F::Io { op, path, source } => Error::io(op, path.as_deref(), source),
         }
     }
@@ -300,6 +320,11 @@ impl fmt::Display for Error {
                 f,
                 "queue file has layout version {found}, this shmio reads version {expected}"
             ),
+            Error::NoSpace {
+                path,
+                needed,
+                available,
+            } => f.write_str(&shmfile::no_space_message(path, *needed, *available)),
             Error::WouldBlock => f.write_str("operation would block"),
             Error::Timeout => f.write_str("timed out"),
             Error::Interrupted => f.write_str("interrupted by a signal"),
@@ -368,9 +393,22 @@ pub(crate) fn usable(made_in: u32, shared: &Shared) -> Result<()> {
 
 /// Removes the queue file (the name or path as for [`Producer::create`]). Processes that have
 /// it open keep using it.
+///
+/// Only a queue file is removed: the file is opened (`O_NOFOLLOW`, read-only, so read
+/// permission is needed) and must start with the queue magic. Anything else at the path (a
+/// region, a text file, a symbolic link, a directory) is left alone and refused with
+/// [`Error::Corrupt`], as [`Consumer::open`] refuses it; nothing there is [`Error::NotFound`].
+/// A queue of another layout version is removed. Another process could replace the file
+/// between the check and the `unlink(2)`; the check guards against mistakes, not against
+/// someone who can write the directory.
 pub fn unlink(name: &str) -> Result<()> {
     let path = resolve(name)?;
-    std::fs::remove_file(&path).map_err(|e| Error::io("unlink", Some(&path), e))
+    Ok(shmfile::unlink_checked(
+        &path,
+        "queue",
+        layout::MAGIC,
+        &[(crate::region::layout::MAGIC, "region")],
+    )?)
 }
 
 /// Opens a queue without joining it and reports its state.

@@ -68,7 +68,7 @@
 //! a corrupt file gives [`Error::Corrupt`], never undefined behaviour. Offsets and lengths are
 //! checked against the size copied out at open.
 
-mod layout;
+pub(crate) mod layout;
 
 use std::fmt;
 use std::fs::File;
@@ -156,10 +156,19 @@ pub enum Error {
     NotFound(PathBuf),
     /// The file's permissions refuse us.
     PermissionDenied(PathBuf),
-    /// The file is not a valid region (bad magic, sizes, or length).
+    /// The file is not a valid region (bad magic, sizes, or length); from [`unlink`], the file
+    /// at the path is not a region file (it was left alone).
     Corrupt(String),
     /// The file was made by an incompatible layout version.
     VersionMismatch { found: u32, expected: u32 },
+    /// `create`: the file system cannot hold the file (`needed` bytes; `available` is what it
+    /// has free for unprivileged users). Nothing is left behind. The blocks are reserved at
+    /// creation, so a region that was created never runs out of space later (no SIGBUS).
+    NoSpace {
+        path: PathBuf,
+        needed: u64,
+        available: u64,
+    },
     /// The range read overlaps data whose last writer died (or panicked) mid-write: it is not
     /// returned until that range (`offset`, `len`) is rewritten.
     Torn { offset: u64, len: u64 },
@@ -197,6 +206,16 @@ impl From<FileError> for Error {
         match e {
             FileError::InvalidArgument(m) => Error::InvalidArgument(m),
             FileError::AlreadyExists(p) => Error::AlreadyExists(p),
+            FileError::NoSpace {
+                path,
+                needed,
+                available,
+            } => Error::NoSpace {
+                path,
+                needed,
+                available,
+            },
+            FileError::WrongKind(m) => Error::Corrupt(m),
             FileError::Io { op, path, source } => Error::io(op, path.as_deref(), source),
         }
     }
@@ -218,6 +237,11 @@ impl fmt::Display for Error {
                 f,
                 "region file has layout version {found}, this shmio reads version {expected}"
             ),
+            Error::NoSpace {
+                path,
+                needed,
+                available,
+            } => f.write_str(&shmfile::no_space_message(path, *needed, *available)),
             Error::Torn { offset, len } => write!(
                 f,
                 "torn data: a writer died mid-write in bytes {offset}..{} (rewrite them)",
@@ -253,9 +277,22 @@ pub fn resolve(name: &str) -> Result<PathBuf> {
 }
 
 /// Removes the region file. Processes that have it mapped keep using it.
+///
+/// Only a region file is removed: the file is opened (`O_NOFOLLOW`, read-only, so read
+/// permission is needed) and must start with the region magic. Anything else at the path (a
+/// queue, a text file, a symbolic link, a directory) is left alone and refused with
+/// [`Error::Corrupt`], as [`Region::open`] refuses it; nothing there is [`Error::NotFound`].
+/// A region of another layout version is removed. Another process could replace the file
+/// between the check and the `unlink(2)`; the check guards against mistakes, not against
+/// someone who can write the directory.
 pub fn unlink(name: &str) -> Result<()> {
     let path = resolve(name)?;
-    std::fs::remove_file(&path).map_err(|e| Error::io("unlink", Some(&path), e))
+    Ok(shmfile::unlink_checked(
+        &path,
+        "region",
+        layout::MAGIC,
+        &[(crate::queue::layout::MAGIC, "queue")],
+    )?)
 }
 
 /// How long a reader that finds a write in progress spins before it blocks on the writer
