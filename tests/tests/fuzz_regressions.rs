@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use shmio::queue;
+use shmio::queue::{self, Consumer, Error as QError, Policy, Producer, QueueOptions, Start};
 use shmio::region::{self, Error as RError, Region, RegionOptions};
 
 /// A file path unique to this test, removed on drop.
@@ -32,6 +32,13 @@ impl Drop for TmpPath {
 fn pwrite(path: &Path, off: u64, bytes: &[u8]) {
     let f = OpenOptions::new().write(true).open(path).unwrap();
     f.write_all_at(bytes, off).unwrap();
+}
+
+fn pread_u64(path: &Path, off: u64) -> u64 {
+    let f = std::fs::File::open(path).unwrap();
+    let mut b = [0u8; 8];
+    f.read_exact_at(&mut b, off).unwrap();
+    u64::from_le_bytes(b)
 }
 
 fn pread_u32(path: &Path, off: u64) -> u32 {
@@ -91,4 +98,82 @@ fn region_counter_left_odd_with_the_lock_free_is_repaired_not_spun_on() {
     assert_eq!(buf, [2; 8]);
     drop(r);
     let _ = region::unlink(p.name());
+}
+
+// Queue header offsets (layout version 2).
+const Q_SLOT_STRIDE: u64 = 28;
+const Q_SLOTS_OFFSET: u64 = 48;
+const Q_HEAD: u64 = 128;
+
+/// Bug: a take-over producer started at whatever head the file held, so a head at or near
+/// `u64::MAX` overflowed `next + 1` (in `Producer::open`, publishing a record the stamp of a
+/// never-written slot seemed to complete, and in the first commit): a panic with overflow
+/// checks, a wrapped sequence number without. Found with the whole queue moved near the end of
+/// the sequence space. Such a head is corrupt: no valid file holds a sequence number past
+/// 2^62.
+#[test]
+fn a_head_past_any_sequence_number_is_corrupt_for_producer_and_consumer() {
+    for head in [u64::MAX, u64::MAX - 1, 1 << 63, (1 << 62) + 1] {
+        let p = TmpPath::new("head");
+        let opts = QueueOptions::new()
+            .slots(4)
+            .slot_size(8)
+            .policy(Policy::Overwrite);
+        drop(Producer::create(p.name(), &opts).unwrap());
+        pwrite(&p.0, Q_HEAD, &head.to_le_bytes());
+        let name = p.name().to_owned();
+        let (prod, cons) = within_5s("open over a huge head", move || {
+            let prod = Producer::open(&name).map(|mut p| p.try_send(b"x"));
+            let cons = Consumer::open(&name, Start::Newest).map(|_| ());
+            (prod, cons)
+        });
+        assert!(
+            matches!(prod, Err(QError::Corrupt(_))),
+            "head {head:#x}: {prod:?}"
+        );
+        assert!(
+            matches!(cons, Err(QError::Corrupt(_))),
+            "head {head:#x}: {cons:?}"
+        );
+        // The role was given back: an honest head makes the queue usable again.
+        pwrite(&p.0, Q_HEAD, &0u64.to_le_bytes());
+        let mut tx = Producer::open(p.name()).unwrap();
+        let mut rx = Consumer::open(p.name(), Start::Oldest).unwrap();
+        tx.try_send(b"ok").unwrap();
+        let mut buf = [0u8; 8];
+        let n = rx.try_recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"ok");
+    }
+}
+
+/// Bug: a consumer whose cursor passed 2^63 - 1, where the stamps `2 seq + 2` wrap, found
+/// every written slot "overwritten" and stepped its cursor by one for ever in `try_recv`.
+/// The fuzzer got there by starting a consumer in a queue moved near the end of the sequence
+/// space (now refused at open, see above); from an honest head, overwrite mode got there
+/// through a stamp naming a record past 2^63, which made the consumer jump its cursor to it.
+/// Such a stamp is now [`QError::Corrupt`].
+#[test]
+fn an_overwrite_consumer_facing_stamps_past_any_sequence_number_gets_corrupt() {
+    let p = TmpPath::new("stamps");
+    let opts = QueueOptions::new()
+        .slots(4)
+        .slot_size(8)
+        .policy(Policy::Overwrite);
+    let mut tx = Producer::create(p.name(), &opts).unwrap();
+    let mut rx = Consumer::open(p.name(), Start::Oldest).unwrap();
+    tx.try_send(b"a").unwrap();
+    tx.try_send(b"b").unwrap();
+    let (stride, slots) = (
+        u64::from(pread_u32(&p.0, Q_SLOT_STRIDE)),
+        pread_u64(&p.0, Q_SLOTS_OFFSET),
+    );
+    for j in 0..4 {
+        pwrite(&p.0, slots + j * stride, &u64::MAX.to_le_bytes());
+    }
+    let r = within_5s("try_recv over huge stamps", move || {
+        let mut buf = [0u8; 8];
+        rx.try_recv(&mut buf).map(|_| ())
+    });
+    assert!(matches!(r, Err(QError::Corrupt(_))), "{r:?}");
+    drop(tx);
 }
