@@ -8,7 +8,9 @@ use std::process::Command;
 fn a_million_mutated_files_give_errors_never_panics_hangs_or_crashes() {
     let cases = std::env::var("SHMIO_FUZZ_CASES").unwrap_or_else(|_| "1000000".into());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_shmio-fuzz"));
-    cmd.args(["--cases", &cases]);
+    // A hang never ends: 5 s (not the default 2 s) only spares a loaded CI machine a false
+    // alarm (the slowest case seen took 0.75 s, with four workers on two cores).
+    cmd.args(["--cases", &cases, "--hang-ms", "5000"]);
     if let Ok(seed) = std::env::var("SHMIO_FUZZ_SEED") {
         cmd.args(["--seed", &seed]);
     }

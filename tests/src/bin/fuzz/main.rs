@@ -608,9 +608,22 @@ fn summarise(a: &Args, t: &Tally, secs: f64, slowest: (u64, u64)) -> i32 {
         }
     }
     println!("outcomes by call:");
+    let mut errors: BTreeMap<(char, &str), u64> = BTreeMap::new();
     for (op, kinds) in &by_kind {
         let list: Vec<String> = kinds.iter().map(|(k, v)| format!("{k} {v}")).collect();
         println!("  {op}: {}", list.join(", "));
+        let file = if op.starts_with("q.") { 'q' } else { 'r' };
+        for (k, v) in kinds.iter().filter(|(k, _)| *k != "Ok") {
+            *errors.entry((file, k.as_str())).or_default() += v;
+        }
+    }
+    for (file, what) in [('q', "queue"), ('r', "region")] {
+        let list: Vec<String> = errors
+            .iter()
+            .filter(|((f, _), _)| *f == file)
+            .map(|((_, k), v)| format!("{k} {v}"))
+            .collect();
+        println!("shmio-fuzz: {what} errors by kind: {}", list.join(", "));
     }
     println!(
         "shmio-fuzz: seed {}: {cases} cases (queue {}, region {}, live {}, controls {}) in \
