@@ -114,8 +114,14 @@ fn install_panic_hook() {
     }));
 }
 
-/// Aborts the process if a case runs longer than `limit`, after saying which.
-fn spawn_watchdog(limit: Duration, seed: u64, progress: Option<File>) -> u32 {
+/// Aborts the process if a case runs longer than `limit`, after saying which (and removing
+/// `cleanup`, the work directory of a replay, which no supervisor removes).
+fn spawn_watchdog(
+    limit: Duration,
+    seed: u64,
+    progress: Option<File>,
+    cleanup: Option<PathBuf>,
+) -> u32 {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("fuzz-watchdog".into())
@@ -132,6 +138,9 @@ fn spawn_watchdog(limit: Duration, seed: u64, progress: Option<File>) -> u32 {
                     );
                     if let Some(p) = &progress {
                         let _ = p.write_all_at(&1u64.to_le_bytes(), 8);
+                    }
+                    if let Some(d) = &cleanup {
+                        let _ = std::fs::remove_dir_all(d);
                     }
                     std::process::abort();
                 }
@@ -428,7 +437,7 @@ fn main() {
 
 fn replay(a: &Args, n: u64) -> i32 {
     let dir = a.dir.clone().unwrap_or_else(base_dir);
-    let wd = spawn_watchdog(a.hang, a.seed, None);
+    let wd = spawn_watchdog(a.hang, a.seed, None, Some(dir.clone()));
     let mut w = Worker::new(a.seed, dir.clone(), a.live_per_mille, wd);
     eprintln!("shmio-fuzz: replaying seed {} case {n}", a.seed);
     let ok = w.run(n, true);
@@ -447,7 +456,7 @@ fn worker(a: &Args, index: u64, first: u64) -> i32 {
         .truncate(false)
         .open(dir.join("progress"))
         .ok();
-    let wd = spawn_watchdog(a.hang, a.seed, progress);
+    let wd = spawn_watchdog(a.hang, a.seed, progress, None);
     let mut w = Worker::new(a.seed, dir, a.live_per_mille, wd);
     let started = Instant::now();
     let mut last = Instant::now();
