@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::cancel::Canceller;
-use super::layout::{ConsumerSlot, Shared, consumer_byte, resolve};
+use super::layout::{ConsumerSlot, MAX_SEQ, Shared, consumer_byte, resolve};
 use super::ring::{self, SlotState};
 use super::wait::{self, DataWait, Deadline, ROLE_NOTIFIER, ROLE_READER};
 use super::{Error, Policy, QueueInfo, QueueStats, Result, Start, info_of, stats_of};
@@ -132,6 +132,11 @@ impl Consumer {
         h.space.0.consumers_epoch.fetch_add(1, Ordering::SeqCst);
         ring::join_fence();
         let head = h.prod.0.head.load(Ordering::Acquire);
+        if head > MAX_SEQ {
+            return Err(Error::Corrupt(format!(
+                "head {head} is past any sequence number"
+            )));
+        }
         let oldest = head.saturating_add(1).saturating_sub(n);
         let start = match start {
             Start::Newest => head.saturating_sub(1),
@@ -423,6 +428,11 @@ impl Consumer {
                 SlotState::Overwritten { occupant }
                     if self.shared.layout.policy == Policy::Overwrite =>
                 {
+                    if occupant > MAX_SEQ {
+                        return Err(Error::Corrupt(format!(
+                            "slot for record {c} names record {occupant}, past any sequence number"
+                        )));
+                    }
                     let next = ring::resume_after_overrun(c, occupant, n);
                     self.lost += next - c;
                     self.me().lost.store(self.lost, Ordering::Relaxed);

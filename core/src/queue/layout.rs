@@ -28,6 +28,10 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMIOQ\0\x01");
 pub const LAYOUT_VERSION: u32 = 2;
 /// Bytes in front of every payload.
 pub(crate) const SLOT_HEADER: u64 = 16;
+/// Largest sequence number a valid file holds (in the head, a cursor or a stamp): 2^62
+/// records take 146 years at a billion a second. Below it, no arithmetic on sequence numbers
+/// (`seq + 1`, the stamps `2 seq + 2`) wraps; a file showing more is corrupt.
+pub(crate) const MAX_SEQ: u64 = 1 << 62;
 /// Largest slot count (after rounding).
 pub const MAX_SLOTS: u32 = 1 << 24;
 /// Largest payload per slot.

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::cancel::Canceller;
-use super::layout::{PRODUCER_BYTE, Shared, link_into_place, resolve};
+use super::layout::{MAX_SEQ, PRODUCER_BYTE, Shared, link_into_place, resolve};
 use super::wait::{self, Deadline};
 use super::{Error, Policy, QueueInfo, QueueOptions, QueueStats, Result, info_of, ring, stats_of};
 use crate::sys::fork;
@@ -103,6 +103,12 @@ impl Producer {
         h.owner.0.pid.store(crate::sys::getpid(), Ordering::Relaxed);
         h.owner.0.generation.fetch_add(1, Ordering::SeqCst);
         let mut next = h.prod.0.head.load(Ordering::SeqCst);
+        if next > MAX_SEQ {
+            // Dropping the keeper and the mapping gives the role back.
+            return Err(Error::Corrupt(format!(
+                "head {next} is past any sequence number"
+            )));
+        }
         // A predecessor that died between completing a record and publishing it: consumers may
         // already have read that record by its stamp, so publish it rather than rewrite it.
         let (slot, _) = shared.slot(next);

@@ -523,7 +523,10 @@ impl Region {
             r: self,
             held: Some(held),
         };
-        if how == Locked::OwnerDied {
+        // With the lock held no write is in progress, so an odd counter was left by a holder
+        // that died (the kernel marked the word) or by a peer that scribbled it (no mark): the
+        // same repair either way, or every reader would spin on it for ever.
+        if how == Locked::OwnerDied || self.header().seq.0.seq.load(Ordering::Relaxed) & 1 == 1 {
             self.repair();
         }
         Ok(g)

@@ -1,0 +1,329 @@
+//! Region files: templates made by the library, mutations of every header field and of the
+//! data, and a short drive of the public API over the result.
+
+use std::path::Path;
+
+use shmio::region::{self, Region, RegionOptions};
+
+use crate::Case;
+use crate::util::{
+    CaseFile, FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS, Rng, interesting_u32,
+    interesting_u64, le_u32, le_u64,
+};
+
+// Offsets of the region file, layout version 2 (`core/src/region/layout.rs`).
+const HEADER_SIZE: u64 = 12;
+const DATA_SIZE: u64 = 24;
+pub const LOCK: u64 = 128;
+pub const SEQ: u64 = 256;
+const VERSION: u64 = 264;
+const PENDING_OFF: u64 = 272;
+const PENDING_LEN: u64 = 280;
+const TORN_OFF: u64 = 288;
+const TORN_LEN: u64 = 296;
+const WAITERS: u64 = 384;
+pub const DATA: u64 = 4096;
+
+/// Header fields: (offset, width). The first five are the configuration.
+pub const FIELDS: &[(u64, u8)] = &[
+    (0, 8),   // magic
+    (8, 4),   // layout_version
+    (12, 4),  // header_size
+    (16, 8),  // data_offset
+    (24, 8),  // data_size
+    (32, 8),  // reserved
+    (40, 8),  // created_unix_ns
+    (128, 4), // lock word
+    (256, 4), // seq
+    (260, 4), // pad
+    (264, 8), // version
+    (272, 8), // pending_off
+    (280, 8), // pending_len
+    (288, 8), // torn_off
+    (296, 8), // torn_len
+    (304, 8), // torn_writes
+    (384, 4), // waiters
+];
+const CONFIG_FIELDS: usize = 5;
+
+pub struct RTemplate {
+    pub bytes: Vec<u8>,
+    pub size: u64,
+    pub what: String,
+}
+
+impl RTemplate {
+    /// Makes a region of random size at `path`, writes to it a little, and snapshots it.
+    pub fn make(path: &Path, rng: &mut Rng) -> RTemplate {
+        let name = path.to_str().unwrap();
+        let _ = std::fs::remove_file(path);
+        let size = *rng.pick(&[1u64, 1, 7, 8, 64, 100, 4095, 4096, 4097, 10_000, 1 << 20]);
+        let r = Region::create(name, size, &RegionOptions::new()).expect("create a template");
+        let writes = rng.below(5);
+        for w in 0..writes {
+            let off = rng.below(size);
+            let len = rng.below(size - off + 1).min(256) as usize;
+            let data: Vec<u8> = (0..len).map(|i| (i as u64 ^ w) as u8).collect();
+            r.write(off, &data).expect("write a template");
+        }
+        let bytes = std::fs::read(path).expect("read the template");
+        drop(r);
+        let _ = std::fs::remove_file(path);
+        assert_eq!(le_u64(&bytes, 0), u64::from_le_bytes(*b"SHMIOR\0\x01"));
+        assert_eq!(le_u32(&bytes, HEADER_SIZE), 512);
+        assert_eq!(LOCK, region::LOCK_WORD_OFFSET);
+        assert_eq!(DATA, region::DATA_OFFSET);
+        assert_eq!(le_u64(&bytes, DATA_SIZE), size);
+        RTemplate {
+            bytes,
+            size,
+            what: format!("{size} bytes, {writes} writes"),
+        }
+    }
+
+    fn near(&self) -> [u64; 5] {
+        let v = le_u64(&self.bytes, VERSION);
+        [
+            self.size,
+            DATA + self.size,
+            v,
+            self.size / 2,
+            u64::from(le_u32(&self.bytes, 256)),
+        ]
+    }
+}
+
+/// One mutation of a region file. `mapped`: a handle has it mapped, so it must not shrink.
+pub fn mutate(f: &mut CaseFile, t: &RTemplate, c: &mut Case<'_>, mapped: bool) {
+    let near = t.near();
+    match c.rng.below(100) {
+        0..=44 => {
+            let &(off, w) = if c.rng.chance(250) {
+                c.rng.pick(&FIELDS[..CONFIG_FIELDS])
+            } else {
+                c.rng.pick(&FIELDS[CONFIG_FIELDS..])
+            };
+            if off == LOCK && c.spare_lock {
+                return;
+            }
+            if w == 8 {
+                let v = interesting_u64(&mut c.rng, &near);
+                c.note(|| format!("u64 at {off} := {v:#x}"));
+                f.put_u64(off, v);
+            } else {
+                let v = interesting_u32(&mut c.rng, c.tids, &near);
+                c.note(|| format!("u32 at {off} := {v:#x}"));
+                f.put_u32(off, v);
+            }
+        }
+        45..=59 => {
+            let off = c.rng.below(512);
+            if c.spare_lock && (LOCK..LOCK + 4).contains(&off) {
+                return;
+            }
+            let bit = c.rng.below(8) as u32;
+            c.note(|| format!("flip bit {bit} of byte {off}"));
+            f.flip(off, bit);
+        }
+        60..=69 => {
+            let off = DATA + c.rng.below(t.size);
+            let v = c.rng.next_u64();
+            c.note(|| format!("data at {off} := {v:#x}"));
+            f.put_u64(off, v);
+        }
+        // A writer that died mid-write (the kernel marked the lock), or a counter left odd
+        // with the lock free, over a pending and a torn range from anywhere.
+        70..=84 => {
+            let died = c.rng.chance(600);
+            let seq = f.get_u32(SEQ).unwrap_or(0) | 1;
+            let w = if c.rng.chance(300) { FUTEX_WAITERS } else { 0 };
+            c.note(|| format!("composite: odd counter, writer died: {died}"));
+            if !c.spare_lock {
+                f.put_u32(LOCK, if died { FUTEX_OWNER_DIED | w } else { w });
+            }
+            f.put_u32(SEQ, seq);
+            f.put_u64(PENDING_OFF, interesting_u64(&mut c.rng, &near));
+            f.put_u64(PENDING_LEN, interesting_u64(&mut c.rng, &near));
+            if c.rng.chance(500) {
+                f.put_u64(TORN_OFF, interesting_u64(&mut c.rng, &near));
+                f.put_u64(TORN_LEN, interesting_u64(&mut c.rng, &near));
+            }
+        }
+        85..=89 => {
+            let v = interesting_u32(&mut c.rng, c.tids, &[]);
+            c.note(|| format!("waiters := {v:#x}"));
+            f.put_u32(WAITERS, v);
+        }
+        _ => {
+            let len = if mapped || c.rng.chance(300) {
+                f.len() + *c.rng.pick(&[1u64, 4096, 65536])
+            } else {
+                match c.rng.below(5) {
+                    0 => 0,
+                    1 => c.rng.below(DATA + 1),
+                    2 => DATA,
+                    3 => DATA + t.size - 1,
+                    _ => c.rng.below(DATA + t.size),
+                }
+            };
+            c.note(|| format!("length := {len}"));
+            f.set_len(len);
+        }
+    }
+}
+
+/// Whether the lock word shows a holder. The region's writer lock has no liveness check
+/// beyond the kernel's robust-futex marking, so a scribbled live-looking id blocks untimed
+/// lockers (`write`, `touch`, `torn`, a `read` that finds the counter odd) just as a live
+/// holder would: by design, so the fuzzer calls only timed operations then.
+fn lock_shows_holder(f: &CaseFile) -> bool {
+    f.get_u32(LOCK).is_none_or(|w| w & FUTEX_TID_MASK != 0)
+}
+
+fn seq_odd(f: &CaseFile) -> bool {
+    f.get_u32(SEQ).is_none_or(|s| s & 1 == 1)
+}
+
+fn range(c: &mut Case<'_>, size: u64) -> (u64, u64) {
+    match c.rng.below(10) {
+        0 => (0, size),
+        1 => (size, c.rng.below(2)),
+        2 => (interesting_u64(&mut c.rng, &[size]), c.rng.below(3)),
+        3 => (c.rng.below(size + 1), interesting_u64(&mut c.rng, &[size])),
+        _ => {
+            let off = c.rng.below(size + 1);
+            (off, c.rng.below(size - off + 1).min(8192))
+        }
+    }
+}
+
+/// One region case.
+pub fn case(f: &mut CaseFile, t: &RTemplate, c: &mut Case<'_>) {
+    c.note(|| format!("region template: {}", t.what));
+    f.reset(&t.bytes, DATA).expect("reset the case file");
+    let nm = match c.rng.below(100) {
+        0..=2 => 0,
+        3..=60 => 1,
+        61..=85 => 2,
+        _ => 3 + c.rng.below(6),
+    };
+    for _ in 0..nm {
+        mutate(f, t, c, false);
+    }
+    c.set_alloc_limit(f.len().max(t.bytes.len() as u64));
+    let opts = RegionOptions::new().populate(c.rng.chance(100));
+    let r = Region::open(&f.name, &opts);
+    c.r("open", &r);
+    let r = match r {
+        Ok(r) => r,
+        Err(e) => {
+            if nm == 0 {
+                c.fail("oracle", format!("clean region: open: {e}"));
+            }
+            return;
+        }
+    };
+    if nm == 0 {
+        f.mark_all();
+        return control(&r, t, c);
+    }
+    let size = r.len() as u64;
+    let mut buf = vec![0u8; 8192];
+    for _ in 0..1 + c.rng.below(10) {
+        let untimed_ok = !lock_shows_holder(f);
+        match c.rng.below(100) {
+            0..=24 => {
+                if untimed_ok || !seq_odd(f) {
+                    let (off, len) = range(c, size);
+                    let len = len.min(buf.len() as u64) as usize;
+                    let res = r.read(off, &mut buf[..len]);
+                    c.r("read", &res);
+                }
+            }
+            25..=34 => {
+                if untimed_ok || !seq_odd(f) {
+                    let (off, len) = range(c, size);
+                    let res = r.read_with(off, len, |b| {
+                        b.iter().fold(0u64, |a, x| a.rotate_left(3) ^ u64::from(*x))
+                    });
+                    c.r("read", &res);
+                }
+            }
+            35..=49 => {
+                if untimed_ok {
+                    let (off, len) = range(c, size);
+                    let len = len.min(buf.len() as u64) as usize;
+                    f.mark(DATA.saturating_add(off), len as u64);
+                    let res = r.write(off, &buf[..len]);
+                    c.r("write", &res);
+                }
+            }
+            50..=54 => {
+                if untimed_ok {
+                    let (off, len) = range(c, size);
+                    let v = c.rng.next_u64() as u8;
+                    f.mark(DATA.saturating_add(off), len);
+                    let res = r.write_with(off, len, |b| b.fill(v));
+                    c.r("write", &res);
+                }
+            }
+            55..=57 => {
+                if untimed_ok {
+                    let res = r.touch();
+                    c.r("touch", &res);
+                }
+            }
+            58..=67 => {
+                let v = r.version();
+                let seen = if c.rng.chance(500) {
+                    v
+                } else {
+                    v.wrapping_add(1)
+                };
+                let d = crate::queue::tiny(c);
+                let res = r.wait_changed(seen, d);
+                c.r("wait_changed", &res);
+            }
+            68..=72 => {
+                if untimed_ok {
+                    let res = r.torn();
+                    c.r("torn", &res);
+                }
+            }
+            73..=74 => {
+                let (off, len) = range(c, size);
+                let res = r.flush(off, len.min(size));
+                c.r("flush", &res);
+            }
+            75 => {
+                let res = r.cache_stat();
+                c.r("cache_stat", &res);
+            }
+            76..=79 => {
+                let _ = (
+                    r.version(),
+                    r.torn_writes(),
+                    r.len(),
+                    r.is_empty(),
+                    r.path(),
+                );
+            }
+            _ => mutate(f, t, c, true),
+        }
+    }
+}
+
+/// The untouched template: a write must read back.
+fn control(r: &Region, t: &RTemplate, c: &mut Case<'_>) {
+    c.tally.add("r.control", 1);
+    let data: Vec<u8> = (0..t.size.min(64)).map(|i| (i as u8) ^ 0x5a).collect();
+    if let Err(e) = r.write(0, &data) {
+        return c.fail("oracle", format!("clean region: write: {e}"));
+    }
+    let mut back = vec![0u8; data.len()];
+    match r.read(0, &mut back) {
+        Ok(_) if back == data => {}
+        Ok(_) => c.fail("oracle", "clean region: read back differs".into()),
+        Err(e) => c.fail("oracle", format!("clean region: read: {e}")),
+    }
+}
