@@ -85,6 +85,7 @@ impl Consumer {
                 shared.unlock_role(consumer_byte(i));
                 continue;
             }
+            shared.consumer(i).joined.store(0, Ordering::SeqCst);
             let mapping: Arc<dyn Send + Sync> = shared.clone();
             // SAFETY: the owner word is an aligned atomic inside the mapping `mapping` keeps.
             let word = unsafe { SharedWord::new(&shared.consumer(i).owner, mapping) };
@@ -154,6 +155,7 @@ impl Consumer {
             Start::Sequence(s) => s,
         };
         ring::release_to(&me.cursor, start);
+        me.joined.store(1, Ordering::SeqCst);
         wait::wake_producer(&shared);
         Ok(Consumer {
             shared,

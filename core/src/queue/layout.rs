@@ -122,7 +122,10 @@ pub(crate) struct ConsumerSlot {
     /// only one sleeper per word). Its offset is 8 modulo 8 like the owner word of the header,
     /// as the keeper's robust list needs.
     pub(crate) death: AtomicU32,
-    pub(crate) _reserved: AtomicU32,
+    /// 1 once the consumer holding the slot has chosen its start and published its cursor:
+    /// only such consumers count as attached (stats, `wait_consumers`). Cleared by the next
+    /// opener, under the slot's liveness lock, before it claims the slot.
+    pub(crate) joined: AtomicU32,
     /// Whether the consumer's reading thread (`[0]`) and its poll notifier (`[1]`) are counted
     /// in `Header::waiters`: 0, or [`SLEEP_COUNTED`] with the low 31 bits of the count's epoch.
     pub(crate) sleep: [AtomicU32; 2],

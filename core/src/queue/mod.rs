@@ -202,7 +202,7 @@ pub struct QueueStats {
     pub producer: ProducerStatus,
     /// Producer generation: 1 for the producer that created the queue, plus one per take-over.
     pub producer_generation: u32,
-    /// Live consumers, in slot order.
+    /// Live consumers that have joined (chosen their start), in slot order.
     pub consumers: Vec<ConsumerStats>,
 }
 
@@ -440,7 +440,10 @@ pub(crate) fn stats_of(shared: &Shared) -> QueueStats {
     let mut consumers = Vec::new();
     for i in 0..shared.consumer_scan_len() {
         let c = shared.consumer(i);
-        if let Owner::Alive(_) = owner_of(c.owner.load(Ordering::SeqCst)) {
+        if let (Owner::Alive(_), 1) = (
+            owner_of(c.owner.load(Ordering::SeqCst)),
+            c.joined.load(Ordering::SeqCst),
+        ) {
             let position = c.cursor.load(Ordering::SeqCst);
             consumers.push(ConsumerStats {
                 index: i,

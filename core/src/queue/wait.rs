@@ -615,7 +615,9 @@ pub(crate) fn wait_for_consumers(
                 if check && matches!(s, Owner::Alive(_)) {
                     s = evict_if_abandoned(shared, i);
                 }
+                // Attached means joined: its start is chosen, so whatever is sent now is its.
                 matches!(s, Owner::Alive(_))
+                    && shared.consumer(i).joined.load(Ordering::SeqCst) == 1
             })
             .count();
         if live >= count {
