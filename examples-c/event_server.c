@@ -40,14 +40,15 @@
 #define LISTEN_TOKEN UINT64_MAX
 #define INBUF 8192
 
+/* `in` comes last: a new connection clears everything before it (see on_listen). */
 struct conn {
     int open;
     size_t in_len;           /* bytes in `in` */
-    char in[INBUF];
     unsigned replies;        /* replies owed (pipelined requests) */
     size_t out_off;          /* bytes of the current reply already sent */
     int close_after;         /* close once the owed replies are sent */
     int want_write;          /* registered with WRITABLE */
+    char in[INBUF];
 };
 
 static volatile sig_atomic_t stop;
