@@ -38,20 +38,34 @@
 #include <unistd.h>
 
 #define LISTEN_TOKEN UINT64_MAX
+#define STOP_TOKEN (UINT64_MAX - 1)
 #define INBUF 8192
 
+/* `in` comes last: a new connection clears everything before it (see on_listen). */
 struct conn {
     int open;
     size_t in_len;           /* bytes in `in` */
-    char in[INBUF];
     unsigned replies;        /* replies owed (pipelined requests) */
     size_t out_off;          /* bytes of the current reply already sent */
     int close_after;         /* close once the owed replies are sent */
     int want_write;          /* registered with WRITABLE */
+    char in[INBUF];
 };
 
+/* SIGINT/SIGTERM set `stop` and write a byte to a pipe the poller watches: a signal that
+ * arrives after the loop looked at `stop` but before the wait blocks still ends the wait. */
 static volatile sig_atomic_t stop;
-static void on_signal(int sig) { (void)sig; stop = 1; }
+static int stop_pipe[2] = {-1, -1};
+static void on_signal(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    stop = 1;
+    if (write(stop_pipe[1], "", 1) < 0) {
+        /* full or gone: a byte is already waiting, or we are leaving */
+    }
+    errno = saved;
+}
 
 static char *reply;          /* header + body */
 static size_t reply_len;
@@ -270,6 +284,10 @@ int main(int argc, char **argv)
         nconns_max = 1u << 20;
     conns = calloc(nconns_max, sizeof *conns);
 
+    if (pipe2(stop_pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+        perror("pipe2");
+        return 1;
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;  /* no SA_RESTART: the wait returns SHMIO_ERR_INTERRUPTED */
@@ -293,6 +311,9 @@ int main(int argc, char **argv)
         die("poller");
     if (shmio_poller_register(poller, lfd, LISTEN_TOKEN, SHMIO_INTEREST_READABLE) != SHMIO_OK)
         die("register listener");
+    if (shmio_poller_register(poller, stop_pipe[0], STOP_TOKEN, SHMIO_INTEREST_READABLE)
+        != SHMIO_OK)
+        die("register stop pipe");
     printf("listening on 127.0.0.1:%d backend %s\n", ntohs(a.sin_port),
            shmio_backend_name(shmio_poller_backend(poller)));
     fflush(stdout);
@@ -306,6 +327,8 @@ int main(int argc, char **argv)
         if (s != SHMIO_OK)
             die("wait");
         for (size_t i = 0; i < n; i++) {
+            if (ev[i].token == STOP_TOKEN)
+                continue;  /* `stop` is set: the loop ends */
             if (ev[i].token == LISTEN_TOKEN)
                 on_listen(lfd);
             else

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of shmio: formatting, lints, the build (libshmio.so/.a, the header check,
-# shmio.pc), the C demos with -Werror, unit, loom-model and multi-process tests, then the Python
-# wheel: built and installed into .venv, its stubs checked by mypy.stubtest, pytest run on it.
+# shmio.pc), the C demos with -Werror, unit, loom-model and multi-process tests, the C layer
+# under ASan/UBSan and valgrind (scripts/c_sanitize.sh), then the Python wheel: built and
+# installed into .venv, its stubs checked by mypy.stubtest, pytest run on it.
 # Installs what it needs on a fresh Debian machine. `.ci/run` calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,9 @@ make -C examples-c
 
 step "tests: unit, header freshness, C API, multi-process, C demos"
 cargo test --workspace --locked --no-fail-fast
+
+# Its own steps: abi_smoke and the demo scenarios, sanitised and under valgrind.
+bash scripts/c_sanitize.sh
 
 step "loom model of the ring protocol"
 RUSTFLAGS="--cfg loom" cargo test -p shmio --lib --release --locked --target-dir target/loom

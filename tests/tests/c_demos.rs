@@ -72,7 +72,11 @@ fn killed_c_producer_makes_c_consumers_exit_3_after_draining() {
     let q = QueueName::new("ckill");
     let mut p = Proc::spawn(
         &demo("producer"),
-        &["-q", &q.0, "-n", "1000000", "-i", "100", "-s", "64"],
+        // -w 3: nothing is sent before the three consumers are attached (a slow start, as
+        // under valgrind, would otherwise let the ring wrap past records they never saw).
+        &[
+            "-q", &q.0, "-n", "1000000", "-i", "100", "-s", "64", "-w", "3",
+        ],
     );
     wait_for_queue(&q);
     let consumers: Vec<Proc> = (0..3)
@@ -175,6 +179,56 @@ fn late_c_consumer_starts_at_newest() {
     let (code, lines) = Proc::spawn(&demo("consumer"), &["-q", &q.0, "-n", "1"]).finish(T);
     assert_eq!(code, 0);
     assert_eq!(data_numbers(&lines), vec![49]);
+}
+
+#[test]
+fn queue_stat_shows_the_producer_alive_then_dead_and_each_consumer() {
+    let q = QueueName::new("cstat");
+    let mut p = Proc::spawn(
+        &demo("producer"),
+        &["-q", &q.0, "-n", "1000000", "-i", "20", "-s", "16"],
+    );
+    wait_for_queue(&q);
+    let c = Proc::spawn(&demo("consumer"), &["-q", &q.0, "--from", "oldest"]);
+    eventually(T, "one consumer", || live_consumers(&q) == 1);
+    let stat = |args: &[&str]| Proc::spawn(&demo("queue_stat"), args).finish(T);
+
+    let (code, lines) = stat(&["-q", &q.0]);
+    assert_eq!(code, 0, "{lines:?}");
+    let head = format!("queue {}: 16 slots of ", q.0);
+    assert!(lines[0].starts_with(&head), "{lines:?}");
+    assert!(
+        lines[0].ends_with(", overwrite, 1/64 consumers"),
+        "{lines:?}"
+    );
+    let alive = format!("  producer: alive, pid {}, generation ", p.child.id());
+    assert!(lines[1].starts_with(&alive), "{lines:?}");
+    assert!(lines[2].starts_with("  records: head "), "{lines:?}");
+    let row: Vec<&str> = lines[4].split_whitespace().collect();
+    assert_eq!(
+        row[1],
+        c.child.id().to_string(),
+        "consumer pid in {lines:?}"
+    );
+
+    // Watch mode: a snapshot every 20 ms until SIGINT, then exit 0.
+    let mut w = Proc::spawn(&demo("queue_stat"), &["-q", &q.0, "-w", "20"]);
+    w.expect_line(&head, T);
+    w.expect_line(&head, T);
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(w.child.id() as i32, libc::SIGINT) };
+    assert_eq!(w.finish(T).0, 0);
+
+    p.kill9();
+    assert_eq!(c.finish(T).0, 3, "the consumer sees the producer die");
+    let (code, lines) = stat(&["-q", &q.0]);
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(lines[1].starts_with("  producer: dead, pid "), "{lines:?}");
+    assert!(lines[0].ends_with(", 0/64 consumers"), "{lines:?}");
+
+    let gone = QueueName::new("cstat-missing");
+    assert_eq!(stat(&["-q", &gone.0]).0, 2);
+    assert_eq!(stat(&["-w", "0"]).0, 2);
 }
 
 #[test]

@@ -202,7 +202,16 @@ pub fn root() -> PathBuf {
 
 /// Path of a C demo, building them all once per test binary with `make -C examples-c` (which
 /// also builds libshmio in release mode if missing).
+///
+/// With `SHMIO_C_DEMO_DIR` set, the demos (or wrappers of the same names) are taken from that
+/// directory, built by whoever set it: `scripts/c_sanitize.sh` runs these tests on the
+/// sanitised build and under valgrind this way.
 pub fn demo(name: &str) -> String {
+    if let Some(dir) = std::env::var_os("SHMIO_C_DEMO_DIR") {
+        let p = PathBuf::from(dir).join(name);
+        assert!(p.exists(), "SHMIO_C_DEMO_DIR: no {}", p.display());
+        return p.to_string_lossy().into_owned();
+    }
     static BUILD: std::sync::Once = std::sync::Once::new();
     BUILD.call_once(|| {
         let st = Command::new("make")
