@@ -11,6 +11,7 @@
 //!                          [--zero-copy] [--text] [--timeout-ms N] [--hold] [--survive]
 //!                          [--quiet] [--hold-read-us N] [--spin-us N] [--after-dead-ms N]
 //!                          [--seed N] [--poll] [--flush-each]
+//! shmio-qtool scribble PATH SEED MS
 //! ```
 //! Producer prints `ready` once it holds the queue, `sent N` at the end. Consumer prints
 //! `opened POS`, `rec SEQ` per record (`text ...` with --text), and a final
@@ -40,6 +41,16 @@
 //!   `--after-dead-ms N`: after `ProducerDead`, wait N ms and drain once more without waiting
 //!   (a record committed at the very instant of the death may become visible just after);
 //!   records found then still count as received, and in `after_dead=`.
+//!
+//! `scribble` is the hostile peer of the kill suite's `--hostile` rounds: for MS ms it writes
+//! random bytes (1 to 8 at a time, with a pause of 0, 10 or 100 us between writes, chosen by
+//! SEED) with pwrite(2) into the queue file at PATH: anywhere in the header lines (config,
+//! producer, waiters, owner, space), in the first four consumer slots, or in a slot header
+//! (stamp and length), as the config line said when it started. It never changes the file's
+//! size. Prints `done N` (the writes) and exits 0; 2 if the file cannot be opened.
+//!
+//! A producer whose reserve, send or commit fails also prints `failed ERROR` on stdout before
+//! exiting 1.
 //!
 //! With `--poll` a consumer never blocks in the queue: it waits with `poll(2)` on
 //! `Consumer::fd()` (`--timeout-ms` bounds each poll) and then calls `try_recv` until
@@ -80,6 +91,7 @@ fn main() {
     let code = match role.as_str() {
         "produce" => produce(name, &args),
         "consume" => consume(name, &args),
+        "scribble" => scribble(name, &args),
         _ => 2,
     };
     std::process::exit(code);
@@ -249,6 +261,7 @@ fn produce(name: &str, args: &[String]) -> i32 {
         .unwrap();
     }
     if let Some(e) = failed {
+        writeln!(out.lock(), "failed {e}").unwrap();
         out.lock().flush().unwrap();
         eprintln!("{e}");
         return 1;
@@ -546,4 +559,61 @@ fn wait_readable(fd: RawFd, timeout: Option<Duration>) -> std::io::Result<bool> 
             return Err(e);
         }
     }
+}
+
+/// `scribble PATH SEED MS`: random bytes into the live header, consumer slots and slot headers.
+fn scribble(path: &str, args: &[String]) -> i32 {
+    use std::os::unix::fs::FileExt;
+    let num = |i: usize| -> u64 {
+        args.get(i)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("usage: shmio-qtool scribble PATH SEED MS"))
+    };
+    let (seed, ms) = (num(2), num(3));
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("cannot open {path}: {e}");
+            return 2;
+        }
+    };
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let word = |off: u64, len: usize| -> u64 {
+        let mut b = [0u8; 8];
+        let _ = f.read_exact_at(&mut b[..len], off);
+        u64::from_le_bytes(b)
+    };
+    // Config: slot_count @20, slot_stride @28, consumers_offset @40, slots_offset @48.
+    let (slots, stride) = (word(20, 4), word(28, 4));
+    let (consumers, base) = (word(40, 8), word(48, 8));
+    let mut rng = Rng::new(seed);
+    let pause = Duration::from_micros(*rng.pick(&[0, 10, 100]));
+    let until = std::time::Instant::now() + Duration::from_millis(ms);
+    let mut n = 0u64;
+    while std::time::Instant::now() < until {
+        let off = match rng.range(0, 2) {
+            0 => rng.range(0, 639),
+            1 => consumers.saturating_add(rng.range(0, 4 * 128 - 1)),
+            _ => base
+                .saturating_add(rng.range(0, slots.max(1) - 1).saturating_mul(stride))
+                .saturating_add(rng.range(0, 15)),
+        };
+        let len = rng.range(1, 8);
+        if off.saturating_add(len) > size {
+            continue;
+        }
+        let bytes = rng.next_u64().to_le_bytes();
+        if f.write_all_at(&bytes[..len as usize], off).is_ok() {
+            n += 1;
+        }
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
+    }
+    println!("done {n}");
+    0
 }
