@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! shmio-killsuite [--cycles N] [--consumer-kills N] [--together N] [--scribble N]
-//!                 [--seed S] [--stuck-ms MS] [--max-stuck N] [--qtool PATH] [--check]
+//!                 [--hostile N] [--seed S] [--stuck-ms MS] [--max-stuck N] [--qtool PATH] [--check]
 //!                 [--long-spins]
 //! ```
 //! Every process is a `shmio-qtool` (found next to this binary unless `--qtool` says where);
@@ -41,6 +41,15 @@
 //!   each must end with producer-dead or corrupt (ending even before the kill, on seeing the
 //!   foreign word, is allowed and counted; one that ends producer-dead after the kill must
 //!   have drained every committed record, as in the producer kills).
+//! - `--hostile N` (default 0): a producer (overwrite or back-pressure, copying or zero-copy,
+//!   streaming or idle) and 1-3 consumers run while a third process (`shmio-qtool scribble`)
+//!   writes random bytes for 1-5 ms into the live header (any line: config, head, waiters,
+//!   owner, space), the consumer slots and the slot headers; then the producer is killed. No
+//!   record can be checked then; what is: no process dies of a signal but the driver's own
+//!   kill -9 (no SIGBUS, SIGSEGV, abort) and none panics; no consumer stays blocked past the
+//!   backstop and margin after the kill; every consumer ends with a documented status (dead,
+//!   closed, corrupt, timeout counted apart; `error` only with a message in `HOSTILE_OK`), and
+//!   a producer that stops by itself ends with `failed` and a documented error.
 //!
 //! `--long-spins` (not in CI) also gives half the consumers of the "spinning" producer kills,
 //! and half the producers of the consumer-kill sessions, the longest spin (1 s, `set_spin`'s
@@ -107,6 +116,7 @@ struct Opts {
     consumer_kills: u64,
     together: u64,
     scribble: u64,
+    hostile: u64,
     seed: u64,
     stuck_ms: u64,
     max_stuck: u64,
@@ -138,6 +148,7 @@ fn parse_opts() -> Opts {
         consumer_kills: num("--consumer-kills", 300),
         together: num("--together", 200),
         scribble: num("--scribble", 200),
+        hostile: num("--hostile", 0),
         seed: num("--seed", monotonic_ns() ^ u64::from(std::process::id())),
         stuck_ms: num("--stuck-ms", 1000),
         max_stuck: num("--max-stuck", 20),
@@ -443,7 +454,13 @@ impl QueueFile {
 
 impl Drop for QueueFile {
     fn drop(&mut self) {
-        let _ = shmio::queue::unlink(&self.name);
+        // A hostile round may have scribbled the magic, and `unlink` leaves a file that is not
+        // a queue alone: the name is ours, remove it anyway.
+        if shmio::queue::unlink(&self.name).is_err()
+            && let Ok(path) = shmio::queue::resolve(&self.name)
+        {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -1209,6 +1226,262 @@ fn scribble_round(ctx: &mut Ctx, n: u64, f: &mut Figures) {
     f.runs += 1;
 }
 
+/// The error messages (by prefix, as `Display` writes them) accepted from a hostile round's
+/// processes besides the consumer statuses dead/closed/corrupt/timeout: a scribbled file is
+/// corrupt, whatever call notices it. `corrupt queue file:` is `Error::Corrupt` (a producer's
+/// reserve, send or commit may see it too); `queue file has layout version` is
+/// `Error::VersionMismatch` (the version word scribbled, seen by a re-validation).
+const HOSTILE_OK: &[&str] = &["corrupt queue file:", "queue file has layout version"];
+
+/// What the hostile-peer rounds showed.
+#[derive(Default)]
+struct HostileFigures {
+    runs: u64,
+    consumers: u64,
+    /// Consumer end statuses (`none`: no end line).
+    statuses: BTreeMap<String, u64>,
+    /// How the producers ended: `killed` (by the driver), `failed: KIND` (by themselves).
+    producer: BTreeMap<String, u64>,
+    /// Processes that died of a signal the driver did not send, or panicked.
+    signals: u64,
+    /// Consumers or producers that ended with an error outside the documented ones.
+    undocumented: u64,
+    /// Consumers that timed out or never ended.
+    stuck: u64,
+    /// Consumers that ended past the backstop and margin after the kill.
+    late: u64,
+    ended_before_kill: u64,
+    torn: u64,
+    /// From the kill to each consumer's end (0 if it ended before).
+    blocked: Lat,
+    writes: u64,
+    setup: u64,
+    problems: Vec<String>,
+    elapsed: Duration,
+}
+
+impl HostileFigures {
+    fn problem(&mut self, what: String) {
+        if self.problems.len() < 12 {
+            self.problems.push(what);
+        }
+    }
+
+    fn faults(&self) -> u64 {
+        self.signals + self.undocumented + self.stuck + self.late + self.setup
+    }
+}
+
+fn documented(msg: &str) -> bool {
+    HOSTILE_OK.iter().any(|p| msg.starts_with(p))
+}
+
+/// Exit codes of 128 + N are deaths by signal N (see `Kid`); 101 is a Rust panic.
+fn signal_or_panic(code: i32) -> bool {
+    code > 128 || code == 101 || code < 0
+}
+
+/// A producer and consumers while a third process scribbles the live file, then kill -9.
+fn hostile_round(ctx: &mut Ctx, n: u64, f: &mut HostileFigures) {
+    let bp = ctx.rng.one_in(2);
+    let copy = ctx.rng.one_in(2);
+    let streaming = ctx.rng.one_in(2);
+    let slots = ctx.slots(&[16, 64, 256]);
+    let size = ctx.rng.range(16, 512);
+    let k = ctx.rng.range(1, 3);
+    let q = QueueFile::new(queue_name("ho", n));
+    let mut pargs = ctx.args(&[
+        "produce",
+        &q.name,
+        "--policy",
+        if bp { "bp" } else { "overwrite" },
+        "--slots",
+        &slots.to_string(),
+        "--size",
+        &size.to_string(),
+        "--min-size",
+        "8",
+        "--wait-consumers",
+        &k.to_string(),
+    ]);
+    if copy {
+        pargs.push("--copy".into());
+    }
+    if streaming {
+        pargs.extend(
+            [
+                "--count",
+                "1000000000000",
+                "--burst",
+                "64",
+                "--pause-us",
+                "500",
+            ]
+            .map(String::from),
+        );
+    } else {
+        let count = ctx.rng.range(0, 2 * u64::from(slots));
+        pargs.extend(["--count".into(), count.to_string(), "--hold".into()]);
+    }
+    ctx.seed_arg(&mut pargs);
+    let mut prod = ctx.spawn(&pargs);
+    if let Err(e) = prod.expect("ready", Duration::from_secs(10)) {
+        f.setup += 1;
+        f.problem(format!("round {n}: producer: {e}"));
+        return;
+    }
+    let list: Vec<Vec<String>> = (0..k)
+        .map(|_| {
+            let zc = ctx.rng.one_in(2);
+            ctx.consumer_args(&q.name, zc, &[])
+        })
+        .collect();
+    let mut figs = Figures::default();
+    let Some(mut consumers) = spawn_consumers(ctx, &list, &mut figs) else {
+        f.setup += 1;
+        f.problem(format!("round {n}: {:?}", figs.problems));
+        return;
+    };
+    if streaming {
+        std::thread::sleep(Duration::from_micros(ctx.rng.range(1000, 5000)));
+    } else if prod.expect("sent", Duration::from_secs(10)).is_err() {
+        f.setup += 1;
+        f.problem(format!("round {n}: idle producer never sent"));
+    }
+    let Ok(path) = shmio::queue::resolve(&q.name) else {
+        f.setup += 1;
+        return;
+    };
+    let ms = ctx.rng.range(1, 5);
+    let sargs = vec![
+        "scribble".to_string(),
+        path.display().to_string(),
+        ctx.rng.next_u64().to_string(),
+        ms.to_string(),
+    ];
+    let mut scrib = ctx.spawn(&sargs);
+    let scode = scrib.finish(Duration::from_secs(10));
+    if scode != Some(0) {
+        f.setup += 1;
+        f.problem(format!("round {n}: scribbler ended {scode:?}"));
+    }
+    f.writes += scrib
+        .lines
+        .iter()
+        .find_map(|l| l.strip_prefix("done ").and_then(|v| v.parse::<u64>().ok()))
+        .unwrap_or(0);
+    std::thread::sleep(Duration::from_micros(ctx.rng.range(0, 2000)));
+    let what = format!(
+        "round {n} ({}, producer {}, {}, slots {slots}, size {size}, scribbled {ms} ms)",
+        if bp { "bp" } else { "ow" },
+        if copy { "copy" } else { "zc" },
+        if streaming { "streaming" } else { "idle" }
+    );
+    let t_kill = monotonic_ns();
+    let killed = prod.exit.is_none();
+    prod.kill();
+    let pcode = prod.finish(Duration::from_secs(5));
+    let failed = prod
+        .lines
+        .iter()
+        .find_map(|l| l.strip_prefix("failed "))
+        .map(str::to_string);
+    let pkind = match (pcode, &failed) {
+        (Some(137), _) if killed => "killed".to_string(),
+        (Some(1), Some(m)) => {
+            if !documented(m.split_once(": ").map_or(m.as_str(), |(_, e)| e)) {
+                f.undocumented += 1;
+                f.problem(format!("{what}: producer failed: {m}"));
+            }
+            format!(
+                "failed: {}",
+                m.split(':').take(2).collect::<Vec<_>>().join(":")
+            )
+        }
+        (c, _) => {
+            if c.is_none_or(signal_or_panic) {
+                f.signals += 1;
+            } else {
+                f.undocumented += 1;
+            }
+            f.problem(format!(
+                "{what}: producer ended {c:?}, lines {:?}",
+                prod.lines
+            ));
+            format!("exit {c:?}")
+        }
+    };
+    *f.producer.entry(pkind).or_default() += 1;
+    let wait = Duration::from_millis(ctx.o.stuck_ms + 3000);
+    let limit_us = (BACKSTOP_MS + MARGIN_MS) * 1000;
+    for (i, c) in consumers.iter_mut().enumerate() {
+        f.consumers += 1;
+        let exit = c.finish(wait);
+        let cx = format!("{what}, consumer {i}/{k}");
+        let Some(e) = c.end() else {
+            *f.statuses.entry("none".into()).or_default() += 1;
+            if exit.is_some_and(|c| !signal_or_panic(c)) {
+                f.undocumented += 1;
+            } else if exit.is_some() {
+                f.signals += 1;
+            } else {
+                f.stuck += 1;
+            }
+            f.blocked.add(monotonic_ns().saturating_sub(t_kill) / 1000);
+            f.problem(format!(
+                "{cx}: no end line (exit {exit:?}): hung or crashed"
+            ));
+            continue;
+        };
+        *f.statuses.entry(e.status.clone()).or_default() += 1;
+        f.torn += e.torn;
+        let blocked = e.t_end_ns.saturating_sub(t_kill) / 1000;
+        if e.t_end_ns < t_kill {
+            f.ended_before_kill += 1;
+        }
+        f.blocked.add(blocked);
+        let expected_code = match e.status.as_str() {
+            "dead" => Some(3),
+            "closed" => Some(0),
+            "corrupt" => Some(1),
+            "timeout" => Some(4),
+            "error" => {
+                let msg = c
+                    .lines
+                    .iter()
+                    .find_map(|l| l.strip_prefix("error "))
+                    .unwrap_or("");
+                if !documented(msg) {
+                    f.undocumented += 1;
+                    f.problem(format!("{cx}: error {msg:?}"));
+                }
+                Some(1)
+            }
+            _ => None,
+        };
+        if exit != expected_code {
+            if exit.is_some_and(signal_or_panic) {
+                f.signals += 1;
+            } else {
+                f.undocumented += 1;
+            }
+            f.problem(format!("{cx}: ended {} with exit {exit:?}", e.status));
+        }
+        if e.status == "timeout" {
+            f.stuck += 1;
+            f.problem(format!("{cx}: timed out"));
+        } else if blocked > limit_us {
+            f.late += 1;
+            f.problem(format!(
+                "{cx}: ended {} only {:.1} ms after the kill",
+                e.status,
+                blocked as f64 / 1e3
+            ));
+        }
+    }
+    f.runs += 1;
+}
+
 /// What the consumer-kill sessions showed.
 #[derive(Default)]
 struct KillFigures {
@@ -1448,12 +1721,13 @@ fn main() {
     check_offsets();
     println!(
         "shmio-killsuite: seed {} ({} producer-kill cycles, {} consumer kills, {} together, \
-         {} scribble; stuck after {} ms; backstop {BACKSTOP_MS} ms + {MARGIN_MS} ms margin{})",
+         {} scribble, {} hostile; stuck after {} ms; backstop {BACKSTOP_MS} ms + {MARGIN_MS} ms margin{})",
         o.seed,
         o.cycles,
         o.consumer_kills,
         o.together,
         o.scribble,
+        o.hostile,
         o.stuck_ms,
         if o.long_spins { "; long spins" } else { "" }
     );
@@ -1593,6 +1867,71 @@ fn main() {
         );
         targets.at_most("scribble.blocked-max-us", f.raw.max(), limit_us);
         targets.at_most("scribble.rounds-short", rounds - f.runs, 0);
+    }
+
+    if ctx.o.hostile > 0 {
+        let mut f = HostileFigures::default();
+        let rounds = ctx.o.hostile;
+        let t = Instant::now();
+        let mut bad_runs = 0;
+        for n in 0..rounds {
+            let before = f.faults();
+            hostile_round(&mut ctx, n, &mut f);
+            if f.faults() > before {
+                bad_runs += 1;
+            }
+            if f.stuck + f.late >= ctx.o.max_stuck.max(1) {
+                break;
+            }
+        }
+        f.elapsed = t.elapsed();
+        println!(
+            "\nhostile peer scribbling the live file, then producer killed: {} rounds ({bad_runs} \
+             with a failed check), {} consumers, {} random writes, {:.1} s",
+            f.runs,
+            f.consumers,
+            f.writes,
+            f.elapsed.as_secs_f64()
+        );
+        println!(
+            "  consumer end statuses: {:?} (ended before the kill: {})",
+            f.statuses, f.ended_before_kill
+        );
+        println!("  producer ends: {:?}", f.producer);
+        println!(
+            "  blocked after the kill p50/p99/max {}; signals/panics={} undocumented={} \
+             stuck={} late={} setup={} torn={} (torn records are not checked here)",
+            f.blocked.show(),
+            f.signals,
+            f.undocumented,
+            f.stuck,
+            f.late,
+            f.setup,
+            f.torn
+        );
+        for p in &f.problems {
+            println!("  ! {p}");
+        }
+        summaries.push(format!(
+            "summary hostile runs={} bad_runs={bad_runs} consumers={} signals={} undocumented={} \
+             stuck={} late={} setup={} blocked_p99_us={} blocked_max_us={} statuses={:?}",
+            f.runs,
+            f.consumers,
+            f.signals,
+            f.undocumented,
+            f.stuck,
+            f.late,
+            f.setup,
+            f.blocked.p(0.99),
+            f.blocked.max(),
+            f.statuses
+        ));
+        targets.at_most("hostile.signals", f.signals, 0);
+        targets.at_most("hostile.undocumented", f.undocumented, 0);
+        targets.at_most("hostile.stuck", f.stuck, 0);
+        targets.at_most("hostile.blocked-max-us", f.blocked.max(), limit_us);
+        targets.at_most("hostile.setup", f.setup, 0);
+        targets.at_most("hostile.rounds-short", rounds - f.runs, 0);
     }
 
     println!();
