@@ -1,9 +1,12 @@
 //! The kill suite at CI size: `shmio-killsuite` with real processes and real `kill -9`
 //! (1,000 producer kills, 300 consumer kills, 200 rounds killing the producer together with the
-//! consumer asleep first, 200 rounds scribbling the producer's owner word), and every target it
+//! consumer asleep first, 200 rounds scribbling the producer's owner word, 500 rounds with a
+//! hostile third process scribbling random bytes into the live file), and every target it
 //! checks: no torn, repeated or lost record, every consumer told of the death, death noticed
 //! within 50 ms at the 99th percentile and never past the 200 ms backstop (plus 100 ms of
-//! scheduling margin), and a back-pressure producer never stalled past it by a dead consumer.
+//! scheduling margin), a back-pressure producer never stalled past it by a dead consumer, and
+//! under a hostile peer no process dying of a signal, none blocked past the backstop, every end
+//! documented (the hostile rounds add about 35 s).
 //! A few minutes on two cores at most (about one when every target is met; a mode whose
 //! consumers get stuck stops after 20 of them, at about a second each).
 
@@ -28,6 +31,12 @@ const REQUIRED: &[&str] = &[
     "together.notice-max-us",
     "scribble.not-dead-or-corrupt",
     "scribble.blocked-max-us",
+    "hostile.signals",
+    "hostile.undocumented",
+    "hostile.stuck",
+    "hostile.blocked-max-us",
+    "hostile.setup",
+    "hostile.rounds-short",
 ];
 
 #[test]
@@ -41,6 +50,8 @@ fn kill_suite_meets_every_target() {
         "200",
         "--scribble",
         "200",
+        "--hostile",
+        "500",
     ]);
 }
 
