@@ -84,7 +84,7 @@ const MARGIN_MS: u64 = 100;
 /// The 99th percentile of the death-notice latency.
 const P99_TARGET_MS: u64 = 50;
 
-/// File offsets of layout version 1 that this driver reads or scribbles (checked against a
+/// File offsets of layout version 2 that this driver reads or scribbles (checked against a
 /// live queue at start-up, see `check_offsets`).
 mod offsets {
     /// `Config::consumers_offset` (u64).
@@ -95,7 +95,7 @@ mod offsets {
     pub const SLOT_STRIDE: u64 = 28;
     /// `Config::slots_offset` (u64).
     pub const SLOTS_OFFSET: u64 = 48;
-    /// `Header::waiters` (u32): consumers announced asleep.
+    /// `Header::waiters` (low u32 of the u64 count+epoch): consumers announced asleep.
     pub const WAITERS: u64 = 256;
     /// `OwnerLine::owner` (u32): the producer's robust owner word.
     pub const PRODUCER_OWNER: u64 = 384;
@@ -105,8 +105,9 @@ mod offsets {
     pub const CONSUMER_STRIDE: u64 = 128;
     /// `ConsumerSlot::pid` (u32) within a slot.
     pub const CONSUMER_PID: u64 = 4;
-    /// `ConsumerSlot::sleeping` (u32) within a slot.
-    pub const CONSUMER_SLEEPING: u64 = 8;
+    /// `ConsumerSlot::sleep[0]` (u32) within a slot: the reading thread counted asleep
+    /// (`SLEEP_COUNTED` with the count's epoch), 0 otherwise.
+    pub const CONSUMER_SLEEPING: u64 = 16;
 }
 
 const FUTEX_WAITERS: u32 = 0x8000_0000;
