@@ -68,6 +68,8 @@ fn kill_suite_with_one_second_spins_meets_every_target() {
         "30",
         "--scribble",
         "30",
+        "--hostile",
+        "50",
         "--long-spins",
     ]);
 }
