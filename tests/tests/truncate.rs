@@ -161,5 +161,6 @@ fn region_readers_and_writers_get_corrupt_when_the_file_shrinks() {
             .is_err()
     );
     drop(r);
-    let _ = region::unlink(&n);
+    // By path: the shrunk file no longer has a region header, so the checked unlink refuses it.
+    std::fs::remove_file(region::resolve(&n).unwrap()).unwrap();
 }

@@ -28,7 +28,9 @@ impl QueueName {
 
 impl Drop for QueueName {
     fn drop(&mut self) {
-        let _ = shmio::queue::unlink(&self.0);
+        // By path, not `queue::unlink`: tests truncate and scribble their queues, and the
+        // checked unlink (rightly) refuses a file that no longer looks like a queue.
+        let _ = std::fs::remove_file(self.path());
     }
 }
 
