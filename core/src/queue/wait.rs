@@ -105,11 +105,11 @@ impl Deadline {
     }
     /// The end of the next sleep: the deadline, or one backstop period from now if sooner.
     fn slice(&self) -> libc::timespec {
-        let b = deadline_after(BACKSTOP);
-        match self {
-            Deadline::At(t) if (t.tv_sec, t.tv_nsec) < (b.tv_sec, b.tv_nsec) => *t,
-            _ => b,
-        }
+        let at = match self {
+            Deadline::At(t) => Some(t),
+            _ => None,
+        };
+        crate::sys::slice_end(at, BACKSTOP)
     }
 }
 
@@ -349,7 +349,8 @@ pub(crate) fn wait_for_producer(
 ) -> Result<Option<usize>> {
     let owner = &shared.header().owner.0.owner;
     loop {
-        let ow = owner.load(Ordering::SeqCst);
+        // Announce a sleeper (a claim keeps the bit and wakes the word's sleepers only if set).
+        let ow = owner.fetch_or(FUTEX_WAITERS, Ordering::SeqCst) | FUTEX_WAITERS;
         // A live-looking word counts only with the producer's liveness lock behind it.
         if producer_view(shared, me)? == View::Alive && shared.role_held(PRODUCER_BYTE) {
             return Ok(None);
@@ -452,8 +453,10 @@ fn settle_from(shared: &Shared, i: u32, observed: u32) -> Owner {
     }
     settle_sleepers(shared, c);
     c.owner.store(0, Ordering::SeqCst);
-    // A producer may sleep on this word (back-pressure): it re-scans.
-    futex::wake_all(&c.owner);
+    // A producer may sleep on this word (back-pressure; it set the waiters bit): it re-scans.
+    if observed & FUTEX_WAITERS != 0 {
+        futex::wake_all(&c.owner);
+    }
     Owner::Free
 }
 

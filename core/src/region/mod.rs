@@ -786,11 +786,7 @@ impl Region {
             };
             // Sleep at most one backstop period: a writer that dies mid-write never wakes us,
             // and the next round's lock finds it dead, repairs, and moves the version.
-            let slice = crate::sys::deadline_after(crate::queue::BACKSTOP);
-            let until = match &deadline {
-                Some(t) if (t.tv_sec, t.tv_nsec) < (slice.tv_sec, slice.tv_nsec) => *t,
-                _ => slice,
-            };
+            let until = crate::sys::slice_end(deadline.as_ref(), crate::queue::BACKSTOP);
             let res = futex::wait(seq, expected, Some(&until));
             waiters.fetch_sub(1, Ordering::Relaxed);
             match res {

@@ -122,6 +122,19 @@ pub(crate) fn deadline_after(d: std::time::Duration) -> libc::timespec {
     }
 }
 
+/// The end of one sleep slice: `deadline`, or `slice` from now if that comes first (every
+/// blocking wait sleeps at most one backstop period at a time).
+pub(crate) fn slice_end(
+    deadline: Option<&libc::timespec>,
+    slice: std::time::Duration,
+) -> libc::timespec {
+    let b = deadline_after(slice);
+    match deadline {
+        Some(t) if (t.tv_sec, t.tv_nsec) < (b.tv_sec, b.tv_nsec) => *t,
+        _ => b,
+    }
+}
+
 /// Whether the absolute monotonic deadline has passed.
 pub(crate) fn deadline_passed(deadline: &libc::timespec) -> bool {
     let now = monotonic_now();

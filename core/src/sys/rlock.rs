@@ -37,7 +37,7 @@ use std::thread::JoinHandle;
 
 use super::futex::{self, WaitOutcome};
 use super::robust::{FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS};
-use super::{deadline_after, deadline_passed, fork};
+use super::{deadline_passed, fork};
 
 /// `struct robust_list`, with an atomic pointer: other threads of the process write it while
 /// the kernel may read it (at the keeper's exit).
@@ -383,11 +383,7 @@ impl RobustLock {
                 }
                 cur |= FUTEX_WAITERS;
             }
-            let slice = deadline_after(crate::queue::BACKSTOP);
-            let until = match deadline {
-                Some(d) if (d.tv_sec, d.tv_nsec) < (slice.tv_sec, slice.tv_nsec) => *d,
-                _ => slice,
-            };
+            let until = super::slice_end(deadline, crate::queue::BACKSTOP);
             // Woken, timed out (a slice), interrupted or the word changed: look again.
             let _: io::Result<WaitOutcome> = futex::wait(w, cur, Some(&until));
             waited = true;
@@ -454,7 +450,7 @@ mod tests {
         // Another thread times out while it is held, then gets it once released.
         let l2 = Arc::clone(&lock);
         let t = std::thread::spawn(move || {
-            let d = deadline_after(std::time::Duration::from_millis(30));
+            let d = super::super::deadline_after(std::time::Duration::from_millis(30));
             assert!(matches!(l2.lock(Some(&d)), Err(LockError::Timeout)));
             let (h, how) = l2.lock(None).unwrap();
             assert_eq!(how, Locked::Clean);

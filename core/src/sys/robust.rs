@@ -431,9 +431,12 @@ fn keeper_main<F>(
     }
     let held = claimed.is_ok();
     if held {
-        // Sleepers that saw the old owner re-evaluate.
+        // Sleepers that saw the old owner re-evaluate. Every sleeper sets `FUTEX_WAITERS`
+        // first (and a claim keeps it), so a word without it has nobody to wake.
         for w in &words {
-            futex::wake_all(w.get());
+            if w.get().load(Ordering::SeqCst) & FUTEX_WAITERS != 0 {
+                futex::wake_all(w.get());
+            }
         }
     }
     let _ = tx.send(Ok(claimed));
@@ -445,14 +448,15 @@ fn keeper_main<F>(
         while !ctl.releasing() {
             let _ = futex::wait(&ctl.state, RUN, None);
         }
-        // Release cleanly, in list order: clear the words (0 = closed), then wake every
-        // sleeper. No id comparison: thread ids repeat across PID namespaces, so an id proves
+        // Release cleanly, in list order: clear the words (0 = closed), then wake the sleepers
+        // of those that had `FUTEX_WAITERS`. No id comparison: thread ids repeat across PID namespaces, so an id proves
         // nothing; the words are ours because nobody may claim them while our handle lives
         // (a forced claim needs the handle's liveness lock, which we hold until after this).
-        for w in &words {
-            w.get().store(0, Ordering::SeqCst);
-        }
-        for w in &words {
+        let had_waiters: Vec<bool> = words
+            .iter()
+            .map(|w| w.get().swap(0, Ordering::SeqCst) & FUTEX_WAITERS != 0)
+            .collect();
+        for (w, _) in words.iter().zip(&had_waiters).filter(|(_, h)| **h) {
             futex::wake_all(w.get());
         }
     }
