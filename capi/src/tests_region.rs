@@ -153,8 +153,8 @@ fn torn_range_is_shmio_err_torn_with_its_range() {
     )
     .unwrap();
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        core.write_with(100, 50, |b| {
-            b[0] = 1;
+        core.write_with(100, 50, |mut b| {
+            b.set(0, 1);
             panic!("mid-write");
         })
     }));

@@ -8,6 +8,7 @@
 //!   system and per-file dirty / writeback pages.
 //! - [`poll`]: one event poller over select, poll, epoll (level/edge) and real-time signals
 //!   (with overflow recovery, and with signal-per-fd semantics).
+//! - [`racy`]: views of and copies from memory another process may write meanwhile.
 //! - [`tqueue`]: the in-process hand-off queue (`TQueue`) that separates a module's input
 //!   thread from its processing threads.
 //!
@@ -25,6 +26,8 @@ pub mod queue {
     //! Under `--cfg loom` only the ring protocol is built, for the model checker.
     pub(crate) mod ring;
 }
+#[cfg(not(loom))]
+pub mod racy;
 #[cfg(not(loom))]
 pub mod region;
 #[cfg(not(loom))]

@@ -121,7 +121,8 @@ fn backpressure_blocks_producer_until_consumer_releases() {
     {
         let g = c.read().unwrap();
         assert_eq!(g.seq(), 0);
-        assert_eq!(g.data(), &0u64.to_le_bytes());
+        assert_eq!(g.data().unwrap(), &0u64.to_le_bytes());
+        assert_eq!(g.bytes().to_vec(), 0u64.to_le_bytes());
         g.release().unwrap();
     }
     p.try_send(&4u64.to_le_bytes()).unwrap();
@@ -442,4 +443,60 @@ fn hostile_slot_contents_are_errors_not_ub() {
     let mut buf = [0u8; 64];
     assert!(matches!(c.try_recv(&mut buf), Err(Error::Corrupt(_))));
     assert!(matches!(c.try_read(), Err(Error::Corrupt(_))));
+}
+
+/// Overwrite mode: a record read in place is not lent out as a `&[u8]` (the producer may
+/// rewrite the slot under it), and a copy taken through the racy view while a producer thread
+/// laps the ring is either one whole record (release says Ok) or reported as overrun.
+#[test]
+fn overwrite_in_place_reads_copy_atomically_and_never_lend_a_slice() {
+    let q = name("owview");
+    let _u = Unlink(q.clone());
+    let opts = QueueOptions::new().slots(4).slot_size(1024);
+    let mut p = Producer::create(&q, &opts).unwrap();
+    let mut c = Consumer::open(&q, Start::Oldest).unwrap();
+    p.send(&[1u8; 1024]).unwrap();
+    {
+        let g = c.read().unwrap();
+        assert!(matches!(g.data(), Err(Error::InvalidArgument(_))));
+        assert_eq!(g.bytes().len(), 1024);
+        assert_eq!(g.bytes().get(1023), Some(1));
+        g.release().unwrap();
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (whole, overrun) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut rec = [0u8; 1024];
+            let mut i = 0u8;
+            while !stop.load(Ordering::Relaxed) {
+                i = i.wrapping_add(1);
+                rec.fill(i);
+                p.send(&rec).unwrap();
+            }
+        });
+        let (mut whole, mut overrun) = (0u32, 0u32);
+        let t0 = Instant::now();
+        while whole < 2_000 && t0.elapsed() < Duration::from_secs(10) {
+            let g = match c.read_for(Some(Duration::from_millis(100))) {
+                Ok(g) => g,
+                Err(Error::Timeout) => continue,
+                Err(e) => panic!("{e}"),
+            };
+            let copy = g.bytes().to_vec();
+            match g.release() {
+                Ok(()) => {
+                    assert!(
+                        copy.iter().all(|&b| b == copy[0]),
+                        "a validated copy is torn"
+                    );
+                    whole += 1;
+                }
+                Err(Error::Overrun) => overrun += 1,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        (whole, overrun)
+    });
+    assert_eq!(whole, 2_000, "{overrun} overruns");
 }

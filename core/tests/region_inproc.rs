@@ -57,13 +57,13 @@ fn create_open_write_read_version() {
     assert_eq!(raw, b"hello");
     // In-place forms.
     let sum = b
-        .read_with(100, 5, |s| s.iter().map(|&x| u32::from(x)).sum::<u32>())
+        .read_with(100, 5, |s| s.iter().map(u32::from).sum::<u32>())
         .unwrap();
     assert_eq!(sum, b"hello".iter().map(|&x| u32::from(x)).sum::<u32>());
     let old = a
-        .write_with(100, 5, |s| {
+        .write_with(100, 5, |mut s| {
             let old = s.to_vec();
-            s.make_ascii_uppercase();
+            s.copy_from(&old.to_ascii_uppercase());
             old
         })
         .unwrap();
@@ -300,8 +300,8 @@ fn panicking_writer_leaves_a_torn_range_until_rewritten() {
     let r = Region::create(&n.0, 4096, &opts()).unwrap();
     r.write(0, &[1u8; 4096]).unwrap();
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        r.write_with(1000, 100, |s| {
-            s[..50].fill(2);
+        r.write_with(1000, 100, |mut s| {
+            s.copy_from(&[2; 50]);
             panic!("writer fails half-way");
         })
     }));

@@ -1094,16 +1094,15 @@ impl PyConsumer {
                 Ok(r) => r,
                 Err(e) => return Ok(Err(e)),
             };
-            let data = if len == 0 {
-                &[][..]
-            } else {
-                // SAFETY: the core located a record of `len` bytes (checked against the slot
-                // size) at `ptr` inside the mapping `c` keeps; it stays mapped until the
-                // release below. In overwrite mode the producer may rewrite it meanwhile: any
-                // byte is a valid u8, and a torn copy is detected by `release_raw`.
-                unsafe { std::slice::from_raw_parts(ptr as *const u8, len) }
-            };
-            let bytes = PyBytes::new(py, data);
+            // SAFETY: the core located a record of `len` bytes (checked against the slot size)
+            // at `ptr` inside the mapping `c` keeps; it stays mapped until the release below.
+            // In overwrite mode the producer may rewrite it meanwhile: the view copies
+            // atomically, and a torn copy is detected by `release_raw`.
+            let view = unsafe { shmio::racy::RacyBytes::from_raw_parts(ptr as *const u8, len) };
+            let bytes = PyBytes::new_with(py, len, |out| {
+                view.copy_to(out);
+                Ok(())
+            })?;
             match c.release_raw() {
                 Ok(()) => return Ok(Ok(bytes.into_any().unbind())),
                 // Overwritten while copied: counted as lost; read the next one.

@@ -330,7 +330,7 @@ fn a_peer_scribbling_the_lock_word_makes_the_holder_fail_not_write_elsewhere() {
     let writer = {
         let r = std::sync::Arc::clone(&r);
         std::thread::spawn(move || {
-            r.write_with(0, 64, |buf| {
+            r.write_with(0, 64, |mut buf| {
                 buf.fill(7);
                 tx.send(()).unwrap();
                 std::thread::sleep(Duration::from_millis(300));

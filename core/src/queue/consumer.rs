@@ -11,6 +11,7 @@ use super::layout::{ConsumerSlot, MAX_SEQ, Shared, consumer_byte, resolve};
 use super::ring::{self, SlotState};
 use super::wait::{self, DataWait, Deadline, ROLE_NOTIFIER, ROLE_READER};
 use super::{Error, Policy, QueueInfo, QueueStats, Result, Start, info_of, stats_of};
+use crate::racy::RacyBytes;
 use crate::sys::robust::{Claim, Keeper, KeeperCtl, Owner, SharedWord, owner_of};
 use crate::sys::{fork, futex};
 
@@ -301,9 +302,9 @@ impl Consumer {
             }
             // SAFETY: `ptr` is the payload of a slot inside our mapping and `len` was checked
             // against the slot size; `buf` is the caller's memory of at least `len` bytes. The
-            // source may be rewritten concurrently by the producer (overwrite mode); any torn
-            // copy is detected by `check` below and discarded. Bytes have no invalid values.
-            unsafe { std::ptr::copy_nonoverlapping(ptr, buf.as_mut_ptr().cast::<u8>(), len) };
+            // source may be rewritten concurrently by the producer (overwrite mode): a
+            // byte-wise atomic copy, and a torn one is detected by `check` below and discarded.
+            unsafe { crate::racy::load(buf.as_mut_ptr().cast::<u8>(), ptr, len) };
             // A page patched by the SIGBUS handler during the copy: the bytes are not the record.
             self.shared.intact(false)?;
             if self.check(seq) {
@@ -609,16 +610,15 @@ fn notifier_loop(shared: &Shared, index: u32, poll: &PollState, ctl: &KeeperCtl)
     }
 }
 
-/// A record read in place. [`data`](Self::data) borrows the slot itself: no copy.
+/// A record read in place: [`bytes`](Self::bytes) views the slot itself, no copy.
 ///
 /// In back-pressure mode the slot is the consumer's until the guard is released: the bytes are
-/// stable. In overwrite mode the producer may rewrite the slot while it is read, so the bytes
-/// can change under the borrow: use them only as input to a copy or a checksum, and trust the
-/// result only once [`release`](Self::release) returns `Ok` (it reports [`Error::Overrun`] if
-/// the slot was rewritten meanwhile). Formally, Rust assumes a `&[u8]` does not change while
-/// borrowed; memory shared with another process is outside what the compiler can see, and this
-/// is the usual sequence-lock trade-off, but do not branch twice on the same byte and expect
-/// the same answer in overwrite mode. Dropping the guard releases it, ignoring the verdict.
+/// stable and [`data`](Self::data) borrows them as a `&[u8]`. In overwrite mode the producer
+/// may rewrite the slot while it is read, so the bytes can change under the view: `data`
+/// refuses, and [`bytes`](Self::bytes) gives a [`RacyBytes`] view whose copies are atomic;
+/// trust what you copied only once [`release`](Self::release) returns `Ok` (it reports
+/// [`Error::Overrun`] if the slot was rewritten meanwhile). Dropping the guard releases it,
+/// ignoring the verdict.
 pub struct ReadGuard<'a> {
     consumer: &'a mut Consumer,
     seq: u64,
@@ -632,13 +632,40 @@ impl ReadGuard<'_> {
         self.seq
     }
 
-    /// The record's bytes, in the shared mapping.
-    pub fn data(&self) -> &[u8] {
+    /// The record's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the record is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The record's bytes in the shared mapping, as a view that tolerates a concurrent
+    /// rewrite (any mode).
+    pub fn bytes(&self) -> RacyBytes<'_> {
         // SAFETY: `ptr..ptr+len` lies in a slot's payload inside the mapping kept alive by the
-        // consumer we borrow (`len` was checked against the slot size). In overwrite mode the
-        // producer process may change these bytes; any bit pattern is a valid `u8`, and the
-        // caller is told to trust them only after `release` validates the slot.
-        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+        // consumer we borrow (`len` was checked against the slot size).
+        unsafe { RacyBytes::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// The record's bytes borrowed in place, in a back-pressure queue (where no producer
+    /// rewrites a slot before its consumers release it). Fails with
+    /// [`Error::InvalidArgument`] in overwrite mode: use [`bytes`](Self::bytes) there.
+    pub fn data(&self) -> Result<&[u8]> {
+        if self.consumer.shared.layout.policy != Policy::BackPressure {
+            return Err(Error::InvalidArgument(
+                "overwrite mode: the producer may rewrite the slot while it is borrowed; \
+                 use ReadGuard::bytes()"
+                    .into(),
+            ));
+        }
+        // SAFETY: the view is valid (see `bytes`), and in back-pressure mode the producer
+        // keeps to the protocol's rule that a slot is not rewritten before every attached
+        // consumer released it, so nothing writes it while the guard (and the borrow) lives.
+        // A peer that breaks the protocol is the caveat of every shared mapping.
+        Ok(unsafe { self.bytes().as_slice() })
     }
 
     /// Moves past the record; see [`Consumer::release_raw`].

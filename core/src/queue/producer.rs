@@ -240,9 +240,16 @@ impl Producer {
             });
         }
         let (_, buf, _) = self.reserve_raw(timeout)?;
-        // SAFETY: `buf` is the payload area of the reserved slot, `slot_size >= data.len()`
-        // bytes inside our mapping, and `data` is a separate slice of our own memory.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), buf.as_ptr(), data.len()) };
+        if self.shared.layout.policy == Policy::Overwrite {
+            // SAFETY: `buf` is the payload area of the reserved slot, `slot_size >= data.len()`
+            // bytes inside our mapping, and `data` is a separate slice of our own memory. A
+            // lapped consumer may be copying the slot meanwhile: atomic stores.
+            unsafe { crate::racy::store(buf.as_ptr(), data.as_ptr(), data.len()) };
+        } else {
+            // SAFETY: as above; in back-pressure mode no consumer reads a slot before its
+            // commit, so nothing races with this copy.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), buf.as_ptr(), data.len()) };
+        }
         self.commit_raw(data.len())
     }
 

@@ -83,6 +83,7 @@ use memmap2::{MmapOptions, MmapRaw};
 
 pub use layout::{DATA_OFFSET, LAYOUT_VERSION, LOCK_WORD_OFFSET, MAX_SIZE};
 
+use crate::racy::{RacyBytes, RacyBytesMut};
 use crate::shmfile::{self, FileError};
 use crate::sys::futex::{self, WaitOutcome};
 use crate::sys::rlock::{self, Locked, RobustLock};
@@ -584,19 +585,26 @@ impl Region {
     /// Blocks while another writer holds the lock (writes are short). A write that wholly
     /// covers a torn range (or its start or end) makes it readable again.
     pub fn write(&self, offset: u64, data: &[u8]) -> Result<u64> {
-        self.write_inner(offset, data.len() as u64, |buf| buf.copy_from_slice(data))
-            .map(|(_, v)| v)
+        self.write_inner(offset, data.len() as u64, |mut buf| {
+            buf.copy_from(data);
+        })
+        .map(|(_, v)| v)
     }
 
     /// Like [`Region::write`], but lets `f` change the `len` bytes at `offset` in place (it
     /// sees their current contents). Returns what `f` returns. If `f` panics, the range is
     /// marked torn and the panic goes on. `f` must not call consistent methods of this region
     /// (they fail with [`Error::InvalidArgument`]).
+    ///
+    /// `f` gets a [`RacyBytesMut`]: readers copy these bytes while `f` changes them (and
+    /// discard what they copied), and raw-access users may write them without the lock, so
+    /// the view reads and writes atomically; `unsafe` [`RacyBytesMut::as_mut_slice`] borrows
+    /// them as `&mut [u8]` where the caller knows no other process touches them.
     pub fn write_with<R>(
         &self,
         offset: u64,
         len: u64,
-        f: impl FnOnce(&mut [u8]) -> R,
+        f: impl FnOnce(RacyBytesMut<'_>) -> R,
     ) -> Result<R> {
         self.write_inner(offset, len, f).map(|(r, _)| r)
     }
@@ -611,7 +619,7 @@ impl Region {
         &self,
         offset: u64,
         len: u64,
-        f: impl FnOnce(&mut [u8]) -> R,
+        f: impl FnOnce(RacyBytesMut<'_>) -> R,
     ) -> Result<(R, u64)> {
         self.check_range(offset, len)?;
         let lock = self.lock()?;
@@ -624,12 +632,12 @@ impl Region {
         fence(Ordering::Release);
         // If `f` panics, the guard (dropped before `_lock`) marks the range torn.
         let torn_guard = TornOnUnwind { r: self };
-        // SAFETY: `offset + len <= size` (checked), so the slice lies inside the mapping's data;
-        // we hold the writer lock, so no other writer touches these bytes. Readers may read
-        // them concurrently: they copy through raw pointers and discard what they read while
-        // the counter is odd or moved (the seqlock protocol).
+        // SAFETY: `offset + len <= size` (checked), so the view lies inside the mapping's data,
+        // which lives as long as `self`. Readers copy these bytes concurrently (atomically) and
+        // discard what they read while the counter is odd or moved (the seqlock protocol); the
+        // view's own accesses are atomic too.
         let buf = unsafe {
-            std::slice::from_raw_parts_mut(self.as_ptr().add(offset as usize), len as usize)
+            RacyBytesMut::from_raw_parts(self.as_ptr().add(offset as usize), len as usize)
         };
         let r = f(buf);
         std::mem::forget(torn_guard);
@@ -676,24 +684,32 @@ impl Region {
         let dst = buf.as_mut_ptr().cast::<u8>();
         self.read_inner(offset, len, |src| {
             // SAFETY: `src` is valid for `len` bytes of the mapping (checked range) and `dst`
-            // for `len` bytes of the caller's buffer; they do not overlap. A concurrent write
-            // may change `src` meanwhile: the seqlock check discards such a copy.
-            unsafe { std::ptr::copy_nonoverlapping(src, dst, len as usize) }
+            // for `len` bytes of the caller's buffer; they do not overlap (the caller's `&mut`
+            // cannot alias the mapping unless made by an `unsafe` call that forbids it). A
+            // concurrent write may change `src` meanwhile: a byte-wise atomic copy, which the
+            // seqlock check discards.
+            unsafe { crate::racy::load(dst, src, len as usize) }
         })
         .map(|((), v)| v)
     }
 
     /// Calls `f` on the `len` bytes at `offset` in place and returns its result once a call
     /// saw a consistent state (no write overlapped it). `f` may be called more than once and,
-    /// in calls whose result is discarded, may see a write half-done: it must not trust the
-    /// bytes (no panics, no unchecked indexing on them); only the returned result is
-    /// guaranteed to come from a consistent view.
-    pub fn read_with<R>(&self, offset: u64, len: u64, mut f: impl FnMut(&[u8]) -> R) -> Result<R> {
+    /// in calls whose result is discarded, may see a write half-done: that is why it gets a
+    /// [`RacyBytes`] view (copies and single bytes, read atomically), not a `&[u8]`; it must
+    /// not trust the bytes (no panics on them); only the returned result is guaranteed to come
+    /// from a consistent view.
+    pub fn read_with<R>(
+        &self,
+        offset: u64,
+        len: u64,
+        mut f: impl FnMut(RacyBytes<'_>) -> R,
+    ) -> Result<R> {
         self.check_range(offset, len)?;
         self.read_inner(offset, len, |src| {
             // SAFETY: `src` is valid for `len` bytes inside the mapping (checked range), which
             // lives as long as `self`.
-            f(unsafe { std::slice::from_raw_parts(src, len as usize) })
+            f(unsafe { RacyBytes::from_raw_parts(src, len as usize) })
         })
         .map(|(r, _)| r)
     }

@@ -429,8 +429,15 @@ fn consume(name: &str, args: &[String]) -> i32 {
             match c.read_for(timeout) {
                 Ok(g) => {
                     let seq = g.seq();
-                    let data = if text { g.data().to_vec() } else { Vec::new() };
-                    let verdict = check_record(g.data());
+                    // In place where the queue keeps the slot stable; an overwrite queue's
+                    // producer may rewrite it meanwhile, so its record is checked on a copy.
+                    let (verdict, data) = match g.data() {
+                        Ok(d) => (check_record(d), if text { d.to_vec() } else { Vec::new() }),
+                        Err(_) => {
+                            let copy = g.bytes().to_vec();
+                            (check_record(&copy), if text { copy } else { Vec::new() })
+                        }
+                    };
                     if hold_read_us > 0 {
                         std::thread::sleep(Duration::from_micros(rng.range(0, hold_read_us)));
                     }

@@ -285,9 +285,9 @@ fn flush_cost(t: &mut Table, dir: &Path) {
         let mut v = vec![];
         for round in 0..3u8 {
             for i in 0..mib {
-                r.write_with(i << 20, 1 << 20, |b| {
-                    b.copy_from_slice(&chunk);
-                    b[0] = round;
+                r.write_with(i << 20, 1 << 20, |mut b| {
+                    b.copy_from(&chunk);
+                    b.set(0, round);
                 })
                 .unwrap();
             }

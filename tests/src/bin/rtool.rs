@@ -140,9 +140,9 @@ fn run(args: &[String]) -> Result<(), String> {
             let off = num(args.get(2), "OFF")?;
             let len = num(args.get(3), "LEN")?;
             let hold = num(args.get(4), "HOLD_MS")?;
-            r.write_with(off, len, |buf| {
+            r.write_with(off, len, |mut buf| {
                 let half = buf.len() / 2;
-                buf[..half].fill(0xEE);
+                buf.copy_from(&vec![0xEE; half]);
                 say("half");
                 std::thread::sleep(Duration::from_millis(hold));
                 // SAFETY: kill(2) on our own pid; the process ends here.

@@ -436,6 +436,25 @@ fn memcpy_gbps(size: usize) -> f64 {
     n as f64 * size as f64 / t.elapsed().as_secs_f64() / 1e9
 }
 
+/// The same loop through shmio's byte-wise atomic copy (`shmio::racy`), which every read of
+/// memory another process may be writing goes through (`recv` in overwrite mode, region
+/// reads): its cost against `memcpy_gbps` is what soundness costs.
+fn racy_copy_gbps(size: usize) -> f64 {
+    let src = vec![7u8; size];
+    // SAFETY: `src` is valid for `size` bytes and outlives the view; nothing writes it.
+    let view = unsafe { shmio::racy::RacyBytes::from_raw_parts(src.as_ptr(), size) };
+    let mut dst = vec![0u8; (4 << 20).max(size)];
+    let slots = dst.len() / size;
+    let n = ((1u64 << 31) / size as u64).max(1000);
+    let t = Instant::now();
+    for i in 0..n {
+        let off = (i as usize % slots) * size;
+        view.copy_to(&mut dst[off..off + size]);
+        std::hint::black_box(&mut dst);
+    }
+    n as f64 * size as f64 / t.elapsed().as_secs_f64() / 1e9
+}
+
 // ---------------------------------------------------------------------------------------------
 // Runs
 
@@ -898,14 +917,27 @@ fn main() {
         }
         let gbps = memcpy_gbps(size);
         out.figures.insert(("memcpy".into(), "1", size), gbps);
+        let racy = racy_copy_gbps(size);
+        out.figures.insert(("racy-copy".into(), "1", size), racy);
         if json {
             println!(
                 "{{\"system\":\"memcpy\",\"pattern\":\"1\",\"size\":{size},\"gbps\":{gbps:.2}}}"
+            );
+            println!(
+                "{{\"system\":\"racy-copy\",\"pattern\":\"1\",\"size\":{size},\"gbps\":{racy:.2}}}"
             );
         } else {
             println!(
                 "  {:<20} {:<5} {:>14} {gbps:>8.3} GB/s (single-core memcpy, the ceiling)",
                 "memcpy", "", ""
+            );
+            println!(
+                "  {:<20} {:<5} {:>14} {racy:>8.3} GB/s ({:.2}x memcpy: the byte-wise atomic \
+                 copy of racing memory)",
+                "racy-copy",
+                "",
+                "",
+                racy / gbps
             );
         }
         // Peers first, so that shmio's lines can show the ratios.

@@ -62,7 +62,11 @@ impl Rx for ShmioRx {
     fn recv(&mut self, buf: &mut [u8]) -> u64 {
         if self.zero_copy {
             let g = self.c.read().unwrap();
-            let seq = seq_of(g.data());
+            // A back-pressure queue (shmio-bp-zerocopy): the slot is borrowed in place.
+            let seq = seq_of(
+                g.data()
+                    .expect("zero-copy reads run on back-pressure queues"),
+            );
             let _ = g.release();
             seq
         } else {

@@ -86,9 +86,8 @@ pub fn queue(f: &mut CaseFile, t: &QTemplate, c: &mut Case<'_>) {
                 if krng.chance(300) {
                     match k.read_for(Some(Duration::from_millis(1))) {
                         Ok(g) => {
-                            let _ = std::hint::black_box(
-                                g.data().iter().map(|b| *b as u64).sum::<u64>(),
-                            );
+                            let _ =
+                                std::hint::black_box(g.bytes().iter().map(u64::from).sum::<u64>());
                             let r = g.release();
                             tq(&mut tally, "release", &r);
                         }
@@ -146,7 +145,7 @@ pub fn region(f: &mut CaseFile, t: &RTemplate, c: &mut Case<'_>) {
                 let len = rng.below(size - off + 1).min(512);
                 let res = match rng.below(4) {
                     0 => r.touch(),
-                    1 => r.write_with(off, len, |b| b.fill(7)).map(|()| 0),
+                    1 => r.write_with(off, len, |mut b| b.fill(7)).map(|()| 0),
                     _ => r.write(off, &buf[..len as usize]),
                 };
                 tr(&mut tally, "write", &res);
@@ -164,7 +163,7 @@ pub fn region(f: &mut CaseFile, t: &RTemplate, c: &mut Case<'_>) {
                     r.read(off, &mut buf[..len as usize]).map(drop)
                 } else {
                     r.read_with(off, len, |b| {
-                        std::hint::black_box(b.iter().map(|x| *x as u64).sum::<u64>());
+                        std::hint::black_box(b.iter().map(u64::from).sum::<u64>());
                     })
                 };
                 tr(&mut tally, "read", &res);

@@ -613,10 +613,10 @@ fn consumer_op(k: &mut Consumer, t: &QTemplate, c: &mut Case<'_>, buf: &mut [u8]
             match k.read_for(d) {
                 Ok(g) => {
                     let sum = g
-                        .data()
+                        .bytes()
                         .iter()
-                        .fold(0u64, |a, b| a.rotate_left(5) ^ u64::from(*b));
-                    c.note(|| format!("read seq {} len {} sum {sum:#x}", g.seq(), g.data().len()));
+                        .fold(0u64, |a, b| a.rotate_left(5) ^ u64::from(b));
+                    c.note(|| format!("read seq {} len {} sum {sum:#x}", g.seq(), g.len()));
                     if release {
                         let r = g.release();
                         c.q("release", &r);

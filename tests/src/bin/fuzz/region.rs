@@ -244,7 +244,7 @@ pub fn case(f: &mut CaseFile, t: &RTemplate, c: &mut Case<'_>) {
                 if untimed_ok || !seq_odd(f) {
                     let (off, len) = range(c, size);
                     let res = r.read_with(off, len, |b| {
-                        b.iter().fold(0u64, |a, x| a.rotate_left(3) ^ u64::from(*x))
+                        b.iter().fold(0u64, |a, x| a.rotate_left(3) ^ u64::from(x))
                     });
                     c.r("read", &res);
                 }
@@ -263,7 +263,7 @@ pub fn case(f: &mut CaseFile, t: &RTemplate, c: &mut Case<'_>) {
                     let (off, len) = range(c, size);
                     let v = c.rng.next_u64() as u8;
                     f.mark(DATA.saturating_add(off), len);
-                    let res = r.write_with(off, len, |b| b.fill(v));
+                    let res = r.write_with(off, len, |mut b| b.fill(v));
                     c.r("write", &res);
                 }
             }
