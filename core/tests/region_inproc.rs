@@ -428,3 +428,37 @@ fn cache_stat_reports_or_says_unsupported() {
         Err(e) => panic!("{e}"),
     }
 }
+
+/// A torn range scribbled into the file that reaches past the data (an offset or a length
+/// near `u64::MAX`) is reported as `Corrupt`, never handed on as offsets (`torn()`, the
+/// `Torn` error of a read) and never wraps the overlap arithmetic.
+#[test]
+fn scribbled_torn_range_past_the_data_is_corrupt() {
+    let n = Name::new("tornrange");
+    let r = Region::create(&n.0, 4096, &opts()).unwrap();
+    r.write(0, &[5u8; 64]).unwrap();
+    // torn_off and torn_len: the sequence line (file offset 256) + 32 and + 40.
+    let put = |off: u64, len: u64| {
+        let mut f = std::fs::OpenOptions::new().write(true).open(n.path()).unwrap();
+        f.seek(SeekFrom::Start(256 + 32)).unwrap();
+        f.write_all(&off.to_le_bytes()).unwrap();
+        f.write_all(&len.to_le_bytes()).unwrap();
+    };
+    for (off, len) in [(10, u64::MAX), (u64::MAX - 5, 100), (4000, 97), (4097, 1)] {
+        put(off, len);
+        assert!(matches!(r.torn(), Err(Error::Corrupt(_))), "({off}, {len})");
+        let mut buf = [0u8; 64];
+        assert!(
+            matches!(r.read(0, &mut buf), Err(Error::Corrupt(_))),
+            "({off}, {len})"
+        );
+    }
+    // In range it is a torn range again, and a write covering it clears it.
+    put(10, 20);
+    assert_eq!(r.torn().unwrap(), Some((10, 20)));
+    r.write(0, &[6u8; 64]).unwrap();
+    assert_eq!(r.torn().unwrap(), None);
+    let mut buf = [0u8; 64];
+    r.read(0, &mut buf).unwrap();
+    assert_eq!(buf, [6u8; 64]);
+}

@@ -460,10 +460,27 @@ impl Region {
     /// The current torn range `(offset, len)`, if any (see [`Error::Torn`]). Takes the writer
     /// lock briefly (and so repairs what a dead writer left).
     pub fn torn(&self) -> Result<Option<(u64, u64)>> {
-        let s = &self.header().seq.0;
         let _g = self.lock()?;
-        let len = s.torn_len.load(Ordering::Relaxed);
-        Ok(Some((s.torn_off.load(Ordering::Relaxed), len)).filter(|_| len != 0))
+        let (off, len) = self.torn_range()?;
+        Ok(Some((off, len)).filter(|_| len != 0))
+    }
+
+    /// The torn range as the file records it, checked: one reaching past the data was not
+    /// written by shmio (repair clamps what it records), so it is reported as corruption
+    /// rather than handed on as offsets no caller can use.
+    fn torn_range(&self) -> Result<(u64, u64)> {
+        let s = &self.header().seq.0;
+        let (off, len) = (
+            s.torn_off.load(Ordering::Relaxed),
+            s.torn_len.load(Ordering::Relaxed),
+        );
+        if len != 0 && (off > self.size || len > self.size - off) {
+            return Err(Error::Corrupt(format!(
+                "the torn range ({off}, {len}) reaches past the region's {} bytes",
+                self.size
+            )));
+        }
+        Ok((off, len))
     }
 
     /// How many writes were found torn (writer died or panicked mid-write) since creation.
@@ -737,10 +754,10 @@ impl Region {
                 }
                 continue;
             }
-            let torn = (
-                s.torn_off.load(Ordering::Relaxed),
-                s.torn_len.load(Ordering::Relaxed),
-            );
+            // Checked before use, but trusted only once the counter confirms it (a write in
+            // progress may be changing it): an out-of-range value seen in a consistent state
+            // is corruption.
+            let torn = self.torn_range();
             let version = s.version.load(Ordering::Relaxed);
             let r = f(src);
             fence(Ordering::Acquire);
@@ -748,6 +765,7 @@ impl Region {
             // A page patched by the SIGBUS handler during the read: not the data.
             self.intact(false)?;
             if s1 == s2 {
+                let torn = torn?;
                 if overlaps(torn, (offset, len)) {
                     return Err(Error::Torn {
                         offset: torn.0,
