@@ -439,7 +439,10 @@ fn scribbled_torn_range_past_the_data_is_corrupt() {
     r.write(0, &[5u8; 64]).unwrap();
     // torn_off and torn_len: the sequence line (file offset 256) + 32 and + 40.
     let put = |off: u64, len: u64| {
-        let mut f = std::fs::OpenOptions::new().write(true).open(n.path()).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(n.path())
+            .unwrap();
         f.seek(SeekFrom::Start(256 + 32)).unwrap();
         f.write_all(&off.to_le_bytes()).unwrap();
         f.write_all(&len.to_le_bytes()).unwrap();

@@ -378,3 +378,44 @@ fn a_file_of_the_old_layout_is_refused_clearly() {
         other => panic!("expected VersionMismatch, got {other:?}"),
     }
 }
+
+#[test]
+fn a_lock_word_scribbled_with_a_dead_id_does_not_block_untimed_writers() {
+    // Before: a word naming an id no process holds kept every untimed write asleep for good
+    // (the robust list only reports real holders' deaths).
+    use std::os::unix::fs::FileExt;
+    let n = RName::new("scribbledid");
+    let r = Region::create(&n.0, 4096, &RegionOptions::new()).unwrap();
+    let path = region::resolve(&n.0).unwrap();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.write_all_at(&0x0001_2345u32.to_le_bytes(), region::LOCK_WORD_OFFSET)
+        .unwrap();
+    // An untimed write in another process gets through after one backstop slice.
+    let t0 = Instant::now();
+    let (code, lines) = rtool(&["write", &n.0, "100", "9", "16"]).finish(T);
+    let took = t0.elapsed();
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(lines.iter().any(|l| l.starts_with("wrote")), "{lines:?}");
+    assert!(took < shmio::queue::BACKSTOP * 5, "took {took:?}");
+    let mut b = [0u8; 16];
+    r.read(100, &mut b).unwrap();
+    assert_eq!(b, [9u8; 16]);
+    assert_eq!(
+        r.torn().unwrap(),
+        None,
+        "no write was in progress: nothing is torn"
+    );
+    // A live holder in another process is not robbed: an untimed write waits until it dies
+    // (1.5 s, several backstop slices), then finds its range torn.
+    let mut holder = rtool(&["die-mid-write", &n.0, "200", "50", "1500"]);
+    holder.expect_line("half", T);
+    let t1 = Instant::now();
+    r.write(1000, b"later").unwrap();
+    let waited = t1.elapsed();
+    let _ = holder.child.wait();
+    assert!(
+        waited > Duration::from_millis(1200),
+        "robbed a live holder after {waited:?}"
+    );
+    assert_eq!(r.torn().unwrap(), Some((200, 50)));
+}

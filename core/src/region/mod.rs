@@ -410,8 +410,8 @@ impl Region {
         // SAFETY: the header is inside the mapping (validated size), page aligned; the word is
         // an aligned atomic that stays mapped as long as `map`, which the lock is dropped before.
         let word = unsafe { &(*(map.as_ptr() as *const Header)).lock.0.word as *const _ };
-        // SAFETY: as just said.
-        let lock = unsafe { RobustLock::new(word) };
+        // SAFETY: as just said; `file` is a field of the region too, dropped after the lock.
+        let lock = unsafe { RobustLock::new(word, std::os::fd::AsRawFd::as_raw_fd(&file)) };
         let watch = crate::sys::sigbus::protect(map.as_ptr(), map.len());
         Ok(Region {
             lock,

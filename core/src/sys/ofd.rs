@@ -49,6 +49,20 @@ pub(crate) fn try_lock(fd: BorrowedFd<'_>, byte: i64) -> io::Result<bool> {
     }
 }
 
+/// `fcntl(fd, F_OFD_SETLK, {F_RDLCK, byte, 1})` — takes a shared (read) lock on `byte`
+/// without waiting: several descriptions may hold it at once, and [`held_elsewhere`] sees any.
+///
+/// # References
+/// - fcntl(2)
+pub(crate) fn try_share(fd: BorrowedFd<'_>, byte: i64) -> io::Result<bool> {
+    let fl = flock(libc::F_RDLCK as libc::c_short, byte);
+    match fcntl(fd, FcntlArg::F_OFD_SETLK(&fl)) {
+        Ok(_) => Ok(true),
+        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EACCES) => Ok(false),
+        Err(e) => Err(io::Error::from(e)),
+    }
+}
+
 /// `fcntl(fd, F_OFD_SETLK, {F_UNLCK, byte, 1})` — releases the lock on `byte`.
 pub(crate) fn unlock(fd: BorrowedFd<'_>, byte: i64) {
     let fl = flock(libc::F_UNLCK as libc::c_short, byte);

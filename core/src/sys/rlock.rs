@@ -24,8 +24,23 @@
 //! Waits sleep in slices of at most [`BACKSTOP`](crate::queue::BACKSTOP): the kernel wakes one
 //! waiter per death, and that waiter may die in the same instant.
 //!
-//! A peer that scribbles the word can make lockers wait (for their timeout) or make the holder's
-//! unlock report [`Scribbled`]; it cannot make anyone write outside its mapping.
+//! **Liveness byte.** A keeper also holds, for its whole life, a shared open-file-description
+//! lock (`F_OFD_SETLK`, `F_RDLCK`) on byte [`LIVENESS_BASE`]` + tid` of the file, through the
+//! lock owner's own description, taken before the word can ever hold that tid. So "the word
+//! names tid T, but no description holds byte T" means no live handle has that keeper: a
+//! scribbled word (a peer's stray write, or a forged id). A waiter that finds the word held,
+//! unchanged over a whole [`BACKSTOP`](crate::queue::BACKSTOP) slice, by an id whose byte
+//! nobody holds, takes the lock as from a dead holder ([`Locked::OwnerDied`]: the pending range
+//! is marked torn). An honest holder cannot be robbed this way: its byte is locked all the
+//! time its id can be in the word. Ids repeat across PID namespaces; the lock is shared, so
+//! two keepers with one id both hold it, and a waiter then counts the id as alive (waits, as
+//! before) rather than stealing from a live holder. Forked children share the description,
+//! which also only errs towards "alive"; the robust list still reports real deaths at once.
+//!
+//! A peer that scribbles the word can make lockers wait at most a backstop slice, or (copying
+//! the id of a live handle) until that handle closes, as a live peer holding the lock would;
+//! it can make the holder's unlock report [`Scribbled`]; it cannot make anyone write outside
+//! its mapping.
 //!
 //! # References
 //! - set_robust_list(2), futex(2), Linux `Documentation/locking/robust-futex-ABI.rst`
@@ -35,9 +50,19 @@ use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
+use std::os::fd::{BorrowedFd, RawFd};
+
 use super::futex::{self, WaitOutcome};
 use super::robust::{FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS};
-use super::{deadline_passed, fork};
+use super::{deadline_passed, fork, ofd};
+
+/// Offset of the liveness bytes (byte `LIVENESS_BASE + tid` for a keeper with id `tid`): far
+/// beyond any file's end, so the advisory locks touch no data.
+pub(crate) const LIVENESS_BASE: i64 = 1 << 41;
+
+fn liveness_byte(tid: u32) -> i64 {
+    LIVENESS_BASE + i64::from(tid & FUTEX_TID_MASK)
+}
 
 /// `struct robust_list`, with an atomic pointer: other threads of the process write it while
 /// the kernel may read it (at the keeper's exit).
@@ -95,10 +120,12 @@ struct Keeper {
     stop: Arc<AtomicU32>,
     thread: Option<JoinHandle<()>>,
     fork_gen: u32,
+    /// The description holding this keeper's liveness byte (the lock owner's file).
+    file: RawFd,
 }
 
 impl Keeper {
-    fn spawn(word: *const AtomicU32) -> io::Result<Keeper> {
+    fn spawn(word: *const AtomicU32, file: RawFd) -> io::Result<Keeper> {
         let mem = Arc::new(ListMem {
             head: Head {
                 list: Node {
@@ -138,23 +165,42 @@ impl Keeper {
                 return Err(io::Error::other("lock keeper thread ended early"));
             }
         };
-        Ok(Keeper {
+        let keeper = Keeper {
             mem,
             tid,
             stop,
             thread: Some(thread),
             fork_gen: fork::generation(),
-        })
+            file,
+        };
+        // Before the word can ever hold `tid`. A shared lock is only refused by a write lock,
+        // which shmio never takes on these bytes: refused or failed, the keeper is not made
+        // (dropping it stops the thread), as a waiter could otherwise rob it.
+        match ofd::try_share(keeper.fd(), liveness_byte(tid)) {
+            Ok(true) => Ok(keeper),
+            Ok(false) => Err(io::Error::other(format!(
+                "the liveness byte of lock keeper {tid} is write-locked by another process"
+            ))),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn fd(&self) -> BorrowedFd<'_> {
+        // SAFETY: `file` is the lock owner's descriptor, which outlives the lock and so this
+        // keeper (`RobustLock::new`'s contract).
+        unsafe { BorrowedFd::borrow_raw(self.file) }
     }
 }
 
 impl Drop for Keeper {
     fn drop(&mut self) {
         if self.fork_gen != fork::generation() {
-            // A forked child: the thread exists only in the parent.
+            // A forked child: the thread exists only in the parent, and the liveness byte,
+            // on the description the child shares, is the parent's to release.
             std::mem::forget(self.thread.take());
             return;
         }
+        ofd::unlock(self.fd(), liveness_byte(self.tid));
         self.stop.store(1, Ordering::SeqCst);
         futex::wake_all(&self.stop);
         if let Some(t) = self.thread.take() {
@@ -273,6 +319,8 @@ impl LocalLock {
 /// A robust lock over one futex word in a shared mapping (see the module docs).
 pub(crate) struct RobustLock {
     word: *const AtomicU32,
+    /// The lock owner's descriptor of the file the word is in (for the liveness bytes).
+    file: RawFd,
     local: LocalLock,
     /// This process's keeper; used only while `local` is held.
     keeper: Mutex<Option<Keeper>>,
@@ -293,10 +341,12 @@ pub(crate) struct Held<'a> {
 
 impl RobustLock {
     /// # Safety
-    /// `word` must be 4-byte aligned and stay valid (mapped) for the life of the value.
-    pub(crate) unsafe fn new(word: *const AtomicU32) -> RobustLock {
+    /// `word` must be 4-byte aligned and stay valid (mapped) for the life of the value, and
+    /// `file` must be an open descriptor (of the file the word is mapped from) for as long.
+    pub(crate) unsafe fn new(word: *const AtomicU32, file: RawFd) -> RobustLock {
         RobustLock {
             word,
+            file,
             local: LocalLock(AtomicU32::new(0)),
             keeper: Mutex::new(None),
         }
@@ -326,7 +376,7 @@ impl RobustLock {
             if let Some(old) = guard.take() {
                 drop(old);
             }
-            match Keeper::spawn(self.word) {
+            match Keeper::spawn(self.word, self.file) {
                 Ok(k) => *guard = Some(k),
                 Err(e) => {
                     drop(guard);
@@ -337,6 +387,8 @@ impl RobustLock {
         }
         let k = guard.as_ref().expect("keeper just made");
         let (mem, tid) = (Arc::clone(&k.mem), k.tid);
+        // SAFETY: `self.file` is open while the lock lives (`new`'s contract).
+        let file = unsafe { BorrowedFd::borrow_raw(self.file) };
         let w = self.word();
         // Announce the node before the word can hold our id: if we die after a successful
         // CAS, the kernel finds it through `list_op_pending`.
@@ -384,10 +436,30 @@ impl RobustLock {
                 cur |= FUTEX_WAITERS;
             }
             let until = super::slice_end(deadline, crate::queue::BACKSTOP);
+            let slept = std::time::Instant::now();
             // Woken, timed out (a slice), interrupted or the word changed: look again.
             let _: io::Result<WaitOutcome> = futex::wait(w, cur, Some(&until));
             waited = true;
+            let before = cur;
             cur = w.load(Ordering::SeqCst);
+            // Held by the same id for a whole slice: is any handle with that keeper alive?
+            if cur == before
+                && cur & FUTEX_TID_MASK != 0
+                && cur & FUTEX_OWNER_DIED == 0
+                && slept.elapsed() >= crate::queue::BACKSTOP
+                && !ofd::held_elsewhere(file, liveness_byte(cur))
+            {
+                // Nobody's: a scribbled word. Take it as from a dead holder.
+                match w.compare_exchange(
+                    cur,
+                    tid | FUTEX_WAITERS,
+                    Ordering::SeqCst,
+                    Ordering::SeqCst,
+                ) {
+                    Ok(_) => break Locked::OwnerDied,
+                    Err(now) => cur = now,
+                }
+            }
         };
         mem.set_linked(true);
         mem.clear_pending();
@@ -439,11 +511,27 @@ impl Drop for Held<'_> {
 mod tests {
     use super::*;
 
+    use std::os::fd::AsRawFd;
+
+    fn temp_file(tag: &str) -> std::fs::File {
+        let path = std::env::temp_dir().join(format!("shmio-rlock-{tag}-{}", std::process::id()));
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let _ = std::fs::remove_file(&path);
+        f
+    }
+
     #[test]
     fn lock_excludes_threads_and_reports_a_dead_holder() {
         let word = Box::new(AtomicU32::new(0));
-        // SAFETY: the box outlives the lock (dropped at the end of the test, after it).
-        let lock = Arc::new(unsafe { RobustLock::new(&*word) });
+        let file = temp_file("basic");
+        // SAFETY: the box and the file outlive the lock (dropped at the end, after it).
+        let lock = Arc::new(unsafe { RobustLock::new(&*word, file.as_raw_fd()) });
         let (held, how) = lock.lock(None).unwrap();
         assert_eq!(how, Locked::Clean);
         assert_ne!(word.load(Ordering::SeqCst) & FUTEX_TID_MASK, 0);
@@ -468,5 +556,49 @@ mod tests {
         word.store(0x1234, Ordering::SeqCst);
         assert_eq!(held.unlock(), Err(Scribbled { found: 0x1234 }));
         drop(lock);
+    }
+
+    /// A word scribbled with an id no live keeper has is taken (as from a dead holder) after
+    /// one backstop slice; one naming a keeper whose liveness byte another description holds
+    /// is respected (the locker times out), and its keeper's byte is released with it.
+    #[test]
+    fn a_scribbled_word_is_taken_unless_its_id_is_alive() {
+        let word = Box::new(AtomicU32::new(0));
+        let file = temp_file("scribble");
+        // SAFETY: the box and the file outlive the lock.
+        let lock = unsafe { RobustLock::new(&*word, file.as_raw_fd()) };
+        word.store(0x2345, Ordering::SeqCst);
+        let t0 = std::time::Instant::now();
+        let (held, how) = lock.lock(None).unwrap();
+        assert_eq!(how, Locked::OwnerDied);
+        assert!(t0.elapsed() >= crate::queue::BACKSTOP);
+        assert!(
+            t0.elapsed() < crate::queue::BACKSTOP * 3,
+            "{:?}",
+            t0.elapsed()
+        );
+        let mine = word.load(Ordering::SeqCst) & FUTEX_TID_MASK;
+        held.unlock().unwrap();
+        // Another description (another handle, maybe another process) holds id 0x3456's byte.
+        let live = std::fs::OpenOptions::new()
+            .read(true)
+            .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
+            .unwrap();
+        assert!(ofd::try_share(std::os::fd::AsFd::as_fd(&live), liveness_byte(0x3456)).unwrap());
+        word.store(0x3456, Ordering::SeqCst);
+        let d = super::super::deadline_after(
+            crate::queue::BACKSTOP * 2 + std::time::Duration::from_millis(100),
+        );
+        assert!(matches!(lock.lock(Some(&d)), Err(LockError::Timeout)));
+        // Once that description lets go, the id is nobody's.
+        drop(live);
+        let (held, how) = lock.lock(None).unwrap();
+        assert_eq!(how, Locked::OwnerDied);
+        held.unlock().unwrap();
+        // Our own keeper's byte is held by our description while the lock lives.
+        let probe = std::fs::File::open(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap();
+        assert!(ofd::held_elsewhere(&probe, liveness_byte(mine)));
+        drop(lock);
+        assert!(!ofd::held_elsewhere(&probe, liveness_byte(mine)));
     }
 }
