@@ -419,3 +419,24 @@ fn a_lock_word_scribbled_with_a_dead_id_does_not_block_untimed_writers() {
     );
     assert_eq!(r.torn().unwrap(), Some((200, 50)));
 }
+
+#[test]
+fn a_forked_child_holding_the_lock_through_the_parents_handle_is_not_robbed() {
+    // The handle (and its file description) is shared by parent and child; their keepers'
+    // liveness bytes are on descriptions of their own, so each sees the other's.
+    let n = RName::new("forkhold");
+    drop(Region::create(&n.0, 4096, &RegionOptions::new()).unwrap());
+    let (code, lines) = rtool(&["fork-hold", &n.0, "800"]).finish(T);
+    assert_eq!(code, 0, "{lines:?}");
+    let line = lines
+        .iter()
+        .find(|l| l.starts_with("waited"))
+        .expect("a result");
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let waited: u64 = f[1].parse().unwrap();
+    assert_eq!(f[3], "0", "the child's write failed: {line}");
+    assert!(
+        waited >= 600,
+        "the parent took the lock from its live child: {line}"
+    );
+}

@@ -25,8 +25,9 @@
 //! waiter per death, and that waiter may die in the same instant.
 //!
 //! **Liveness byte.** A keeper also holds, for its whole life, a shared open-file-description
-//! lock (`F_OFD_SETLK`, `F_RDLCK`) on byte [`LIVENESS_BASE`]` + tid` of the file, through the
-//! lock owner's own description, taken before the word can ever hold that tid. So "the word
+//! lock (`F_OFD_SETLK`, `F_RDLCK`) on byte [`LIVENESS_BASE`]` + tid` of the file, through a
+//! description of its own (the file reopened through `/proc/self/fd`, closed in forked
+//! children), taken before the word can ever hold that tid. So "the word
 //! names tid T, but no description holds byte T" means no live handle has that keeper: a
 //! scribbled word (a peer's stray write, or a forged id). A waiter that finds the word held,
 //! unchanged over a whole [`BACKSTOP`](crate::queue::BACKSTOP) slice, by an id whose byte
@@ -34,8 +35,11 @@
 //! is marked torn). An honest holder cannot be robbed this way: its byte is locked all the
 //! time its id can be in the word. Ids repeat across PID namespaces; the lock is shared, so
 //! two keepers with one id both hold it, and a waiter then counts the id as alive (waits, as
-//! before) rather than stealing from a live holder. Forked children share the description,
-//! which also only errs towards "alive"; the robust list still reports real deaths at once.
+//! before) rather than stealing from a live holder. Without `/proc` the keeper locks its byte
+//! through the lock owner's description instead, which a forked child using the same handle
+//! shares; OFD locks do not conflict within one description, so such a keeper's probe could
+//! miss a live holder on it: it never takes a word this way (it waits, as before). The robust
+//! list still reports real deaths at once.
 //!
 //! A peer that scribbles the word can make lockers wait at most a backstop slice, or (copying
 //! the id of a live handle) until that handle closes, as a live peer holding the lock would;
@@ -50,7 +54,7 @@ use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use std::os::fd::{BorrowedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use super::futex::{self, WaitOutcome};
 use super::robust::{FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS};
@@ -120,8 +124,16 @@ struct Keeper {
     stop: Arc<AtomicU32>,
     thread: Option<JoinHandle<()>>,
     fork_gen: u32,
-    /// The description holding this keeper's liveness byte (the lock owner's file).
-    file: RawFd,
+    /// The description holding this keeper's liveness byte: its own, or the lock owner's.
+    desc: Desc,
+}
+
+/// Where a keeper's liveness byte is locked.
+enum Desc {
+    /// A description of its own, registered to be closed in forked children (the entry).
+    Own(OwnedFd, Option<usize>),
+    /// The lock owner's (no `/proc`): see the module docs.
+    Owner(RawFd),
 }
 
 impl Keeper {
@@ -165,18 +177,31 @@ impl Keeper {
                 return Err(io::Error::other("lock keeper thread ended early"));
             }
         };
+        // Held while the description is opened, locked and registered: no fork copies it
+        // half-done (the child handler closes registered descriptors).
+        let guard = fork::guard();
+        let desc = match std::fs::File::open(format!("/proc/self/fd/{file}")) {
+            Ok(f) => {
+                let fd = OwnedFd::from(f);
+                let entry = fork::register(&guard, fd.as_raw_fd());
+                Desc::Own(fd, entry)
+            }
+            Err(_) => Desc::Owner(file),
+        };
         let keeper = Keeper {
             mem,
             tid,
             stop,
             thread: Some(thread),
             fork_gen: fork::generation(),
-            file,
+            desc,
         };
         // Before the word can ever hold `tid`. A shared lock is only refused by a write lock,
         // which shmio never takes on these bytes: refused or failed, the keeper is not made
         // (dropping it stops the thread), as a waiter could otherwise rob it.
-        match ofd::try_share(keeper.fd(), liveness_byte(tid)) {
+        let locked = ofd::try_share(keeper.fd(), liveness_byte(tid));
+        drop(guard);
+        match locked {
             Ok(true) => Ok(keeper),
             Ok(false) => Err(io::Error::other(format!(
                 "the liveness byte of lock keeper {tid} is write-locked by another process"
@@ -186,21 +211,43 @@ impl Keeper {
     }
 
     fn fd(&self) -> BorrowedFd<'_> {
-        // SAFETY: `file` is the lock owner's descriptor, which outlives the lock and so this
-        // keeper (`RobustLock::new`'s contract).
-        unsafe { BorrowedFd::borrow_raw(self.file) }
+        match &self.desc {
+            Desc::Own(fd, _) => fd.as_fd(),
+            // SAFETY: the lock owner's descriptor outlives the lock and so this keeper
+            // (`RobustLock::new`'s contract).
+            Desc::Owner(fd) => unsafe { BorrowedFd::borrow_raw(*fd) },
+        }
     }
 }
 
 impl Drop for Keeper {
     fn drop(&mut self) {
         if self.fork_gen != fork::generation() {
-            // A forked child: the thread exists only in the parent, and the liveness byte,
-            // on the description the child shares, is the parent's to release.
+            // A forked child: the thread exists only in the parent, and the liveness byte is
+            // the parent's to release (the child handler already closed our own description:
+            // its number may be reused, so it must not be closed again).
             std::mem::forget(self.thread.take());
+            if let Desc::Own(fd, _) = std::mem::replace(&mut self.desc, Desc::Owner(-1)) {
+                std::mem::forget(fd);
+            }
             return;
         }
-        ofd::unlock(self.fd(), liveness_byte(self.tid));
+        match std::mem::replace(&mut self.desc, Desc::Owner(-1)) {
+            // Closing our own description drops its lock.
+            Desc::Own(fd, entry) => {
+                if let Some(e) = entry {
+                    fork::unregister(e);
+                }
+                drop(fd);
+            }
+            Desc::Owner(fd) => {
+                // SAFETY: as in `fd()`.
+                ofd::unlock(
+                    unsafe { BorrowedFd::borrow_raw(fd) },
+                    liveness_byte(self.tid),
+                );
+            }
+        }
         self.stop.store(1, Ordering::SeqCst);
         futex::wake_all(&self.stop);
         if let Some(t) = self.thread.take() {
@@ -387,8 +434,10 @@ impl RobustLock {
         }
         let k = guard.as_ref().expect("keeper just made");
         let (mem, tid) = (Arc::clone(&k.mem), k.tid);
-        // SAFETY: `self.file` is open while the lock lives (`new`'s contract).
-        let file = unsafe { BorrowedFd::borrow_raw(self.file) };
+        // Liveness bytes are probed through our keeper's description: every other keeper's
+        // lock is on another one, so the probe sees it.
+        let probe = k.fd();
+        let may_take = matches!(k.desc, Desc::Own(..));
         let w = self.word();
         // Announce the node before the word can hold our id: if we die after a successful
         // CAS, the kernel finds it through `list_op_pending`.
@@ -443,11 +492,12 @@ impl RobustLock {
             let before = cur;
             cur = w.load(Ordering::SeqCst);
             // Held by the same id for a whole slice: is any handle with that keeper alive?
-            if cur == before
+            if may_take
+                && cur == before
                 && cur & FUTEX_TID_MASK != 0
                 && cur & FUTEX_OWNER_DIED == 0
                 && slept.elapsed() >= crate::queue::BACKSTOP
-                && !ofd::held_elsewhere(file, liveness_byte(cur))
+                && !ofd::held_elsewhere(probe, liveness_byte(cur))
             {
                 // Nobody's: a scribbled word. Take it as from a dead holder.
                 match w.compare_exchange(

@@ -9,6 +9,8 @@
 //! shmio-rtool die-mid-write NAME OFF LEN HOLD_MS
 //!                                         write_with: fill half the range, print "half",
 //!                                         sleep HOLD_MS holding the lock, then SIGKILL itself
+//! shmio-rtool fork-hold NAME HOLD_MS      fork; the child holds the lock HOLD_MS, the parent
+//!                                         writes meanwhile -> "waited MS child STATUS"
 //! shmio-rtool write NAME OFF BYTE LEN     one consistent write -> "wrote V"
 //! shmio-rtool read NAME OFF LEN           one consistent read -> "ok B0" / "torn OFF LEN"
 //! shmio-rtool scribble PATH OFF MS        writes random u32s at file offset OFF for MS ms, as
@@ -135,6 +137,36 @@ fn run(args: &[String]) -> Result<(), String> {
                 Err(Error::Timeout) => say("timeout"),
                 Err(x) => return Err(x.to_string()),
             }
+        }
+        "fork-hold" => {
+            // One handle shared by a parent and its forked child (the same open file
+            // description): the child holds the lock for HOLD_MS, the parent writes meanwhile
+            // and reports how long it waited: it must not take the lock from its live child.
+            let hold = num(args.get(2), "HOLD_MS")?;
+            r.write(0, &[1]).map_err(|e| e.to_string())?;
+            // SAFETY: fork(2); the child only uses the region handle, then _exit(2)s. The
+            // parent has one other thread (the lock keeper), asleep on a futex.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                let res = r.write_with(8, 8, |mut b| {
+                    b.fill(2);
+                    say("child-holds");
+                    std::thread::sleep(Duration::from_millis(hold));
+                });
+                // SAFETY: _exit(2) ends the child without running the parent's destructors.
+                unsafe { libc::_exit(if res.is_ok() { 0 } else { 3 }) };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            let t = Instant::now();
+            r.write(100, &[3]).map_err(|e| e.to_string())?;
+            let waited = t.elapsed().as_millis();
+            let mut status = 0;
+            // SAFETY: waitpid on our own child with a valid status pointer.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            say(&format!(
+                "waited {waited} child {}",
+                libc::WEXITSTATUS(status)
+            ));
         }
         "die-mid-write" => {
             let off = num(args.get(2), "OFF")?;
