@@ -2325,6 +2325,7 @@ impl PyPoller {
         let mut out: Vec<poll::Event> = Vec::new();
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut first = true;
+        let mut retried = false;
         loop {
             // Signal handlers run without the lock: they may use the poller, or close it.
             py.check_signals()?;
@@ -2366,11 +2367,13 @@ impl PyPoller {
                         }
                     }
                     // Done with events, or with the time; else it was another thread's kick
-                    // (or a kickless slice): give it the lock, then wait on.
-                    if !out.is_empty() || left == Some(Duration::ZERO) || (!kicked && slice == left)
-                    {
+                    // (or a kickless slice): give it the lock, then wait on. A kick that took
+                    // the only slot of a last, zero wait gets that wait one retry.
+                    let out_of_time = left == Some(Duration::ZERO) && (!kicked || retried);
+                    if !out.is_empty() || out_of_time || (!kicked && slice == left) {
                         break;
                     }
+                    retried |= left == Some(Duration::ZERO);
                 }
                 Err(poll::Error::Interrupted) if left == Some(Duration::ZERO) => {
                     drop(g);
