@@ -22,8 +22,12 @@ Conventions:
 * Handles are context managers; ``close()`` is idempotent; using a closed handle raises
   :class:`InvalidArgument` (a ``ValueError``, as for closed files). ``close()`` from another
   thread ends a call waiting on the handle, which raises :class:`Closed`.
-* Queue handles do not survive ``fork()``: in a forked child, ``close()`` does nothing and
-  any other use raises :class:`InvalidArgument`.
+* Queue handles and pollers do not survive ``fork()``: in a forked child, ``close()`` does
+  nothing and any other use raises :class:`InvalidArgument`.
+* Threads and signals: calls on one handle are serialised by a fair lock; a signal handler may
+  close the handle its thread is blocked on; a second blocking call on it from the handler
+  raises :class:`ReentrantCall`; a :class:`Poller` accepts ``register`` and the like while
+  another thread waits in ``poll``. See ``shmio/_shmio.pyi`` for the whole contract.
 * ``BACKSTOP`` (seconds): the longest a wait sleeps before it re-checks its peers' liveness.
 """
 
@@ -39,6 +43,7 @@ from ._errors import (
     NotRegistered,
     OutOfBounds,
     RtSigInUse,
+    ReentrantCall,
     Torn,
     WrongThread,
     BufferTooSmall,
@@ -125,6 +130,7 @@ __all__ = [
     "NotRegistered",
     "WrongThread",
     "RtSigInUse",
+    "ReentrantCall",
 ]
 
 Name = str | os.PathLike[str]

@@ -35,6 +35,7 @@ __all__ = [
     "NotRegistered",
     "WrongThread",
     "RtSigInUse",
+    "ReentrantCall",
 ]
 
 
@@ -182,3 +183,11 @@ class WrongThread(ShmioError):
 
 class RtSigInUse(ShmioError):
     """This thread already has an RT-signal poller (they would share the signal)."""
+
+
+class ReentrantCall(ShmioError, RuntimeError):
+    """A thread called a handle it is already inside a call on: a signal handler (or a
+    finalizer) started a second blocking call (``recv``, ``send``, ``poll``, ...) on the handle
+    whose call it interrupted, or used a handle whose lock its thread holds. Raised instead of
+    deadlocking. From a signal handler, non-blocking calls and ``close()`` work (the interrupted
+    call then raises :class:`Closed`)."""

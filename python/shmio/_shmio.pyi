@@ -1,5 +1,30 @@
 """Type stubs for the extension module ``shmio._shmio`` (hand-written, checked by
-``mypy.stubtest`` in the tests)."""
+``mypy.stubtest`` in the tests).
+
+Threading contract (every handle: Producer, Consumer, RecordView, Region, Poller):
+
+* Handles may be shared between threads. Calls on one handle are serialised by a fair lock
+  (first come, first served: a thread looping on short calls cannot starve another); blocking
+  calls release the GIL while they wait.
+* ``close()`` from another thread ends a call blocked on a queue handle or poller, which raises
+  :class:`shmio.Closed`, and returns once that call has left the handle
+  (``Region.wait_changed`` keeps its own reference to the mapping and waits on).
+* Signal handlers run while a blocking call does not hold the handle: a handler may close the
+  handle (the interrupted call raises ``Closed``) or make non-blocking calls on it. A second
+  blocking call (``send``, ``reserve``, ``recv*``, ``wait_*``, iteration, ``poll``) from a
+  handler on the handle its thread is blocked on, or any call on a handle from a finalizer that
+  runs while its thread holds it, raises :class:`shmio.ReentrantCall` (a ``RuntimeError``),
+  never deadlocks.
+* ``Poller``: ``register``, ``modify``, ``unregister``, ``waker``, ``stats`` and ``close`` may
+  be called while another thread waits in ``poll``; they wake the wait, which goes on with the
+  change (a newly registered ready fd is reported by that same ``poll``). Token ``2**64-1`` is
+  reserved for this wake-up.
+* ``fork()``: queue handles, pollers and wakers inherited by a child are inert there: any call
+  raises :class:`shmio.InvalidArgument` naming the fork, ``close()`` does nothing, and dropping
+  them leaves the parent's queue and files alone (even if a parent thread was inside a call on
+  them at the fork). A region stays usable in the child unless a parent thread was inside a
+  call on it at the fork (then it raises the same error).
+"""
 
 import builtins
 import sys
@@ -50,7 +75,7 @@ REGION_MAX_SIZE: int
 
 @final
 class Producer:
-    """The single writer of a queue."""
+    """The single writer of a queue. See the module's threading contract."""
 
     def send(self, data: Buffer, timeout: float | None = None) -> int: ...
     def try_send(self, data: Buffer) -> int | None: ...
@@ -78,7 +103,7 @@ class Producer:
 
 @final
 class Consumer:
-    """One reader of a queue, with its own cursor."""
+    """One reader of a queue, with its own cursor. See the module's threading contract."""
 
     def recv(self, timeout: float | None = None) -> bytes: ...
     def try_recv(self) -> bytes | None: ...
@@ -196,7 +221,11 @@ class Region:
 
 @final
 class Poller:
-    """An event poller over one backend."""
+    """An event poller over one backend. ``register``/``modify``/``unregister``/``waker``/
+    ``stats``/``close`` may run while another thread waits in ``poll`` (which picks the change
+    up; ``close`` makes it raise :class:`shmio.Closed`). A second ``poll`` from a signal handler
+    during ``poll`` raises :class:`shmio.ReentrantCall`. Token ``2**64-1`` is reserved. Inert in
+    a forked child (calls raise :class:`shmio.InvalidArgument`, ``close()`` does nothing)."""
 
     def __new__(
         cls,
@@ -238,7 +267,7 @@ class Poller:
 
 @final
 class Waker:
-    """Wakes a poller from any thread."""
+    """Wakes a poller from any thread (not from a forked child: InvalidArgument)."""
 
     def wake(self) -> None: ...
     @property

@@ -6,25 +6,34 @@
 //! The user-facing API (`shmio.Queue`, the exception classes) is in the pure-Python package
 //! beside this module.
 //!
-//! Concurrency: every handle keeps its core object behind a `Locked` flag, taken without blocking
-//! while the GIL is held (contention waits with the GIL released). Blocking calls first try
-//! without waiting; only when they must wait do they release the GIL (`py.detach`), and every
-//! interrupted wait (EINTR) runs Python's signal handlers, so Ctrl-C raises KeyboardInterrupt.
-//! A queue handle's `close()` does not queue behind a blocked call: it cancels the core handle's
-//! waits first (`Canceller`), and the call raises `Closed`.
+//! Concurrency: every handle keeps its core object behind a `HandleLock`: fair (first come,
+//! first served), taken without blocking while the GIL is held (contention waits with the GIL
+//! released), and aware of its holder, so that a re-entrant use from the holding thread raises
+//! `ReentrantCall` instead of deadlocking. Blocking calls first try without waiting; only when
+//! they must wait do they release the GIL (`py.detach`), and every interrupted wait (EINTR)
+//! gives the lock back and runs Python's signal handlers (Ctrl-C raises KeyboardInterrupt; a
+//! handler may close the handle), then takes the lock again (`wait_call`). `close()` does not
+//! queue behind a blocked call: a queue handle's cancels the core handle's waits first
+//! (`Canceller`), a poller's wakes the wait through its kick socket, and the call gives the lock
+//! back and raises `Closed`. The same kick lets `register`, `modify`, `unregister`, `waker` and
+//! `stats` run while another thread waits in `poll`, which then waits on with the change.
+//! Handles inherited through `fork()` are refused before their lock is touched.
 //!
 //! Zero copy: `Producer.reserve` and `Consumer.recv_view` hand out memoryviews over the slot
 //! itself, through a small exporter object (`_Buffer`) that counts its buffer exports and keeps
 //! the handle (hence the mapping) alive. The slot is given back only when no export remains;
 //! otherwise the call raises `BufferError`, as `mmap.close()` does.
 
-use std::cell::UnsafeCell;
+use std::collections::VecDeque;
 use std::ffi::c_int;
-use std::marker::PhantomData;
+use std::io::{Read, Write};
 use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use pyo3::exceptions::{PyBufferError, PyValueError};
@@ -116,10 +125,7 @@ impl From<Error> for ErrDesc {
             Error::Overrun => d("Overrun"),
             Error::Unsupported(_) => d("Unsupported"),
             // Only a wait that `close()` (from another thread) interrupts sees this.
-            Error::Cancelled => ErrDesc::new(
-                "Closed",
-                "the handle was closed by another thread during this call".to_string(),
-            ),
+            Error::Cancelled => ErrDesc::new("Closed", CLOSED_DURING_CALL.to_string()),
             Error::Forked => ErrDesc::new("InvalidArgument", FORKED.to_string()),
             Error::Io { source, path, .. } => ErrDesc::io(msg.clone(), source, path.as_deref()),
             _ => d("ShmioError"),
@@ -134,6 +140,10 @@ fn no_space(msg: String, path: &std::path::Path, needed: u64, available: u64) ->
     d.io = Some((libc::ENOSPC, Some(path.display().to_string())));
     d.attr("needed", needed).attr("available", available)
 }
+
+/// The message of the `Closed` a call raises when its handle was closed while it waited.
+const CLOSED_DURING_CALL: &str =
+    "the handle was closed by another thread (or a signal handler) during this call";
 
 /// The message for a queue handle used in a forked child (the Python wording of the fix).
 const FORKED: &str = "this handle was opened by the parent process: handles do not survive \
@@ -329,82 +339,282 @@ impl Blocking for region::Error {
     }
 }
 
-/// A handle's state behind a one-word lock. Taking it is one compare-and-swap and giving it
-/// back one plain store: a `std::sync::Mutex` pays a second read-modify-write on unlock (to
-/// learn whether to wake a sleeper), which is measurable on calls that cost ~100 ns. Nobody
-/// ever sleeps on this lock, so there is nobody to wake: a caller that finds it taken (another
-/// thread is inside a blocking call) polls with the GIL released (see `lock`). A panic while it
-/// is held releases it as the guard unwinds (no poisoning: the state is kept consistent by
-/// each method, as it was with the mutex whose poisoning was ignored).
-struct Locked<T> {
-    taken: AtomicBool,
-    value: UnsafeCell<T>,
+/// A handle's state behind a fair lock that knows who holds it.
+///
+/// - Fair: threads that find it taken queue in arrival order and the lock is handed to the
+///   first of them when given back, so a thread looping on short calls (`poll(0.02)`,
+///   `recv(timeout=0.02)`) cannot starve another.
+/// - Never held across Python code that could use the handle again: blocking calls give it back
+///   before they run Python's signal handlers (see `wait_call` and `PyPoller::poll`), so a
+///   handler may close the handle its thread waits on. A thread that asks for a lock it holds
+///   already (a finalizer run while it is held), or starts a second blocking call on a handle
+///   it is inside one on (a signal handler), gets `ReentrantCall` instead of a deadlock.
+/// - Fork-aware: a child that inherits it held (or queued for) by a thread of the parent, which
+///   the child does not have, gets the fork error instead of waiting for ever.
+///
+/// The queue (`gate`) is a `std::sync::Mutex` held only for a few instructions and a `Condvar`
+/// that waiters sleep on with the GIL released; the value has its own `std::sync::Mutex`, which
+/// only the thread the gate let in ever locks, so it is never contended.
+struct HandleLock<T> {
+    gate: Gate,
+    value: Mutex<T>,
 }
 
-// SAFETY: the value is only reached through a `LockedGuard`, and at most one guard exists at a
-// time (the `taken` flag, set by a compare-and-swap with Acquire and cleared with Release,
-// orders one holder's accesses before the next's), so sharing a `Locked` between threads
-// hands the value from thread to thread, as a `std::sync::Mutex` does: `T: Send` suffices.
-unsafe impl<T: Send> Sync for Locked<T> {}
+struct Gate {
+    state: Mutex<GateState>,
+    turn: Condvar,
+}
 
-impl<T> Locked<T> {
-    fn new(value: T) -> Locked<T> {
-        Locked {
-            taken: AtomicBool::new(false),
-            value: UnsafeCell::new(value),
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Free,
+    /// Handed to the waiter with this ticket, which has not woken up yet.
+    Granted(u64),
+    Held(ThreadId),
+}
+
+struct GateState {
+    /// The process whose threads hold, wait for or are in calls on the lock.
+    pid: u32,
+    owner: Owner,
+    /// Tickets of the waiting threads, first come first served.
+    queue: VecDeque<u64>,
+    next_ticket: u64,
+    /// Threads inside a blocking call on the handle (which may give the lock back meanwhile).
+    in_wait: Vec<ThreadId>,
+}
+
+/// Why a handle's lock was refused.
+enum LockError {
+    /// The calling thread holds the lock already, or is inside a blocking call on the handle.
+    Reentrant,
+    /// The lock was held or waited for by a thread of the parent process at `fork()`.
+    Forked,
+}
+
+impl From<LockError> for ErrDesc {
+    fn from(e: LockError) -> ErrDesc {
+        match e {
+            LockError::Reentrant => ErrDesc::new("ReentrantCall", REENTRANT.to_string()),
+            LockError::Forked => ErrDesc::new("InvalidArgument", LOCK_FORKED.to_string()),
+        }
+    }
+}
+
+const REENTRANT: &str = "re-entrant call: this thread is already inside a call on this handle \
+                         (this call came from a signal handler or a finalizer that ran during \
+                         it); only non-blocking calls and close() may be made from there";
+
+const LOCK_FORKED: &str = "this handle was in use by another thread when the process forked: \
+                           it cannot be used in the child (open or create it again there)";
+
+/// How long a thread queued for a lock sleeps before it runs Python's signal handlers.
+const LOCK_SLICE: Duration = Duration::from_millis(50);
+
+thread_local! {
+    static THREAD: ThreadId = std::thread::current().id();
+}
+
+fn this_thread() -> ThreadId {
+    THREAD.with(|t| *t)
+}
+
+fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while holding these; a poisoned value is as consistent as its methods
+    // keep it (the old lock had no poisoning either).
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl GateState {
+    /// In a forked child: takes the lock over if no thread of the parent held it or waited for
+    /// it (their threads do not exist here), else refuses.
+    fn adopt(&mut self) -> Result<(), LockError> {
+        let pid = current_pid();
+        if self.pid == pid {
+            return Ok(());
+        }
+        if self.owner != Owner::Free || !self.queue.is_empty() || !self.in_wait.is_empty() {
+            return Err(LockError::Forked);
+        }
+        self.pid = pid;
+        Ok(())
+    }
+
+    /// Takes the lock if it is free and nobody queues; refuses the thread holding it, and for
+    /// a `blocking` call one inside a blocking call on the handle already.
+    fn try_take(&mut self, me: ThreadId, blocking: bool) -> Result<bool, LockError> {
+        self.adopt()?;
+        if blocking && self.in_wait.contains(&me) {
+            return Err(LockError::Reentrant);
+        }
+        match self.owner {
+            Owner::Held(t) if t == me => Err(LockError::Reentrant),
+            Owner::Free if self.queue.is_empty() => {
+                self.owner = Owner::Held(me);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+impl<T> HandleLock<T> {
+    fn new(value: T) -> HandleLock<T> {
+        HandleLock {
+            gate: Gate {
+                state: Mutex::new(GateState {
+                    pid: current_pid(),
+                    owner: Owner::Free,
+                    queue: VecDeque::new(),
+                    next_ticket: 0,
+                    in_wait: Vec::new(),
+                }),
+                turn: Condvar::new(),
+            },
+            value: Mutex::new(value),
         }
     }
 
-    fn try_lock(&self) -> Option<LockedGuard<'_, T>> {
-        self.taken
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .ok()
-            .map(|_| LockedGuard {
-                lock: self,
-                _access: PhantomData,
-            })
+    /// Locks the state. Uncontended this never waits. If another thread holds it, runs
+    /// `contended` (which makes that thread give it back sooner: a poller's kick, a queue
+    /// handle's cancel for `close()`), then queues for it with the GIL released. Every
+    /// `LOCK_SLICE` it steps out of the queue to run Python's signal handlers (which may use
+    /// this handle without queueing behind their own thread), then steps back in at its place.
+    fn lock(&self, py: Python<'_>, contended: &dyn Fn()) -> PyResult<HandleGuard<'_, T>> {
+        self.lock_for(py, contended, false)
+    }
+
+    /// `lock`, for a call that may block (see `try_take`).
+    fn lock_for(
+        &self,
+        py: Python<'_>,
+        contended: &dyn Fn(),
+        blocking: bool,
+    ) -> PyResult<HandleGuard<'_, T>> {
+        let me = this_thread();
+        let mut kicked = false;
+        let mut my_ticket = None;
+        loop {
+            let ticket = {
+                let mut st = relock(&self.gate.state);
+                if st.try_take(me, blocking).map_err(|e| to_py(py, e))? {
+                    break;
+                }
+                let t = *my_ticket.get_or_insert_with(|| {
+                    st.next_ticket += 1;
+                    st.next_ticket
+                });
+                // Tickets only grow, so the queue is sorted: this is first-come order.
+                let at = st.queue.partition_point(|&q| q < t);
+                st.queue.insert(at, t);
+                t
+            };
+            if !kicked {
+                contended();
+                kicked = true;
+            }
+            let gate = &self.gate;
+            if py.detach(|| gate.wait_turn(ticket, me)) {
+                break;
+            }
+            // Out of the queue: a handler may use this handle (e.g. close it) without waiting
+            // behind this very thread.
+            py.check_signals()?;
+        }
+        Ok(HandleGuard {
+            value: relock(&self.value),
+            _turn: Turn(&self.gate),
+        })
+    }
+
+    /// Marks the calling thread, which holds the lock (taken by `lock_for(.., true)`), as
+    /// inside a blocking call on the handle until the mark drops: from then on, a blocking call
+    /// its signal handlers make on the handle is refused (`try_take`).
+    fn mark_wait(&self) -> WaitMark<'_> {
+        let me = this_thread();
+        relock(&self.gate.state).in_wait.push(me);
+        WaitMark(&self.gate, me)
     }
 }
 
-/// Exclusive access to a `Locked` value; dropping it gives the lock back.
-struct LockedGuard<'a, T> {
-    lock: &'a Locked<T>,
-    /// Shares like the `&mut T` it stands for: the guard is `Sync` only if `T` is (sharing a
-    /// guard between threads hands out `&T` to each), and `Send` if `T` is.
-    _access: PhantomData<&'a mut T>,
+impl Gate {
+    /// Waits (at most `LOCK_SLICE`) until the lock is handed to `ticket`, and takes it. On
+    /// timeout, leaves the queue and returns false.
+    fn wait_turn(&self, ticket: u64, me: ThreadId) -> bool {
+        let deadline = Instant::now() + LOCK_SLICE;
+        let mut st = relock(&self.state);
+        loop {
+            if st.owner == Owner::Granted(ticket) {
+                st.owner = Owner::Held(me);
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                st.queue.retain(|&t| t != ticket);
+                return false;
+            }
+            st = self
+                .turn
+                .wait_timeout(st, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Gives the lock back: to the first waiter, if any.
+    fn release(&self) {
+        let mut st = relock(&self.state);
+        match st.queue.pop_front() {
+            Some(t) => {
+                st.owner = Owner::Granted(t);
+                drop(st);
+                self.turn.notify_all();
+            }
+            None => st.owner = Owner::Free,
+        }
+    }
 }
 
-impl<T> Deref for LockedGuard<'_, T> {
+/// Exclusive access to a `HandleLock` value. The fields drop in order: the value's mutex
+/// first, then the gate lets the next thread in.
+struct HandleGuard<'a, T> {
+    value: MutexGuard<'a, T>,
+    _turn: Turn<'a>,
+}
+
+struct Turn<'a>(&'a Gate);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+impl<T> Deref for HandleGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
-        // SAFETY: this guard is the only one (see `Locked`), so no `&mut` to the value exists.
-        unsafe { &*self.lock.value.get() }
+        &self.value
     }
 }
 
-impl<T> DerefMut for LockedGuard<'_, T> {
+impl<T> DerefMut for HandleGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
-        // SAFETY: this guard is the only one, and `&mut self` makes this borrow exclusive.
-        unsafe { &mut *self.lock.value.get() }
+        &mut self.value
     }
 }
 
-impl<T> Drop for LockedGuard<'_, T> {
+/// A thread's mark of being inside a blocking call on a handle (see `begin_wait`).
+struct WaitMark<'a>(&'a Gate, ThreadId);
+
+impl Drop for WaitMark<'_> {
     fn drop(&mut self) {
-        self.lock.taken.store(false, Ordering::Release);
+        relock(&self.0.state).in_wait.retain(|&t| t != self.1);
     }
 }
 
-/// Locks a handle's state. Uncontended (the normal case) this never waits; if another thread
-/// holds the lock (it is inside a blocking call), waits with the GIL released.
-fn lock<'a, T>(py: Python<'_>, m: &'a Locked<T>) -> PyResult<LockedGuard<'a, T>> {
-    loop {
-        if let Some(g) = m.try_lock() {
-            return Ok(g);
-        }
-        py.detach(|| std::thread::sleep(Duration::from_millis(1)));
-        py.check_signals()?;
-    }
+/// Locks a lock whose holders never need waking up to give it back (short calls only).
+fn lock<'a, T>(py: Python<'_>, m: &'a HandleLock<T>) -> PyResult<HandleGuard<'a, T>> {
+    m.lock(py, &|| {})
 }
 
 /// This process's id, cached (getpid is a system call, and this is on every call's path);
@@ -431,7 +641,7 @@ fn init_pid() {
 
 /// A queue handle: its state behind the lock, and what must be reachable without the lock.
 struct Handle<T> {
-    state: Locked<T>,
+    state: HandleLock<T>,
     /// The process that opened the handle. Handles do not survive `fork()` (the core refuses
     /// them with `Error::Forked`); this is checked before the lock, since a thread of the parent
     /// may have held it at the fork, and in the child nobody would ever give it back.
@@ -444,7 +654,7 @@ struct Handle<T> {
 impl<T> Handle<T> {
     fn new(state: T, cancel: Canceller) -> Handle<T> {
         Handle {
-            state: Locked::new(state),
+            state: HandleLock::new(state),
             pid: current_pid(),
             cancel,
         }
@@ -456,7 +666,7 @@ impl<T> Handle<T> {
 }
 
 /// Locks a handle's state, refusing a handle inherited through `fork()`.
-fn lock_handle<'a, T>(py: Python<'_>, h: &'a Handle<T>) -> PyResult<LockedGuard<'a, T>> {
+fn lock_handle<'a, T>(py: Python<'_>, h: &'a Handle<T>) -> PyResult<HandleGuard<'a, T>> {
     if h.forked() {
         return Err(to_py(py, Error::Forked));
     }
@@ -471,15 +681,78 @@ fn lock_handle<'a, T>(py: Python<'_>, h: &'a Handle<T>) -> PyResult<LockedGuard<
 ///
 /// A cancelled handle's waits stay cancelled: if `close()` then fails (BufferError, a memoryview
 /// another thread still exports), later waits on the handle raise `Closed` too.
-fn close_lock<'a, T>(py: Python<'_>, h: &'a Handle<T>) -> PyResult<Option<LockedGuard<'a, T>>> {
+fn close_lock<'a, T>(py: Python<'_>, h: &'a Handle<T>) -> PyResult<Option<HandleGuard<'a, T>>> {
     if h.forked() {
         return Ok(None);
     }
-    if let Some(g) = h.state.try_lock() {
-        return Ok(Some(g));
+    h.state.lock(py, &|| h.cancel.cancel()).map(Some)
+}
+
+/// A queue handle's state, as `wait_call` needs it.
+trait QueueState: Send {
+    /// "producer" or "consumer", for the closed-handle error.
+    const WHAT: &'static str;
+    /// Whether the handle is still open.
+    fn is_open(&self) -> bool;
+    /// Runs before each attempt, with the GIL (a consumer gives back a dropped record view).
+    fn prepare(&mut self, _py: Python<'_>) -> PyResult<()> {
+        Ok(())
     }
-    h.cancel.cancel();
-    lock(py, &h.state).map(Some)
+}
+
+/// The core error of a call on a closed handle (`closed_handle`'s, as a core error).
+fn closed_error(what: &str) -> Error {
+    Error::InvalidArgument(format!("I/O operation on a closed {what}"))
+}
+
+/// Runs a blocking call `op` on a queue handle's state: first without waiting, with the GIL
+/// held; if it would block and `timeout` allows a wait, again with the GIL released, for the
+/// rest of the timeout, holding the handle's lock. A wait that a signal interrupts gives the
+/// lock back, runs Python's signal handlers (so Ctrl-C raises KeyboardInterrupt, and a handler
+/// may use or close the handle), takes the lock again and resumes; if the handle was closed
+/// meanwhile, raises `Closed`. Returns the lock with the result, for the caller to finish the
+/// call. The outer result carries Python exceptions, the inner one the core's.
+fn wait_call<'a, S, T, F>(
+    py: Python<'_>,
+    h: &'a Handle<S>,
+    timeout: Option<Duration>,
+    mut op: F,
+) -> PyResult<(HandleGuard<'a, S>, Result<T, Error>)>
+where
+    S: QueueState,
+    T: Send,
+    F: FnMut(&mut S, Option<Duration>) -> Result<T, Error> + Send,
+{
+    if h.forked() {
+        return Err(to_py(py, Error::Forked));
+    }
+    let mut g = h.state.lock_for(py, &|| {}, true)?;
+    g.prepare(py)?;
+    match op(&mut g, Some(Duration::ZERO)) {
+        Err(e) if e.would_block() && timeout != Some(Duration::ZERO) => {}
+        r => return Ok((g, r)),
+    }
+    let _mark = h.state.mark_wait();
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    loop {
+        // Signal handlers run without the lock. (A signal that arrived while we held the GIL
+        // has already been taken by the process: the wait below would not see it.)
+        drop(g);
+        py.check_signals()?;
+        g = lock(py, &h.state)?;
+        if !g.is_open() {
+            return Err(to_py(py, Error::Cancelled));
+        }
+        g.prepare(py)?;
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let st = &mut *g;
+        match py.detach(|| op(st, left)) {
+            Err(e) if e.interrupted() => {}
+            // The rest of the timeout was zero: the wait ran out.
+            Err(e) if e.would_block() => return Ok((g, Err(Error::Timeout))),
+            r => return Ok((g, r)),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -725,6 +998,21 @@ struct ProducerState {
     reserved: Option<Reserved>,
 }
 
+impl QueueState for ProducerState {
+    const WHAT: &'static str = "producer";
+    fn is_open(&self) -> bool {
+        self.producer.is_some()
+    }
+}
+
+impl ProducerState {
+    fn producer(&mut self) -> Result<&mut Producer, Error> {
+        self.producer
+            .as_mut()
+            .ok_or_else(|| closed_error(Self::WHAT))
+    }
+}
+
 /// The single writer of a queue.
 #[pyclass(module = "shmio._shmio", name = "Producer", frozen)]
 struct PyProducer {
@@ -771,12 +1059,10 @@ impl PyProducer {
                 buf.as_slice()
             }
         };
-        let mut g = lock_handle(py, &self.state)?;
-        let p = g
-            .producer
-            .as_mut()
-            .ok_or_else(|| closed_handle(py, "producer"))?;
-        wait_op(py, timeout, |t| p.send_for(bytes, t))
+        let (_g, r) = wait_call(py, &self.state, timeout, |st, t| {
+            st.producer()?.send_for(bytes, t)
+        })?;
+        Ok(r)
     }
 }
 
@@ -809,28 +1095,28 @@ impl PyProducer {
         let py = slf.py();
         let timeout = timeout_arg(py, timeout)?;
         let this = slf.get();
-        let mut g = lock_handle(py, &this.state)?;
+        // Checked on every attempt: the lock is given back while signal handlers run.
+        let (mut g, r) = wait_call(py, &this.state, timeout, |st, t| {
+            if st.reserved.is_some() {
+                return Err(Error::InvalidArgument(
+                    "a reservation is already open: commit or abort it first".to_string(),
+                ));
+            }
+            let p = st.producer()?;
+            let cap = p.info().slot_size as usize;
+            let n = n.unwrap_or(cap);
+            if n > cap {
+                return Err(Error::TooLarge { len: n, max: cap });
+            }
+            p.reserve_raw(t)
+                .map(|(_, ptr, _)| (ptr.as_ptr() as usize, n))
+        })?;
+        let (ptr, n) = r.map_err(|e| to_py(py, e))?;
         let st = &mut *g;
         let p = st
             .producer
             .as_mut()
             .ok_or_else(|| closed_handle(py, "producer"))?;
-        if st.reserved.is_some() {
-            return Err(invalid(
-                py,
-                "a reservation is already open: commit or abort it first",
-            ));
-        }
-        let cap = p.info().slot_size as usize;
-        let n = n.unwrap_or(cap);
-        if n > cap {
-            return Err(to_py(py, Error::TooLarge { len: n, max: cap }));
-        }
-        let (_, ptr, _) = wait_op(py, timeout, |t| {
-            p.reserve_raw(t)
-                .map(|(seq, ptr, cap)| (seq, ptr.as_ptr() as usize, cap))
-        })?
-        .map_err(|e| to_py(py, e))?;
         let export = Export::new();
         let made = (|| -> PyResult<(Bound<'_, PyAny>, Py<PyAny>)> {
             let buffer = Bound::new(
@@ -969,12 +1255,11 @@ impl PyProducer {
         timeout: Option<f64>,
     ) -> PyResult<usize> {
         let timeout = timeout_arg(py, timeout)?;
-        let mut g = lock_handle(py, &self.state)?;
-        let p = g
-            .producer
-            .as_mut()
-            .ok_or_else(|| closed_handle(py, "producer"))?;
-        wait_op(py, timeout, |t| p.wait_consumers(count, t))?.map_err(|e| to_py(py, e))
+        wait_call(py, &self.state, timeout, |st, t| {
+            st.producer()?.wait_consumers(count, t)
+        })?
+        .1
+        .map_err(|e| to_py(py, e))
     }
 
     #[getter]
@@ -1064,10 +1349,29 @@ impl ConsumerState {
             .ok_or_else(|| closed_handle(py, "consumer"))
     }
 
+    /// The open consumer, for `wait_call` (after `prepare`).
+    fn open_consumer(&mut self) -> Result<&mut Consumer, Error> {
+        self.consumer
+            .as_mut()
+            .ok_or_else(|| closed_error(Self::WHAT))
+    }
+
     fn peek(&self, py: Python<'_>) -> PyResult<&Consumer> {
         self.consumer
             .as_ref()
             .ok_or_else(|| closed_handle(py, "consumer"))
+    }
+}
+
+impl QueueState for ConsumerState {
+    const WHAT: &'static str = "consumer";
+    fn is_open(&self) -> bool {
+        self.consumer.is_some()
+    }
+    fn prepare(&mut self, py: Python<'_>) -> PyResult<()> {
+        // A view nobody exports any more is given back first; one still exported blocks
+        // every other read.
+        self.end_view(py, true)
     }
 }
 
@@ -1083,17 +1387,17 @@ impl PyConsumer {
         py: Python<'_>,
         timeout: Option<Duration>,
     ) -> PyResult<Result<Py<PyAny>, Error>> {
-        let mut g = lock_handle(py, &self.state)?;
-        let c = g.consumer(py)?;
         loop {
-            let read = wait_op(py, timeout, |t| {
-                c.read_raw(t)
-                    .map(|(seq, ptr, len)| (seq, ptr as usize, len))
+            let (mut g, read) = wait_call(py, &self.state, timeout, |st, t| {
+                st.open_consumer()?
+                    .read_raw(t)
+                    .map(|(_, ptr, len)| (ptr as usize, len))
             })?;
-            let (_, ptr, len) = match read {
+            let (ptr, len) = match read {
                 Ok(r) => r,
                 Err(e) => return Ok(Err(e)),
             };
+            let c = g.consumer(py)?;
             // SAFETY: the core located a record of `len` bytes (checked against the slot size)
             // at `ptr` inside the mapping `c` keeps; it stays mapped until the release below.
             // In overwrite mode the producer may rewrite it meanwhile: the view copies
@@ -1141,10 +1445,12 @@ impl PyConsumer {
     ) -> PyResult<usize> {
         let timeout = timeout_arg(py, timeout)?;
         let mut buf = PyBuf::get(buffer, true)?;
-        let mut g = lock_handle(py, &self.state)?;
-        let c = g.consumer(py)?;
         let out = buf.as_mut_slice();
-        wait_op(py, timeout, |t| c.recv_for(out, t))?.map_err(|e| to_py(py, e))
+        wait_call(py, &self.state, timeout, |st, t| {
+            st.open_consumer()?.recv_for(out, t)
+        })?
+        .1
+        .map_err(|e| to_py(py, e))
     }
 
     /// Reads the next record in place: a context manager whose `__enter__` gives a read-only
@@ -1154,14 +1460,13 @@ impl PyConsumer {
         let py = slf.py();
         let timeout = timeout_arg(py, timeout)?;
         let this = slf.get();
-        let mut g = lock_handle(py, &this.state)?;
-        let st = &mut *g;
-        let c = st.consumer(py)?;
-        let (seq, ptr, len) = wait_op(py, timeout, |t| {
-            c.read_raw(t)
+        let (mut g, read) = wait_call(py, &this.state, timeout, |st, t| {
+            st.open_consumer()?
+                .read_raw(t)
                 .map(|(seq, ptr, len)| (seq, ptr as usize, len))
-        })?
-        .map_err(|e| to_py(py, e))?;
+        })?;
+        let (seq, ptr, len) = read.map_err(|e| to_py(py, e))?;
+        let st = &mut *g;
         let export = Export::new();
         st.view = Some(Arc::clone(&export));
         let buffer = Bound::new(
@@ -1178,7 +1483,7 @@ impl PyConsumer {
             consumer: slf.clone().unbind(),
             export,
             buffer: buffer.unbind(),
-            view: Locked::new(None),
+            view: HandleLock::new(None),
             seq,
             len,
         })
@@ -1191,9 +1496,11 @@ impl PyConsumer {
     #[pyo3(signature = (timeout=None))]
     fn wait_producer(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
         let timeout = timeout_arg(py, timeout)?;
-        let mut g = lock_handle(py, &self.state)?;
-        let c = g.consumer(py)?;
-        wait_op(py, timeout, |t| c.wait_producer(t))?.map_err(|e| to_py(py, e))
+        wait_call(py, &self.state, timeout, |st, t| {
+            st.open_consumer()?.wait_producer(t)
+        })?
+        .1
+        .map_err(|e| to_py(py, e))
     }
 
     /// Sequence number of the next record this consumer reads.
@@ -1318,7 +1625,7 @@ struct RecordView {
     export: Arc<Export>,
     buffer: Py<SlotBuffer>,
     /// The memoryview given by `__enter__`.
-    view: Locked<Option<Py<PyAny>>>,
+    view: HandleLock<Option<Py<PyAny>>>,
     seq: u64,
     len: usize,
 }
@@ -1421,7 +1728,7 @@ fn page_cache_dict<'py>(py: Python<'py>, c: &vm::PageCache) -> PyResult<Bound<'p
 struct PyRegion {
     /// The mapping; `None` once closed. Calls clone the `Arc` out, so a thread blocked in
     /// `wait_changed` keeps the mapping alive even if another closes the handle.
-    region: Locked<Option<Arc<region::Region>>>,
+    region: HandleLock<Option<Arc<region::Region>>>,
     /// Buffers exported over the mapping; `close` refuses while any remain.
     exports: AtomicUsize,
 }
@@ -1429,7 +1736,7 @@ struct PyRegion {
 impl PyRegion {
     fn new(r: region::Region) -> PyRegion {
         PyRegion {
-            region: Locked::new(Some(Arc::new(r))),
+            region: HandleLock::new(Some(Arc::new(r))),
             exports: AtomicUsize::new(0),
         }
     }
@@ -1801,16 +2108,105 @@ fn fd_arg(obj: &Bound<'_, PyAny>) -> PyResult<i32> {
     )))
 }
 
+/// The token of the poller's internal wake-up socket (`Kick`), refused in `register`,
+/// `modify` and `waker`.
+const KICK_TOKEN: u64 = u64::MAX;
+
+/// How long one wait of a poller without a kick socket lasts at most: another thread's
+/// `register` (or `close`) waits at most this for its turn.
+const KICKLESS_SLICE: Duration = Duration::from_millis(20);
+
+/// The message for a poller used in a forked child.
+const POLLER_FORKED: &str = "this poller (or waker) was created by the parent process: pollers \
+                             do not survive fork(); create one in the child";
+
+/// The poller's wake-up socket pair: a thread that wants the lock while another waits in
+/// `poll` writes a byte, the wait returns, gives the lock back (to the first in the queue),
+/// takes it again and waits on with whatever was changed meanwhile.
+struct Kick {
+    tx: UnixStream,
+    rx: UnixStream,
+}
+
+impl Kick {
+    fn new(p: &mut poll::Poller) -> Option<Kick> {
+        let (tx, rx) = UnixStream::pair().ok()?;
+        tx.set_nonblocking(true).ok()?;
+        rx.set_nonblocking(true).ok()?;
+        p.register(rx.as_raw_fd(), KICK_TOKEN, poll::Interest::READABLE)
+            .ok()?;
+        Some(Kick { tx, rx })
+    }
+
+    fn kick(&self) {
+        // A full socket buffer already holds a kick.
+        let _ = (&self.tx).write(&[1]);
+    }
+
+    fn drain(&self) {
+        let mut buf = [0u8; 64];
+        while matches!((&self.rx).read(&mut buf), Ok(n) if n > 0) {}
+    }
+}
+
+struct PollerState {
+    poller: Option<poll::Poller>,
+}
+
 /// An event poller over one backend: "auto" (epoll), "select", "poll", "epoll", "epoll-et",
 /// "rtsig", "rtsig-onefd".
 #[pyclass(module = "shmio._shmio", name = "Poller", frozen)]
 struct PyPoller {
-    poller: Locked<Option<poll::Poller>>,
+    /// Declared before `kick`: the core poller goes first, while the kick socket it watches
+    /// is still open.
+    state: HandleLock<PollerState>,
+    /// `None` if the socket could not be made or registered (e.g. its fd is too large for
+    /// `select`): then `poll` waits in slices of `KICKLESS_SLICE`.
+    kick: Option<Kick>,
+    /// The process that created the poller: in a forked child it is inert (see `check`).
+    pid: u32,
     backend: poll::Backend,
     capacity: usize,
 }
 
+impl Drop for PyPoller {
+    fn drop(&mut self) {
+        if self.pid != current_pid() {
+            // A forked child must not drop the parent's core poller: the RT-signal backends
+            // would restore the flags of (and clear O_ASYNC on) open files it shares with the
+            // parent. Its descriptors stay open in the child until it exits. `get_mut` needs no
+            // locking (nothing else can reach the value) even if the parent's thread held the
+            // lock at the fork.
+            let st = self
+                .state
+                .value
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner);
+            std::mem::forget(st.poller.take());
+        }
+    }
+}
+
 impl PyPoller {
+    /// Refuses a poller inherited through `fork()`: checked before the lock, which a thread of
+    /// the parent may have held at the fork.
+    fn check(&self, py: Python<'_>) -> PyResult<()> {
+        if self.pid != current_pid() {
+            return Err(invalid(py, POLLER_FORKED));
+        }
+        Ok(())
+    }
+
+    /// Locks the state, waking a thread that waits in `poll` so that it gives the lock back.
+    fn lock(&self, py: Python<'_>) -> PyResult<HandleGuard<'_, PollerState>> {
+        self.check(py)?;
+        self.state.lock(py, &|| {
+            if let Some(k) = &self.kick {
+                k.kick();
+            }
+        })
+    }
+
     /// Runs `f` on the open poller with `fd` converted (an int or an object with `fileno()`).
     fn with_fd(
         &self,
@@ -1819,10 +2215,23 @@ impl PyPoller {
         f: impl FnOnce(&mut poll::Poller, std::os::fd::RawFd) -> Result<(), poll::Error>,
     ) -> PyResult<()> {
         let fd = fd_arg(fd)?;
-        let mut g = lock(py, &self.poller)?;
-        let p = g.as_mut().ok_or_else(|| closed_handle(py, "poller"))?;
+        let mut g = self.lock(py)?;
+        let p = g
+            .poller
+            .as_mut()
+            .ok_or_else(|| closed_handle(py, "poller"))?;
         f(p, fd).map_err(|e| to_py(py, e))
     }
+}
+
+fn token_arg(py: Python<'_>, token: u64) -> PyResult<u64> {
+    if token == KICK_TOKEN {
+        return Err(invalid(
+            py,
+            "token 2**64-1 is reserved (the poller's internal wake-up uses it)",
+        ));
+    }
+    Ok(token)
 }
 
 #[pymethods]
@@ -1839,10 +2248,13 @@ impl PyPoller {
                 ),
             )
         })?;
-        let p = poll::Poller::new(b).map_err(|e| to_py(py, e))?;
+        let mut p = poll::Poller::new(b).map_err(|e| to_py(py, e))?;
+        let kick = Kick::new(&mut p);
         Ok(PyPoller {
             backend: p.backend(),
-            poller: Locked::new(Some(p)),
+            state: HandleLock::new(PollerState { poller: Some(p) }),
+            kick,
+            pid: current_pid(),
             capacity: capacity.max(1),
         })
     }
@@ -1864,6 +2276,7 @@ impl PyPoller {
         writable: bool,
         oneshot: bool,
     ) -> PyResult<()> {
+        let token = token_arg(py, token)?;
         let interest = poll::Interest {
             readable,
             writable,
@@ -1883,6 +2296,7 @@ impl PyPoller {
         writable: bool,
         oneshot: bool,
     ) -> PyResult<()> {
+        let token = token_arg(py, token)?;
         let interest = poll::Interest {
             readable,
             writable,
@@ -1897,35 +2311,83 @@ impl PyPoller {
     }
 
     /// Waits at most `timeout` seconds (None: no limit) and returns a list of
-    /// `shmio.Event(token, readable, writable, hangup, error)` named tuples ([] on timeout). Releases the GIL;
-    /// Ctrl-C raises KeyboardInterrupt.
+    /// `shmio.Event(token, readable, writable, hangup, error)` named tuples ([] on timeout).
+    /// Releases the GIL; Ctrl-C raises KeyboardInterrupt. Other threads' calls on the poller
+    /// (`register`, `close`, ...) wake the wait, run, and the wait goes on with their changes.
     #[pyo3(signature = (timeout=None))]
     fn poll<'py>(&self, py: Python<'py>, timeout: Option<f64>) -> PyResult<Bound<'py, PyList>> {
         let timeout = timeout_arg(py, timeout)?;
-        let mut g = lock(py, &self.poller)?;
-        let p = g.as_mut().ok_or_else(|| closed_handle(py, "poller"))?;
+        self.check(py)?;
+        let mut mark = None;
+        // A kick's event takes one of the `capacity`: the events it crowds out come next wait.
         let mut events = poll::Events::with_capacity(self.capacity);
+        let mut out: Vec<poll::Event> = Vec::new();
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut first = true;
+        let mut retried = false;
         loop {
+            // Signal handlers run without the lock: they may use the poller, or close it.
             py.check_signals()?;
+            // No kick for this thread's own turn: whoever holds the lock is not waiting.
+            let mut g = self.state.lock_for(py, &|| {}, first)?;
+            let Some(p) = g.poller.as_mut() else {
+                return Err(if first {
+                    closed_handle(py, "poller")
+                } else {
+                    to_py(py, Error::Cancelled)
+                });
+            };
+            first = false;
             let left = match (timeout, deadline) {
                 (Some(_), Some(d)) => Some(d.saturating_duration_since(Instant::now())),
                 (Some(t), None) if t.is_zero() => Some(Duration::ZERO),
                 _ => None,
             };
+            let slice = match (&self.kick, left) {
+                (Some(_), _) => left,
+                (None, Some(l)) => Some(l.min(KICKLESS_SLICE)),
+                (None, None) => Some(KICKLESS_SLICE),
+            };
             // RT-signal pollers must wait in their creating thread: `detach` runs the wait in
             // this same thread, only without the GIL.
-            match py.detach(|| p.wait(&mut events, left)) {
-                Ok(_) => break,
-                Err(poll::Error::Interrupted) => {
-                    py.check_signals()?;
-                    if left == Some(Duration::ZERO) {
+            match py.detach(|| p.wait(&mut events, slice)) {
+                Ok(_) => {
+                    let mut kicked = false;
+                    for ev in events.iter() {
+                        if ev.token == KICK_TOKEN {
+                            kicked = true;
+                        } else {
+                            out.push(*ev);
+                        }
+                    }
+                    if kicked {
+                        if let Some(k) = &self.kick {
+                            k.drain();
+                        }
+                    }
+                    // Done with events, or with the time; else it was another thread's kick
+                    // (or a kickless slice): give it the lock, then wait on. A kick that took
+                    // the only slot of a last, zero wait gets that wait one retry.
+                    let out_of_time = left == Some(Duration::ZERO) && (!kicked || retried);
+                    if !out.is_empty() || out_of_time || (!kicked && slice == left) {
                         break;
                     }
+                    retried |= left == Some(Duration::ZERO);
                 }
+                Err(poll::Error::Interrupted) if left == Some(Duration::ZERO) => {
+                    drop(g);
+                    py.check_signals()?;
+                    break;
+                }
+                Err(poll::Error::Interrupted) => {}
                 Err(e) => return Err(to_py(py, e)),
             }
+            // Waiting on: from now on a second `poll` from a signal handler is refused.
+            if mark.is_none() {
+                mark = Some(self.state.mark_wait());
+            }
         }
+        drop(mark);
         let event = EVENT
             .get_or_try_init(py, || {
                 py.import("shmio._event")
@@ -1934,7 +2396,7 @@ impl PyPoller {
             })?
             .bind(py);
         let list = PyList::empty(py);
-        for ev in events.iter() {
+        for ev in &out {
             list.append(event.call1((ev.token, ev.readable, ev.writable, ev.hangup, ev.error))?)?;
         }
         Ok(list)
@@ -1943,17 +2405,28 @@ impl PyPoller {
     /// A waker: `wake()` from any thread makes `poll` return an event with `token`. A poller
     /// has one waker; a second call replaces the first.
     fn waker(&self, py: Python<'_>, token: u64) -> PyResult<PyWaker> {
-        let mut g = lock(py, &self.poller)?;
-        let p = g.as_mut().ok_or_else(|| closed_handle(py, "poller"))?;
+        let token = token_arg(py, token)?;
+        let mut g = self.lock(py)?;
+        let p = g
+            .poller
+            .as_mut()
+            .ok_or_else(|| closed_handle(py, "poller"))?;
         let w = poll::Waker::new(p, token).map_err(|e| to_py(py, e))?;
-        Ok(PyWaker { waker: w, token })
+        Ok(PyWaker {
+            waker: w,
+            token,
+            pid: self.pid,
+        })
     }
 
     /// Counters: waits, events, syscalls, overflows, signals, stale_signals,
-    /// max_signals_per_fd.
+    /// max_signals_per_fd (the poller's internal wake-ups included).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let g = lock(py, &self.poller)?;
-        let p = g.as_ref().ok_or_else(|| closed_handle(py, "poller"))?;
+        let g = self.lock(py)?;
+        let p = g
+            .poller
+            .as_ref()
+            .ok_or_else(|| closed_handle(py, "poller"))?;
         let s = p.stats();
         let d = PyDict::new(py);
         d.set_item("waits", s.waits)?;
@@ -1968,12 +2441,19 @@ impl PyPoller {
 
     #[getter]
     fn closed(&self, py: Python<'_>) -> PyResult<bool> {
-        Ok(lock(py, &self.poller)?.is_none())
+        Ok(self.lock(py)?.poller.is_none())
     }
 
-    /// Releases the poller's descriptors. Idempotent.
+    /// Releases the poller's descriptors. A `poll` waiting in another thread (or interrupted
+    /// by the signal handler that calls this) raises `Closed`. Idempotent; in a forked child,
+    /// does nothing (the poller belongs to the parent).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        drop(lock(py, &self.poller)?.take());
+        if self.pid != current_pid() {
+            return Ok(());
+        }
+        // Wakes a waiting `poll`, which gives the lock back before this drops the poller.
+        let p = self.lock(py)?.poller.take();
+        py.detach(move || drop(p));
         Ok(())
     }
 
@@ -1997,12 +2477,17 @@ impl PyPoller {
 struct PyWaker {
     waker: poll::Waker,
     token: u64,
+    /// The process that made it: in a forked child, `wake` would wake the parent's poller.
+    pid: u32,
 }
 
 #[pymethods]
 impl PyWaker {
     /// Makes the poller's current or next `poll` return with this waker's token.
     fn wake(&self, py: Python<'_>) -> PyResult<()> {
+        if self.pid != current_pid() {
+            return Err(invalid(py, POLLER_FORKED));
+        }
         self.waker.wake().map_err(|e| to_py(py, e))
     }
 
