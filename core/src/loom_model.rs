@@ -11,7 +11,9 @@
 //! - wake-up: the sleep announcement of `queue::wait` and the producer's `publish`/`must_wake`
 //!   never lose a wake-up (a lost one is a deadlock, which loom reports);
 //! - joining: a back-pressure consumer that joins while the producer runs (its slot holding a
-//!   stale cursor from a dead predecessor) never has a record it claimed overwritten.
+//!   stale cursor from a dead predecessor) never has a record it claimed overwritten;
+//! - the region's sequence lock ([`crate::region::seqlock`]): a reader racing two writes never
+//!   accepts a mix of them, and one that reads after the writes accepts the last.
 //!
 //! The payload is modelled as atomic words (the real queue copies bytes with `memcpy`; the
 //! stamp check discards what a concurrent rewrite tore).
@@ -392,6 +394,49 @@ mod tests {
             }
             r.write(2);
             c.join().unwrap();
+        });
+    }
+
+    /// Two consistent writes of a two-word value while a reader makes two attempts: every
+    /// accepted read is one write's value (both words equal), never a mix, and versions seen
+    /// by accepted reads never go backwards; after the writer, a read succeeds with the last.
+    #[test]
+    fn region_seqlock_never_accepts_a_mix_of_two_writes() {
+        use crate::region::seqlock;
+        loom::model(|| {
+            let seq = Arc::new(AtomicU32::new(0));
+            let data = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
+            let w = {
+                let (seq, data) = (Arc::clone(&seq), Arc::clone(&data));
+                thread::spawn(move || {
+                    for v in 1..=2u64 {
+                        // `Region::write_inner`, the writer lock held (one writer here).
+                        let start = seqlock::begin_write(&seq);
+                        data[0].store(v, Ordering::Relaxed);
+                        data[1].store(v, Ordering::Relaxed);
+                        seqlock::end_write(&seq, start);
+                    }
+                })
+            };
+            // `Region::read_inner`, without the spin or the lock fallback.
+            let read = || -> Option<[u64; 2]> {
+                let s1 = seqlock::read_begin(&seq)?;
+                let got = [
+                    data[0].load(Ordering::Relaxed),
+                    data[1].load(Ordering::Relaxed),
+                ];
+                seqlock::read_valid(&seq, s1).then_some(got)
+            };
+            let mut last = 0;
+            for _ in 0..2 {
+                if let Some([a, b]) = read() {
+                    assert_eq!(a, b, "a read mixing two writes was accepted");
+                    assert!(a >= last, "an accepted read went back in time");
+                    last = a;
+                }
+            }
+            w.join().unwrap();
+            assert_eq!(read(), Some([2, 2]));
         });
     }
 }

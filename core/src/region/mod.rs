@@ -69,6 +69,7 @@
 //! checked against the size copied out at open.
 
 pub(crate) mod layout;
+pub(crate) mod seqlock;
 
 use std::fmt;
 use std::fs::File;
@@ -76,7 +77,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{Ordering, fence};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -580,7 +581,7 @@ impl Region {
         s.torn_len.store(torn.1, Ordering::Relaxed);
         s.torn_writes.fetch_add(1, Ordering::Relaxed);
         s.version.fetch_add(1, Ordering::Relaxed);
-        s.seq.store(seq.wrapping_add(1), Ordering::Release);
+        seqlock::end_repair(&s.seq, seq);
         if self.has_waiters() {
             self.wake_waiters();
         }
@@ -641,12 +642,10 @@ impl Region {
         self.check_range(offset, len)?;
         let lock = self.lock()?;
         let s = &self.header().seq.0;
-        let seq = s.seq.load(Ordering::Relaxed);
+        // Recorded before the counter turns odd: a repairer after our death reads them.
         s.pending_off.store(offset, Ordering::Relaxed);
         s.pending_len.store(len, Ordering::Relaxed);
-        s.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
-        // Readers that see the data change must see the odd counter.
-        fence(Ordering::Release);
+        let seq = seqlock::begin_write(&s.seq);
         // If `f` panics, the guard (dropped before `_lock`) marks the range torn.
         let torn_guard = TornOnUnwind { r: self };
         // SAFETY: `offset + len <= size` (checked), so the view lies inside the mapping's data,
@@ -669,7 +668,7 @@ impl Region {
         }
         let version = s.version.load(Ordering::Relaxed).wrapping_add(1);
         s.version.store(version, Ordering::Relaxed);
-        s.seq.store(seq.wrapping_add(2), Ordering::Release);
+        seqlock::end_write(&s.seq, seq);
         let wake = self.has_waiters();
         let unlocked = lock.unlock();
         // Woken after unlocking, so that a woken waiter does not find the lock still held.
@@ -742,8 +741,7 @@ impl Region {
         let src = unsafe { self.as_ptr().add(offset as usize) } as *const u8;
         let mut spin_start: Option<Instant> = None;
         loop {
-            let s1 = s.seq.load(Ordering::Acquire);
-            if s1 & 1 == 1 {
+            let Some(s1) = seqlock::read_begin(&s.seq) else {
                 let start = *spin_start.get_or_insert_with(Instant::now);
                 if start.elapsed() < SPIN_FOR {
                     std::hint::spin_loop();
@@ -753,18 +751,17 @@ impl Region {
                     spin_start = None;
                 }
                 continue;
-            }
+            };
             // Checked before use, but trusted only once the counter confirms it (a write in
             // progress may be changing it): an out-of-range value seen in a consistent state
             // is corruption.
             let torn = self.torn_range();
             let version = s.version.load(Ordering::Relaxed);
             let r = f(src);
-            fence(Ordering::Acquire);
-            let s2 = s.seq.load(Ordering::Relaxed);
+            let consistent = seqlock::read_valid(&s.seq, s1);
             // A page patched by the SIGBUS handler during the read: not the data.
             self.intact(false)?;
-            if s1 == s2 {
+            if consistent {
                 let torn = torn?;
                 if overlaps(torn, (offset, len)) {
                     return Err(Error::Torn {
