@@ -275,10 +275,16 @@ impl RtSig {
                 continue;
             };
             let Some(ev) = Event::from_poll(r.token, p.revents, r.interest) else {
+                if self.onefd {
+                    super::rtsig_onefd::not_reported(self, p.fd);
+                }
                 continue;
             };
             if out.len() == cap {
                 self.pending.push(p.fd);
+                if self.onefd {
+                    super::rtsig_onefd::not_reported(self, p.fd);
+                }
                 continue;
             }
             out.push(ev);
@@ -408,10 +414,12 @@ impl Selector for RtSig {
         for fd in std::mem::take(&mut self.pending) {
             self.add_cand(fd);
         }
-        if self.onefd {
-            super::rtsig_onefd::rearm(self, st)?;
-        }
         loop {
+            if self.onefd {
+                // Before every block: an fd left disarmed by the last report (not ready after
+                // all) would raise no signal while this wait sleeps.
+                super::rtsig_onefd::rearm(self, st)?;
+            }
             let block = self.cand.is_empty();
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             self.take_signals(block, left, st)?;
