@@ -94,35 +94,33 @@ pub(crate) fn not_reported(rt: &mut RtSig, fd: RawFd) {
 /// Re-arms the fds delivered by the previous wait (steps 1-3 of the module docs); those
 /// found ready become candidates of this wait.
 pub(crate) fn rearm(rt: &mut RtSig, st: &mut Stats) -> Result<()> {
-    let list = std::mem::take(&mut rt.delivered);
+    let mut list = std::mem::take(&mut rt.delivered);
+    list.retain(|&fd| rt.regs.get(fd).is_some_and(|r| r.enabled && !r.armed));
+    list.dedup();
+    // The checks go through the poller's duplicates (`RtSig` docs); `list[i]` is `pfds[i]`'s fd.
     let mut pfds: Vec<libc::pollfd> = list
         .iter()
-        .filter_map(|&fd| {
-            let r = rt.regs.get(fd)?;
-            (r.enabled && !r.armed).then(|| libc::pollfd {
-                fd,
-                events: r.interest.poll_bits(),
-                revents: 0,
-            })
-        })
+        .map(|&fd| rt.pollfd(fd, |r| r.interest.poll_bits()))
         .collect();
     // 1. Still ready: report again, stay disarmed.
     poll_now(&mut pfds, st)?;
     let mut armed = Vec::new();
-    for p in &pfds {
+    let mut armed_fds = Vec::new();
+    for (p, &fd) in pfds.iter().zip(&list) {
         if p.revents != 0 {
-            rt.add_cand(p.fd);
+            rt.add_cand(fd);
         } else {
             // 2. Arm.
-            rt.set_async(p.fd, true, st)?;
+            rt.set_async(fd, true, st)?;
             armed.push(libc::pollfd { revents: 0, ..*p });
+            armed_fds.push(fd);
         }
     }
     // 3. Ready between 1 and 2: possibly no signal; report now.
     poll_now(&mut armed, st)?;
-    for p in &armed {
+    for (p, &fd) in armed.iter().zip(&armed_fds) {
         if p.revents != 0 {
-            rt.add_cand(p.fd);
+            rt.add_cand(fd);
         }
     }
     Ok(())
