@@ -243,7 +243,9 @@ typedef enum shmio_status {
    */
   SHMIO_ERR_NOT_FOUND = 4,
   /**
-   * A file by that name or path exists already.
+   * A file by that name or path exists already. Poller: the fd is registered already, its
+   * open file is in another RT-signal poller, the thread has an RT-signal poller already,
+   * or the poller has a waker with another token.
    */
   SHMIO_ERR_ALREADY_EXISTS = 5,
   /**
@@ -335,7 +337,9 @@ typedef enum shmio_status {
    */
   SHMIO_ERR_NOT_REGISTERED = 30,
   /**
-   * Poller: an RT-signal poller was used from a thread other than the one that created it.
+   * Poller: a call from a thread that may not make it now: an RT-signal poller waited on
+   * from a thread other than the one that created it, or a call that overlaps another
+   * thread's call on the same poller (see `shmio_poller`).
    */
   SHMIO_ERR_WRONG_THREAD = 31,
 } shmio_status;
@@ -347,8 +351,19 @@ typedef enum shmio_status {
 typedef struct shmio_consumer shmio_consumer;
 
 /**
- * An event poller (opaque). One thread at a time; an RT-signal poller only from the thread
- * that created it.
+ * An event poller (opaque).
+ *
+ * Threads: `shmio_poller_backend` and `shmio_poller_stats_get` may be called from any
+ * thread at any time, also while another thread waits. The other calls on a poller
+ * (`register`, `modify`, `deregister`, `wait`, `shmio_waker_new`) are for one thread at a
+ * time: one that overlaps another thread's call on the same poller fails at once with
+ * `SHMIO_ERR_WRONG_THREAD` (it neither waits nor corrupts anything); wake a waiting thread
+ * with a waker instead. An RT-signal poller is waited on only from the thread that created
+ * it. `shmio_poller_free` must not overlap or precede any other call on the poller.
+ *
+ * fork: a poller inherited by a child is inert there: every call except `shmio_poller_backend`
+ * and `shmio_poller_stats_get` returns `SHMIO_ERR_FORKED`, and `shmio_poller_free` in the
+ * child leaves the files it shares with the parent as they are.
  */
 typedef struct shmio_poller shmio_poller;
 
@@ -371,7 +386,10 @@ typedef struct shmio_region shmio_region;
 typedef struct shmio_tqueue shmio_tqueue;
 
 /**
- * Wakes a poller from any thread (opaque).
+ * Wakes a poller from any thread (opaque). A waker may outlive its poller: after
+ * `shmio_poller_free`, `shmio_waker_wake` does nothing and returns `SHMIO_OK`. Free it with
+ * `shmio_waker_free`, before or after the poller. In a forked child, `shmio_waker_wake`
+ * returns `SHMIO_ERR_FORKED` (it would wake the parent's poller).
  */
 typedef struct shmio_waker shmio_waker;
 
@@ -694,17 +712,19 @@ const char *shmio_last_error_message(void);
 enum shmio_status shmio_poller_new(uint32_t backend, struct shmio_poller **out);
 
 /**
- * Frees a poller (registered fds are not closed; the RT-signal backends take `O_ASYNC` off
- * them). NULL is a no-op. A waker of this poller must not be used afterwards.
+ * Frees a poller (registered fds are not closed; the RT-signal backends put their flags,
+ * signal and owner back as they were). NULL is a no-op. Its waker stays valid (see
+ * `shmio_waker`). In a forked child: frees the child's copy only.
  *
  * # Safety
- * `p` must be NULL or a poller from `shmio_poller_new` not freed yet, not in use elsewhere.
+ * `p` must be NULL or a poller from `shmio_poller_new` not freed yet, with no call on it in
+ * progress in any thread and none after.
  */
 void shmio_poller_free(struct shmio_poller *p);
 
 /**
  * The backend of a poller (`SHMIO_BACKEND_*`, `AUTO` resolved to `EPOLL`); `UINT32_MAX` for
- * NULL.
+ * NULL. Any thread, any time (see `shmio_poller`).
  *
  * # Safety
  * `p` must be NULL or a live poller.
@@ -730,11 +750,15 @@ const char *shmio_backend_name(uint32_t backend);
 /**
  * Watches `fd` for `interest` (`SHMIO_INTEREST_*` bits; hang-up and error are always
  * reported), reporting `token`. Already registered: `SHMIO_ERR_ALREADY_EXISTS`; select with
- * fd >= 1024: `SHMIO_ERR_INVALID_ARGUMENT`. The RT-signal backends make the fd non-blocking.
- * A consumer's `shmio_consumer_fd` can be registered like any fd.
+ * fd >= 1024: `SHMIO_ERR_INVALID_ARGUMENT`; `fd` not open: `SHMIO_ERR_IO` (EBADF). The
+ * RT-signal backends make the fd non-blocking until deregistered (then its flags, signal
+ * and owner are put back), keep a duplicate of it until then (closing `fd` first does not
+ * close the file), and refuse with `SHMIO_ERR_ALREADY_EXISTS` an open file another
+ * RT-signal poller has (another thread's or process's, or this one's through a dup), which
+ * would lose its signals. A consumer's `shmio_consumer_fd` can be registered like any fd.
  *
  * # Safety
- * `p` must be NULL or a live poller used by this thread alone.
+ * `p` must be NULL or a live poller (threads: see `shmio_poller`).
  */
 enum shmio_status shmio_poller_register(struct shmio_poller *p,
                                         int fd,
@@ -746,7 +770,7 @@ enum shmio_status shmio_poller_register(struct shmio_poller *p,
  * registered: `SHMIO_ERR_NOT_REGISTERED`.
  *
  * # Safety
- * `p` must be NULL or a live poller used by this thread alone.
+ * `p` must be NULL or a live poller (threads: see `shmio_poller`).
  */
 enum shmio_status shmio_poller_modify(struct shmio_poller *p,
                                       int fd,
@@ -758,7 +782,7 @@ enum shmio_status shmio_poller_modify(struct shmio_poller *p,
  * `SHMIO_ERR_NOT_REGISTERED`.
  *
  * # Safety
- * `p` must be NULL or a live poller used by this thread alone.
+ * `p` must be NULL or a live poller (threads: see `shmio_poller`).
  */
 enum shmio_status shmio_poller_deregister(struct shmio_poller *p, int fd);
 
@@ -770,7 +794,7 @@ enum shmio_status shmio_poller_deregister(struct shmio_poller *p, int fd);
  * `SHMIO_ERR_INTERRUPTED`.
  *
  * # Safety
- * `p` must be NULL or a live poller used by this thread alone; `events` NULL or valid for
+ * `p` must be NULL or a live poller (threads: see `shmio_poller`); `events` NULL or valid for
  * writing `cap` events; `n_out` NULL or writable.
  */
 enum shmio_status shmio_poller_wait(struct shmio_poller *p,
@@ -780,7 +804,8 @@ enum shmio_status shmio_poller_wait(struct shmio_poller *p,
                                     size_t *n_out);
 
 /**
- * The poller's counters into `*out`.
+ * The poller's counters into `*out`, as of the last call on it that ended. Any thread, any
+ * time, also during another thread's wait (see `shmio_poller`); never blocks.
  *
  * # Safety
  * `p` must be NULL or a live poller; `out` NULL or writable.
@@ -790,19 +815,21 @@ enum shmio_status shmio_poller_stats_get(const struct shmio_poller *p,
 
 /**
  * Creates the waker of a poller: `shmio_waker_wake` makes the poller's wait return an event
- * with `token` (use it for nothing else). A second waker replaces the first.
+ * with `token` (use it for nothing else). A poller has one waker: a later call with the same
+ * token returns another handle to it; with another token, `SHMIO_ERR_ALREADY_EXISTS`
+ * (nothing changes).
  *
- * Ownership: `*out` is owned by the caller; free it with `shmio_waker_free`, before or after
- * the poller. Does not block.
+ * Ownership: `*out` is owned by the caller; free it with `shmio_waker_free` (see
+ * `shmio_waker` for its lifetime). Does not block.
  *
  * # Safety
- * `p` must be NULL or a live poller used by this thread alone; `out` NULL or writable.
+ * `p` must be NULL or a live poller (threads: see `shmio_poller`); `out` NULL or writable.
  */
 enum shmio_status shmio_waker_new(struct shmio_poller *p, uint64_t token, struct shmio_waker **out);
 
 /**
  * Wakes the poller. Thread-safe: any thread, any number of times (wakes before a wait give
- * one event). Not async-signal-safe (it records the last error like every call): from a
+ * one event); after the poller was freed, nothing (`SHMIO_OK`). Not async-signal-safe (it records the last error like every call): from a
  * signal handler, set a flag and rely on the wait returning `SHMIO_ERR_INTERRUPTED`.
  *
  * # Safety

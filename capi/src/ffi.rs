@@ -30,7 +30,9 @@ pub enum shmio_status {
     SHMIO_ERR_IO = 3,
     /// No queue or region by that name or path.
     SHMIO_ERR_NOT_FOUND = 4,
-    /// A file by that name or path exists already.
+    /// A file by that name or path exists already. Poller: the fd is registered already, its
+    /// open file is in another RT-signal poller, the thread has an RT-signal poller already,
+    /// or the poller has a waker with another token.
     SHMIO_ERR_ALREADY_EXISTS = 5,
     /// The file's permissions refuse access (or, for a vm knob, the caller is not privileged).
     SHMIO_ERR_PERMISSION_DENIED = 6,
@@ -80,7 +82,9 @@ pub enum shmio_status {
     SHMIO_ERR_NO_SPACE = 24,
     /// Poller: the fd is not registered.
     SHMIO_ERR_NOT_REGISTERED = 30,
-    /// Poller: an RT-signal poller was used from a thread other than the one that created it.
+    /// Poller: a call from a thread that may not make it now: an RT-signal poller waited on
+    /// from a thread other than the one that created it, or a call that overlaps another
+    /// thread's call on the same poller (see `shmio_poller`).
     SHMIO_ERR_WRONG_THREAD = 31,
 }
 
@@ -298,7 +302,10 @@ impl From<poll::Error> for Failure {
         use poll::Error as E;
         let status = match &e {
             E::InvalidArgument(_) | E::FdTooLarge { .. } => SHMIO_ERR_INVALID_ARGUMENT,
-            E::AlreadyRegistered(_) | E::RtSigInUse => SHMIO_ERR_ALREADY_EXISTS,
+            E::AlreadyRegistered(_) | E::RtSigInUse | E::FileInUse(_) | E::WakerExists { .. } => {
+                SHMIO_ERR_ALREADY_EXISTS
+            }
+            E::Forked => SHMIO_ERR_FORKED,
             E::NotRegistered(_) => SHMIO_ERR_NOT_REGISTERED,
             E::WrongThread { .. } => SHMIO_ERR_WRONG_THREAD,
             E::Interrupted => SHMIO_ERR_INTERRUPTED,

@@ -1,12 +1,13 @@
 //! The event poller: select, poll, epoll (level/edge), RT signals, signal-per-fd.
 
 use std::ffi::{c_char, c_int};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 
 use shmio_core::poll::{self, Backend, Events, Interest, Poller, Stats, Waker};
 
 use crate::ffi::{
-    Failure, Out, Result, boundary, boundary_value, byte_len, handle_mut, handle_ref, non_null,
-    shmio_status, str_arg, timeout,
+    Failure, Out, Result, boundary, boundary_value, byte_len, handle_ref, non_null, shmio_status,
+    str_arg, timeout,
 };
 
 /// Backend: the best available (epoll, level-triggered).
@@ -79,14 +80,61 @@ fn interest_from_c(i: u32) -> Result<Interest> {
     })
 }
 
-/// An event poller (opaque). One thread at a time; an RT-signal poller only from the thread
-/// that created it.
+/// An event poller (opaque).
+///
+/// Threads: `shmio_poller_backend` and `shmio_poller_stats_get` may be called from any
+/// thread at any time, also while another thread waits. The other calls on a poller
+/// (`register`, `modify`, `deregister`, `wait`, `shmio_waker_new`) are for one thread at a
+/// time: one that overlaps another thread's call on the same poller fails at once with
+/// `SHMIO_ERR_WRONG_THREAD` (it neither waits nor corrupts anything); wake a waiting thread
+/// with a waker instead. An RT-signal poller is waited on only from the thread that created
+/// it. `shmio_poller_free` must not overlap or precede any other call on the poller.
+///
+/// fork: a poller inherited by a child is inert there: every call except `shmio_poller_backend`
+/// and `shmio_poller_stats_get` returns `SHMIO_ERR_FORKED`, and `shmio_poller_free` in the
+/// child leaves the files it shares with the parent as they are.
 pub struct shmio_poller {
+    /// `SHMIO_BACKEND_*`, fixed at creation.
+    backend: u32,
+    /// The counters as of the last call that ended (read by `shmio_poller_stats_get` without
+    /// waiting for a call in progress).
+    stats: Mutex<Stats>,
+    /// The poller; calls that change or wait on it take this without blocking.
+    state: Mutex<PollerState>,
+}
+
+struct PollerState {
     inner: Poller,
     events: Events,
 }
 
-/// Wakes a poller from any thread (opaque).
+impl shmio_poller {
+    /// Runs `f` on the poller, unless another thread is in a call on it; publishes the stats.
+    fn with<T>(&self, f: impl FnOnce(&mut PollerState) -> Result<T>) -> Result<T> {
+        let mut g: MutexGuard<'_, PollerState> = match self.state.try_lock() {
+            Ok(g) => g,
+            // A panic in an earlier call was caught at the boundary and reported; the poller's
+            // state is still memory-safe and usable.
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                return Err(Failure::new(
+                    shmio_status::SHMIO_ERR_WRONG_THREAD,
+                    "another thread is in a call on this poller: register, modify, deregister, \
+                     wait and shmio_waker_new are for one thread at a time (wake a waiting thread \
+                     with a waker)",
+                ));
+            }
+        };
+        let r = f(&mut g);
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = g.inner.stats();
+        r
+    }
+}
+
+/// Wakes a poller from any thread (opaque). A waker may outlive its poller: after
+/// `shmio_poller_free`, `shmio_waker_wake` does nothing and returns `SHMIO_OK`. Free it with
+/// `shmio_waker_free`, before or after the poller. In a forked child, `shmio_waker_wake`
+/// returns `SHMIO_ERR_FORKED` (it would wake the parent's poller).
 pub struct shmio_waker {
     inner: Waker,
 }
@@ -155,8 +203,12 @@ pub unsafe extern "C" fn shmio_poller_new(
         unsafe { out.write(std::ptr::null_mut()) };
         let inner = Poller::new(backend_from_c(backend)?)?;
         let h = Box::into_raw(Box::new(shmio_poller {
-            inner,
-            events: Events::with_capacity(1),
+            backend: backend_to_c(inner.backend()),
+            stats: Mutex::new(inner.stats()),
+            state: Mutex::new(PollerState {
+                inner,
+                events: Events::with_capacity(1),
+            }),
         }));
         // SAFETY: valid for writing a pointer by the contract.
         unsafe { out.write(h) };
@@ -164,11 +216,13 @@ pub unsafe extern "C" fn shmio_poller_new(
     })
 }
 
-/// Frees a poller (registered fds are not closed; the RT-signal backends take `O_ASYNC` off
-/// them). NULL is a no-op. A waker of this poller must not be used afterwards.
+/// Frees a poller (registered fds are not closed; the RT-signal backends put their flags,
+/// signal and owner back as they were). NULL is a no-op. Its waker stays valid (see
+/// `shmio_waker`). In a forked child: frees the child's copy only.
 ///
 /// # Safety
-/// `p` must be NULL or a poller from `shmio_poller_new` not freed yet, not in use elsewhere.
+/// `p` must be NULL or a poller from `shmio_poller_new` not freed yet, with no call on it in
+/// progress in any thread and none after.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmio_poller_free(p: *mut shmio_poller) {
     boundary("shmio_poller_free", || {
@@ -181,7 +235,7 @@ pub unsafe extern "C" fn shmio_poller_free(p: *mut shmio_poller) {
 }
 
 /// The backend of a poller (`SHMIO_BACKEND_*`, `AUTO` resolved to `EPOLL`); `UINT32_MAX` for
-/// NULL.
+/// NULL. Any thread, any time (see `shmio_poller`).
 ///
 /// # Safety
 /// `p` must be NULL or a live poller.
@@ -190,7 +244,7 @@ pub unsafe extern "C" fn shmio_poller_backend(p: *const shmio_poller) -> u32 {
     boundary_value("shmio_poller_backend", u32::MAX, || {
         // SAFETY: NULL or a live handle (contract).
         match unsafe { handle_ref(p, "p") } {
-            Ok(p) => backend_to_c(p.inner.backend()),
+            Ok(p) => p.backend,
             Err(_) => u32::MAX,
         }
     })
@@ -247,11 +301,15 @@ pub extern "C" fn shmio_backend_name(backend: u32) -> *const c_char {
 
 /// Watches `fd` for `interest` (`SHMIO_INTEREST_*` bits; hang-up and error are always
 /// reported), reporting `token`. Already registered: `SHMIO_ERR_ALREADY_EXISTS`; select with
-/// fd >= 1024: `SHMIO_ERR_INVALID_ARGUMENT`. The RT-signal backends make the fd non-blocking.
-/// A consumer's `shmio_consumer_fd` can be registered like any fd.
+/// fd >= 1024: `SHMIO_ERR_INVALID_ARGUMENT`; `fd` not open: `SHMIO_ERR_IO` (EBADF). The
+/// RT-signal backends make the fd non-blocking until deregistered (then its flags, signal
+/// and owner are put back), keep a duplicate of it until then (closing `fd` first does not
+/// close the file), and refuse with `SHMIO_ERR_ALREADY_EXISTS` an open file another
+/// RT-signal poller has (another thread's or process's, or this one's through a dup), which
+/// would lose its signals. A consumer's `shmio_consumer_fd` can be registered like any fd.
 ///
 /// # Safety
-/// `p` must be NULL or a live poller used by this thread alone.
+/// `p` must be NULL or a live poller (threads: see `shmio_poller`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmio_poller_register(
     p: *mut shmio_poller,
@@ -260,10 +318,10 @@ pub unsafe extern "C" fn shmio_poller_register(
     interest: u32,
 ) -> shmio_status {
     boundary("shmio_poller_register", || {
-        // SAFETY: a live handle used by this thread alone (contract).
-        let p = unsafe { handle_mut(p, "p") }?;
-        p.inner.register(fd, token, interest_from_c(interest)?)?;
-        Ok(())
+        // SAFETY: a live handle (contract); it is only used through `&`.
+        let p = unsafe { handle_ref(p, "p") }?;
+        let interest = interest_from_c(interest)?;
+        p.with(|s| Ok(s.inner.register(fd, token, interest)?))
     })
 }
 
@@ -271,7 +329,7 @@ pub unsafe extern "C" fn shmio_poller_register(
 /// registered: `SHMIO_ERR_NOT_REGISTERED`.
 ///
 /// # Safety
-/// `p` must be NULL or a live poller used by this thread alone.
+/// `p` must be NULL or a live poller (threads: see `shmio_poller`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmio_poller_modify(
     p: *mut shmio_poller,
@@ -280,10 +338,10 @@ pub unsafe extern "C" fn shmio_poller_modify(
     interest: u32,
 ) -> shmio_status {
     boundary("shmio_poller_modify", || {
-        // SAFETY: a live handle used by this thread alone (contract).
-        let p = unsafe { handle_mut(p, "p") }?;
-        p.inner.modify(fd, token, interest_from_c(interest)?)?;
-        Ok(())
+        // SAFETY: a live handle (contract); it is only used through `&`.
+        let p = unsafe { handle_ref(p, "p") }?;
+        let interest = interest_from_c(interest)?;
+        p.with(|s| Ok(s.inner.modify(fd, token, interest)?))
     })
 }
 
@@ -291,14 +349,13 @@ pub unsafe extern "C" fn shmio_poller_modify(
 /// `SHMIO_ERR_NOT_REGISTERED`.
 ///
 /// # Safety
-/// `p` must be NULL or a live poller used by this thread alone.
+/// `p` must be NULL or a live poller (threads: see `shmio_poller`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmio_poller_deregister(p: *mut shmio_poller, fd: c_int) -> shmio_status {
     boundary("shmio_poller_deregister", || {
-        // SAFETY: a live handle used by this thread alone (contract).
-        let p = unsafe { handle_mut(p, "p") }?;
-        p.inner.deregister(fd)?;
-        Ok(())
+        // SAFETY: a live handle (contract); it is only used through `&`.
+        let p = unsafe { handle_ref(p, "p") }?;
+        p.with(|s| Ok(s.inner.deregister(fd)?))
     })
 }
 
@@ -309,7 +366,7 @@ pub unsafe extern "C" fn shmio_poller_deregister(p: *mut shmio_poller, fd: c_int
 /// `SHMIO_ERR_INTERRUPTED`.
 ///
 /// # Safety
-/// `p` must be NULL or a live poller used by this thread alone; `events` NULL or valid for
+/// `p` must be NULL or a live poller (threads: see `shmio_poller`); `events` NULL or valid for
 /// writing `cap` events; `n_out` NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmio_poller_wait(
@@ -323,46 +380,49 @@ pub unsafe extern "C" fn shmio_poller_wait(
         let n_out = Out::new(n_out, "n_out")?;
         // SAFETY: writable by the contract.
         unsafe { n_out.write(0) };
-        // SAFETY: a live handle used by this thread alone (contract).
-        let p = unsafe { handle_mut(p, "p") }?;
+        // SAFETY: a live handle (contract); it is only used through `&`.
+        let p = unsafe { handle_ref(p, "p") }?;
         let events = non_null(events, "events")?;
         let cap = byte_len(cap, "cap")?;
         if cap == 0 {
             return Err(Failure::invalid("`cap` is 0"));
         }
-        if p.events.capacity() != cap {
-            p.events = Events::with_capacity(cap);
-        }
-        let n = p.inner.wait(&mut p.events, timeout(timeout_ms))?;
-        for (i, e) in p.events.iter().enumerate() {
-            let mut flags = 0;
-            if e.readable {
-                flags |= SHMIO_EVENT_READABLE;
+        p.with(|p| {
+            if p.events.capacity() != cap {
+                p.events = Events::with_capacity(cap);
             }
-            if e.writable {
-                flags |= SHMIO_EVENT_WRITABLE;
+            let n = p.inner.wait(&mut p.events, timeout(timeout_ms))?;
+            for (i, e) in p.events.iter().enumerate() {
+                let mut flags = 0;
+                if e.readable {
+                    flags |= SHMIO_EVENT_READABLE;
+                }
+                if e.writable {
+                    flags |= SHMIO_EVENT_WRITABLE;
+                }
+                if e.hangup {
+                    flags |= SHMIO_EVENT_HANGUP;
+                }
+                if e.error {
+                    flags |= SHMIO_EVENT_ERROR;
+                }
+                // SAFETY: `events` is valid for `cap` entries (contract) and `i < n <= cap`.
+                unsafe {
+                    events.as_ptr().add(i).write(shmio_event {
+                        token: e.token,
+                        flags,
+                    })
+                };
             }
-            if e.hangup {
-                flags |= SHMIO_EVENT_HANGUP;
-            }
-            if e.error {
-                flags |= SHMIO_EVENT_ERROR;
-            }
-            // SAFETY: `events` is valid for `cap` entries (contract) and `i < n <= cap`.
-            unsafe {
-                events.as_ptr().add(i).write(shmio_event {
-                    token: e.token,
-                    flags,
-                })
-            };
-        }
-        // SAFETY: writable by the contract.
-        unsafe { n_out.write(n) };
-        Ok(())
+            // SAFETY: writable by the contract.
+            unsafe { n_out.write(n) };
+            Ok(())
+        })
     })
 }
 
-/// The poller's counters into `*out`.
+/// The poller's counters into `*out`, as of the last call on it that ended. Any thread, any
+/// time, also during another thread's wait (see `shmio_poller`); never blocks.
 ///
 /// # Safety
 /// `p` must be NULL or a live poller; `out` NULL or writable.
@@ -376,19 +436,23 @@ pub unsafe extern "C" fn shmio_poller_stats_get(
         // SAFETY: a live handle (contract).
         let p = unsafe { handle_ref(p, "p") }?;
         // SAFETY: writable by the contract.
-        unsafe { out.write(p.inner.stats().into()) };
+        let s = *p.stats.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: writable by the contract.
+        unsafe { out.write(s.into()) };
         Ok(())
     })
 }
 
 /// Creates the waker of a poller: `shmio_waker_wake` makes the poller's wait return an event
-/// with `token` (use it for nothing else). A second waker replaces the first.
+/// with `token` (use it for nothing else). A poller has one waker: a later call with the same
+/// token returns another handle to it; with another token, `SHMIO_ERR_ALREADY_EXISTS`
+/// (nothing changes).
 ///
-/// Ownership: `*out` is owned by the caller; free it with `shmio_waker_free`, before or after
-/// the poller. Does not block.
+/// Ownership: `*out` is owned by the caller; free it with `shmio_waker_free` (see
+/// `shmio_waker` for its lifetime). Does not block.
 ///
 /// # Safety
-/// `p` must be NULL or a live poller used by this thread alone; `out` NULL or writable.
+/// `p` must be NULL or a live poller (threads: see `shmio_poller`); `out` NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmio_waker_new(
     p: *mut shmio_poller,
@@ -399,9 +463,9 @@ pub unsafe extern "C" fn shmio_waker_new(
         let out = Out::new(out, "out")?;
         // SAFETY: writable by the contract.
         unsafe { out.write(std::ptr::null_mut()) };
-        // SAFETY: a live handle used by this thread alone (contract).
-        let p = unsafe { handle_mut(p, "p") }?;
-        let w = Waker::new(&mut p.inner, token)?;
+        // SAFETY: a live handle (contract); it is only used through `&`.
+        let p = unsafe { handle_ref(p, "p") }?;
+        let w = p.with(|s| Ok(Waker::new(&mut s.inner, token)?))?;
         // SAFETY: writable by the contract.
         unsafe { out.write(Box::into_raw(Box::new(shmio_waker { inner: w }))) };
         Ok(())
@@ -409,7 +473,7 @@ pub unsafe extern "C" fn shmio_waker_new(
 }
 
 /// Wakes the poller. Thread-safe: any thread, any number of times (wakes before a wait give
-/// one event). Not async-signal-safe (it records the last error like every call): from a
+/// one event); after the poller was freed, nothing (`SHMIO_OK`). Not async-signal-safe (it records the last error like every call): from a
 /// signal handler, set a flag and rely on the wait returning `SHMIO_ERR_INTERRUPTED`.
 ///
 /// # Safety

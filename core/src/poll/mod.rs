@@ -39,9 +39,20 @@
 //! - `Interest::oneshot`: after one event the fd is disabled until `modify`.
 //! - `wait(events, timeout)` returns the number of events (0 on timeout); `None` waits without
 //!   limit. At most `events.capacity()` are returned; the rest come on the next wait.
-//! - The RT-signal backends put registered fds in `O_ASYNC | O_NONBLOCK` mode. Files that do not
+//! - `register` refuses an fd that is not open (`EBADF`), on every backend; a large fd costs
+//!   one table entry, not a table up to its value.
+//! - The RT-signal backends put registered fds in `O_ASYNC | O_NONBLOCK` mode, through a
+//!   duplicate of the fd they keep until deregistration, and put the status flags, signal and
+//!   owner back as they were on deregister and drop (only ever on the registered file, even
+//!   if its fd number was closed and reused). They refuse, with [`Error::FileInUse`], an open
+//!   file that another RT-signal poller has (another thread's or process's, or this one's
+//!   through a `dup`), which would otherwise silently lose its signals. Files that do not
 //!   support signal-driven I/O (an eventfd, e.g. a queue consumer's fd) are still accepted:
-//!   they are watched with `poll()` alongside the signal queue.
+//!   they are watched with `poll()` alongside the signal queue. Details: `rtsig.rs`.
+//! - A poller has one [`Waker`]; a waker may outlive its poller (its wakes then do nothing).
+//! - `fork()`: a [`Poller`] or [`Waker`] made before a fork is inert in the child: every call
+//!   returns [`Error::Forked`], and dropping it there leaves the files it shares with the
+//!   parent as they are (an RT-signal poller's drop restores nothing in the child).
 //!
 //! RT signals and threads: signal masks are per thread. An RT-signal poller directs its
 //! signals to the thread that created it (`F_SETOWN_EX`/`F_OWNER_TID`) and blocks its signal
@@ -59,6 +70,7 @@ mod rtsig;
 mod rtsig_onefd;
 mod select;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -302,6 +314,21 @@ pub enum Error {
     },
     /// The calling thread has an RT-signal poller already (they would share the signal).
     RtSigInUse,
+    /// RT-signal backends: the fd's open file is signal-driven already (`O_ASYNC` on, or its
+    /// `F_SETSIG` signal is the RT-signal pollers'), so another RT-signal poller has it: one in
+    /// another thread or process, or this one through another fd (a `dup`). Registering it
+    /// would silently take all of its signals from that poller, so it is refused.
+    FileInUse(RawFd),
+    /// The poller has a waker already, with another token (a poller has one waker: clone it,
+    /// or ask for it again with the same token).
+    WakerExists {
+        /// The existing waker's token.
+        token: u64,
+    },
+    /// The poller (or waker) was made by a parent of this process: it does not survive
+    /// `fork()`. Make a new one in the child; dropping the inherited one is harmless (it
+    /// leaves the files it shares with the parent as they are).
+    Forked,
     /// A signal handler interrupted the wait (EINTR); call again.
     Interrupted,
     /// A system call failed.
@@ -339,6 +366,17 @@ impl fmt::Display for Error {
                 "an RT-signal poller must be waited on from the thread that created it (tid {owner}), not tid {caller}"
             ),
             Error::RtSigInUse => f.write_str("this thread already has an RT-signal poller"),
+            Error::FileInUse(fd) => write!(
+                f,
+                "fd {fd}: its open file is signal-driven already (O_ASYNC, or F_SETSIG to the RT-signal pollers' signal): another RT-signal poller has it (in another thread or process, or this poller through another fd of the same file); registering it would take its signals"
+            ),
+            Error::WakerExists { token } => write!(
+                f,
+                "this poller has a waker already (token {token}); a poller has one waker: clone it, or ask again with the same token"
+            ),
+            Error::Forked => f.write_str(
+                "this poller was made by the parent process: pollers do not survive fork(); make a new one in the child",
+            ),
             Error::Interrupted => f.write_str("interrupted by a signal"),
             Error::Io {
                 op,
@@ -382,31 +420,57 @@ pub(crate) trait Selector: Send {
     ) -> Result<()>;
 }
 
-/// Registration table indexed by fd, shared by the backends that keep their own.
+/// Registration table keyed by fd, shared by the backends that keep their own: a vector
+/// indexed by fd for fds below [`DENSE_FDS`], a map above, so that one large fd costs one
+/// entry, not a table up to its value.
 #[derive(Debug)]
 pub(crate) struct Table<T> {
     slots: Vec<Option<T>>,
-    count: usize,
+    sparse: BTreeMap<RawFd, T>,
 }
+
+/// Fds below this are kept in the fd-indexed vector (at most this many slots).
+pub(crate) const DENSE_FDS: usize = 1 << 16;
 
 impl<T> Default for Table<T> {
     fn default() -> Self {
         Table {
             slots: Vec::new(),
-            count: 0,
+            sparse: BTreeMap::new(),
         }
     }
 }
 
 impl<T> Table<T> {
     pub(crate) fn get(&self, fd: RawFd) -> Option<&T> {
-        self.slots.get(usize::try_from(fd).ok()?)?.as_ref()
+        let i = usize::try_from(fd).ok()?;
+        if i < DENSE_FDS {
+            self.slots.get(i)?.as_ref()
+        } else {
+            self.sparse.get(&fd)
+        }
     }
     pub(crate) fn get_mut(&mut self, fd: RawFd) -> Option<&mut T> {
-        self.slots.get_mut(usize::try_from(fd).ok()?)?.as_mut()
+        let i = usize::try_from(fd).ok()?;
+        if i < DENSE_FDS {
+            self.slots.get_mut(i)?.as_mut()
+        } else {
+            self.sparse.get_mut(&fd)
+        }
     }
     pub(crate) fn insert(&mut self, fd: RawFd, v: T) -> Result<()> {
         let i = usize::try_from(fd).map_err(|_| bad_fd(fd))?;
+        if i >= DENSE_FDS {
+            return match self.sparse.entry(fd) {
+                std::collections::btree_map::Entry::Occupied(_) => {
+                    Err(Error::AlreadyRegistered(fd))
+                }
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(v);
+                    Ok(())
+                }
+            };
+        }
         if i >= self.slots.len() {
             self.slots.resize_with(i + 1, || None);
         }
@@ -414,30 +478,38 @@ impl<T> Table<T> {
             return Err(Error::AlreadyRegistered(fd));
         }
         self.slots[i] = Some(v);
-        self.count += 1;
         Ok(())
     }
     pub(crate) fn remove(&mut self, fd: RawFd) -> Result<T> {
-        let v = usize::try_from(fd)
-            .ok()
-            .and_then(|i| self.slots.get_mut(i))
-            .and_then(Option::take)
-            .ok_or(Error::NotRegistered(fd))?;
-        self.count -= 1;
-        Ok(v)
+        let i = usize::try_from(fd).map_err(|_| Error::NotRegistered(fd))?;
+        let v = if i < DENSE_FDS {
+            self.slots.get_mut(i).and_then(Option::take)
+        } else {
+            self.sparse.remove(&fd)
+        };
+        v.ok_or(Error::NotRegistered(fd))
     }
     pub(crate) fn iter(&self) -> impl Iterator<Item = (RawFd, &T)> {
         self.slots
             .iter()
             .enumerate()
             .filter_map(|(i, s)| s.as_ref().map(|v| (i as RawFd, v)))
+            .chain(self.sparse.iter().map(|(&fd, v)| (fd, v)))
     }
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (RawFd, &mut T)> {
         self.slots
             .iter_mut()
             .enumerate()
             .filter_map(|(i, s)| s.as_mut().map(|v| (i as RawFd, v)))
+            .chain(self.sparse.iter_mut().map(|(&fd, v)| (fd, v)))
     }
+}
+
+/// Fails with `EBADF` unless `fd` is open (for the backends that make no system call at
+/// registration, so that a stray number is refused rather than watched).
+pub(crate) fn check_open(fd: RawFd, st: &mut Stats) -> Result<()> {
+    st.syscalls += 1;
+    sys::check_open(fd).map_err(|e| Error::io("fcntl(F_GETFD)", Some(fd), e))
 }
 
 pub(crate) fn bad_fd(fd: RawFd) -> Error {
@@ -452,29 +524,50 @@ struct WakerPipe {
 }
 
 /// Wakes a [`Poller`] from any thread: the poller reports an event with the waker's token.
+///
+/// A poller has one waker. A waker may outlive its poller: once the poller is dropped, a wake
+/// does nothing (and succeeds). Neither survives `fork()`: in a child, `wake` returns
+/// [`Error::Forked`] (it would wake the parent's poller).
 #[derive(Debug, Clone)]
 pub struct Waker {
     pipe: Arc<WakerPipe>,
+    fork_gen: u32,
 }
 
 impl Waker {
-    /// A waker for `poller`, reported with `token` (which must not be used for another fd).
-    /// A poller has at most one waker; a second call replaces the first.
+    /// The waker of `poller`, reported with `token` (which must not be used for an fd).
+    ///
+    /// A poller has one waker: the first call makes it; a later call with the same token
+    /// returns another handle to it (like `clone`), one with another token fails with
+    /// [`Error::WakerExists`] and changes nothing.
     pub fn new(poller: &mut Poller, token: u64) -> Result<Waker> {
+        poller.usable()?;
+        if let Some((pipe, t)) = &poller.waker {
+            if *t != token {
+                return Err(Error::WakerExists { token: *t });
+            }
+            return Ok(Waker {
+                pipe: pipe.clone(),
+                fork_gen: poller.fork_gen,
+            });
+        }
         let (r, w) = sys::pipe_nonblocking().map_err(|e| Error::io("pipe2", None, e))?;
         poller.stats.syscalls += 1;
         let pipe = Arc::new(WakerPipe { read: r, write: w });
-        if let Some((old, _)) = poller.waker.take() {
-            poller.deregister(old.read.as_raw_fd())?;
-        }
         poller.register(pipe.read.as_raw_fd(), token, Interest::READABLE)?;
         poller.waker = Some((pipe.clone(), token));
-        Ok(Waker { pipe })
+        Ok(Waker {
+            pipe,
+            fork_gen: poller.fork_gen,
+        })
     }
 
     /// Makes the poller's current or next wait return with the waker's event. Thread-safe;
-    /// several wakes before a wait give one event.
+    /// several wakes before a wait give one event. After the poller was dropped: nothing.
     pub fn wake(&self) -> Result<()> {
+        if self.fork_gen != crate::sys::fork::generation() {
+            return Err(Error::Forked);
+        }
         sys::write_byte(self.pipe.write.as_raw_fd()).map_err(|e| Error::io("write", None, e))
     }
 }
@@ -485,6 +578,8 @@ pub struct Poller {
     sel: Box<dyn Selector>,
     stats: Stats,
     waker: Option<(Arc<WakerPipe>, u64)>,
+    /// The fork generation the poller was made in (`sys::fork`).
+    fork_gen: u32,
 }
 
 impl fmt::Debug for Poller {
@@ -504,6 +599,7 @@ impl Poller {
         } else {
             backend
         };
+        let fork_gen = crate::sys::fork::watch();
         let mut stats = Stats::default();
         let sel: Box<dyn Selector> = match backend {
             Backend::Select => Box::new(select::Select::new()),
@@ -518,7 +614,17 @@ impl Poller {
             sel,
             stats,
             waker: None,
+            fork_gen,
         })
+    }
+
+    /// [`Error::Forked`] in a child that inherited the poller (one relaxed load).
+    fn usable(&self) -> Result<()> {
+        if self.fork_gen == crate::sys::fork::generation() {
+            Ok(())
+        } else {
+            Err(Error::Forked)
+        }
     }
 
     /// The backend in use (`Auto` resolved).
@@ -526,10 +632,14 @@ impl Poller {
         self.backend
     }
 
-    /// Watches `fd` for `interest`, reporting `token`. The fd must stay open until
-    /// deregistered (closing it first is tolerated by every backend but may leave a stale
-    /// entry in `select`/`poll`, which then report it with `error`).
+    /// Watches `fd` for `interest`, reporting `token`. The fd must be open (an `EBADF`
+    /// [`Error::Io`] otherwise) and should stay open until deregistered (closing it first is
+    /// tolerated by every backend but leaves a stale entry in `select`/`poll`, which then
+    /// report it with `error` on every wait, and keeps the file open in the RT-signal
+    /// backends, which hold a duplicate until deregistration). RT-signal backends:
+    /// [`Error::FileInUse`] for a file another RT-signal poller has.
     pub fn register(&mut self, fd: RawFd, token: u64, interest: Interest) -> Result<()> {
+        self.usable()?;
         if fd < 0 {
             return Err(bad_fd(fd));
         }
@@ -538,6 +648,7 @@ impl Poller {
 
     /// Changes the token and interest of a registered fd (and re-enables a one-shot fd).
     pub fn modify(&mut self, fd: RawFd, token: u64, interest: Interest) -> Result<()> {
+        self.usable()?;
         if fd < 0 {
             return Err(bad_fd(fd));
         }
@@ -546,6 +657,7 @@ impl Poller {
 
     /// Stops watching `fd`.
     pub fn deregister(&mut self, fd: RawFd) -> Result<()> {
+        self.usable()?;
         if fd < 0 {
             return Err(bad_fd(fd));
         }
@@ -556,6 +668,7 @@ impl Poller {
     /// its capacity. Returns how many (0 when the timeout expired).
     pub fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> Result<usize> {
         events.list.clear();
+        self.usable()?;
         self.stats.waits += 1;
         self.sel
             .wait(&mut events.list, events.cap, timeout, &mut self.stats)?;

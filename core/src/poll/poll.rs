@@ -4,7 +4,7 @@
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use super::{Error, Event, Interest, Result, Selector, Stats, Table};
+use super::{Error, Event, Interest, Result, Selector, Stats, Table, check_open};
 use crate::sys::poll as sys;
 
 #[derive(Debug, Clone, Copy)]
@@ -34,7 +34,17 @@ impl Poll {
 }
 
 impl Selector for Poll {
-    fn register(&mut self, fd: RawFd, token: u64, interest: Interest, _: &mut Stats) -> Result<()> {
+    fn register(
+        &mut self,
+        fd: RawFd,
+        token: u64,
+        interest: Interest,
+        st: &mut Stats,
+    ) -> Result<()> {
+        if self.regs.get(fd).is_some() {
+            return Err(Error::AlreadyRegistered(fd));
+        }
+        check_open(fd, st)?;
         self.regs.insert(
             fd,
             Reg {

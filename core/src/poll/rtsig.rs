@@ -28,6 +28,40 @@
 //!
 //! Threads: the poller must be waited on from the thread that created it, and a thread holds
 //! at most one RT-signal poller (module docs of [`poll`](super)).
+//!
+//! **What belongs to the open file.** `O_ASYNC`, the other status flags (`O_NONBLOCK`,
+//! `O_APPEND`), `F_SETSIG` and `F_SETOWN_EX` are state of the open file description, shared by
+//! every fd (`dup`, fork, `SCM_RIGHTS`) that refers to it, not of the fd number or the poller.
+//! So:
+//!
+//! - *Identity.* Registration keeps a duplicate of the fd (`F_DUPFD_CLOEXEC`), and every
+//!   `fcntl` the poller makes afterwards (arming, disarming, restoring) and every readiness
+//!   check goes through that duplicate; the kernel's signals name it (`si_fd`). The poller
+//!   therefore only ever touches the file it registered: if the caller closes the fd and the
+//!   number is reused by another file (an `O_APPEND` log, say), deregister and drop restore
+//!   the registered file, never the new one. This is exact (no `st_dev`/`st_ino` or `kcmp`
+//!   guess, and `kcmp` is often blocked by seccomp in containers). The price: one descriptor
+//!   per registration, and a file closed by the caller while still registered stays open (a
+//!   socket's peer sees no EOF) until it is deregistered or the poller dropped. Deregister
+//!   before closing, as with every backend.
+//! - *Restore.* Registration saves the status flags, the signal and the owner as they were and
+//!   deregister/drop put all three back (a blocking pipe is blocking again).
+//! - *One poller per open file.* If two RT-signal pollers armed the same open file (the same
+//!   socket registered in two threads' pollers, an fd and its `dup` in one poller, or a file
+//!   shared with another process), the last `F_SETOWN_EX`/`F_SETSIG` would silently take every
+//!   signal from the first. Registration therefore refuses, with [`Error::FileInUse`], a file
+//!   that is signal-driven already: `O_ASYNC` on, or `F_SETSIG` set to the RT-signal pollers'
+//!   signal (a signal-per-fd poller keeps that while a delivered fd is disarmed). The check
+//!   reads the open file's own state, so it covers other threads and other processes alike;
+//!   within this process it runs under a lock with the arming, so two threads cannot both
+//!   pass it. Files without signal-driven I/O (watched by `poll()`) keep their signal and owner
+//!   and may be registered in several pollers. Code that uses `O_ASYNC` on a file itself gets
+//!   the same refusal, which is the point: the poller would take its signals.
+//! - *Fork.* A child has copies of the poller's descriptors, but they refer to the parent's
+//!   open files. A poller inherited through `fork()` is inert (every call returns
+//!   [`Error::Forked`], checked in [`Poller`](super::Poller)), and its drop in the child
+//!   restores nothing: it only closes the child's copies, which leaves the shared files as
+//!   they are.
 
 use std::collections::HashSet;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -40,6 +74,14 @@ use crate::sys::poll as sys;
 /// Threads that own an RT-signal poller.
 static OWNERS: Mutex<Option<HashSet<u32>>> = Mutex::new(None);
 
+/// Held while an RT-signal poller checks and arms a file, or disarms and restores one, so
+/// that two threads cannot both find the same open file free and both arm it.
+static ARMING: Mutex<()> = Mutex::new(());
+
+fn arming() -> std::sync::MutexGuard<'static, ()> {
+    ARMING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Reg {
     pub(crate) token: u64,
@@ -50,13 +92,37 @@ pub(crate) struct Reg {
     pub(crate) fasync: bool,
     /// `O_ASYNC` is on (always, except for a delivered fd under signal-per-fd).
     pub(crate) armed: bool,
+    /// The poller's duplicate of the fd: every `fcntl` and readiness check goes through it,
+    /// and signals name it (module docs, "What belongs to the open file").
+    pub(crate) dup: RawFd,
     /// File status flags without `O_ASYNC` (`O_NONBLOCK` included).
     pub(crate) flags: libc::c_int,
+    /// What registration found, put back by deregister and drop: the status flags, the
+    /// `F_SETSIG` signal and the owner.
+    saved: Saved,
     /// The wait in which the fd was last made a candidate (deduplication).
     pub(crate) mark: u64,
     /// The wait in which `sigs` was counted, and the signals taken for the fd in it.
     pub(crate) sig_mark: u64,
     pub(crate) sigs: u64,
+}
+
+/// An open file's signal-driven I/O state as registration found it.
+#[derive(Debug, Clone, Copy)]
+struct Saved {
+    flags: libc::c_int,
+    sig: libc::c_int,
+    owner: sys::FOwnerEx,
+}
+
+impl Saved {
+    /// Puts the state back on `dup` (the registered file); errors ignored (best effort: the
+    /// file is the registered one, so there is nothing else to protect).
+    fn restore(&self, dup: RawFd) {
+        let _ = sys::set_fl(dup, self.flags);
+        let _ = sys::set_sig(dup, self.sig);
+        let _ = sys::set_owner(dup, self.owner);
+    }
 }
 
 pub(crate) struct RtSig {
@@ -66,6 +132,8 @@ pub(crate) struct RtSig {
     set: libc::sigset_t,
     sigfd: OwnedFd,
     pub(crate) regs: Table<Reg>,
+    /// The duplicates, keyed by their number: the registered fd each stands for.
+    dups: Table<(RawFd, OwnedFd)>,
     /// Registered fds without signal-driven I/O, watched by poll().
     nosig: Vec<RawFd>,
     /// Fds to check at the next wait: just registered or modified, or ready beyond capacity.
@@ -77,6 +145,8 @@ pub(crate) struct RtSig {
     pub(crate) mark: u64,
     buf: Vec<libc::signalfd_siginfo>,
     pfds: Vec<libc::pollfd>,
+    /// The fork generation the poller was made in: a child's drop restores nothing.
+    fork_gen: u32,
 }
 
 impl RtSig {
@@ -104,6 +174,7 @@ impl RtSig {
             set,
             sigfd,
             regs: Table::default(),
+            dups: Table::default(),
             nosig: Vec::new(),
             pending: Vec::new(),
             delivered: Vec::new(),
@@ -111,6 +182,7 @@ impl RtSig {
             mark: 0,
             buf: vec![sys::signalfd_siginfo_zeroed(); 64],
             pfds: Vec::new(),
+            fork_gen: crate::sys::fork::watch(),
         })
     }
 
@@ -131,12 +203,30 @@ impl RtSig {
         };
         let flags = if on { r.flags | libc::O_ASYNC } else { r.flags };
         st.syscalls += 1;
-        sys::set_fl(fd, flags).map_err(|e| Error::io("fcntl(F_SETFL)", Some(fd), e))?;
+        sys::set_fl(r.dup, flags).map_err(|e| Error::io("fcntl(F_SETFL)", Some(fd), e))?;
         r.armed = on;
         Ok(())
     }
 
-    fn take_signal(&mut self, signo: u32, fd: RawFd, overflow: &mut bool, st: &mut Stats) {
+    /// The pollfd that checks registered `fd` through its duplicate (`fd: -1`, ignored by
+    /// poll(), if `fd` is not registered).
+    pub(crate) fn pollfd(&self, fd: RawFd, events: impl Fn(&Reg) -> libc::c_short) -> libc::pollfd {
+        match self.regs.get(fd) {
+            Some(r) => libc::pollfd {
+                fd: r.dup,
+                events: events(r),
+                revents: 0,
+            },
+            None => libc::pollfd {
+                fd: -1,
+                events: 0,
+                revents: 0,
+            },
+        }
+    }
+
+    /// A signal naming `dup` (`si_fd`): taken for the fd that duplicate stands for.
+    fn take_signal(&mut self, signo: u32, dup: RawFd, overflow: &mut bool, st: &mut Stats) {
         st.signals += 1;
         if signo == libc::SIGIO as u32 {
             *overflow = true;
@@ -147,7 +237,11 @@ impl RtSig {
         }
         let mark = self.mark;
         let onefd = self.onefd;
-        let Some(r) = self.regs.get_mut(fd) else {
+        let Some(fd) = self.dups.get(dup).map(|d| d.0) else {
+            st.stale_signals += 1;
+            return;
+        };
+        let Some(r) = self.regs.get_mut(fd).filter(|r| r.dup == dup) else {
             st.stale_signals += 1;
             return;
         };
@@ -216,23 +310,20 @@ impl RtSig {
                 revents: 0,
             });
             for &fd in &self.nosig {
-                let events = self
-                    .regs
-                    .get(fd)
-                    .map_or(0, |r| if r.enabled { r.interest.poll_bits() } else { 0 });
-                self.pfds.push(libc::pollfd {
-                    fd: if events == 0 { -1 } else { fd },
-                    events,
-                    revents: 0,
-                });
+                let mut p = self.pollfd(fd, |r| if r.enabled { r.interest.poll_bits() } else { 0 });
+                if p.events == 0 {
+                    p.fd = -1;
+                }
+                self.pfds.push(p);
             }
             st.syscalls += 1;
             sys::poll(&mut self.pfds, sys::timeout_ms(t))
                 .map_err(|e| Error::io("poll", None, e))?;
             let ready: Vec<RawFd> = self.pfds[1..]
                 .iter()
-                .filter(|p| p.revents != 0 && p.fd >= 0)
-                .map(|p| p.fd)
+                .zip(&self.nosig)
+                .filter(|(p, _)| p.revents != 0 && p.fd >= 0)
+                .map(|(_, &fd)| fd)
                 .collect();
             if self.pfds[0].revents != 0 && !overflow {
                 self.read_batch(&mut overflow, false, st)?;
@@ -260,40 +351,48 @@ impl RtSig {
             return Ok(());
         }
         self.pfds.clear();
-        for &fd in &self.cand {
-            let events = self.regs.get(fd).map_or(0, |r| r.interest.poll_bits());
-            self.pfds.push(libc::pollfd {
-                fd,
-                events,
-                revents: 0,
-            });
+        for i in 0..self.cand.len() {
+            let p = self.pollfd(self.cand[i], |r| r.interest.poll_bits());
+            self.pfds.push(p);
         }
         poll_now(&mut self.pfds, st)?;
         let pfds = std::mem::take(&mut self.pfds);
-        for p in &pfds {
-            let Some(r) = self.regs.get(p.fd).copied() else {
+        let mut cand = std::mem::take(&mut self.cand);
+        let mut result = Ok(());
+        for (p, &fd) in pfds.iter().zip(&cand) {
+            let Some(r) = self.regs.get(fd).copied() else {
                 continue;
             };
             let Some(ev) = Event::from_poll(r.token, p.revents, r.interest) else {
+                if self.onefd {
+                    super::rtsig_onefd::not_reported(self, fd);
+                }
                 continue;
             };
             if out.len() == cap {
-                self.pending.push(p.fd);
+                self.pending.push(fd);
+                if self.onefd {
+                    super::rtsig_onefd::not_reported(self, fd);
+                }
                 continue;
             }
             out.push(ev);
             if r.interest.oneshot {
-                if let Some(r) = self.regs.get_mut(p.fd) {
+                if let Some(r) = self.regs.get_mut(fd) {
                     r.enabled = false;
                 }
             }
             if self.onefd {
-                super::rtsig_onefd::delivered(self, p.fd, st)?;
+                if let Err(e) = super::rtsig_onefd::delivered(self, fd, st) {
+                    result = Err(e);
+                    break;
+                }
             }
         }
         self.pfds = pfds;
-        self.cand.clear();
-        Ok(())
+        cand.clear();
+        self.cand = cand;
+        result
     }
 }
 
@@ -306,12 +405,16 @@ fn forget_owner(tid: u32) {
 
 impl Drop for RtSig {
     fn drop(&mut self) {
-        let fds: Vec<(RawFd, Reg)> = self.regs.iter().map(|(fd, r)| (fd, *r)).collect();
-        for (fd, r) in fds {
-            if r.fasync {
-                let _ = sys::set_fl(fd, r.flags);
-            }
+        if self.fork_gen != crate::sys::fork::generation() {
+            // A forked child's copy: the files are the parent's; closing the child's
+            // descriptors (the duplicates, the signalfd) is all that happens.
+            return;
         }
+        let _g = arming();
+        for (_, r) in self.regs.iter() {
+            r.saved.restore(r.dup);
+        }
+        drop(_g);
         forget_owner(self.tid);
     }
 }
@@ -328,14 +431,47 @@ impl Selector for RtSig {
             return Err(Error::AlreadyRegistered(fd));
         }
         let io = |op, e| Error::io(op, Some(fd), e);
-        st.syscalls += 5;
-        let flags = sys::get_fl(fd).map_err(|e| io("fcntl(F_GETFL)", e))? & !libc::O_ASYNC
-            | libc::O_NONBLOCK;
+        st.syscalls += 1;
+        let own = sys::dup_cloexec(fd).map_err(|e| io("fcntl(F_DUPFD_CLOEXEC)", e))?;
+        let dup = own.as_raw_fd();
+        let _g = arming();
+        st.syscalls += 3;
+        let saved = Saved {
+            flags: sys::get_fl(dup).map_err(|e| io("fcntl(F_GETFL)", e))?,
+            sig: sys::get_sig(dup).map_err(|e| io("fcntl(F_GETSIG)", e))?,
+            owner: sys::get_owner(dup).map_err(|e| io("fcntl(F_GETOWN_EX)", e))?,
+        };
+        if saved.flags & libc::O_ASYNC != 0 || saved.sig == self.sig {
+            return Err(Error::FileInUse(fd));
+        }
+        let flags = saved.flags | libc::O_NONBLOCK;
         // Signal and owner first, so the first signal already goes to the right place.
-        sys::set_sig(fd, self.sig).map_err(|e| io("fcntl(F_SETSIG)", e))?;
-        sys::set_owner_tid(fd, self.tid).map_err(|e| io("fcntl(F_SETOWN_EX)", e))?;
-        sys::set_fl(fd, flags | libc::O_ASYNC).map_err(|e| io("fcntl(F_SETFL)", e))?;
-        let fasync = sys::get_fl(fd).map_err(|e| io("fcntl(F_GETFL)", e))? & libc::O_ASYNC != 0;
+        st.syscalls += 4;
+        let armed = sys::set_sig(dup, self.sig)
+            .map_err(|e| io("fcntl(F_SETSIG)", e))
+            .and_then(|()| {
+                sys::set_owner_tid(dup, self.tid).map_err(|e| io("fcntl(F_SETOWN_EX)", e))
+            })
+            .and_then(|()| {
+                sys::set_fl(dup, flags | libc::O_ASYNC).map_err(|e| io("fcntl(F_SETFL)", e))
+            })
+            .and_then(|()| sys::get_fl(dup).map_err(|e| io("fcntl(F_GETFL)", e)));
+        let fasync = match armed {
+            Ok(f) => f & libc::O_ASYNC != 0,
+            Err(e) => {
+                saved.restore(dup);
+                return Err(e);
+            }
+        };
+        if !fasync {
+            // No signal-driven I/O (an eventfd): watched by poll(); the signal and owner are
+            // put back, so that other pollers may watch the file too.
+            st.syscalls += 2;
+            let _ = sys::set_sig(dup, saved.sig);
+            let _ = sys::set_owner(dup, saved.owner);
+        }
+        drop(_g);
+        self.dups.insert(dup, (fd, own))?;
         self.regs.insert(
             fd,
             Reg {
@@ -344,7 +480,9 @@ impl Selector for RtSig {
                 enabled: true,
                 fasync,
                 armed: fasync,
+                dup,
                 flags,
+                saved,
                 mark: 0,
                 sig_mark: 0,
                 sigs: 0,
@@ -376,13 +514,19 @@ impl Selector for RtSig {
 
     fn deregister(&mut self, fd: RawFd, st: &mut Stats) -> Result<()> {
         let r = self.regs.remove(fd)?;
-        if r.fasync {
-            st.syscalls += 1;
-            // The fd may be closed already: nothing to undo then.
-            let _ = sys::set_fl(fd, r.flags);
-        } else {
+        // Through the duplicate: the registered file, even if `fd` was closed and its number
+        // reused since.
+        st.syscalls += 3;
+        {
+            let _g = arming();
+            r.saved.restore(r.dup);
+        }
+        if !r.fasync {
             self.nosig.retain(|&f| f != fd);
         }
+        // Closes the duplicate. A signal it raised that is still queued names a number that
+        // is no longer (or not yet again) a duplicate: stale.
+        drop(self.dups.remove(r.dup));
         Ok(())
     }
 
@@ -400,7 +544,8 @@ impl Selector for RtSig {
                 caller,
             });
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A timeout too large for an Instant is no limit (as epoll and poll saturate it).
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         self.mark += 1;
         self.cand.clear();
         // Fds left over from the last wait (ready beyond its capacity) come first, so that a
@@ -408,10 +553,12 @@ impl Selector for RtSig {
         for fd in std::mem::take(&mut self.pending) {
             self.add_cand(fd);
         }
-        if self.onefd {
-            super::rtsig_onefd::rearm(self, st)?;
-        }
         loop {
+            if self.onefd {
+                // Before every block: an fd left disarmed by the last report (not ready after
+                // all) would raise no signal while this wait sleeps.
+                super::rtsig_onefd::rearm(self, st)?;
+            }
             let block = self.cand.is_empty();
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             self.take_signals(block, left, st)?;

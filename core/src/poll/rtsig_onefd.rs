@@ -22,8 +22,16 @@
 //! 3. one more `poll()` over those just armed: an fd that became ready between 1 and 2 raised
 //!    no signal if it did so before 2, so it is reported now (and disarmed again).
 //!
+//! An fd found still ready in step 1 stays disarmed and becomes a candidate. If it is then not
+//! reported after all (the candidate check finds it not ready, or it lands beyond the caller's
+//! event capacity and is carried to the next wait), it goes back on the re-arm list: every
+//! disarmed fd is either reported by this wait or on the list. The re-arm runs before every
+//! block of a wait, not only at its start, so no disarmed fd is left deaf while the wait
+//! sleeps.
+//!
 //! An event can therefore never be lost: it happens either while armed (a signal) or while
-//! disarmed, in which case the re-check of step 1 or 3 sees it. Reports are level-like across
+//! disarmed, in which case the re-check of step 1 or 3 sees it. (The property test in
+//! `core/tests/poll_property.rs` checks this against epoll.) Reports are level-like across
 //! waits (an fd that stays ready is reported on each wait, like level-triggered epoll) but cost
 //! nothing while the fd is untouched by the kernel.
 //!
@@ -72,38 +80,47 @@ pub(crate) fn delivered(rt: &mut RtSig, fd: RawFd, st: &mut Stats) -> Result<()>
     Ok(())
 }
 
+/// A candidate of this wait was not reported (not ready when checked, or beyond the caller's
+/// capacity and carried in `pending`): if it is disarmed, it goes back on the re-arm list, or
+/// it would never queue a signal again.
+pub(crate) fn not_reported(rt: &mut RtSig, fd: RawFd) {
+    if let Some(r) = rt.regs.get(fd) {
+        if r.fasync && r.enabled && !r.armed {
+            rt.delivered.push(fd);
+        }
+    }
+}
+
 /// Re-arms the fds delivered by the previous wait (steps 1-3 of the module docs); those
 /// found ready become candidates of this wait.
 pub(crate) fn rearm(rt: &mut RtSig, st: &mut Stats) -> Result<()> {
-    let list = std::mem::take(&mut rt.delivered);
+    let mut list = std::mem::take(&mut rt.delivered);
+    list.retain(|&fd| rt.regs.get(fd).is_some_and(|r| r.enabled && !r.armed));
+    list.dedup();
+    // The checks go through the poller's duplicates (`RtSig` docs); `list[i]` is `pfds[i]`'s fd.
     let mut pfds: Vec<libc::pollfd> = list
         .iter()
-        .filter_map(|&fd| {
-            let r = rt.regs.get(fd)?;
-            (r.enabled && !r.armed).then(|| libc::pollfd {
-                fd,
-                events: r.interest.poll_bits(),
-                revents: 0,
-            })
-        })
+        .map(|&fd| rt.pollfd(fd, |r| r.interest.poll_bits()))
         .collect();
     // 1. Still ready: report again, stay disarmed.
     poll_now(&mut pfds, st)?;
     let mut armed = Vec::new();
-    for p in &pfds {
+    let mut armed_fds = Vec::new();
+    for (p, &fd) in pfds.iter().zip(&list) {
         if p.revents != 0 {
-            rt.add_cand(p.fd);
+            rt.add_cand(fd);
         } else {
             // 2. Arm.
-            rt.set_async(p.fd, true, st)?;
+            rt.set_async(fd, true, st)?;
             armed.push(libc::pollfd { revents: 0, ..*p });
+            armed_fds.push(fd);
         }
     }
     // 3. Ready between 1 and 2: possibly no signal; report now.
     poll_now(&mut armed, st)?;
-    for p in &armed {
+    for (p, &fd) in armed.iter().zip(&armed_fds) {
         if p.revents != 0 {
-            rt.add_cand(p.fd);
+            rt.add_cand(fd);
         }
     }
     Ok(())

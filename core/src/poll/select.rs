@@ -4,11 +4,16 @@
 //! `select` has no hang-up or error bits: a hang-up shows as readable, an error as readable
 //! and/or writable, as the kernel reports them (the exception set means out-of-band data, not
 //! errors, and is not used).
+//!
+//! A registered fd closed before it was deregistered makes `select` fail with `EBADF`; the
+//! wait then finds the closed fds (`fcntl(F_GETFD)` on each), reports them with `error`, as
+//! the `poll` backend reports `POLLNVAL`, and checks the others again without blocking, so
+//! one stale fd does not starve the live ones. Registration checks that the fd is open.
 
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use super::{Error, Event, Interest, Result, Selector, Stats, Table};
+use super::{Error, Event, Interest, Result, Selector, Stats, Table, check_open};
 use crate::sys::poll as sys;
 
 #[derive(Debug, Clone, Copy)]
@@ -42,8 +47,18 @@ fn check(fd: RawFd) -> Result<()> {
 }
 
 impl Selector for Select {
-    fn register(&mut self, fd: RawFd, token: u64, interest: Interest, _: &mut Stats) -> Result<()> {
+    fn register(
+        &mut self,
+        fd: RawFd,
+        token: u64,
+        interest: Interest,
+        st: &mut Stats,
+    ) -> Result<()> {
         check(fd)?;
+        if self.regs.get(fd).is_some() {
+            return Err(Error::AlreadyRegistered(fd));
+        }
+        check_open(fd, st)?;
         self.regs.insert(
             fd,
             Reg {
@@ -75,23 +90,49 @@ impl Selector for Select {
         timeout: Option<Duration>,
         st: &mut Stats,
     ) -> Result<()> {
-        let (mut r, mut w, mut e) = (sys::fd_set_new(), sys::fd_set_new(), sys::fd_set_new());
-        let mut nfds = 0;
-        for (fd, reg) in self.regs.iter().filter(|(_, g)| g.enabled) {
-            if reg.interest.readable {
-                sys::fd_set_add(&mut r, fd);
+        // Registered fds found closed (select fails the whole call with EBADF for one): they
+        // are left out of the sets and reported with `error`, as poll() reports POLLNVAL.
+        let mut closed: Vec<RawFd> = Vec::new();
+        let (r, w, nfds) = loop {
+            let (mut r, mut w, mut e) = (sys::fd_set_new(), sys::fd_set_new(), sys::fd_set_new());
+            let mut nfds = 0;
+            for (fd, reg) in self.regs.iter().filter(|(_, g)| g.enabled) {
+                nfds = fd + 1;
+                if closed.contains(&fd) {
+                    continue;
+                }
+                if reg.interest.readable {
+                    sys::fd_set_add(&mut r, fd);
+                }
+                if reg.interest.writable {
+                    sys::fd_set_add(&mut w, fd);
+                }
             }
-            if reg.interest.writable {
-                sys::fd_set_add(&mut w, fd);
+            // With closed fds to report, only check the others.
+            let t = if closed.is_empty() {
+                timeout
+            } else {
+                Some(Duration::ZERO)
+            };
+            st.syscalls += 1;
+            match sys::select(nfds, &mut r, &mut w, &mut e, t) {
+                Ok(0) if closed.is_empty() => return Ok(()),
+                Ok(_) => break (r, w, nfds),
+                Err(err) if err.raw_os_error() == Some(libc::EBADF) => {
+                    let before = closed.len();
+                    for (fd, _) in self.regs.iter().filter(|(_, g)| g.enabled) {
+                        st.syscalls += 1;
+                        if !closed.contains(&fd) && sys::check_open(fd).is_err() {
+                            closed.push(fd);
+                        }
+                    }
+                    if closed.len() == before {
+                        return Err(Error::io("select", None, err));
+                    }
+                }
+                Err(err) => return Err(Error::io("select", None, err)),
             }
-            nfds = fd + 1;
-        }
-        st.syscalls += 1;
-        let n = sys::select(nfds, &mut r, &mut w, &mut e, timeout)
-            .map_err(|err| Error::io("select", None, err))?;
-        if n == 0 {
-            return Ok(());
-        }
+        };
         // Start at the fd where the last full wait stopped, so that with more ready fds than
         // `cap` the high ones are not starved.
         let start = self.next_fd;
@@ -102,19 +143,20 @@ impl Selector for Select {
             .filter(|(fd, g)| *fd < nfds && g.enabled)
             .partition(|(fd, _)| *fd >= start);
         for (fd, reg) in high.into_iter().chain(low) {
-            let ready = sys::fd_set_has(&r, fd) || sys::fd_set_has(&w, fd);
+            let error = closed.contains(&fd);
+            let ready = error || sys::fd_set_has(&r, fd) || sys::fd_set_has(&w, fd);
             if ready && out.len() == cap {
                 self.next_fd = fd;
                 break;
             }
             let ev = Event {
                 token: reg.token,
-                readable: sys::fd_set_has(&r, fd),
-                writable: sys::fd_set_has(&w, fd),
+                readable: !error && sys::fd_set_has(&r, fd),
+                writable: !error && sys::fd_set_has(&w, fd),
                 hangup: false,
-                error: false,
+                error,
             };
-            if ev.readable || ev.writable {
+            if ready {
                 if reg.interest.oneshot {
                     reg.enabled = false;
                 }

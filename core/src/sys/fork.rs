@@ -72,6 +72,13 @@ pub(crate) fn generation() -> u32 {
     GENERATION.load(Ordering::Relaxed)
 }
 
+/// The fork generation of this process, with the fork handlers registered (so that a child
+/// forked from now on sees a new generation): what a handle records when it is made.
+pub(crate) fn watch() -> u32 {
+    ensure_handlers();
+    generation()
+}
+
 /// Held while a role's liveness descriptor is opened, locked and registered: fork waits for it.
 pub(crate) struct Guard(());
 

@@ -180,16 +180,52 @@ pub(crate) fn set_fl(fd: RawFd, flags: libc::c_int) -> io::Result<()> {
     Ok(())
 }
 
+/// `fcntl(fd, F_GETFD)`: fails with `EBADF` when `fd` is not an open descriptor.
+pub(crate) fn check_open(fd: RawFd) -> io::Result<()> {
+    syscall!(fcntl(fd, libc::F_GETFD))?;
+    Ok(())
+}
+
+/// `fcntl(fd, F_DUPFD_CLOEXEC, 0)`: a new descriptor for the same open file description.
+pub(crate) fn dup_cloexec(fd: RawFd) -> io::Result<OwnedFd> {
+    let new = syscall!(fcntl(fd, libc::F_DUPFD_CLOEXEC, 0))?;
+    // SAFETY: a fresh descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
 // Linux values (asm-generic/fcntl.h); the libc crate does not export them for glibc.
 const F_SETSIG: libc::c_int = 10;
+const F_GETSIG: libc::c_int = 11;
 const F_SETOWN_EX: libc::c_int = 15;
+const F_GETOWN_EX: libc::c_int = 16;
 const F_OWNER_TID: libc::c_int = 0;
 
-/// `struct f_owner_ex`.
+/// `struct f_owner_ex`: who receives an open file's I/O signals.
 #[repr(C)]
-struct FOwnerEx {
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct FOwnerEx {
     type_: libc::c_int,
     pid: libc::pid_t,
+}
+
+/// `fcntl(fd, F_GETSIG)`: the signal sent for signal-driven I/O (0: `SIGIO`).
+pub(crate) fn get_sig(fd: RawFd) -> io::Result<libc::c_int> {
+    syscall!(fcntl(fd, F_GETSIG))
+}
+
+/// `fcntl(fd, F_GETOWN_EX)`: the owner of the open file's signals.
+pub(crate) fn get_owner(fd: RawFd) -> io::Result<FOwnerEx> {
+    let mut owner = FOwnerEx::default();
+    // SAFETY: `owner` is a live, writable `struct f_owner_ex` for the duration of the call.
+    syscall!(fcntl(fd, F_GETOWN_EX, &mut owner as *mut FOwnerEx))?;
+    Ok(owner)
+}
+
+/// `fcntl(fd, F_SETOWN_EX, owner)`: puts back an owner read by [`get_owner`].
+pub(crate) fn set_owner(fd: RawFd, owner: FOwnerEx) -> io::Result<()> {
+    // SAFETY: `owner` is a live `struct f_owner_ex` for the duration of the call.
+    syscall!(fcntl(fd, F_SETOWN_EX, &owner as *const FOwnerEx))?;
+    Ok(())
 }
 
 /// `fcntl(fd, F_SETSIG, sig)`: signal-driven I/O on `fd` raises `sig` with `si_fd` set.
@@ -203,13 +239,13 @@ pub(crate) fn set_sig(fd: RawFd, sig: libc::c_int) -> io::Result<()> {
 
 /// `fcntl(fd, F_SETOWN_EX, {F_OWNER_TID, tid})`: signals for `fd` go to thread `tid` only.
 pub(crate) fn set_owner_tid(fd: RawFd, tid: u32) -> io::Result<()> {
-    let owner = FOwnerEx {
-        type_: F_OWNER_TID,
-        pid: tid as libc::pid_t,
-    };
-    // SAFETY: `owner` is a live `struct f_owner_ex` for the duration of the call.
-    syscall!(fcntl(fd, F_SETOWN_EX, &owner as *const FOwnerEx))?;
-    Ok(())
+    set_owner(
+        fd,
+        FOwnerEx {
+            type_: F_OWNER_TID,
+            pid: tid as libc::pid_t,
+        },
+    )
 }
 
 /// A signal set holding `sigs`.

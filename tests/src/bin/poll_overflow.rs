@@ -63,7 +63,10 @@ fn main() {
     let backend = Backend::from_name(args.get(1).map_or("rtsig", |s| s)).expect("backend name");
     let n: usize = args.get(2).map_or(1000, |s| s.parse().unwrap());
     let limit: u64 = args.get(3).map_or(32, |s| s.parse().unwrap());
-    set_limit(libc::RLIMIT_NOFILE, 2 * n as u64 + 256, None);
+    // Two per socket pair, and one more per registration: the RT-signal backends keep a
+    // duplicate of every registered fd (core/src/poll/rtsig.rs, "What belongs to the open
+    // file").
+    set_limit(libc::RLIMIT_NOFILE, 3 * n as u64 + 256, None);
     // The limit counts the queued signals of every process of this user: if others hold
     // many, leave room for ours (the printed `limit` is what was set).
     let base = sigq();
