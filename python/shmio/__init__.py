@@ -43,6 +43,8 @@ from ._errors import (
     NotRegistered,
     OutOfBounds,
     RtSigInUse,
+    FileInUse,
+    WakerExists,
     ReentrantCall,
     Torn,
     WrongThread,
@@ -130,6 +132,8 @@ __all__ = [
     "NotRegistered",
     "WrongThread",
     "RtSigInUse",
+    "FileInUse",
+    "WakerExists",
     "ReentrantCall",
 ]
 

@@ -35,6 +35,8 @@ __all__ = [
     "NotRegistered",
     "WrongThread",
     "RtSigInUse",
+    "FileInUse",
+    "WakerExists",
     "ReentrantCall",
 ]
 
@@ -183,6 +185,21 @@ class WrongThread(ShmioError):
 
 class RtSigInUse(ShmioError):
     """This thread already has an RT-signal poller (they would share the signal)."""
+
+
+class FileInUse(ShmioError):
+    """RT-signal backends: the file behind ``fd`` is signal-driven already (another RT-signal
+    poller has it: in another thread or process, or this one through a ``dup``); registering
+    it would silently take all of its signals from that poller."""
+
+    fd: int
+
+
+class WakerExists(ShmioError):
+    """The poller has a waker already, with another ``token``: a poller has one waker (ask
+    for it again with the same token)."""
+
+    token: int
 
 
 class ReentrantCall(ShmioError, RuntimeError):

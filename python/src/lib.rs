@@ -212,6 +212,9 @@ impl From<poll::Error> for ErrDesc {
                 .attr("owner", *owner)
                 .attr("caller", *caller),
             E::RtSigInUse => d("RtSigInUse"),
+            E::FileInUse(fd) => d("FileInUse").attr("fd", *fd),
+            E::WakerExists { token } => d("WakerExists").attr("token", *token),
+            E::Forked => ErrDesc::new("InvalidArgument", POLLER_FORKED.to_string()),
             E::Interrupted => d("Interrupted"),
             E::Io { source, .. } => ErrDesc::io(msg.clone(), source, None),
             _ => d("ShmioError"),
@@ -2403,7 +2406,8 @@ impl PyPoller {
     }
 
     /// A waker: `wake()` from any thread makes `poll` return an event with `token`. A poller
-    /// has one waker; a second call replaces the first.
+    /// has one waker: asking again with the same token gives another handle to it, another
+    /// token raises `WakerExists`.
     fn waker(&self, py: Python<'_>, token: u64) -> PyResult<PyWaker> {
         let token = token_arg(py, token)?;
         let mut g = self.lock(py)?;

@@ -119,6 +119,48 @@ def test_rtsig_poller_is_bound_to_its_thread(pair) -> None:
             Poller("rtsig")
 
 
+@pytest.mark.parametrize("backend", ["epoll", "rtsig"])
+def test_a_poller_has_one_waker(backend: str) -> None:
+    with Poller(backend) as p:
+        w = p.waker(5)
+        again = p.waker(5)  # the same waker, another handle
+        with pytest.raises(shmio.WakerExists) as e:
+            p.waker(6)
+        assert e.value.token == 5
+        again.wake()
+        assert [ev.token for ev in p.poll(30)] == [5]
+        w.wake()
+        assert [ev.token for ev in p.poll(30)] == [5]
+
+
+@pytest.mark.parametrize("backend", ["rtsig", "rtsig-onefd"])
+def test_a_socket_in_another_threads_rt_poller_is_refused(backend: str, pair) -> None:
+    a, b = pair
+    ready = threading.Event()
+    done = threading.Event()
+    heard: list[list[int]] = []
+
+    def first() -> None:
+        with Poller(backend) as p:
+            p.register(a, 1)
+            ready.set()
+            done.wait(30)
+            heard.append([ev.token for ev in p.poll(30)])
+
+    t = threading.Thread(target=first)
+    t.start()
+    assert ready.wait(30)
+    try:
+        with Poller(backend) as p2, pytest.raises(shmio.FileInUse) as e:
+            p2.register(a, 2)
+        assert e.value.fd == a.fileno()
+    finally:
+        b.send(b"x")
+        done.set()
+        t.join(30)
+    assert heard == [[1]], "the first poller no longer hears its socket"
+
+
 BLOCKED_POLL = """
 import socket, sys, shmio
 a, b = socket.socketpair()
