@@ -63,6 +63,9 @@ impl std::fmt::Debug for Consumer {
 impl Consumer {
     /// Opens a queue as a new consumer starting at `start`.
     pub fn open(name: &str, start: Start) -> Result<Consumer> {
+        // Held from the open to the registration of the descriptor that carries our liveness
+        // lock: a fork in between would leave the child an unregistered copy of it.
+        let guard = fork::guard();
         let shared = Arc::new(Shared::open(&resolve(name)?)?);
         let poll = Arc::new(PollState {
             efd: OnceLock::new(),
@@ -71,7 +74,6 @@ impl Consumer {
         });
         let max = shared.layout.max_consumers;
         let mut claimed = None;
-        let guard = fork::guard();
         for i in 0..max {
             // The slot's liveness lock first: while we hold it no live consumer is in the slot,
             // so a word showing a live holder is a leftover (a lost death or a scribble).

@@ -11,6 +11,7 @@
 //! once, validated, and only the local copy ([`Layout`]) is used to compute addresses after that.
 
 use std::fs::File;
+use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -345,18 +346,25 @@ pub(crate) struct Shared {
     pub(crate) layout: Layout,
     pub(crate) path: PathBuf,
     /// This handle's own open file description: it carries the handle's liveness lock (see
-    /// `sys::ofd`) and is the only descriptor of that description.
-    file: File,
+    /// `sys::ofd`) and is the only descriptor of that description. Closed in `drop`, under
+    /// the fork guard.
+    file: ManuallyDrop<File>,
     /// Entry in the fork table (`sys::fork`) once the description carries a lock.
     fork_entry: AtomicUsize,
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        // Unregistered and closed under one guard: a fork between the two would leave the
+        // child an unregistered copy of a descriptor that carries a liveness lock.
+        let guard = fork::guard();
         let e = *self.fork_entry.get_mut();
         if e != NO_ENTRY {
-            fork::unregister(e);
+            fork::unregister(&guard, e);
         }
+        // SAFETY: `file` is not used after this, and this is its only drop.
+        unsafe { ManuallyDrop::drop(&mut self.file) };
+        drop(guard);
     }
 }
 
@@ -401,7 +409,7 @@ impl Shared {
             layout,
             path: path.to_path_buf(),
             watch,
-            file,
+            file: ManuallyDrop::new(file),
             fork_entry: AtomicUsize::new(NO_ENTRY),
         };
         layout.write(&shared.header().config.0);
@@ -445,7 +453,7 @@ impl Shared {
             layout,
             path: path.to_path_buf(),
             watch,
-            file,
+            file: ManuallyDrop::new(file),
             fork_entry: AtomicUsize::new(NO_ENTRY),
         })
     }
@@ -502,7 +510,7 @@ impl Shared {
 
     /// Whether another handle holds the liveness lock on `byte` (see `sys::ofd`).
     pub(crate) fn role_held(&self, byte: i64) -> bool {
-        ofd::held_elsewhere(&self.file, byte)
+        ofd::held_elsewhere(&*self.file, byte)
     }
 
     /// [`Error::Corrupt`] once the file shrank under the mapping (a page past its new end was

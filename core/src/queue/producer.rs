@@ -55,10 +55,18 @@ impl Producer {
     /// (anything containing `/`). The file gets `opts.mode` (0600 by default) exactly.
     pub fn create(name: &str, opts: &QueueOptions) -> Result<Producer> {
         let path = resolve(name)?;
+        // Held until the last descriptor of the new file that is not registered to be closed
+        // in forked children (the temporary file's own) is closed: a fork meanwhile would
+        // leave the child a copy of it, carrying the producer's liveness lock.
+        let guard = fork::guard();
         let (shared, tmp) = Shared::create_tmp(&path, opts)?;
         // On failure, dropping `tmp` removes the unpublished file.
-        let producer = Producer::claim(Arc::new(shared))?;
-        link_into_place(tmp, &path)?;
+        let producer = Producer::claim(Arc::new(shared), &guard)?;
+        let linked = link_into_place(tmp, &path);
+        // Released before a failed producer is dropped: its keeper thread may drop the last
+        // reference to the mapping, which takes the guard, while we wait for it to end.
+        drop(guard);
+        linked?;
         Ok(producer)
     }
 
@@ -66,17 +74,18 @@ impl Producer {
     /// [`Error::ProducerExists`] while a live producer holds it. Writing resumes at the head:
     /// a record the previous producer had not committed is overwritten, never delivered.
     pub fn open(name: &str) -> Result<Producer> {
+        // Held from the open to the registration of the descriptor (see `create`).
+        let guard = fork::guard();
         let shared = Shared::open(&resolve(name)?)?;
-        Producer::claim(Arc::new(shared))
+        Producer::claim(Arc::new(shared), &guard)
     }
 
-    fn claim(shared: Arc<Shared>) -> Result<Producer> {
+    fn claim(shared: Arc<Shared>, guard: &fork::Guard) -> Result<Producer> {
         let h = shared.header();
-        let guard = fork::guard();
         // The liveness lock decides who may produce: the kernel drops it only once a dead
         // producer's words are marked, so holding it proves no live producer exists, whatever
         // the words show (a leftover id from a lost death, or a scribble).
-        if !shared.lock_role(&guard, PRODUCER_BYTE)? {
+        if !shared.lock_role(guard, PRODUCER_BYTE)? {
             return Err(Error::ProducerExists {
                 pid: h.owner.0.pid.load(Ordering::Relaxed),
             });
@@ -99,7 +108,6 @@ impl Producer {
                 return Err(Error::io("spawn keeper thread", None, e));
             }
         };
-        drop(guard);
         h.owner.0.pid.store(crate::sys::getpid(), Ordering::Relaxed);
         h.owner.0.generation.fetch_add(1, Ordering::SeqCst);
         let mut next = h.prod.0.head.load(Ordering::SeqCst);

@@ -80,18 +80,32 @@ pub(crate) fn watch() -> u32 {
 }
 
 /// Held while a role's liveness descriptor is opened, locked and registered: fork waits for it.
+/// Re-entrant within a thread (a handle dropped on a failure path while its creator holds the
+/// guard unregisters its descriptor under the same guard).
 pub(crate) struct Guard(());
+
+std::thread_local! {
+    /// How many [`Guard`]s this thread holds.
+    static DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
 
 /// Takes the fork guard (and registers the fork handlers the first time).
 pub(crate) fn guard() -> Guard {
     ensure_handlers();
-    acquire();
+    if DEPTH.get() == 0 {
+        acquire();
+    }
+    DEPTH.set(DEPTH.get() + 1);
     Guard(())
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        GUARD.store(0, Ordering::Release);
+        let depth = DEPTH.get() - 1;
+        DEPTH.set(depth);
+        if depth == 0 {
+            GUARD.store(0, Ordering::Release);
+        }
     }
 }
 
@@ -104,8 +118,9 @@ pub(crate) fn register(_guard: &Guard, fd: i32) -> Option<usize> {
     })
 }
 
-/// Removes a registration before its descriptor is closed.
-pub(crate) fn unregister(entry: usize) {
-    let _g = guard();
+/// Removes a registration. Call with the [`guard`] held, and close the descriptor before
+/// releasing it: a fork in between would leave the child an unregistered copy, which keeps the
+/// description's liveness lock alive for as long as the child lives.
+pub(crate) fn unregister(_guard: &Guard, entry: usize) {
     FDS[entry].store(-1, Ordering::Relaxed);
 }

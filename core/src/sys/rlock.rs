@@ -235,10 +235,12 @@ impl Drop for Keeper {
         match std::mem::replace(&mut self.desc, Desc::Owner(-1)) {
             // Closing our own description drops its lock.
             Desc::Own(fd, entry) => {
+                let guard = fork::guard();
                 if let Some(e) = entry {
-                    fork::unregister(e);
+                    fork::unregister(&guard, e);
                 }
                 drop(fd);
+                drop(guard);
             }
             Desc::Owner(fd) => {
                 // SAFETY: as in `fd()`.
