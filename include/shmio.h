@@ -1335,7 +1335,9 @@ enum shmio_status shmio_region_data(const struct shmio_region *r, void **ptr_out
  * Writes `len` bytes from `data` at `offset` so that no reader ever sees them half-done, and
  * moves the version (`*version_out`, if not NULL, receives the new one). Writers in every
  * process are serialised by a robust lock; this blocks while another writer holds it. A
- * range past the end -> `SHMIO_ERR_INVALID_ARGUMENT`. `data` may be NULL only if `len` is 0.
+ * range past the end -> `SHMIO_ERR_INVALID_ARGUMENT`. `data` may be NULL only if `len` is 0;
+ * `data` inside this region's own mapping (from `shmio_region_data`) ->
+ * `SHMIO_ERR_INVALID_ARGUMENT` (copy through a separate buffer).
  *
  * Ownership: `data` is only read during the call. Blocking: briefly, behind other writers.
  * Thread-safe.
@@ -1354,7 +1356,8 @@ enum shmio_status shmio_region_write(const struct shmio_region *r,
  * Copies `len` bytes at `offset` into `buf`, consistently: never a mix of two writes.
  * `*version_out` (if not NULL) receives the version the copy belongs to. A range that
  * overlaps data whose writer died mid-write -> `SHMIO_ERR_TORN` (until rewritten); past the
- * end -> `SHMIO_ERR_INVALID_ARGUMENT`. `buf` may be uninitialised, and NULL only if `len` is 0.
+ * end -> `SHMIO_ERR_INVALID_ARGUMENT`. `buf` may be uninitialised, and NULL only if `len` is 0;
+ * `buf` inside this region's own mapping -> `SHMIO_ERR_INVALID_ARGUMENT`.
  *
  * Ownership: `buf` is the caller's. Blocking: spins briefly while a write is in progress,
  * then sleeps until it ends. Never blocks writers. Thread-safe.

@@ -252,7 +252,9 @@ pub unsafe extern "C" fn shmio_region_data(
 /// Writes `len` bytes from `data` at `offset` so that no reader ever sees them half-done, and
 /// moves the version (`*version_out`, if not NULL, receives the new one). Writers in every
 /// process are serialised by a robust lock; this blocks while another writer holds it. A
-/// range past the end -> `SHMIO_ERR_INVALID_ARGUMENT`. `data` may be NULL only if `len` is 0.
+/// range past the end -> `SHMIO_ERR_INVALID_ARGUMENT`. `data` may be NULL only if `len` is 0;
+/// `data` inside this region's own mapping (from `shmio_region_data`) ->
+/// `SHMIO_ERR_INVALID_ARGUMENT` (copy through a separate buffer).
 ///
 /// Ownership: `data` is only read during the call. Blocking: briefly, behind other writers.
 /// Thread-safe.
@@ -277,6 +279,7 @@ pub unsafe extern "C" fn shmio_region_write(
             &[]
         } else {
             let data = non_null_const(data, "data")?;
+            refuse_overlap(r, data.as_ptr().cast::<u8>(), len, "data")?;
             // SAFETY: not NULL, readable for `len <= isize::MAX` bytes, unchanged during the
             // call (contract).
             unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), len) }
@@ -288,10 +291,23 @@ pub unsafe extern "C" fn shmio_region_write(
     })
 }
 
+/// A caller's buffer inside the region's own mapping (from `shmio_region_data`) would make the
+/// consistent copy read or write the very bytes it changes (and, in Rust, two overlapping
+/// slices): refused with a clear error, before any slice is made.
+fn refuse_overlap(r: &shmio_region, ptr: *const u8, len: usize, what: &str) -> Result<()> {
+    if r.inner.overlaps_mapping(ptr, len) {
+        return Err(Failure::invalid(format!(
+            "`{what}` lies inside this region's own mapping: copy through a separate buffer"
+        )));
+    }
+    Ok(())
+}
+
 /// Copies `len` bytes at `offset` into `buf`, consistently: never a mix of two writes.
 /// `*version_out` (if not NULL) receives the version the copy belongs to. A range that
 /// overlaps data whose writer died mid-write -> `SHMIO_ERR_TORN` (until rewritten); past the
-/// end -> `SHMIO_ERR_INVALID_ARGUMENT`. `buf` may be uninitialised, and NULL only if `len` is 0.
+/// end -> `SHMIO_ERR_INVALID_ARGUMENT`. `buf` may be uninitialised, and NULL only if `len` is 0;
+/// `buf` inside this region's own mapping -> `SHMIO_ERR_INVALID_ARGUMENT`.
 ///
 /// Ownership: `buf` is the caller's. Blocking: spins briefly while a write is in progress,
 /// then sleeps until it ends. Never blocks writers. Thread-safe.
@@ -316,6 +332,7 @@ pub unsafe extern "C" fn shmio_region_read(
             &mut []
         } else {
             let buf = non_null(buf, "buf")?;
+            refuse_overlap(r, buf.as_ptr().cast::<u8>(), len, "buf")?;
             // SAFETY: not NULL, writable for `len <= isize::MAX` bytes, not otherwise accessed
             // during the call (contract); it may be uninitialised, which `MaybeUninit` allows.
             unsafe { std::slice::from_raw_parts_mut(buf.as_ptr().cast::<MaybeUninit<u8>>(), len) }

@@ -188,3 +188,47 @@ fn torn_range_is_shmio_err_torn_with_its_range() {
         shmio_region_close(r);
     }
 }
+
+/// A buffer inside the region's own mapping (from `shmio_region_data`) given to the consistent
+/// read or write: refused before any copy (it used to make two overlapping Rust slices, one
+/// of them `&mut`, over the same bytes), and the data is unchanged.
+#[test]
+fn consistent_copies_refuse_a_buffer_inside_the_region_itself() {
+    let n = name("overlap");
+    let _u = Unlink(n.clone());
+    let (r, s) = create(&n, 8192);
+    assert_eq!(s, SHMIO_OK);
+    let (mut base, mut len) = (ptr::null_mut::<c_void>(), 0usize);
+    // SAFETY: a live handle, valid out pointers, and buffers inside the mapping (the calls
+    // must refuse them without touching them) or our own.
+    unsafe {
+        assert_eq!(shmio_region_data(r, &mut base, &mut len), SHMIO_OK);
+        assert_eq!(
+            shmio_region_write(r, 0, b"12345678".as_ptr().cast(), 8, ptr::null_mut()),
+            SHMIO_OK
+        );
+        let inside = base.cast::<u8>().add(100).cast::<c_void>();
+        assert_eq!(
+            shmio_region_read(r, 0, inside, 8, ptr::null_mut()),
+            SHMIO_ERR_INVALID_ARGUMENT
+        );
+        assert!(crate::ffi::last_error_string().contains("own mapping"));
+        assert_eq!(
+            shmio_region_write(r, 4, base, 8, ptr::null_mut()),
+            SHMIO_ERR_INVALID_ARGUMENT
+        );
+        // The header (before the data) is part of the mapping too.
+        let header = base.cast::<u8>().sub(64).cast::<c_void>();
+        assert_eq!(
+            shmio_region_read(r, 0, header, 8, ptr::null_mut()),
+            SHMIO_ERR_INVALID_ARGUMENT
+        );
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            shmio_region_read(r, 0, buf.as_mut_ptr().cast(), 8, ptr::null_mut()),
+            SHMIO_OK
+        );
+        assert_eq!(&buf, b"12345678");
+        shmio_region_close(r);
+    }
+}

@@ -2005,9 +2005,7 @@ impl PyRegion {
 
 /// Whether `ptr..ptr+len` overlaps the region's data (a view of the region passed back in).
 fn overlaps_mapping(r: &region::Region, ptr: usize, len: usize) -> bool {
-    let start = r.as_ptr() as usize;
-    let end = start + r.len();
-    len != 0 && ptr < end && ptr + len > start
+    r.overlaps_mapping(ptr as *const u8, len)
 }
 
 // ---------------------------------------------------------------------------------------------

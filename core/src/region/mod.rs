@@ -443,6 +443,16 @@ impl Region {
         self.size as usize
     }
 
+    /// Whether `len` bytes at `ptr` share a byte with this handle's mapping (header or data):
+    /// such memory cannot be the caller's side of a consistent copy (the copy would read or
+    /// write the very bytes it changes). Only addresses are compared; nothing is accessed.
+    pub fn overlaps_mapping(&self, ptr: *const u8, len: usize) -> bool {
+        let start = self.map.as_ptr() as usize;
+        let end = start + self.map.len();
+        let p = ptr as usize;
+        len != 0 && p < end && p.saturating_add(len) > start
+    }
+
     /// Always false: a region has at least one byte.
     pub fn is_empty(&self) -> bool {
         false
