@@ -423,33 +423,30 @@ fn supported(sys: Sys, size: usize) -> bool {
 /// The ceiling for large records: single-core memcpy of `size`-byte records into a 4 MiB ring
 /// of destinations (cache-resident, as a consumer's buffer would be).
 fn memcpy_gbps(size: usize) -> f64 {
-    let src = vec![7u8; size];
-    let mut dst = vec![0u8; (4 << 20).max(size)];
-    let slots = dst.len() / size;
-    let n = ((1u64 << 31) / size as u64).max(1000);
-    let t = Instant::now();
-    for i in 0..n {
-        let off = (i as usize % slots) * size;
-        dst[off..off + size].copy_from_slice(&src);
-        std::hint::black_box(&mut dst);
-    }
-    n as f64 * size as f64 / t.elapsed().as_secs_f64() / 1e9
+    copy_gbps(size, |src, dst| dst.copy_from_slice(src))
 }
 
 /// The same loop through shmio's byte-wise atomic copy (`shmio::racy`), which every read of
 /// memory another process may be writing goes through (`recv` in overwrite mode, region
 /// reads): its cost against `memcpy_gbps` is what soundness costs.
 fn racy_copy_gbps(size: usize) -> f64 {
+    copy_gbps(size, |src, dst| {
+        // SAFETY: `src` is valid for its length and not written during the copy.
+        let view = unsafe { shmio::racy::RacyBytes::from_raw_parts(src.as_ptr(), src.len()) };
+        view.copy_to(dst);
+    })
+}
+
+/// GB/s of `copy` moving `size`-byte records into a 4 MiB ring of destinations.
+fn copy_gbps(size: usize, copy: impl Fn(&[u8], &mut [u8])) -> f64 {
     let src = vec![7u8; size];
-    // SAFETY: `src` is valid for `size` bytes and outlives the view; nothing writes it.
-    let view = unsafe { shmio::racy::RacyBytes::from_raw_parts(src.as_ptr(), size) };
     let mut dst = vec![0u8; (4 << 20).max(size)];
     let slots = dst.len() / size;
     let n = ((1u64 << 31) / size as u64).max(1000);
     let t = Instant::now();
     for i in 0..n {
         let off = (i as usize % slots) * size;
-        view.copy_to(&mut dst[off..off + size]);
+        copy(&src, &mut dst[off..off + size]);
         std::hint::black_box(&mut dst);
     }
     n as f64 * size as f64 / t.elapsed().as_secs_f64() / 1e9
