@@ -36,7 +36,7 @@ pub mod region {
     pub(crate) mod seqlock;
 }
 #[cfg(not(loom))]
-pub(crate) mod shmfile;
+pub(crate) mod shm;
 pub(crate) mod sync;
 #[cfg(not(loom))]
 pub(crate) mod sys;

@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use memmap2::{MmapOptions, MmapRaw};
 
 use super::{Error, Policy, QueueOptions};
-use crate::shmfile::{self, TmpFile};
+use crate::shm::file::{self as shmfile, TmpFile};
+use crate::shm::header::{Format, Prefix};
 use crate::sys::{fork, ofd, sigbus};
 
 /// `"SHMIOQ\0\x01"` read as a little-endian u64.
@@ -46,16 +47,20 @@ pub(crate) const CONSUMER_STRIDE: u64 = 128;
 /// Slots start on a page boundary.
 const PAGE: u64 = 4096;
 
-/// One group of fields written by the same party, alone on its 128-byte line.
-#[repr(C, align(128))]
-pub(crate) struct Line<T>(pub(crate) T);
+pub(crate) use crate::shm::header::Line;
+
+/// What a queue file's prefix says.
+const FORMAT: Format = Format {
+    magic: MAGIC,
+    version: LAYOUT_VERSION,
+    header_size: std::mem::size_of::<Header>() as u32,
+    kind: "queue",
+};
 
 /// Written once at creation, read once at open.
 #[repr(C)]
 pub(crate) struct Config {
-    pub(crate) magic: AtomicU64,
-    pub(crate) layout_version: AtomicU32,
-    pub(crate) header_size: AtomicU32,
+    pub(crate) prefix: Prefix,
     pub(crate) policy: AtomicU32,
     pub(crate) slot_count: AtomicU32,
     pub(crate) slot_size: AtomicU32,
@@ -223,26 +228,7 @@ impl Layout {
     /// Copies the configuration out of a mapped header and checks every field against the
     /// geometry it implies and against the file's actual size.
     pub(crate) fn read(config: &Config, file_len: u64) -> Result<Layout, Error> {
-        let magic = config.magic.load(Ordering::Acquire);
-        if magic != MAGIC {
-            return Err(Error::Corrupt(format!(
-                "bad magic {magic:#018x}: not a shmio queue file"
-            )));
-        }
-        let version = config.layout_version.load(Ordering::Relaxed);
-        if version != LAYOUT_VERSION {
-            return Err(Error::VersionMismatch {
-                found: version,
-                expected: LAYOUT_VERSION,
-            });
-        }
-        let header_size = config.header_size.load(Ordering::Relaxed);
-        if u64::from(header_size) != std::mem::size_of::<Header>() as u64 {
-            return Err(Error::Corrupt(format!(
-                "header size {header_size} is not {}",
-                std::mem::size_of::<Header>()
-            )));
-        }
+        FORMAT.check(&config.prefix)?;
         let policy = match config.policy.load(Ordering::Relaxed) {
             0 => Policy::Overwrite,
             1 => Policy::BackPressure,
@@ -292,12 +278,7 @@ impl Layout {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        config
-            .layout_version
-            .store(LAYOUT_VERSION, Ordering::Relaxed);
-        config
-            .header_size
-            .store(std::mem::size_of::<Header>() as u32, Ordering::Relaxed);
+        FORMAT.write(&config.prefix);
         config.policy.store(
             match self.policy {
                 Policy::Overwrite => 0,
@@ -324,7 +305,7 @@ impl Layout {
             .store(self.slots_offset, Ordering::Relaxed);
         config.total_size.store(self.total_size, Ordering::Relaxed);
         config.created_unix_ns.store(now, Ordering::Relaxed);
-        config.magic.store(MAGIC, Ordering::Release);
+        FORMAT.publish(&config.prefix);
     }
 }
 

@@ -61,7 +61,7 @@ pub use layout::{
 pub use producer::{Producer, Reservation};
 pub use wait::BACKSTOP;
 
-use crate::shmfile;
+use crate::shm::file as shmfile;
 use crate::sys::robust::{Owner, owner_of};
 use layout::Shared;
 
@@ -287,9 +287,19 @@ impl Error {
     }
 }
 
-impl From<crate::shmfile::FileError> for Error {
-    fn from(e: crate::shmfile::FileError) -> Error {
-        use crate::shmfile::FileError as F;
+impl From<crate::shm::header::PrefixError> for Error {
+    fn from(e: crate::shm::header::PrefixError) -> Error {
+        use crate::shm::header::PrefixError as P;
+        match e {
+            P::Corrupt(m) => Error::Corrupt(m),
+            P::Version { found, expected } => Error::VersionMismatch { found, expected },
+        }
+    }
+}
+
+impl From<crate::shm::file::FileError> for Error {
+    fn from(e: crate::shm::file::FileError) -> Error {
+        use crate::shm::file::FileError as F;
         match e {
             F::InvalidArgument(m) => Error::InvalidArgument(m),
             F::AlreadyExists(p) => Error::AlreadyExists(p),

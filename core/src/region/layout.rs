@@ -27,14 +27,20 @@ pub const DATA_OFFSET: u64 = 4096;
 /// Largest region (1 TiB).
 pub const MAX_SIZE: u64 = 1 << 40;
 
-#[repr(C, align(128))]
-pub(crate) struct Line<T>(pub(crate) T);
+pub(crate) use crate::shm::header::Line;
+use crate::shm::header::{Format, Prefix};
+
+/// What a region file's prefix says.
+const FORMAT: Format = Format {
+    magic: MAGIC,
+    version: LAYOUT_VERSION,
+    header_size: std::mem::size_of::<Header>() as u32,
+    kind: "region",
+};
 
 #[repr(C)]
 pub(crate) struct Config {
-    pub(crate) magic: AtomicU64,
-    pub(crate) layout_version: AtomicU32,
-    pub(crate) header_size: AtomicU32,
+    pub(crate) prefix: Prefix,
     pub(crate) data_offset: AtomicU64,
     pub(crate) data_size: AtomicU64,
     pub(crate) _reserved: [AtomicU32; 2],
@@ -92,26 +98,7 @@ const _: () = assert!(std::mem::offset_of!(Header, lock) as u64 == LOCK_WORD_OFF
 
 /// Validated geometry: only the data size varies.
 pub(crate) fn validate(config: &Config, file_len: u64) -> Result<u64, Error> {
-    let magic = config.magic.load(Ordering::Acquire);
-    if magic != MAGIC {
-        return Err(Error::Corrupt(format!(
-            "bad magic {magic:#018x}: not a shmio region file"
-        )));
-    }
-    let version = config.layout_version.load(Ordering::Relaxed);
-    if version != LAYOUT_VERSION {
-        return Err(Error::VersionMismatch {
-            found: version,
-            expected: LAYOUT_VERSION,
-        });
-    }
-    let header_size = config.header_size.load(Ordering::Relaxed);
-    if u64::from(header_size) != std::mem::size_of::<Header>() as u64 {
-        return Err(Error::Corrupt(format!(
-            "header size {header_size} is not {}",
-            std::mem::size_of::<Header>()
-        )));
-    }
+    FORMAT.check(&config.prefix)?;
     let data_offset = config.data_offset.load(Ordering::Relaxed);
     if data_offset != DATA_OFFSET {
         return Err(Error::Corrupt(format!(
@@ -138,16 +125,11 @@ pub(crate) fn write_config(config: &Config, size: u64) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    config
-        .layout_version
-        .store(LAYOUT_VERSION, Ordering::Relaxed);
-    config
-        .header_size
-        .store(std::mem::size_of::<Header>() as u32, Ordering::Relaxed);
+    FORMAT.write(&config.prefix);
     config.data_offset.store(DATA_OFFSET, Ordering::Relaxed);
     config.data_size.store(size, Ordering::Relaxed);
     config.created_unix_ns.store(now, Ordering::Relaxed);
-    config.magic.store(MAGIC, Ordering::Release);
+    FORMAT.publish(&config.prefix);
 }
 
 /// The smallest range covering both (`len == 0` means empty).

@@ -85,7 +85,7 @@ use memmap2::{MmapOptions, MmapRaw};
 pub use layout::{DATA_OFFSET, LAYOUT_VERSION, LOCK_WORD_OFFSET, MAX_SIZE};
 
 use crate::racy::{RacyBytes, RacyBytesMut};
-use crate::shmfile::{self, FileError};
+use crate::shm::file::{self as shmfile, FileError};
 use crate::sys::futex::{self, WaitOutcome};
 use crate::sys::rlock::{self, Locked, RobustLock};
 use crate::vm::PageCache;
@@ -199,6 +199,16 @@ impl Error {
             }
             (io::ErrorKind::PermissionDenied, Some(p)) => Error::PermissionDenied(p),
             (_, path) => Error::Io { op, path, source },
+        }
+    }
+}
+
+impl From<crate::shm::header::PrefixError> for Error {
+    fn from(e: crate::shm::header::PrefixError) -> Error {
+        use crate::shm::header::PrefixError as P;
+        match e {
+            P::Corrupt(m) => Error::Corrupt(m),
+            P::Version { found, expected } => Error::VersionMismatch { found, expected },
         }
     }
 }
