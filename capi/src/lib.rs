@@ -22,10 +22,6 @@ mod vm;
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_files;
-#[cfg(test)]
-mod tests_region;
 
 use std::ffi::{CString, c_char};
 use std::sync::OnceLock;

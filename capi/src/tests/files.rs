@@ -65,12 +65,12 @@ impl SmallFs {
         Some(SmallFs { dir })
     }
 
-    /// Runs the child test `tests_files::NAME` on this file system with `SHMIO_TEST_HOOK` set
+    /// Runs the child test `tests::files::NAME` on this file system with `SHMIO_TEST_HOOK` set
     /// to `hooks`; asserts that it ran and passed, then that it left the file system empty.
     fn run_child(&self, name: &str, hooks: &str) {
         let out = Command::new(std::env::current_exe().unwrap())
             .args([
-                &format!("tests_files::{name}"),
+                &format!("tests::files::{name}"),
                 "--exact",
                 "--nocapture",
                 "--test-threads=1",
