@@ -10,9 +10,9 @@ use shmio_core::queue::{self, Consumer};
 
 use super::{shmio_queue_info, start_from_c};
 use crate::ffi::{
-    Out, boundary, byte_len, handle_mut, handle_ref, non_null, shmio_status, str_arg, timeout,
-    write_opt,
+    Out, boundary, byte_len, handle_mut, handle_ref, non_null, str_arg, timeout, write_opt,
 };
+use crate::status::shmio_status;
 
 /// One reader of a queue, with its own cursor (opaque). Use from one thread at a time; it may
 /// move between threads.

@@ -4,7 +4,8 @@
 
 use shmio_core::queue::{Policy, QueueInfo, QueueOptions, Start};
 
-use crate::ffi::{Failure, Out, Result, boundary, shmio_status};
+use crate::ffi::{Failure, Out, Result, boundary};
+use crate::status::shmio_status;
 
 // Declared in this order on purpose (rustfmt keeps it, since each stands alone): cbindgen
 // writes the header's functions in the order it parses them.

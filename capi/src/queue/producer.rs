@@ -8,9 +8,10 @@ use shmio_core::queue::Producer;
 
 use super::{OPTIONS_SIZE, shmio_queue_info, shmio_queue_options};
 use crate::ffi::{
-    Failure, Out, boundary, byte_len, handle_mut, handle_ref, non_null_const, shmio_status,
-    str_arg, timeout, write_opt,
+    Failure, Out, boundary, byte_len, handle_mut, handle_ref, non_null_const, str_arg, timeout,
+    write_opt,
 };
+use crate::status::shmio_status;
 
 /// The single writer of a queue (opaque). Use from one thread at a time; it may move between
 /// threads.

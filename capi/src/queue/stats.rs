@@ -5,7 +5,8 @@ use std::ffi::c_char;
 use shmio_core::queue::{self, ProducerStatus};
 
 use super::{SHMIO_PRODUCER_ALIVE, SHMIO_PRODUCER_DEAD, SHMIO_PRODUCER_NONE, policy_to_c};
-use crate::ffi::{Failure, Out, boundary, non_null, shmio_status, str_arg, write_opt};
+use crate::ffi::{Failure, Out, boundary, non_null, str_arg, write_opt};
+use crate::status::shmio_status;
 
 /// A snapshot of a queue's state (see `shmio_queue_stats_get`).
 #[repr(C)]

@@ -13,7 +13,8 @@ use std::process::Command;
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::ffi::{last_error_string, shmio_status::*};
+use crate::ffi::last_error_string;
+use crate::status::shmio_status::*;
 use crate::*;
 
 /// Set in a child run: the directory of its small tmpfs.

@@ -7,7 +7,8 @@ use std::ffi::{CStr, CString, c_char};
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::ffi::{last_error_string, shmio_status::*};
+use crate::ffi::last_error_string;
+use crate::status::shmio_status::*;
 use crate::*;
 
 mod args;

@@ -6,7 +6,8 @@ use std::ptr;
 use std::time::{Duration, Instant};
 
 use super::{Name, create, open, options};
-use crate::ffi::{last_error_string, shmio_status::*};
+use crate::ffi::last_error_string;
+use crate::status::shmio_status::*;
 use crate::*;
 
 #[test]

@@ -3,8 +3,8 @@
 use std::ffi::{CString, c_void};
 use std::ptr;
 
-use crate::ffi::shmio_status::{self, *};
 use crate::region::*;
+use crate::status::shmio_status::{self, *};
 
 fn name(tag: &str) -> CString {
     CString::new(format!("shmio-capi-region-{tag}-{}", std::process::id())).unwrap()

@@ -3,7 +3,8 @@
 use std::ptr;
 
 use super::text;
-use crate::ffi::{last_error_string, shmio_status, shmio_status::*};
+use crate::ffi::last_error_string;
+use crate::status::shmio_status::{self, *};
 use crate::*;
 
 #[test]
@@ -71,4 +72,211 @@ fn panics_become_status() {
     let st = crate::ffi::boundary("test_fn", || panic!("boom"));
     assert_eq!(st, SHMIO_ERR_PANIC);
     assert_eq!(last_error_string(), "test_fn: panic: boom");
+}
+
+#[test]
+fn core_error_kinds_map_alike_in_every_capability() {
+    use crate::status::{of_poll, of_queue, of_region, of_tqueue, of_vm};
+    use shmio_core::{poll, queue, region, tqueue, vm};
+    use std::path::PathBuf;
+    let p = || PathBuf::from("/x");
+    let s = || String::from("x");
+    let io = || std::io::Error::from_raw_os_error(libc::EIO);
+    // One row per kind: the status of that kind in every error type that has it.
+    let rows: [(&str, Vec<shmio_status>); 14] = [
+        (
+            "InvalidArgument",
+            vec![
+                of_queue(&queue::Error::InvalidArgument(s())),
+                of_region(&region::Error::InvalidArgument(s())),
+                of_vm(&vm::Error::InvalidArgument(s())),
+                of_poll(&poll::Error::InvalidArgument(s())),
+                of_tqueue(&tqueue::Error::<()>::InvalidCapacity),
+            ],
+        ),
+        (
+            "AlreadyExists",
+            vec![
+                of_queue(&queue::Error::AlreadyExists(p())),
+                of_region(&region::Error::AlreadyExists(p())),
+            ],
+        ),
+        (
+            "NotFound",
+            vec![
+                of_queue(&queue::Error::NotFound(p())),
+                of_region(&region::Error::NotFound(p())),
+            ],
+        ),
+        (
+            "PermissionDenied",
+            vec![
+                of_queue(&queue::Error::PermissionDenied(p())),
+                of_region(&region::Error::PermissionDenied(p())),
+                of_vm(&vm::Error::PermissionDenied(p())),
+            ],
+        ),
+        (
+            "Corrupt",
+            vec![
+                of_queue(&queue::Error::Corrupt(s())),
+                of_region(&region::Error::Corrupt(s())),
+            ],
+        ),
+        (
+            "VersionMismatch",
+            vec![
+                of_queue(&queue::Error::VersionMismatch {
+                    found: 1,
+                    expected: 2,
+                }),
+                of_region(&region::Error::VersionMismatch {
+                    found: 1,
+                    expected: 2,
+                }),
+            ],
+        ),
+        (
+            "NoSpace",
+            vec![
+                of_queue(&queue::Error::NoSpace {
+                    path: p(),
+                    needed: 2,
+                    available: 1,
+                }),
+                of_region(&region::Error::NoSpace {
+                    path: p(),
+                    needed: 2,
+                    available: 1,
+                }),
+            ],
+        ),
+        (
+            "WouldBlock",
+            vec![
+                of_queue(&queue::Error::WouldBlock),
+                of_region(&region::Error::WouldBlock),
+                of_tqueue(&tqueue::Error::<()>::WouldBlock(None)),
+            ],
+        ),
+        (
+            "Timeout",
+            vec![
+                of_queue(&queue::Error::Timeout),
+                of_region(&region::Error::Timeout),
+                of_tqueue(&tqueue::Error::<()>::Timeout(None)),
+            ],
+        ),
+        (
+            "Interrupted",
+            vec![
+                of_queue(&queue::Error::Interrupted),
+                of_region(&region::Error::Interrupted),
+                of_poll(&poll::Error::Interrupted),
+            ],
+        ),
+        (
+            "Closed",
+            vec![
+                of_queue(&queue::Error::Closed),
+                of_tqueue(&tqueue::Error::<()>::Closed(None)),
+            ],
+        ),
+        (
+            "Forked",
+            vec![
+                of_queue(&queue::Error::Forked),
+                of_poll(&poll::Error::Forked),
+            ],
+        ),
+        (
+            "Unsupported",
+            vec![
+                of_queue(&queue::Error::Unsupported(s())),
+                of_region(&region::Error::Unsupported(s())),
+                of_vm(&vm::Error::Unsupported(s())),
+            ],
+        ),
+        (
+            "Io",
+            vec![
+                of_queue(&queue::Error::Io {
+                    op: "op",
+                    path: None,
+                    source: io(),
+                }),
+                of_region(&region::Error::Io {
+                    op: "op",
+                    path: None,
+                    source: io(),
+                }),
+                of_vm(&vm::Error::Io {
+                    op: "op",
+                    path: None,
+                    source: io(),
+                }),
+                of_poll(&poll::Error::Io {
+                    op: "op",
+                    fd: None,
+                    source: io(),
+                }),
+            ],
+        ),
+    ];
+    for (kind, statuses) in &rows {
+        assert!(
+            statuses.windows(2).all(|w| w[0] == w[1]),
+            "{kind}: {statuses:?}"
+        );
+    }
+}
+
+#[test]
+fn kinds_of_one_capability_keep_their_documented_status() {
+    use crate::status::{of_poll, of_region, of_vm};
+    use shmio_core::{poll, region, vm};
+    // The poller's "held already" kinds, which Python reports as classes of their own, are
+    // SHMIO_ERR_ALREADY_EXISTS in C (see status.rs).
+    for e in [
+        poll::Error::AlreadyRegistered(3),
+        poll::Error::RtSigInUse,
+        poll::Error::FileInUse(3),
+        poll::Error::WakerExists { token: 1 },
+    ] {
+        assert_eq!(of_poll(&e), SHMIO_ERR_ALREADY_EXISTS, "{e:?}");
+    }
+    assert_eq!(
+        of_poll(&poll::Error::FdTooLarge { fd: 9, limit: 8 }),
+        SHMIO_ERR_INVALID_ARGUMENT
+    );
+    assert_eq!(
+        of_poll(&poll::Error::NotRegistered(3)),
+        SHMIO_ERR_NOT_REGISTERED
+    );
+    assert_eq!(
+        of_poll(&poll::Error::WrongThread {
+            owner: 1,
+            caller: 2
+        }),
+        SHMIO_ERR_WRONG_THREAD
+    );
+    assert_eq!(
+        of_region(&region::Error::OutOfBounds {
+            offset: 1,
+            len: 1,
+            size: 1
+        }),
+        SHMIO_ERR_INVALID_ARGUMENT
+    );
+    assert_eq!(
+        of_region(&region::Error::Torn { offset: 0, len: 1 }),
+        SHMIO_ERR_TORN
+    );
+    assert_eq!(
+        of_vm(&vm::Error::Parse {
+            path: "/proc/x".into(),
+            what: "x".into()
+        }),
+        SHMIO_ERR_IO
+    );
 }

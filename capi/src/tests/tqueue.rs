@@ -4,7 +4,7 @@ use std::ffi::c_void;
 use std::ptr;
 use std::time::{Duration, Instant};
 
-use crate::ffi::{shmio_status, shmio_status::*};
+use crate::status::shmio_status::{self, *};
 use crate::*;
 
 #[test]

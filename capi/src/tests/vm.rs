@@ -3,7 +3,7 @@
 use std::ffi::CString;
 use std::ptr;
 
-use crate::ffi::shmio_status::*;
+use crate::status::shmio_status::*;
 use crate::vm::*;
 
 #[test]
