@@ -1,5 +1,6 @@
-//! The plumbing every exported function shares: status codes, the thread-local last error,
-//! the panic boundary and the checked conversion of C arguments.
+//! The plumbing every exported function shares: the thread-local last error, the panic
+//! boundary and the checked conversion of C arguments. The status codes, and which one each
+//! core error is reported as, are in `status.rs`.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
@@ -16,150 +17,7 @@ use shmio_core::region;
 use shmio_core::tqueue;
 use shmio_core::vm;
 
-/// Result of every fallible shmio call. The numbers are stable and never reused.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum shmio_status {
-    /// Success.
-    SHMIO_OK = 0,
-    /// An argument was out of range or malformed (including a string that is not UTF-8).
-    SHMIO_ERR_INVALID_ARGUMENT = 1,
-    /// A required pointer argument was NULL.
-    SHMIO_ERR_NULL_POINTER = 2,
-    /// A system call failed.
-    SHMIO_ERR_IO = 3,
-    /// No queue or region by that name or path.
-    SHMIO_ERR_NOT_FOUND = 4,
-    /// A file by that name or path exists already. Poller: the fd is registered already, its
-    /// open file is in another RT-signal poller, the thread has an RT-signal poller already,
-    /// or the poller has a waker with another token.
-    SHMIO_ERR_ALREADY_EXISTS = 5,
-    /// The file's permissions refuse access (or, for a vm knob, the caller is not privileged).
-    SHMIO_ERR_PERMISSION_DENIED = 6,
-    /// The file is not a valid queue or region. From `shmio_queue_unlink` and
-    /// `shmio_region_unlink`: the file at the path is not that kind of shmio file (another
-    /// kind, a text file, a symbolic link, a directory); it was left alone.
-    SHMIO_ERR_CORRUPT = 7,
-    /// The file was made by an incompatible layout version.
-    SHMIO_ERR_VERSION_MISMATCH = 8,
-    /// Nothing to read, no space to write, right now (timeout 0).
-    SHMIO_ERR_WOULD_BLOCK = 9,
-    /// The timeout expired.
-    SHMIO_ERR_TIMEOUT = 10,
-    /// A signal interrupted a blocking wait (like EINTR); the call may be retried.
-    SHMIO_ERR_INTERRUPTED = 11,
-    /// The producer died; every record it committed has been delivered.
-    SHMIO_ERR_PRODUCER_DEAD = 12,
-    /// Closed: the producer closed the queue and every record was delivered, or the hand-off
-    /// queue is closed (and, for a pop, drained).
-    SHMIO_ERR_CLOSED = 13,
-    /// A live producer already holds the queue.
-    SHMIO_ERR_PRODUCER_EXISTS = 14,
-    /// All consumer slots are held by live consumers.
-    SHMIO_ERR_TOO_MANY_CONSUMERS = 15,
-    /// A record larger than the queue's slot size.
-    SHMIO_ERR_TOO_LARGE = 16,
-    /// The buffer cannot hold the next record; nothing was consumed.
-    SHMIO_ERR_BUFFER_TOO_SMALL = 17,
-    /// Overwrite mode: the record read in place was overwritten meanwhile (it counts as lost).
-    SHMIO_ERR_OVERRUN = 18,
-    /// The kernel lacks something shmio needs.
-    SHMIO_ERR_UNSUPPORTED = 19,
-    /// A bug: a Rust panic was caught at the C boundary. The handle involved should be closed.
-    SHMIO_ERR_PANIC = 20,
-    /// A region read overlaps data whose writer died (or failed) mid-write; it is refused until
-    /// that range is rewritten (`shmio_region_torn` tells which range).
-    SHMIO_ERR_TORN = 21,
-    /// The handle was opened by a parent of this process: handles do not survive `fork()`.
-    /// Open a new one in the child; closing the inherited one is harmless and leaves the
-    /// parent's handle alone.
-    SHMIO_ERR_FORKED = 22,
-    /// The wait was cancelled (`shmio_*_cancel`): the handle is being closed by another thread.
-    SHMIO_ERR_CANCELLED = 23,
-    /// Create: the file system cannot hold the queue or region file (the message gives the
-    /// bytes needed and available). Nothing is left behind. Blocks are reserved at creation,
-    /// so an object that was created never runs out of space later (no SIGBUS).
-    SHMIO_ERR_NO_SPACE = 24,
-    /// Poller: the fd is not registered.
-    SHMIO_ERR_NOT_REGISTERED = 30,
-    /// Poller: a call from a thread that may not make it now: an RT-signal poller waited on
-    /// from a thread other than the one that created it, or a call that overlaps another
-    /// thread's call on the same poller (see `shmio_poller`).
-    SHMIO_ERR_WRONG_THREAD = 31,
-}
-
-use shmio_status::*;
-
-impl shmio_status {
-    /// Every status, in numeric order (0..=24, then the poller's from 30).
-    pub(crate) const ALL: [shmio_status; 27] = [
-        SHMIO_OK,
-        SHMIO_ERR_INVALID_ARGUMENT,
-        SHMIO_ERR_NULL_POINTER,
-        SHMIO_ERR_IO,
-        SHMIO_ERR_NOT_FOUND,
-        SHMIO_ERR_ALREADY_EXISTS,
-        SHMIO_ERR_PERMISSION_DENIED,
-        SHMIO_ERR_CORRUPT,
-        SHMIO_ERR_VERSION_MISMATCH,
-        SHMIO_ERR_WOULD_BLOCK,
-        SHMIO_ERR_TIMEOUT,
-        SHMIO_ERR_INTERRUPTED,
-        SHMIO_ERR_PRODUCER_DEAD,
-        SHMIO_ERR_CLOSED,
-        SHMIO_ERR_PRODUCER_EXISTS,
-        SHMIO_ERR_TOO_MANY_CONSUMERS,
-        SHMIO_ERR_TOO_LARGE,
-        SHMIO_ERR_BUFFER_TOO_SMALL,
-        SHMIO_ERR_OVERRUN,
-        SHMIO_ERR_UNSUPPORTED,
-        SHMIO_ERR_PANIC,
-        SHMIO_ERR_TORN,
-        SHMIO_ERR_FORKED,
-        SHMIO_ERR_CANCELLED,
-        SHMIO_ERR_NO_SPACE,
-        SHMIO_ERR_NOT_REGISTERED,
-        SHMIO_ERR_WRONG_THREAD,
-    ];
-
-    /// The status with this number, if any.
-    pub(crate) fn from_u32(n: u32) -> Option<shmio_status> {
-        Self::ALL.iter().copied().find(|s| *s as u32 == n)
-    }
-
-    /// A short static description.
-    pub(crate) fn description(self) -> &'static CStr {
-        match self {
-            SHMIO_OK => c"ok",
-            SHMIO_ERR_INVALID_ARGUMENT => c"invalid argument",
-            SHMIO_ERR_NULL_POINTER => c"null pointer",
-            SHMIO_ERR_IO => c"I/O error",
-            SHMIO_ERR_NOT_FOUND => c"not found",
-            SHMIO_ERR_ALREADY_EXISTS => c"already exists",
-            SHMIO_ERR_PERMISSION_DENIED => c"permission denied",
-            SHMIO_ERR_CORRUPT => c"corrupt file",
-            SHMIO_ERR_VERSION_MISMATCH => c"file layout version mismatch",
-            SHMIO_ERR_WOULD_BLOCK => c"operation would block",
-            SHMIO_ERR_TIMEOUT => c"timed out",
-            SHMIO_ERR_INTERRUPTED => c"interrupted by a signal",
-            SHMIO_ERR_PRODUCER_DEAD => c"producer died",
-            SHMIO_ERR_CLOSED => c"closed",
-            SHMIO_ERR_PRODUCER_EXISTS => c"a live producer exists",
-            SHMIO_ERR_TOO_MANY_CONSUMERS => c"too many consumers",
-            SHMIO_ERR_TOO_LARGE => c"record too large",
-            SHMIO_ERR_BUFFER_TOO_SMALL => c"buffer too small",
-            SHMIO_ERR_OVERRUN => c"record overwritten while read",
-            SHMIO_ERR_UNSUPPORTED => c"unsupported",
-            SHMIO_ERR_PANIC => c"internal panic",
-            SHMIO_ERR_TORN => c"torn data: its writer died mid-write",
-            SHMIO_ERR_FORKED => c"handle inherited through fork()",
-            SHMIO_ERR_CANCELLED => c"wait cancelled",
-            SHMIO_ERR_NO_SPACE => c"no space on the file system",
-            SHMIO_ERR_NOT_REGISTERED => c"fd not registered",
-            SHMIO_ERR_WRONG_THREAD => c"wrong thread for this poller",
-        }
-    }
-}
+use crate::status::{self, shmio_status, shmio_status::*};
 
 /// Why a call failed: the status and what to put in the last-error message.
 #[derive(Debug)]
@@ -206,35 +64,8 @@ impl Failure {
 
 impl From<queue::Error> for Failure {
     fn from(e: queue::Error) -> Failure {
-        use queue::Error as E;
-        let status = match &e {
-            E::InvalidArgument(_) => SHMIO_ERR_INVALID_ARGUMENT,
-            E::AlreadyExists(_) => SHMIO_ERR_ALREADY_EXISTS,
-            E::NotFound(_) => SHMIO_ERR_NOT_FOUND,
-            E::PermissionDenied(_) => SHMIO_ERR_PERMISSION_DENIED,
-            E::Corrupt(_) => SHMIO_ERR_CORRUPT,
-            E::VersionMismatch { .. } => SHMIO_ERR_VERSION_MISMATCH,
-            E::NoSpace { .. } => SHMIO_ERR_NO_SPACE,
-            E::WouldBlock => SHMIO_ERR_WOULD_BLOCK,
-            E::Timeout => SHMIO_ERR_TIMEOUT,
-            E::Interrupted => SHMIO_ERR_INTERRUPTED,
-            E::ProducerDead => SHMIO_ERR_PRODUCER_DEAD,
-            E::Closed => SHMIO_ERR_CLOSED,
-            E::ProducerExists { .. } => SHMIO_ERR_PRODUCER_EXISTS,
-            E::TooManyConsumers { .. } => SHMIO_ERR_TOO_MANY_CONSUMERS,
-            E::TooLarge { .. } => SHMIO_ERR_TOO_LARGE,
-            E::BufferTooSmall { .. } => SHMIO_ERR_BUFFER_TOO_SMALL,
-            E::Overrun => SHMIO_ERR_OVERRUN,
-            E::Unsupported(_) => SHMIO_ERR_UNSUPPORTED,
-            E::Cancelled => SHMIO_ERR_CANCELLED,
-            E::Forked => SHMIO_ERR_FORKED,
-            E::Io { .. } => SHMIO_ERR_IO,
-            // `queue::Error` is non-exhaustive: a variant added later without a status of its
-            // own is reported as an I/O error, with its full message.
-            _ => SHMIO_ERR_IO,
-        };
         Failure {
-            status,
+            status: status::of_queue(&e),
             detail: Detail::Queue(e),
         }
     }
@@ -242,26 +73,8 @@ impl From<queue::Error> for Failure {
 
 impl From<region::Error> for Failure {
     fn from(e: region::Error) -> Failure {
-        use region::Error as E;
-        let status = match &e {
-            E::InvalidArgument(_) | E::OutOfBounds { .. } => SHMIO_ERR_INVALID_ARGUMENT,
-            E::AlreadyExists(_) => SHMIO_ERR_ALREADY_EXISTS,
-            E::NotFound(_) => SHMIO_ERR_NOT_FOUND,
-            E::PermissionDenied(_) => SHMIO_ERR_PERMISSION_DENIED,
-            E::Corrupt(_) => SHMIO_ERR_CORRUPT,
-            E::VersionMismatch { .. } => SHMIO_ERR_VERSION_MISMATCH,
-            E::NoSpace { .. } => SHMIO_ERR_NO_SPACE,
-            E::Torn { .. } => SHMIO_ERR_TORN,
-            E::WouldBlock => SHMIO_ERR_WOULD_BLOCK,
-            E::Timeout => SHMIO_ERR_TIMEOUT,
-            E::Interrupted => SHMIO_ERR_INTERRUPTED,
-            E::Unsupported(_) => SHMIO_ERR_UNSUPPORTED,
-            E::Io { .. } => SHMIO_ERR_IO,
-            // Non-exhaustive: a later variant without a status of its own is an I/O error.
-            _ => SHMIO_ERR_IO,
-        };
         Failure {
-            status,
+            status: status::of_region(&e),
             detail: Detail::Region(e),
         }
     }
@@ -269,16 +82,8 @@ impl From<region::Error> for Failure {
 
 impl From<vm::Error> for Failure {
     fn from(e: vm::Error) -> Failure {
-        use vm::Error as E;
-        let status = match &e {
-            E::InvalidArgument(_) => SHMIO_ERR_INVALID_ARGUMENT,
-            E::PermissionDenied(_) => SHMIO_ERR_PERMISSION_DENIED,
-            E::Unsupported(_) => SHMIO_ERR_UNSUPPORTED,
-            E::Parse { .. } | E::Io { .. } => SHMIO_ERR_IO,
-            _ => SHMIO_ERR_IO,
-        };
         Failure {
-            status,
+            status: status::of_vm(&e),
             detail: Detail::Vm(e),
         }
     }
@@ -286,32 +91,12 @@ impl From<vm::Error> for Failure {
 
 impl<T> From<tqueue::Error<T>> for Failure {
     fn from(e: tqueue::Error<T>) -> Failure {
-        use tqueue::Error as E;
-        let status = match &e {
-            E::WouldBlock(_) => SHMIO_ERR_WOULD_BLOCK,
-            E::Timeout(_) => SHMIO_ERR_TIMEOUT,
-            E::Closed(_) => SHMIO_ERR_CLOSED,
-            E::InvalidCapacity => SHMIO_ERR_INVALID_ARGUMENT,
-        };
-        Failure::new(status, e.to_string())
+        Failure::new(status::of_tqueue(&e), e.to_string())
     }
 }
 
 impl From<poll::Error> for Failure {
     fn from(e: poll::Error) -> Failure {
-        use poll::Error as E;
-        let status = match &e {
-            E::InvalidArgument(_) | E::FdTooLarge { .. } => SHMIO_ERR_INVALID_ARGUMENT,
-            E::AlreadyRegistered(_) | E::RtSigInUse | E::FileInUse(_) | E::WakerExists { .. } => {
-                SHMIO_ERR_ALREADY_EXISTS
-            }
-            E::Forked => SHMIO_ERR_FORKED,
-            E::NotRegistered(_) => SHMIO_ERR_NOT_REGISTERED,
-            E::WrongThread { .. } => SHMIO_ERR_WRONG_THREAD,
-            E::Interrupted => SHMIO_ERR_INTERRUPTED,
-            // Non-exhaustive: a later variant without a status of its own is an I/O error.
-            _ => SHMIO_ERR_IO,
-        };
         let mut text = e.to_string();
         let mut src = std::error::Error::source(&e);
         while let Some(s) = src {
@@ -322,7 +107,7 @@ impl From<poll::Error> for Failure {
             }
             src = s.source();
         }
-        Failure::new(status, text)
+        Failure::new(status::of_poll(&e), text)
     }
 }
 

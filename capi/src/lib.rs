@@ -1,7 +1,9 @@
 //! The C ABI of shmio: `libshmio.so`, `libshmio.a` and the generated `include/shmio.h`.
 //!
 //! This crate only converts arguments and maps errors; the logic lives in the `shmio` core
-//! crate. Conventions, which the header repeats:
+//! crate. One module per capability (`queue/`, `region`, `vm`, `poll`, `tqueue`); `status`
+//! holds the status codes and the one table from core error kinds to them; `ffi` the
+//! boundary, the last error and the argument checks. Conventions, which the header repeats:
 //!
 //! - Every fallible function returns a `shmio_status`; on failure a message is kept for
 //!   `shmio_last_error_message`.
@@ -17,23 +19,20 @@ mod ffi;
 mod poll;
 mod queue;
 mod region;
+mod status;
 mod tqueue;
 mod vm;
 
 #[cfg(test)]
 mod tests;
-#[cfg(test)]
-mod tests_files;
-#[cfg(test)]
-mod tests_region;
 
 use std::ffi::{CString, c_char};
 use std::sync::OnceLock;
 
-pub use ffi::shmio_status;
 pub use poll::*;
 pub use queue::*;
 pub use region::*;
+pub use status::shmio_status;
 pub use tqueue::*;
 pub use vm::*;
 

@@ -6,9 +6,10 @@ use std::sync::{Mutex, MutexGuard, TryLockError};
 use shmio_core::poll::{self, Backend, Events, Interest, Poller, Stats, Waker};
 
 use crate::ffi::{
-    Failure, Out, Result, boundary, boundary_value, byte_len, handle_ref, non_null, shmio_status,
-    str_arg, timeout,
+    Failure, Out, Result, boundary, boundary_value, byte_len, handle_ref, non_null, str_arg,
+    timeout,
 };
+use crate::status::shmio_status;
 
 /// Backend: the best available (epoll, level-triggered).
 pub const SHMIO_BACKEND_AUTO: u32 = 0;

@@ -6,9 +6,10 @@ use std::mem::MaybeUninit;
 use shmio_core::region::{self, Region, RegionOptions};
 
 use crate::ffi::{
-    Failure, Out, Result, boundary, byte_len, handle_ref, non_null, non_null_const, shmio_status,
-    str_arg, timeout, write_opt,
+    Failure, Out, Result, boundary, byte_len, handle_ref, non_null, non_null_const, str_arg,
+    timeout, write_opt,
 };
+use crate::status::shmio_status;
 use crate::vm::shmio_page_cache;
 
 /// Region flag: open the file with O_SYNC, as the original note did. This makes write(2) on the

@@ -4,7 +4,8 @@ use std::ffi::{c_int, c_void};
 
 use shmio_core::tqueue::TQueue;
 
-use crate::ffi::{Out, boundary, handle_ref, shmio_status, timeout};
+use crate::ffi::{Out, boundary, handle_ref, timeout};
+use crate::status::shmio_status;
 
 /// A bounded blocking multi-producer multi-consumer queue of `void *` items (opaque). Every
 /// function on it is thread-safe, except `shmio_tqueue_free`.

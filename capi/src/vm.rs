@@ -5,7 +5,8 @@ use std::ffi::c_char;
 
 use shmio_core::vm::{self, Knob, PageCache};
 
-use crate::ffi::{Failure, Out, Result, boundary, shmio_status, str_arg, write_opt};
+use crate::ffi::{Failure, Out, Result, boundary, str_arg, write_opt};
+use crate::status::shmio_status;
 
 /// Knob: `/proc/sys/vm/dirty_background_ratio`.
 pub const SHMIO_VM_DIRTY_BACKGROUND_RATIO: u32 = 0;

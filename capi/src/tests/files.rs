@@ -13,7 +13,8 @@ use std::process::Command;
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::ffi::{last_error_string, shmio_status::*};
+use crate::ffi::last_error_string;
+use crate::status::shmio_status::*;
 use crate::*;
 
 /// Set in a child run: the directory of its small tmpfs.
@@ -65,12 +66,12 @@ impl SmallFs {
         Some(SmallFs { dir })
     }
 
-    /// Runs the child test `tests_files::NAME` on this file system with `SHMIO_TEST_HOOK` set
+    /// Runs the child test `tests::files::NAME` on this file system with `SHMIO_TEST_HOOK` set
     /// to `hooks`; asserts that it ran and passed, then that it left the file system empty.
     fn run_child(&self, name: &str, hooks: &str) {
         let out = Command::new(std::env::current_exe().unwrap())
             .args([
-                &format!("tests_files::{name}"),
+                &format!("tests::files::{name}"),
                 "--exact",
                 "--nocapture",
                 "--test-threads=1",

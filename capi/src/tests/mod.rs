@@ -1,0 +1,82 @@
+//! Unit tests driving the exported functions exactly as C would, one file per capability
+//! (`queue`, `tqueue`, `region`, `vm`, `poll`, files on a small file system in `files`), plus
+//! the conventions every function shares (`args`: argument checks; `status`: status codes,
+//! the last error, panics). The helpers here make and open queues.
+
+use std::ffi::{CStr, CString, c_char};
+use std::ptr;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use crate::ffi::last_error_string;
+use crate::status::shmio_status::*;
+use crate::*;
+
+mod args;
+mod files;
+mod poll;
+mod queue;
+mod region;
+mod status;
+mod tqueue;
+mod vm;
+
+/// A queue name unique to this process and test, removed on drop.
+struct Name(CString);
+
+impl Name {
+    fn new(tag: &str) -> Name {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        Name(CString::new(format!("shmio-capi-test-{}-{n}-{tag}", std::process::id())).unwrap())
+    }
+    fn ptr(&self) -> *const c_char {
+        self.0.as_ptr()
+    }
+}
+
+impl Drop for Name {
+    fn drop(&mut self) {
+        // By path: `shmio_queue_unlink` would leave a file that a test overwrote.
+        if let Ok(p) = shmio_core::queue::resolve(self.0.to_str().unwrap()) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn text(p: *const c_char) -> String {
+    // SAFETY: the library returns NUL-terminated strings valid until the next call.
+    unsafe { CStr::from_ptr(p) }.to_str().unwrap().to_owned()
+}
+
+fn options(f: impl FnOnce(&mut shmio_queue_options)) -> shmio_queue_options {
+    let mut o = shmio_queue_options {
+        struct_size: 0,
+        slots: 0,
+        slot_size: 0,
+        policy: 0,
+        max_consumers: 0,
+        mode: 0,
+    };
+    // SAFETY: `o` is a valid, writable options struct.
+    assert_eq!(unsafe { shmio_queue_options_init(&mut o) }, SHMIO_OK);
+    f(&mut o);
+    o
+}
+
+fn create(name: &Name, o: Option<&shmio_queue_options>) -> *mut shmio_producer {
+    let mut p = ptr::null_mut();
+    let opts = o.map_or(ptr::null(), |o| o as *const _);
+    // SAFETY: valid name, options and out pointer.
+    let st = unsafe { shmio_producer_create(name.ptr(), opts, &mut p) };
+    assert_eq!(st, SHMIO_OK, "{}", last_error_string());
+    assert!(!p.is_null());
+    p
+}
+
+fn open(name: &Name, start: u32, seq: u64) -> *mut shmio_consumer {
+    let mut c = ptr::null_mut();
+    // SAFETY: valid name and out pointer.
+    let st = unsafe { shmio_consumer_open(name.ptr(), start, seq, &mut c) };
+    assert_eq!(st, SHMIO_OK, "{}", last_error_string());
+    c
+}
