@@ -10,7 +10,7 @@ use shmio::{poll, region, vm};
 
 use crate::glue::LockError;
 
-pub(crate) static ERRORS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+static ERRORS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
 /// A core error (of any module) described for Python: the exception class of `shmio._errors`,
 /// its message, `(errno, filename)` for system-call errors and extra attributes.
@@ -93,23 +93,18 @@ impl From<Error> for ErrDesc {
 
 /// `NoSpace` (queue or region create): an `OSError(ENOSPC, message, path)` (built like
 /// `SyscallError`, so that `str()` keeps the message), with the bytes `needed` and `available`.
-pub(crate) fn no_space(
-    msg: String,
-    path: &std::path::Path,
-    needed: u64,
-    available: u64,
-) -> ErrDesc {
+fn no_space(msg: String, path: &std::path::Path, needed: u64, available: u64) -> ErrDesc {
     let mut d = ErrDesc::new("NoSpace", msg);
     d.io = Some((libc::ENOSPC, Some(path.display().to_string())));
     d.attr("needed", needed).attr("available", available)
 }
 
 /// The message of the `Closed` a call raises when its handle was closed while it waited.
-pub(crate) const CLOSED_DURING_CALL: &str =
+const CLOSED_DURING_CALL: &str =
     "the handle was closed by another thread (or a signal handler) during this call";
 
 /// The message for a queue handle used in a forked child (the Python wording of the fix).
-pub(crate) const FORKED: &str = "this handle was opened by the parent process: handles do not survive \
+const FORKED: &str = "this handle was opened by the parent process: handles do not survive \
                       fork(); open the queue again in the child (or use the 'spawn' start method)";
 
 impl From<region::Error> for ErrDesc {
@@ -192,7 +187,7 @@ pub(crate) fn to_py(py: Python<'_>, e: impl Into<ErrDesc>) -> PyErr {
     }
 }
 
-pub(crate) fn build_error(py: Python<'_>, e: ErrDesc) -> PyResult<PyErr> {
+fn build_error(py: Python<'_>, e: ErrDesc) -> PyResult<PyErr> {
     let module = ERRORS
         .get_or_try_init(py, || py.import("shmio._errors").map(Bound::unbind))?
         .bind(py);
@@ -228,11 +223,11 @@ impl From<LockError> for ErrDesc {
     }
 }
 
-pub(crate) const REENTRANT: &str = "re-entrant call: this thread is already inside a call on this handle \
+const REENTRANT: &str = "re-entrant call: this thread is already inside a call on this handle \
                          (this call came from a signal handler or a finalizer that ran during \
                          it); only non-blocking calls and close() may be made from there";
 
-pub(crate) const LOCK_FORKED: &str = "this handle was in use by another thread when the process forked: \
+const LOCK_FORKED: &str = "this handle was in use by another thread when the process forked: \
                            it cannot be used in the child (open or create it again there)";
 
 /// The message for a poller used in a forked child.

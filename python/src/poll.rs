@@ -4,7 +4,6 @@
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
@@ -18,10 +17,10 @@ use crate::errors::{POLLER_FORKED, closed_handle, invalid, to_py};
 use crate::glue::{HandleGuard, HandleLock, current_pid, timeout_arg};
 
 /// `shmio._event.Event`, the named tuple `Poller.poll` returns.
-pub(crate) static EVENT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static EVENT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// An int fd, or an object with `fileno()`.
-pub(crate) fn fd_arg(obj: &Bound<'_, PyAny>) -> PyResult<i32> {
+fn fd_arg(obj: &Bound<'_, PyAny>) -> PyResult<i32> {
     if let Ok(fd) = obj.extract::<i32>() {
         return Ok(fd);
     }
@@ -36,16 +35,16 @@ pub(crate) fn fd_arg(obj: &Bound<'_, PyAny>) -> PyResult<i32> {
 
 /// The token of the poller's internal wake-up socket (`Kick`), refused in `register`,
 /// `modify` and `waker`.
-pub(crate) const KICK_TOKEN: u64 = u64::MAX;
+const KICK_TOKEN: u64 = u64::MAX;
 
 /// How long one wait of a poller without a kick socket lasts at most: another thread's
 /// `register` (or `close`) waits at most this for its turn.
-pub(crate) const KICKLESS_SLICE: Duration = Duration::from_millis(20);
+const KICKLESS_SLICE: Duration = Duration::from_millis(20);
 
 /// The poller's wake-up socket pair: a thread that wants the lock while another waits in
 /// `poll` writes a byte, the wait returns, gives the lock back (to the first in the queue),
 /// takes it again and waits on with whatever was changed meanwhile.
-pub(crate) struct Kick {
+struct Kick {
     tx: UnixStream,
     rx: UnixStream,
 }
@@ -71,7 +70,7 @@ impl Kick {
     }
 }
 
-pub(crate) struct PollerState {
+struct PollerState {
     poller: Option<poll::Poller>,
 }
 
@@ -99,11 +98,7 @@ impl Drop for PyPoller {
             // parent. Its descriptors stay open in the child until it exits. `get_mut` needs no
             // locking (nothing else can reach the value) even if the parent's thread held the
             // lock at the fork.
-            let st = self
-                .state
-                .value
-                .get_mut()
-                .unwrap_or_else(PoisonError::into_inner);
+            let st = self.state.get_mut();
             std::mem::forget(st.poller.take());
         }
     }
@@ -146,7 +141,7 @@ impl PyPoller {
     }
 }
 
-pub(crate) fn token_arg(py: Python<'_>, token: u64) -> PyResult<u64> {
+fn token_arg(py: Python<'_>, token: u64) -> PyResult<u64> {
     if token == KICK_TOKEN {
         return Err(invalid(
             py,

@@ -16,12 +16,7 @@ use crate::errors::{closed_handle, to_py};
 use crate::glue::{HandleLock, PyBuf, lock, timeout_arg, wait_op};
 use crate::vm::page_cache_dict;
 
-pub(crate) fn region_options(
-    mode: u32,
-    o_sync: bool,
-    populate: bool,
-    lock: bool,
-) -> region::RegionOptions {
+fn region_options(mode: u32, o_sync: bool, populate: bool, lock: bool) -> region::RegionOptions {
     region::RegionOptions::new()
         .mode(mode)
         .o_sync(o_sync)
@@ -308,6 +303,6 @@ impl PyRegion {
 }
 
 /// Whether `ptr..ptr+len` overlaps the region's data (a view of the region passed back in).
-pub(crate) fn overlaps_mapping(r: &region::Region, ptr: usize, len: usize) -> bool {
+fn overlaps_mapping(r: &region::Region, ptr: usize, len: usize) -> bool {
     r.overlaps_mapping(ptr as *const u8, len)
 }

@@ -22,7 +22,7 @@ pub(crate) fn page_cache_dict<'py>(
     Ok(d)
 }
 
-pub(crate) fn knob_arg(py: Python<'_>, name: &str) -> PyResult<vm::Knob> {
+fn knob_arg(py: Python<'_>, name: &str) -> PyResult<vm::Knob> {
     vm::Knob::ALL
         .into_iter()
         .find(|k| k.name() == name)

@@ -30,23 +30,23 @@ use crate::errors::to_py;
 /// only the thread the gate let in ever locks, so it is never contended.
 pub(crate) struct HandleLock<T> {
     gate: Gate,
-    pub(crate) value: Mutex<T>,
+    value: Mutex<T>,
 }
 
-pub(crate) struct Gate {
+struct Gate {
     state: Mutex<GateState>,
     turn: Condvar,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Owner {
+enum Owner {
     Free,
     /// Handed to the waiter with this ticket, which has not woken up yet.
     Granted(u64),
     Held(ThreadId),
 }
 
-pub(crate) struct GateState {
+struct GateState {
     /// The process whose threads hold, wait for or are in calls on the lock.
     pid: u32,
     owner: Owner,
@@ -66,17 +66,17 @@ pub(crate) enum LockError {
 }
 
 /// How long a thread queued for a lock sleeps before it runs Python's signal handlers.
-pub(crate) const LOCK_SLICE: Duration = Duration::from_millis(50);
+const LOCK_SLICE: Duration = Duration::from_millis(50);
 
 thread_local! {
     static THREAD: ThreadId = std::thread::current().id();
 }
 
-pub(crate) fn this_thread() -> ThreadId {
+fn this_thread() -> ThreadId {
     THREAD.with(|t| *t)
 }
 
-pub(crate) fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing panics while holding these; a poisoned value is as consistent as its methods
     // keep it (the old lock had no poisoning either).
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -188,6 +188,12 @@ impl<T> HandleLock<T> {
         })
     }
 
+    /// The value, without locking: `&mut self` means nothing else can reach it, even if a
+    /// thread (of the parent, in a forked child) held the lock when it was last used.
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        self.value.get_mut().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Marks the calling thread, which holds the lock (taken by `lock_for(.., true)`), as
     /// inside a blocking call on the handle until the mark drops: from then on, a blocking call
     /// its signal handlers make on the handle is refused (`try_take`).
@@ -243,7 +249,7 @@ pub(crate) struct HandleGuard<'a, T> {
     _turn: Turn<'a>,
 }
 
-pub(crate) struct Turn<'a>(&'a Gate);
+struct Turn<'a>(&'a Gate);
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
@@ -280,7 +286,7 @@ pub(crate) fn lock<'a, T>(py: Python<'_>, m: &'a HandleLock<T>) -> PyResult<Hand
 
 /// This process's id, cached (getpid is a system call, and this is on every call's path);
 /// a fork handler refreshes it in the child.
-pub(crate) static PID: AtomicU32 = AtomicU32::new(0);
+static PID: AtomicU32 = AtomicU32::new(0);
 
 extern "C" fn refresh_pid_in_child() {
     PID.store(std::process::id(), Ordering::Relaxed);

@@ -9,7 +9,7 @@ use pyo3::types::{PyBytes, PyDict};
 use shmio::queue::{Consumer, Error};
 
 use crate::errors::{closed_handle, to_py};
-use crate::glue::{HandleLock, PyBuf, spin_arg, timeout_arg};
+use crate::glue::{PyBuf, spin_arg, timeout_arg};
 
 use super::export::{Export, SlotBuffer};
 use super::record_view::RecordView;
@@ -173,22 +173,15 @@ impl PyConsumer {
         st.view = Some(Arc::clone(&export));
         let buffer = Bound::new(
             py,
-            SlotBuffer {
-                ptr,
-                len,
-                readonly: true,
-                export: Arc::clone(&export),
-                _owner: slf.clone().into_any().unbind(),
-            },
+            SlotBuffer::new(ptr, len, true, &export, slf.clone().into_any().unbind()),
         )?;
-        Ok(RecordView {
-            consumer: slf.clone().unbind(),
+        Ok(RecordView::new(
+            slf.clone().unbind(),
             export,
-            buffer: buffer.unbind(),
-            view: HandleLock::new(None),
+            buffer.unbind(),
             seq,
             len,
-        })
+        ))
     }
 
     /// Waits until a live producer holds the queue: at once if one does, else until a new one

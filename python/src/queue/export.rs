@@ -46,11 +46,31 @@ impl Export {
 /// exports remain.
 #[pyclass(module = "shmio._shmio", name = "_Buffer", frozen)]
 pub(crate) struct SlotBuffer {
-    pub(crate) ptr: usize,
-    pub(crate) len: usize,
-    pub(crate) readonly: bool,
-    pub(crate) export: Arc<Export>,
-    pub(crate) _owner: Py<PyAny>,
+    ptr: usize,
+    len: usize,
+    readonly: bool,
+    export: Arc<Export>,
+    _owner: Py<PyAny>,
+}
+
+impl SlotBuffer {
+    /// An exporter of the `len` bytes at `ptr`, a slot of the mapping that `owner`'s core
+    /// handle keeps; its exports are counted in `export`.
+    pub(crate) fn new(
+        ptr: usize,
+        len: usize,
+        readonly: bool,
+        export: &Arc<Export>,
+        owner: Py<PyAny>,
+    ) -> SlotBuffer {
+        SlotBuffer {
+            ptr,
+            len,
+            readonly,
+            export: Arc::clone(export),
+            _owner: owner,
+        }
+    }
 }
 
 #[pymethods]

@@ -144,7 +144,7 @@ where
     }
 }
 
-pub(crate) fn policy_name(p: Policy) -> &'static str {
+fn policy_name(p: Policy) -> &'static str {
     match p {
         Policy::Overwrite => "overwrite",
         Policy::BackPressure => "backpressure",
@@ -188,7 +188,7 @@ pub(crate) fn stats_dict<'py>(py: Python<'py>, s: &QueueStats) -> PyResult<Bound
     Ok(d)
 }
 
-pub(crate) fn start_arg(py: Python<'_>, start: &Bound<'_, PyAny>) -> PyResult<Start> {
+fn start_arg(py: Python<'_>, start: &Bound<'_, PyAny>) -> PyResult<Start> {
     if let Ok(s) = start.cast::<PyString>() {
         return match s.to_str()? {
             "newest" => Ok(Start::Newest),

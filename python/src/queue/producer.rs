@@ -16,14 +16,14 @@ use super::{
     Handle, QueueState, close_lock, closed_error, info_dict, lock_handle, stats_dict, wait_call,
 };
 
-pub(crate) struct Reserved {
+struct Reserved {
     export: Arc<Export>,
     /// A weak reference to the memoryview handed out (strong would make a reference cycle).
     view: Py<PyAny>,
     len: usize,
 }
 
-pub(crate) struct ProducerState {
+struct ProducerState {
     producer: Option<Producer>,
     reserved: Option<Reserved>,
 }
@@ -151,13 +151,7 @@ impl PyProducer {
         let made = (|| -> PyResult<(Bound<'_, PyAny>, Py<PyAny>)> {
             let buffer = Bound::new(
                 py,
-                SlotBuffer {
-                    ptr,
-                    len: n,
-                    readonly: false,
-                    export: Arc::clone(&export),
-                    _owner: slf.clone().into_any().unbind(),
-                },
+                SlotBuffer::new(ptr, n, false, &export, slf.clone().into_any().unbind()),
             )?;
             let mv = PyMemoryView::from(buffer.as_any())?.into_any();
             let weak = py.import("weakref")?.getattr("ref")?.call1((&mv,))?;

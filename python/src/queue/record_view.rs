@@ -15,13 +15,33 @@ use super::lock_handle;
 /// A record read in place by `Consumer.recv_view`.
 #[pyclass(module = "shmio._shmio", name = "RecordView", frozen)]
 pub(crate) struct RecordView {
-    pub(crate) consumer: Py<PyConsumer>,
-    pub(crate) export: Arc<Export>,
-    pub(crate) buffer: Py<SlotBuffer>,
+    consumer: Py<PyConsumer>,
+    export: Arc<Export>,
+    buffer: Py<SlotBuffer>,
     /// The memoryview given by `__enter__`.
-    pub(crate) view: HandleLock<Option<Py<PyAny>>>,
-    pub(crate) seq: u64,
-    pub(crate) len: usize,
+    view: HandleLock<Option<Py<PyAny>>>,
+    seq: u64,
+    len: usize,
+}
+
+impl RecordView {
+    /// The view of record `seq` (`len` bytes), which `consumer` holds until it is released.
+    pub(crate) fn new(
+        consumer: Py<PyConsumer>,
+        export: Arc<Export>,
+        buffer: Py<SlotBuffer>,
+        seq: u64,
+        len: usize,
+    ) -> RecordView {
+        RecordView {
+            consumer,
+            export,
+            buffer,
+            view: HandleLock::new(None),
+            seq,
+            len,
+        }
+    }
 }
 
 #[pymethods]
