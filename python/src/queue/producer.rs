@@ -41,6 +41,20 @@ impl ProducerState {
             .as_mut()
             .ok_or_else(|| closed_error(Self::WHAT))
     }
+
+    /// The open producer, or the closed-handle error (for the calls that do not wait).
+    fn get(&self, py: Python<'_>) -> PyResult<&Producer> {
+        self.producer
+            .as_ref()
+            .ok_or_else(|| closed_handle(py, Self::WHAT))
+    }
+
+    /// `get`, for a call that changes the producer.
+    fn get_mut(&mut self, py: Python<'_>) -> PyResult<&mut Producer> {
+        self.producer
+            .as_mut()
+            .ok_or_else(|| closed_handle(py, Self::WHAT))
+    }
 }
 
 /// The single writer of a queue.
@@ -189,10 +203,7 @@ impl PyProducer {
         }
         Self::end_reservation(py, st)?;
         st.reserved = None;
-        let p = st
-            .producer
-            .as_mut()
-            .ok_or_else(|| closed_handle(py, "producer"))?;
+        let p = st.get_mut(py)?;
         p.commit_raw(n).map_err(|e| to_py(py, e))
     }
 
@@ -215,10 +226,7 @@ impl PyProducer {
     #[getter]
     fn info<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let g = lock_handle(py, &self.state)?;
-        let p = g
-            .producer
-            .as_ref()
-            .ok_or_else(|| closed_handle(py, "producer"))?;
+        let p = g.get(py)?;
         info_dict(py, &p.info())
     }
 
@@ -228,10 +236,7 @@ impl PyProducer {
     #[getter]
     fn spin(&self, py: Python<'_>) -> PyResult<f64> {
         let g = lock_handle(py, &self.state)?;
-        let p = g
-            .producer
-            .as_ref()
-            .ok_or_else(|| closed_handle(py, "producer"))?;
+        let p = g.get(py)?;
         Ok(p.spin().as_secs_f64())
     }
 
@@ -239,10 +244,7 @@ impl PyProducer {
     fn set_spin(&self, py: Python<'_>, seconds: f64) -> PyResult<()> {
         let d = spin_arg(py, seconds)?;
         let mut g = lock_handle(py, &self.state)?;
-        let p = g
-            .producer
-            .as_mut()
-            .ok_or_else(|| closed_handle(py, "producer"))?;
+        let p = g.get_mut(py)?;
         p.set_spin(d);
         Ok(())
     }
@@ -251,20 +253,14 @@ impl PyProducer {
     #[getter]
     fn next_seq(&self, py: Python<'_>) -> PyResult<u64> {
         let g = lock_handle(py, &self.state)?;
-        let p = g
-            .producer
-            .as_ref()
-            .ok_or_else(|| closed_handle(py, "producer"))?;
+        let p = g.get(py)?;
         Ok(p.next_seq())
     }
 
     /// A snapshot of the queue's state (as `Queue.stats`).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let g = lock_handle(py, &self.state)?;
-        let p = g
-            .producer
-            .as_ref()
-            .ok_or_else(|| closed_handle(py, "producer"))?;
+        let p = g.get(py)?;
         stats_dict(py, &p.stats())
     }
 
