@@ -73,6 +73,7 @@ from ._event import Event
 from ._shmio import (
     BACKSTOP,
     LAYOUT_VERSION,
+    QUEUE_LAYOUT_VERSION,
     REGION_MAX_SIZE,
     Poller,
     Region,
@@ -98,6 +99,7 @@ __all__ = [
     "Event",
     "vm",
     "REGION_MAX_SIZE",
+    "QUEUE_LAYOUT_VERSION",
     "LAYOUT_VERSION",
     "BACKSTOP",
     "MAX_CONSUMERS",

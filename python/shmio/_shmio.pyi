@@ -54,6 +54,7 @@ __all__ = [
     "MAX_SLOTS",
     "MAX_SLOT_SIZE",
     "MAX_CONSUMERS",
+    "QUEUE_LAYOUT_VERSION",
     "LAYOUT_VERSION",
     "BACKSTOP",
     "REGION_MAX_SIZE",
@@ -69,7 +70,8 @@ __all__ = [
 MAX_SLOTS: int
 MAX_SLOT_SIZE: int
 MAX_CONSUMERS: int
-LAYOUT_VERSION: int
+QUEUE_LAYOUT_VERSION: int
+LAYOUT_VERSION: int  # the older name of QUEUE_LAYOUT_VERSION
 BACKSTOP: float
 REGION_MAX_SIZE: int
 

@@ -48,6 +48,12 @@ def test_start_positions(qname: str) -> None:
             assert third.recv(timeout=0) == bytes([3])
 
 
+def test_queue_layout_version_names_its_kind() -> None:
+    # QUEUE_LAYOUT_VERSION names the file kind; LAYOUT_VERSION, its older name, stays.
+    assert isinstance(shmio.QUEUE_LAYOUT_VERSION, int)
+    assert shmio.QUEUE_LAYOUT_VERSION == shmio.LAYOUT_VERSION
+
+
 def test_info_and_stats(qname: str) -> None:
     with Queue.create(qname, slots=5, slot_size=100, policy="backpressure") as tx:
         info = tx.info
