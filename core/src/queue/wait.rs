@@ -559,10 +559,13 @@ pub(crate) fn wait_for_space(
                         .iter()
                         .zip(&before)
                         .any(|(c, b)| c.load(Ordering::Relaxed) != *b)
-                    || owners
-                        .iter()
-                        .zip(&owned)
-                        .any(|(o, v)| o.load(Ordering::Relaxed) != *v)
+                    || owners.iter().zip(&owned).any(|(o, v)| {
+                        // Changed, or already showing no live holder: a consumer that died
+                        // between the scan and the snapshot left a marked word that will not
+                        // change again (a 1 s spin stalled on it in the kill suite).
+                        let now = o.load(Ordering::Relaxed);
+                        now != *v || !matches!(owner_of(now), Owner::Alive(_))
+                    })
             });
             continue;
         }
