@@ -47,7 +47,7 @@ pub mod vm;
 
 #[cfg(loom)]
 #[doc(hidden)]
-pub mod loom_model;
+pub mod loom;
 
 /// The library version, `MAJOR.MINOR.PATCH`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -15,7 +15,7 @@
 //! The data loads and stores are atomic (relaxed words, or the byte-wise atomic copies of
 //! `crate::racy`), so racing them is not undefined behaviour; the counter decides what is kept.
 //! These are the functions `Region` calls; under `--cfg loom` they run on loom's atomics in
-//! the model (`crate::loom_model`), which checks that no accepted read mixes two writes.
+//! the model (`crate::loom::region`), which checks that no accepted read mixes two writes.
 //!
 //! # References
 //! - Hans-J. Boehm, "Can Seqlocks Get Along With Programming Language Memory Models?" (2012)
