@@ -29,7 +29,7 @@ cargo test --workspace --locked --no-fail-fast
 # Its own steps: abi_smoke and the demo scenarios, sanitised and under valgrind.
 bash scripts/c_sanitize.sh
 
-step "loom model of the ring protocol"
+step "loom model of the ring and region seqlock protocols (core/src/loom)"
 RUSTFLAGS="--cfg loom" cargo test -p shmio --lib --release --locked --target-dir target/loom
 
 step "Python: build and install the wheel into .venv"
