@@ -86,7 +86,7 @@ from ._shmio import (
     RecordView,
 )
 
-__version__ = "0.1.0"
+__version__ = _shmio.__version__  # the workspace Cargo.toml's version, compiled in
 
 __all__ = [
     "Queue",

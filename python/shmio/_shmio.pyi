@@ -54,6 +54,7 @@ __all__ = [
     "MAX_SLOTS",
     "MAX_SLOT_SIZE",
     "MAX_CONSUMERS",
+    "__version__",
     "QUEUE_LAYOUT_VERSION",
     "LAYOUT_VERSION",
     "BACKSTOP",
@@ -70,6 +71,7 @@ __all__ = [
 MAX_SLOTS: int
 MAX_SLOT_SIZE: int
 MAX_CONSUMERS: int
+__version__: str
 QUEUE_LAYOUT_VERSION: int
 LAYOUT_VERSION: int  # the older name of QUEUE_LAYOUT_VERSION
 BACKSTOP: float

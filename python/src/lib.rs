@@ -63,6 +63,8 @@ fn _shmio(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_SLOTS", shmio::queue::MAX_SLOTS)?;
     m.add("MAX_SLOT_SIZE", shmio::queue::MAX_SLOT_SIZE)?;
     m.add("MAX_CONSUMERS", shmio::queue::MAX_CONSUMERS)?;
+    // The package version is the workspace's (Cargo.toml), as pyproject.toml and shmio.pc read it.
+    m.add("__version__", shmio::VERSION)?;
     // The queue file layout's version; `LAYOUT_VERSION` is its older name, kept.
     m.add("QUEUE_LAYOUT_VERSION", shmio::queue::LAYOUT_VERSION)?;
     m.add("LAYOUT_VERSION", shmio::queue::LAYOUT_VERSION)?;

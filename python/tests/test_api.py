@@ -436,3 +436,19 @@ def test_fileno_with_asyncio(qname: str) -> None:
         return got
 
     assert asyncio.run(main()) == [b"0", b"1", b"2"]
+
+
+def test_version_is_the_workspace_version_everywhere() -> None:
+    """One version source: the workspace Cargo.toml; the wheel's metadata and the module read it."""
+    import importlib.metadata
+    import re
+
+    from conftest import REPO
+
+    cargo = (REPO / "Cargo.toml").read_text()
+    m = re.search(r'\[workspace\.package\][^\[]*?\nversion = "([^"]+)"', cargo)
+    assert m, "workspace.package.version not found"
+    assert shmio.__version__ == m.group(1)
+    assert importlib.metadata.version("shmio") == m.group(1)
+    pyproject = (REPO / "python" / "pyproject.toml").read_text()
+    assert re.search(r"^version\s*=", pyproject, re.M) is None, "pyproject.toml keeps its own version"
