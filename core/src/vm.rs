@@ -20,6 +20,18 @@
 //! [`Thresholds::dirty_bytes`] are slightly above the kernel's own figures, which
 //! `/proc/vmstat` also reports (`nr_dirty_background_threshold`, `nr_dirty_threshold`) and
 //! which are given beside them. Real-time tasks get a quarter more (not modelled).
+//!
+//! ```
+//! use shmio::vm::{self, Knob};
+//!
+//! let knobs = vm::knobs()?;                 // the six knobs, from /proc/sys/vm
+//! let t = vm::thresholds()?;                // what they imply, in bytes
+//! assert!(t.background_bytes <= t.dirty_bytes);
+//! println!("dirty_ratio {} -> throttled above {} bytes", knobs.get(Knob::DirtyRatio), t.dirty_bytes);
+//! let now = vm::system()?;                  // the system's Dirty and Writeback
+//! println!("{now:?}");
+//! # Ok::<(), shmio::vm::Error>(())
+//! ```
 
 use std::fmt;
 use std::io;

@@ -2,18 +2,22 @@
 //! real-time signals with queue-overflow recovery, and real-time signals with signal-per-fd
 //! semantics.
 //!
-//! ```no_run
+//! ```
 //! use shmio::poll::{Backend, Events, Interest, Poller};
+//! use std::io::Write;
+//! use std::os::fd::AsRawFd;
+//! use std::os::unix::net::UnixStream;
 //! use std::time::Duration;
-//! # fn main() -> Result<(), shmio::poll::Error> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (a, mut b) = UnixStream::pair()?;
 //! let mut poller = Poller::new(Backend::Auto)?; // epoll
-//! # let fd = 0;
-//! poller.register(fd, 7, Interest::READABLE)?;
+//! poller.register(a.as_raw_fd(), 7, Interest::READABLE)?;
+//! b.write_all(b"x")?;
 //! let mut events = Events::with_capacity(256);
 //! poller.wait(&mut events, Some(Duration::from_millis(100)))?;
-//! for ev in events.iter() {
-//!     assert_eq!(ev.token, 7);
-//! }
+//! let ev = events.iter().next().expect("a readable event");
+//! assert!(ev.token == 7 && ev.readable);
+//! poller.deregister(a.as_raw_fd())?;
 //! # Ok(()) }
 //! ```
 //!

@@ -4,15 +4,17 @@
 //! slots. The producer writes records in place and commits them; every consumer has its own
 //! cursor and reads every record (broadcast), in place or by copy.
 //!
-//! ```no_run
+//! ```
 //! use shmio::queue::{Consumer, Producer, QueueOptions, Start};
+//! # let _ = shmio::queue::unlink("doc-orders");
 //!
-//! let mut tx = Producer::create("orders", &QueueOptions::new().slots(1024).slot_size(256))?;
-//! let mut rx = Consumer::open("orders", Start::Oldest)?;
+//! let mut tx = Producer::create("doc-orders", &QueueOptions::new().slots(1024).slot_size(256))?;
+//! let mut rx = Consumer::open("doc-orders", Start::Oldest)?; // usually in another process
 //! tx.send(b"hello")?;
 //! let mut buf = [0u8; 256];
 //! let n = rx.recv(&mut buf)?;
 //! assert_eq!(&buf[..n], b"hello");
+//! shmio::queue::unlink("doc-orders")?;
 //! # Ok::<(), shmio::queue::Error>(())
 //! ```
 //!

@@ -5,19 +5,22 @@
 //! system for durability, a network file system) holding a one-page header and `size` bytes of
 //! data. Every process that maps it sees the same bytes.
 //!
-//! ```no_run
+//! ```
 //! use shmio::region::{Region, RegionOptions};
 //! use std::time::Duration;
+//! # let _ = shmio::region::unlink("doc-prices");
 //!
-//! let r = Region::create("prices", 4 << 20, &RegionOptions::new())?; // /dev/shm/prices, 0600
+//! let r = Region::create("doc-prices", 4 << 20, &RegionOptions::new())?; // /dev/shm, 0600
+//! let other = Region::open("doc-prices", &RegionOptions::new())?; // usually another process
+//! let seen = other.version();
 //! let v = r.write(0, b"hello")?;            // consistent write; returns the new version
 //! let mut buf = [0u8; 5];
-//! r.read(0, &mut buf)?;                     // never half-written data
-//! // in another process: sleep until someone writes
-//! let other = Region::open("prices", &RegionOptions::new())?;
-//! let now = other.wait_changed(v, Some(Duration::from_secs(1)));
+//! other.read(0, &mut buf)?;                 // never half-written data
+//! assert_eq!(&buf, b"hello");
+//! // sleeps until someone writes (here at once: the version moved already)
+//! assert_eq!(other.wait_changed(seen, Some(Duration::from_secs(1)))?, v);
 //! r.flush(0, 5)?;                           // msync(MS_SYNC): durable on a disk file system
-//! shmio::region::unlink("prices")?;
+//! shmio::region::unlink("doc-prices")?;
 //! # Ok::<(), shmio::region::Error>(())
 //! ```
 //!
