@@ -17,6 +17,9 @@ cargo fmt --all --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "cargo doc, warnings denied (broken links, missing docs)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
 step "release build: libshmio.so, libshmio.a, shmio.pc, tools"
 cargo build --workspace --release --locked
 
