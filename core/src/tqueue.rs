@@ -124,18 +124,22 @@ impl<T> TQueue<T> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The most items it holds; `push` waits beyond that.
     pub fn capacity(&self) -> usize {
         self.capacity
     }
 
+    /// Items queued now (a snapshot: other threads may push or pop meanwhile).
     pub fn len(&self) -> usize {
         self.lock().items.len()
     }
 
+    /// Whether no item is queued now.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// Whether [`TQueue::close`] was called: pushes fail, pops drain what is left.
     pub fn is_closed(&self) -> bool {
         self.lock().closed
     }

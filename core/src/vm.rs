@@ -43,11 +43,17 @@ use crate::sys::cachestat;
 /// One of the six knobs in `/proc/sys/vm`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Knob {
+    /// `dirty_background_ratio`: background writeback starts above this percent.
     DirtyBackgroundRatio,
+    /// `dirty_background_bytes`: the same in bytes (wins when non-zero).
     DirtyBackgroundBytes,
+    /// `dirty_ratio`: writers are throttled above this percent.
     DirtyRatio,
+    /// `dirty_bytes`: the same in bytes (wins when non-zero).
     DirtyBytes,
+    /// `dirty_writeback_centisecs`: how often the flusher wakes.
     DirtyWritebackCentisecs,
+    /// `dirty_expire_centisecs`: the age at which a dirty page is written back.
     DirtyExpireCentisecs,
 }
 
@@ -83,15 +89,22 @@ impl Knob {
 /// The six knobs' values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Knobs {
+    /// `vm.dirty_background_ratio`: percent of dirtyable memory.
     pub dirty_background_ratio: u64,
+    /// `vm.dirty_background_bytes` (wins over the ratio when non-zero).
     pub dirty_background_bytes: u64,
+    /// `vm.dirty_ratio`: percent of dirtyable memory.
     pub dirty_ratio: u64,
+    /// `vm.dirty_bytes` (wins over the ratio when non-zero).
     pub dirty_bytes: u64,
+    /// `vm.dirty_writeback_centisecs`.
     pub dirty_writeback_centisecs: u64,
+    /// `vm.dirty_expire_centisecs`.
     pub dirty_expire_centisecs: u64,
 }
 
 impl Knobs {
+    /// The value of knob `k`.
     pub fn get(&self, k: Knob) -> u64 {
         match k {
             Knob::DirtyBackgroundRatio => self.dirty_background_ratio,
@@ -117,6 +130,7 @@ pub struct Thresholds {
     /// The kernel's own figures from `/proc/vmstat` (`nr_dirty_background_threshold`,
     /// `nr_dirty_threshold`), if present.
     pub kernel_background_bytes: Option<u64>,
+    /// See `kernel_background_bytes`.
     pub kernel_dirty_bytes: Option<u64>,
 }
 
@@ -136,6 +150,7 @@ pub struct SystemDirty {
 /// A file's page-cache state (`cachestat(2)`), in pages of `page_size` bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct PageCache {
+    /// The page size the counts are in.
     pub page_size: u64,
     /// Pages of the file in the page cache.
     pub cached: u64,

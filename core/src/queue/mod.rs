@@ -115,6 +115,7 @@ impl Default for QueueOptions {
 }
 
 impl QueueOptions {
+    /// The defaults: 1024 slots of 256 bytes, overwrite mode, 64 consumers, mode `0o600`.
     pub fn new() -> Self {
         Self::default()
     }
@@ -129,6 +130,7 @@ impl QueueOptions {
         self.slot_size = n;
         self
     }
+    /// What the producer does when the slowest consumer is a ring behind ([`Policy`]).
     pub fn policy(mut self, p: Policy) -> Self {
         self.policy = p;
         self
@@ -157,12 +159,15 @@ impl QueueOptions {
 /// A queue's fixed geometry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueInfo {
+    /// The queue file's path.
     pub path: PathBuf,
+    /// Overwrite or back-pressure, fixed at creation.
     pub policy: Policy,
     /// Slots in the ring (a power of two; may exceed the count asked for).
     pub slot_count: u32,
     /// Largest record in bytes.
     pub slot_size: u32,
+    /// Most consumers attached at once.
     pub max_consumers: u32,
 }
 
@@ -172,9 +177,15 @@ pub enum ProducerStatus {
     /// No producer: it closed cleanly.
     None,
     /// A live producer in process `pid`.
-    Alive { pid: u32 },
+    Alive {
+        /// Its process id, in the PID namespace of the process that read it.
+        pid: u32,
+    },
     /// The producer in process `pid` died without closing.
-    Dead { pid: u32 },
+    Dead {
+        /// Its process id, in the PID namespace of the process that read it.
+        pid: u32,
+    },
 }
 
 /// One consumer as seen in the file.
@@ -182,6 +193,7 @@ pub enum ProducerStatus {
 pub struct ConsumerStats {
     /// Consumer slot index.
     pub index: u32,
+    /// Its process id (this PID namespace's).
     pub pid: u32,
     /// Next sequence number it will read.
     pub position: u64,
@@ -196,11 +208,13 @@ pub struct ConsumerStats {
 /// A snapshot of a queue's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueStats {
+    /// The geometry.
     pub info: QueueInfo,
     /// Records committed so far (the next sequence number the producer writes).
     pub head: u64,
     /// Oldest sequence number still held in the ring.
     pub oldest: u64,
+    /// The producer role: none, alive, or dead without closing.
     pub producer: ProducerStatus,
     /// Producer generation: 1 for the producer that created the queue, plus one per take-over.
     pub producer_generation: u32,
@@ -209,6 +223,7 @@ pub struct QueueStats {
 }
 
 impl QueueStats {
+    /// How many live consumers have joined.
     pub fn live_consumers(&self) -> usize {
         self.consumers.len()
     }

@@ -116,6 +116,7 @@ impl Default for RegionOptions {
 }
 
 impl RegionOptions {
+    /// The defaults: mode `0o600`, no `O_SYNC`, no pre-fault, not locked in RAM.
     pub fn new() -> Self {
         Self::default()
     }
@@ -471,6 +472,7 @@ impl Region {
         false
     }
 
+    /// The region file's path.
     pub fn path(&self) -> &Path {
         &self.path
     }
