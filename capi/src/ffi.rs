@@ -65,7 +65,7 @@ impl Failure {
 impl From<queue::Error> for Failure {
     fn from(e: queue::Error) -> Failure {
         Failure {
-            status: status::of_queue(&e),
+            status: status::of(e.kind()),
             detail: Detail::Queue(e),
         }
     }
@@ -74,7 +74,7 @@ impl From<queue::Error> for Failure {
 impl From<region::Error> for Failure {
     fn from(e: region::Error) -> Failure {
         Failure {
-            status: status::of_region(&e),
+            status: status::of(e.kind()),
             detail: Detail::Region(e),
         }
     }
@@ -83,7 +83,7 @@ impl From<region::Error> for Failure {
 impl From<vm::Error> for Failure {
     fn from(e: vm::Error) -> Failure {
         Failure {
-            status: status::of_vm(&e),
+            status: status::of(e.kind()),
             detail: Detail::Vm(e),
         }
     }
@@ -91,7 +91,7 @@ impl From<vm::Error> for Failure {
 
 impl<T> From<tqueue::Error<T>> for Failure {
     fn from(e: tqueue::Error<T>) -> Failure {
-        Failure::new(status::of_tqueue(&e), e.to_string())
+        Failure::new(status::of(e.kind()), e.to_string())
     }
 }
 
@@ -107,7 +107,7 @@ impl From<poll::Error> for Failure {
             }
             src = s.source();
         }
-        Failure::new(status::of_poll(&e), text)
+        Failure::new(status::of(e.kind()), text)
     }
 }
 

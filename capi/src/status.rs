@@ -2,11 +2,7 @@
 
 use std::ffi::CStr;
 
-use shmio_core::poll;
-use shmio_core::queue;
-use shmio_core::region;
-use shmio_core::tqueue;
-use shmio_core::vm;
+use shmio_core::ErrorKind;
 
 /// Result of every fallible shmio call. The numbers are stable and never reused.
 #[repr(C)]
@@ -153,123 +149,49 @@ impl shmio_status {
     }
 }
 
-// The table: every core error kind and the status C reports for it, one function per core
-// error type, side by side. The kinds the types share map alike in every one of them:
-//
-//   kind                       status
-//   InvalidArgument            SHMIO_ERR_INVALID_ARGUMENT (also region OutOfBounds, poll
-//                              FdTooLarge, tqueue InvalidCapacity: arguments out of range)
-//   AlreadyExists              SHMIO_ERR_ALREADY_EXISTS
-//   NotFound                   SHMIO_ERR_NOT_FOUND
-//   PermissionDenied           SHMIO_ERR_PERMISSION_DENIED
-//   Corrupt                    SHMIO_ERR_CORRUPT
-//   VersionMismatch            SHMIO_ERR_VERSION_MISMATCH
-//   NoSpace                    SHMIO_ERR_NO_SPACE
-//   WouldBlock                 SHMIO_ERR_WOULD_BLOCK
-//   Timeout                    SHMIO_ERR_TIMEOUT
-//   Interrupted                SHMIO_ERR_INTERRUPTED
-//   Closed                     SHMIO_ERR_CLOSED
-//   Forked                     SHMIO_ERR_FORKED
-//   Unsupported                SHMIO_ERR_UNSUPPORTED
-//   Io (vm: also Parse)        SHMIO_ERR_IO
-//   a variant added later      SHMIO_ERR_IO, with its full message (every core error type but
-//                              tqueue's is non-exhaustive)
-//
-// Where Python is finer than C: it has classes of their own for the poller's RtSigInUse,
-// FileInUse and WakerExists, which C reports as SHMIO_ERR_ALREADY_EXISTS (each is "the thing
-// asked for is held already": the thread's RT-signal poller, the open file's RT-signal owner, the
-// poller's waker; the message tells which, and the status's documentation lists them), and for
-// OutOfBounds and FdTooLarge, which C reports as SHMIO_ERR_INVALID_ARGUMENT. No other status
-// fits them better, and the numbers are stable, so C keeps these. Python's Forked and
-// Cancelled are coarser (InvalidArgument and Closed); C has SHMIO_ERR_FORKED and
-// SHMIO_ERR_CANCELLED.
-
-/// The status of a queue error.
-pub(crate) fn of_queue(e: &queue::Error) -> shmio_status {
-    use queue::Error as E;
-    match e {
-        E::InvalidArgument(_) => SHMIO_ERR_INVALID_ARGUMENT,
-        E::AlreadyExists(_) => SHMIO_ERR_ALREADY_EXISTS,
-        E::NotFound(_) => SHMIO_ERR_NOT_FOUND,
-        E::PermissionDenied(_) => SHMIO_ERR_PERMISSION_DENIED,
-        E::Corrupt(_) => SHMIO_ERR_CORRUPT,
-        E::VersionMismatch { .. } => SHMIO_ERR_VERSION_MISMATCH,
-        E::NoSpace { .. } => SHMIO_ERR_NO_SPACE,
-        E::WouldBlock => SHMIO_ERR_WOULD_BLOCK,
-        E::Timeout => SHMIO_ERR_TIMEOUT,
-        E::Interrupted => SHMIO_ERR_INTERRUPTED,
-        E::ProducerDead => SHMIO_ERR_PRODUCER_DEAD,
-        E::Closed => SHMIO_ERR_CLOSED,
-        E::ProducerExists { .. } => SHMIO_ERR_PRODUCER_EXISTS,
-        E::TooManyConsumers { .. } => SHMIO_ERR_TOO_MANY_CONSUMERS,
-        E::TooLarge { .. } => SHMIO_ERR_TOO_LARGE,
-        E::BufferTooSmall { .. } => SHMIO_ERR_BUFFER_TOO_SMALL,
-        E::Overrun => SHMIO_ERR_OVERRUN,
-        E::Unsupported(_) => SHMIO_ERR_UNSUPPORTED,
-        E::Cancelled => SHMIO_ERR_CANCELLED,
-        E::Forked => SHMIO_ERR_FORKED,
-        E::Io { .. } => SHMIO_ERR_IO,
-        _ => SHMIO_ERR_IO,
-    }
-}
-
-/// The status of a region error.
-pub(crate) fn of_region(e: &region::Error) -> shmio_status {
-    use region::Error as E;
-    match e {
-        E::InvalidArgument(_) | E::OutOfBounds { .. } => SHMIO_ERR_INVALID_ARGUMENT,
-        E::AlreadyExists(_) => SHMIO_ERR_ALREADY_EXISTS,
-        E::NotFound(_) => SHMIO_ERR_NOT_FOUND,
-        E::PermissionDenied(_) => SHMIO_ERR_PERMISSION_DENIED,
-        E::Corrupt(_) => SHMIO_ERR_CORRUPT,
-        E::VersionMismatch { .. } => SHMIO_ERR_VERSION_MISMATCH,
-        E::NoSpace { .. } => SHMIO_ERR_NO_SPACE,
-        E::Torn { .. } => SHMIO_ERR_TORN,
-        E::WouldBlock => SHMIO_ERR_WOULD_BLOCK,
-        E::Timeout => SHMIO_ERR_TIMEOUT,
-        E::Interrupted => SHMIO_ERR_INTERRUPTED,
-        E::Unsupported(_) => SHMIO_ERR_UNSUPPORTED,
-        E::Io { .. } => SHMIO_ERR_IO,
-        _ => SHMIO_ERR_IO,
-    }
-}
-
-/// The status of a vm error.
-pub(crate) fn of_vm(e: &vm::Error) -> shmio_status {
-    use vm::Error as E;
-    match e {
-        E::InvalidArgument(_) => SHMIO_ERR_INVALID_ARGUMENT,
-        E::PermissionDenied(_) => SHMIO_ERR_PERMISSION_DENIED,
-        E::Unsupported(_) => SHMIO_ERR_UNSUPPORTED,
-        E::Parse { .. } | E::Io { .. } => SHMIO_ERR_IO,
-        _ => SHMIO_ERR_IO,
-    }
-}
-
-/// The status of a poller error.
-pub(crate) fn of_poll(e: &poll::Error) -> shmio_status {
-    use poll::Error as E;
-    match e {
-        E::InvalidArgument(_) | E::FdTooLarge { .. } => SHMIO_ERR_INVALID_ARGUMENT,
-        E::AlreadyRegistered(_) | E::RtSigInUse | E::FileInUse(_) | E::WakerExists { .. } => {
+/// The table: the status C reports for each kind of core error ([`ErrorKind`], which every
+/// core error type reports alike: `e.kind()`).
+///
+/// Where Python is finer than C: it has classes of their own for the poller's `RtSigInUse`,
+/// `FileInUse`, `WakerExists` and `AlreadyRegistered`, which C reports as
+/// `SHMIO_ERR_ALREADY_EXISTS` (each is "the thing asked for is held already": the thread's
+/// RT-signal poller, the open file's RT-signal owner, the poller's waker, the fd's registration;
+/// the message tells which, and the status's documentation lists them), and for `OutOfBounds`
+/// and `FdTooLarge`, which C reports as `SHMIO_ERR_INVALID_ARGUMENT`. No other status fits them
+/// better, and the numbers are stable, so C keeps these. Python's `Forked` and `Cancelled` are
+/// coarser (`InvalidArgument` and `Closed`); C has `SHMIO_ERR_FORKED` and
+/// `SHMIO_ERR_CANCELLED`. vm's `Parse` (a `/proc` file of an unexpected form) is
+/// `SHMIO_ERR_IO`, as is a kind added later (with its full message: `ErrorKind` is
+/// non-exhaustive).
+pub(crate) fn of(kind: ErrorKind) -> shmio_status {
+    use ErrorKind as K;
+    match kind {
+        K::InvalidArgument | K::OutOfBounds | K::FdTooLarge => SHMIO_ERR_INVALID_ARGUMENT,
+        K::AlreadyExists | K::AlreadyRegistered | K::RtSigInUse | K::FileInUse | K::WakerExists => {
             SHMIO_ERR_ALREADY_EXISTS
         }
-        E::NotRegistered(_) => SHMIO_ERR_NOT_REGISTERED,
-        E::WrongThread { .. } => SHMIO_ERR_WRONG_THREAD,
-        E::Forked => SHMIO_ERR_FORKED,
-        E::Interrupted => SHMIO_ERR_INTERRUPTED,
-        E::Io { .. } => SHMIO_ERR_IO,
+        K::NotFound => SHMIO_ERR_NOT_FOUND,
+        K::NotRegistered => SHMIO_ERR_NOT_REGISTERED,
+        K::PermissionDenied => SHMIO_ERR_PERMISSION_DENIED,
+        K::Corrupt => SHMIO_ERR_CORRUPT,
+        K::VersionMismatch => SHMIO_ERR_VERSION_MISMATCH,
+        K::NoSpace => SHMIO_ERR_NO_SPACE,
+        K::WouldBlock => SHMIO_ERR_WOULD_BLOCK,
+        K::Timeout => SHMIO_ERR_TIMEOUT,
+        K::Interrupted => SHMIO_ERR_INTERRUPTED,
+        K::ProducerDead => SHMIO_ERR_PRODUCER_DEAD,
+        K::Closed => SHMIO_ERR_CLOSED,
+        K::ProducerExists => SHMIO_ERR_PRODUCER_EXISTS,
+        K::TooManyConsumers => SHMIO_ERR_TOO_MANY_CONSUMERS,
+        K::TooLarge => SHMIO_ERR_TOO_LARGE,
+        K::BufferTooSmall => SHMIO_ERR_BUFFER_TOO_SMALL,
+        K::Overrun => SHMIO_ERR_OVERRUN,
+        K::Torn => SHMIO_ERR_TORN,
+        K::Unsupported => SHMIO_ERR_UNSUPPORTED,
+        K::Cancelled => SHMIO_ERR_CANCELLED,
+        K::Forked => SHMIO_ERR_FORKED,
+        K::WrongThread => SHMIO_ERR_WRONG_THREAD,
+        K::Parse | K::Io => SHMIO_ERR_IO,
         _ => SHMIO_ERR_IO,
-    }
-}
-
-/// The status of a hand-off queue error.
-pub(crate) fn of_tqueue<T>(e: &tqueue::Error<T>) -> shmio_status {
-    use tqueue::Error as E;
-    match e {
-        E::InvalidCapacity => SHMIO_ERR_INVALID_ARGUMENT,
-        E::WouldBlock(_) => SHMIO_ERR_WOULD_BLOCK,
-        E::Timeout(_) => SHMIO_ERR_TIMEOUT,
-        E::Closed(_) => SHMIO_ERR_CLOSED,
     }
 }

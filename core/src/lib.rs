@@ -12,11 +12,16 @@
 //! - [`tqueue`]: the in-process hand-off queue (`TQueue`) that separates a module's input
 //!   thread from its processing threads.
 //!
+//! Every module has its own error type; they share one vocabulary ([`error`]): a failed system
+//! call is an [`IoError`], and every error reports its class as an [`ErrorKind`].
+//!
 //! Linux only. Raw system calls live in one private module (`sys`), each unsafe block with the
 //! reason it holds.
 
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
+#[cfg(not(loom))]
+pub mod error;
 #[cfg(not(loom))]
 pub mod poll;
 #[cfg(not(loom))]
@@ -48,6 +53,9 @@ pub mod vm;
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod loom;
+
+#[cfg(not(loom))]
+pub use error::{ErrorKind, IoError};
 
 /// The library version, `MAJOR.MINOR.PATCH`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -46,6 +46,18 @@ impl<T> Error<T> {
             Error::InvalidCapacity => None,
         }
     }
+
+    /// The class of the error ([`ErrorKind`](crate::ErrorKind)), named alike in every module
+    /// (`InvalidCapacity` is an `InvalidArgument`).
+    pub fn kind(&self) -> crate::ErrorKind {
+        use crate::ErrorKind as K;
+        match self {
+            Error::WouldBlock(_) => K::WouldBlock,
+            Error::Timeout(_) => K::Timeout,
+            Error::Closed(_) => K::Closed,
+            Error::InvalidCapacity => K::InvalidArgument,
+        }
+    }
 }
 
 impl<T> fmt::Display for Error<T> {

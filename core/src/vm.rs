@@ -38,6 +38,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
+use crate::error::{ErrorKind, IoError};
 use crate::sys::cachestat;
 
 /// One of the six knobs in `/proc/sys/vm`.
@@ -177,23 +178,39 @@ pub enum Error {
     /// The kernel lacks something needed (`cachestat(2)` before Linux 6.5).
     Unsupported(String),
     /// A system call failed.
-    Io {
-        op: &'static str,
-        path: Option<PathBuf>,
-        source: io::Error,
-    },
+    Io(IoError),
 }
 
+crate::error::io_variant!(Error);
+
 impl Error {
+    /// `op` failed with `source` on `path`: [`Error::PermissionDenied`] if refused, else
+    /// [`Error::Io`].
     fn io(op: &'static str, path: &Path, source: io::Error) -> Error {
         if source.kind() == io::ErrorKind::PermissionDenied {
             Error::PermissionDenied(path.to_path_buf())
         } else {
-            Error::Io {
-                op,
-                path: Some(path.to_path_buf()),
-                source,
-            }
+            Error::Io(IoError::new(op, source).at(Some(path)))
+        }
+    }
+
+    /// The class of the error ([`ErrorKind`]), named alike in every module.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Error::PermissionDenied(_) => ErrorKind::PermissionDenied,
+            Error::Parse { .. } => ErrorKind::Parse,
+            Error::Unsupported(_) => ErrorKind::Unsupported,
+            Error::Io(_) => ErrorKind::Io,
+        }
+    }
+
+    /// The file the error names, if any.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            Error::PermissionDenied(p) | Error::Parse { path: p, .. } => Some(p),
+            Error::Io(e) => e.path.as_deref(),
+            _ => None,
         }
     }
 }
@@ -205,19 +222,7 @@ impl fmt::Display for Error {
             Error::PermissionDenied(p) => write!(f, "permission denied: {}", p.display()),
             Error::Parse { path, what } => write!(f, "cannot parse {}: {what}", path.display()),
             Error::Unsupported(m) => write!(f, "unsupported: {m}"),
-            Error::Io { op, path, source } => match path {
-                Some(p) => write!(f, "{op} {}: {source}", p.display()),
-                None => write!(f, "{op}: {source}"),
-            },
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io { source, .. } => Some(source),
-            _ => None,
+            Error::Io(e) => e.fmt(f),
         }
     }
 }
@@ -373,7 +378,7 @@ pub fn file_cache(path: impl AsRef<Path>) -> Result<PageCache> {
     let path = path.as_ref();
     let f = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
     cache_stat_fd(f.as_fd()).map_err(|e| match e {
-        Error::Io { op, source, .. } => Error::io(op, path, source),
+        Error::Io(e) => Error::io(e.op, path, e.source),
         other => other,
     })
 }
@@ -392,11 +397,7 @@ pub(crate) fn cache_stat_fd(fd: BorrowedFd<'_>) -> Result<PageCache> {
         Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => Err(Error::Unsupported(
             "cachestat(2) needs Linux 6.5 or later (x86_64 or aarch64)".into(),
         )),
-        Err(e) => Err(Error::Io {
-            op: "cachestat",
-            path: None,
-            source: e,
-        }),
+        Err(e) => Err(Error::Io(IoError::new("cachestat", e))),
     }
 }
 

@@ -77,7 +77,7 @@ fn file_cache_of_a_written_file() {
     let _ = std::fs::remove_file(&path);
     assert!(matches!(
         vm::file_cache("/nonexistent/shmio"),
-        Err(vm::Error::Io { .. })
+        Err(vm::Error::Io(_))
     ));
 }
 
@@ -92,7 +92,7 @@ fn set_knob_returns_the_old_value() {
             assert_eq!(proc_value(k), cur);
         }
         Err(vm::Error::PermissionDenied(_)) => println!("skipped: not permitted to set knobs"),
-        Err(vm::Error::Io { source, .. }) if source.raw_os_error() == Some(libc::EROFS) => {
+        Err(vm::Error::Io(e)) if e.raw_os_error() == Some(libc::EROFS) => {
             println!("skipped: /proc/sys is read-only here")
         }
         Err(e) => panic!("{e}"),

@@ -5,8 +5,10 @@
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
+use std::path::Path;
+
 use shmio::queue::Error;
-use shmio::{poll, region, vm};
+use shmio::{ErrorKind, IoError, poll, region, vm};
 
 use crate::glue::LockError;
 
@@ -33,70 +35,99 @@ impl ErrDesc {
         }
     }
 
-    fn io(msg: String, source: &std::io::Error, path: Option<&std::path::Path>) -> ErrDesc {
-        let mut d = ErrDesc::new("SyscallError", msg);
-        d.io = Some((
-            source.raw_os_error().unwrap_or(0),
-            path.map(|p| p.display().to_string()),
-        ));
+    /// A core error of `kind` with message `msg`, naming the file `path` (if any) and carrying
+    /// the failed system call `io` (if any). A system-call error and `NoSpace` are built as
+    /// `OSError(errno, message[, path])` (so that `str()` keeps the message); `NotFound`,
+    /// `AlreadyExists` and `PermissionDenied` get `filename`.
+    fn of(kind: ErrorKind, msg: String, path: Option<&Path>, io: Option<&IoError>) -> ErrDesc {
+        let mut d = ErrDesc::new(class_of(kind), msg);
+        let shown = |p: &Path| p.display().to_string();
+        match (kind, io) {
+            (_, Some(io)) => d.io = Some((io.raw_os_error().unwrap_or(0), path.map(shown))),
+            (ErrorKind::NoSpace, None) => d.io = Some((libc::ENOSPC, path.map(shown))),
+            (ErrorKind::NotFound | ErrorKind::AlreadyExists | ErrorKind::PermissionDenied, _) => {
+                d.filename = path.map(shown);
+            }
+            _ => {}
+        }
         d
-    }
-
-    fn file(mut self, p: &std::path::Path) -> ErrDesc {
-        self.filename = Some(p.display().to_string());
-        self
     }
 
     fn attr(mut self, name: &'static str, v: impl TryInto<i64>) -> ErrDesc {
         self.attrs.push((name, v.try_into().unwrap_or(i64::MAX)));
         self
     }
-}
 
-impl From<Error> for ErrDesc {
-    fn from(e: Error) -> ErrDesc {
-        let msg = e.to_string();
-        let d = |c| ErrDesc::new(c, msg.clone());
-        match &e {
-            Error::InvalidArgument(_) => d("InvalidArgument"),
-            Error::AlreadyExists(p) => d("AlreadyExists").file(p),
-            Error::NotFound(p) => d("NotFound").file(p),
-            Error::PermissionDenied(p) => d("PermissionDenied").file(p),
-            Error::Corrupt(_) => d("Corrupt"),
-            Error::VersionMismatch { found, expected } => d("VersionMismatch")
-                .attr("found", *found)
-                .attr("expected", *expected),
-            Error::NoSpace {
-                path,
-                needed,
-                available,
-            } => no_space(msg.clone(), path, *needed, *available),
-            Error::WouldBlock => d("WouldBlock"),
-            Error::Timeout => d("Timeout"),
-            Error::Interrupted => d("Interrupted"),
-            Error::ProducerDead => d("ProducerDead"),
-            Error::Closed => d("Closed"),
-            Error::ProducerExists { pid } => d("ProducerExists").attr("pid", *pid),
-            Error::TooManyConsumers { max } => d("TooManyConsumers").attr("max", *max),
-            Error::TooLarge { len, max } => d("TooLarge").attr("len", *len).attr("max", *max),
-            Error::BufferTooSmall { needed } => d("BufferTooSmall").attr("needed", *needed),
-            Error::Overrun => d("Overrun"),
-            Error::Unsupported(_) => d("Unsupported"),
-            // Only a wait that `close()` (from another thread) interrupts sees this.
-            Error::Cancelled => ErrDesc::new("Closed", CLOSED_DURING_CALL.to_string()),
-            Error::Forked => ErrDesc::new("InvalidArgument", FORKED.to_string()),
-            Error::Io { source, path, .. } => ErrDesc::io(msg.clone(), source, path.as_deref()),
-            _ => d("ShmioError"),
-        }
+    /// The same class, with another message.
+    fn message(mut self, msg: &str) -> ErrDesc {
+        self.msg = msg.to_string();
+        self
     }
 }
 
-/// `NoSpace` (queue or region create): an `OSError(ENOSPC, message, path)` (built like
-/// `SyscallError`, so that `str()` keeps the message), with the bytes `needed` and `available`.
-fn no_space(msg: String, path: &std::path::Path, needed: u64, available: u64) -> ErrDesc {
-    let mut d = ErrDesc::new("NoSpace", msg);
-    d.io = Some((libc::ENOSPC, Some(path.display().to_string())));
-    d.attr("needed", needed).attr("available", available)
+/// The table: the exception class of `shmio._errors` for each kind of core error. Where C is
+/// finer (`Forked`, `Cancelled`), see `capi/src/status.rs`.
+fn class_of(kind: ErrorKind) -> &'static str {
+    use ErrorKind as K;
+    match kind {
+        K::InvalidArgument => "InvalidArgument",
+        K::OutOfBounds => "OutOfBounds",
+        K::FdTooLarge => "FdTooLarge",
+        K::NotFound => "NotFound",
+        K::AlreadyExists => "AlreadyExists",
+        K::AlreadyRegistered => "AlreadyRegistered",
+        K::NotRegistered => "NotRegistered",
+        K::PermissionDenied => "PermissionDenied",
+        K::Corrupt => "Corrupt",
+        K::VersionMismatch => "VersionMismatch",
+        K::NoSpace => "NoSpace",
+        K::WouldBlock => "WouldBlock",
+        K::Timeout => "Timeout",
+        K::Interrupted => "Interrupted",
+        K::ProducerDead => "ProducerDead",
+        K::Closed => "Closed",
+        K::ProducerExists => "ProducerExists",
+        K::TooManyConsumers => "TooManyConsumers",
+        K::TooLarge => "TooLarge",
+        K::BufferTooSmall => "BufferTooSmall",
+        K::Overrun => "Overrun",
+        K::Torn => "Torn",
+        K::Unsupported => "Unsupported",
+        // Only a wait that `close()` (from another thread) interrupts sees this.
+        K::Cancelled => "Closed",
+        K::Forked => "InvalidArgument",
+        K::WrongThread => "WrongThread",
+        K::RtSigInUse => "RtSigInUse",
+        K::FileInUse => "FileInUse",
+        K::WakerExists => "WakerExists",
+        K::Io => "SyscallError",
+        // vm's `Parse`, and any kind added later.
+        _ => "ShmioError",
+    }
+}
+
+// Per error type: the table's description, plus the variant's numbers as attributes and
+// Python's own wording where it has one.
+
+impl From<Error> for ErrDesc {
+    fn from(e: Error) -> ErrDesc {
+        let d = ErrDesc::of(e.kind(), e.to_string(), e.path(), e.io_error());
+        match e {
+            Error::VersionMismatch { found, expected } => {
+                d.attr("found", found).attr("expected", expected)
+            }
+            Error::NoSpace {
+                needed, available, ..
+            } => d.attr("needed", needed).attr("available", available),
+            Error::ProducerExists { pid } => d.attr("pid", pid),
+            Error::TooManyConsumers { max } => d.attr("max", max),
+            Error::TooLarge { len, max } => d.attr("len", len).attr("max", max),
+            Error::BufferTooSmall { needed } => d.attr("needed", needed),
+            Error::Cancelled => d.message(CLOSED_DURING_CALL),
+            Error::Forked => d.message(FORKED),
+            _ => d,
+        }
+    }
 }
 
 /// The message of the `Closed` a call raises when its handle was closed while it waited.
@@ -110,72 +141,40 @@ const FORKED: &str = "this handle was opened by the parent process: handles do n
 impl From<region::Error> for ErrDesc {
     fn from(e: region::Error) -> ErrDesc {
         use region::Error as E;
-        let msg = e.to_string();
-        let d = |c| ErrDesc::new(c, msg.clone());
-        match &e {
-            E::InvalidArgument(_) => d("InvalidArgument"),
-            E::OutOfBounds { offset, len, size } => d("OutOfBounds")
-                .attr("offset", *offset)
-                .attr("len", *len)
-                .attr("size", *size),
-            E::AlreadyExists(p) => d("AlreadyExists").file(p),
-            E::NotFound(p) => d("NotFound").file(p),
-            E::PermissionDenied(p) => d("PermissionDenied").file(p),
-            E::Corrupt(_) => d("Corrupt"),
-            E::VersionMismatch { found, expected } => d("VersionMismatch")
-                .attr("found", *found)
-                .attr("expected", *expected),
+        let d = ErrDesc::of(e.kind(), e.to_string(), e.path(), e.io_error());
+        match e {
+            E::OutOfBounds { offset, len, size } => {
+                d.attr("offset", offset).attr("len", len).attr("size", size)
+            }
+            E::VersionMismatch { found, expected } => {
+                d.attr("found", found).attr("expected", expected)
+            }
             E::NoSpace {
-                path,
-                needed,
-                available,
-            } => no_space(msg.clone(), path, *needed, *available),
-            E::Torn { offset, len } => d("Torn").attr("offset", *offset).attr("len", *len),
-            E::WouldBlock => d("WouldBlock"),
-            E::Timeout => d("Timeout"),
-            E::Interrupted => d("Interrupted"),
-            E::Unsupported(_) => d("Unsupported"),
-            E::Io { source, path, .. } => ErrDesc::io(msg.clone(), source, path.as_deref()),
-            _ => d("ShmioError"),
+                needed, available, ..
+            } => d.attr("needed", needed).attr("available", available),
+            E::Torn { offset, len } => d.attr("offset", offset).attr("len", len),
+            _ => d,
         }
     }
 }
 
 impl From<vm::Error> for ErrDesc {
     fn from(e: vm::Error) -> ErrDesc {
-        use vm::Error as E;
-        let msg = e.to_string();
-        let d = |c| ErrDesc::new(c, msg.clone());
-        match &e {
-            E::InvalidArgument(_) => d("InvalidArgument"),
-            E::PermissionDenied(p) => d("PermissionDenied").file(p),
-            E::Unsupported(_) => d("Unsupported"),
-            E::Io { source, path, .. } => ErrDesc::io(msg.clone(), source, path.as_deref()),
-            _ => d("ShmioError"),
-        }
+        ErrDesc::of(e.kind(), e.to_string(), e.path(), e.io_error())
     }
 }
 
 impl From<poll::Error> for ErrDesc {
     fn from(e: poll::Error) -> ErrDesc {
         use poll::Error as E;
-        let msg = e.to_string();
-        let d = |c| ErrDesc::new(c, msg.clone());
-        match &e {
-            E::InvalidArgument(_) => d("InvalidArgument"),
-            E::FdTooLarge { fd, limit } => d("FdTooLarge").attr("fd", *fd).attr("limit", *limit),
-            E::AlreadyRegistered(fd) => d("AlreadyRegistered").attr("fd", *fd),
-            E::NotRegistered(fd) => d("NotRegistered").attr("fd", *fd),
-            E::WrongThread { owner, caller } => d("WrongThread")
-                .attr("owner", *owner)
-                .attr("caller", *caller),
-            E::RtSigInUse => d("RtSigInUse"),
-            E::FileInUse(fd) => d("FileInUse").attr("fd", *fd),
-            E::WakerExists { token } => d("WakerExists").attr("token", *token),
-            E::Forked => ErrDesc::new("InvalidArgument", POLLER_FORKED.to_string()),
-            E::Interrupted => d("Interrupted"),
-            E::Io { source, .. } => ErrDesc::io(msg.clone(), source, None),
-            _ => d("ShmioError"),
+        let d = ErrDesc::of(e.kind(), e.to_string(), None, e.io_error());
+        match e {
+            E::FdTooLarge { fd, limit } => d.attr("fd", fd).attr("limit", limit),
+            E::AlreadyRegistered(fd) | E::NotRegistered(fd) | E::FileInUse(fd) => d.attr("fd", fd),
+            E::WrongThread { owner, caller } => d.attr("owner", owner).attr("caller", caller),
+            E::WakerExists { token } => d.attr("token", token),
+            E::Forked => d.message(POLLER_FORKED),
+            _ => d,
         }
     }
 }
@@ -218,7 +217,7 @@ impl From<LockError> for ErrDesc {
     fn from(e: LockError) -> ErrDesc {
         match e {
             LockError::Reentrant => ErrDesc::new("ReentrantCall", REENTRANT.to_string()),
-            LockError::Forked => ErrDesc::new("InvalidArgument", LOCK_FORKED.to_string()),
+            LockError::Forked => ErrDesc::new(class_of(ErrorKind::Forked), LOCK_FORKED.to_string()),
         }
     }
 }

@@ -81,6 +81,7 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::error::{ErrorKind, IoError};
 use crate::sys::poll as sys;
 
 /// Which kernel mechanism a [`Poller`] uses.
@@ -335,23 +336,38 @@ pub enum Error {
     Forked,
     /// A signal handler interrupted the wait (EINTR); call again.
     Interrupted,
-    /// A system call failed.
-    Io {
-        /// The call.
-        op: &'static str,
-        /// The fd involved, if any.
-        fd: Option<RawFd>,
-        /// The OS error.
-        source: io::Error,
-    },
+    /// A system call failed (its [`IoError`] names the fd involved, if any).
+    Io(IoError),
 }
 
+crate::error::io_variant!(Error);
+
 impl Error {
+    /// `op` failed with `source` (on `fd`): [`Error::Interrupted`] for `EINTR`, else
+    /// [`Error::Io`].
     pub(crate) fn io(op: &'static str, fd: Option<RawFd>, source: io::Error) -> Error {
         if source.raw_os_error() == Some(libc::EINTR) {
             return Error::Interrupted;
         }
-        Error::Io { op, fd, source }
+        Error::Io(IoError::new(op, source).on_fd(fd))
+    }
+
+    /// The class of the error ([`ErrorKind`]), named alike in every module.
+    pub fn kind(&self) -> ErrorKind {
+        use ErrorKind as K;
+        match self {
+            Error::InvalidArgument(_) => K::InvalidArgument,
+            Error::FdTooLarge { .. } => K::FdTooLarge,
+            Error::AlreadyRegistered(_) => K::AlreadyRegistered,
+            Error::NotRegistered(_) => K::NotRegistered,
+            Error::WrongThread { .. } => K::WrongThread,
+            Error::RtSigInUse => K::RtSigInUse,
+            Error::FileInUse(_) => K::FileInUse,
+            Error::WakerExists { .. } => K::WakerExists,
+            Error::Forked => K::Forked,
+            Error::Interrupted => K::Interrupted,
+            Error::Io(_) => K::Io,
+        }
     }
 }
 
@@ -382,25 +398,7 @@ impl fmt::Display for Error {
                 "this poller was made by the parent process: pollers do not survive fork(); make a new one in the child",
             ),
             Error::Interrupted => f.write_str("interrupted by a signal"),
-            Error::Io {
-                op,
-                fd: Some(fd),
-                source,
-            } => write!(f, "{op} (fd {fd}): {source}"),
-            Error::Io {
-                op,
-                fd: None,
-                source,
-            } => write!(f, "{op}: {source}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io { source, .. } => Some(source),
-            _ => None,
+            Error::Io(e) => e.fmt(f),
         }
     }
 }

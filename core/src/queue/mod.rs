@@ -51,8 +51,7 @@ pub(crate) mod ring;
 mod wait;
 
 use std::fmt;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 pub use cancel::Canceller;
@@ -63,6 +62,7 @@ pub use layout::{
 pub use producer::{Producer, Reservation};
 pub use wait::BACKSTOP;
 
+use crate::error::{ErrorKind, IoError};
 use crate::shm::file as shmfile;
 use crate::sys::robust::{Owner, owner_of};
 use layout::Shared;
@@ -284,53 +284,37 @@ pub enum Error {
     /// Open a new one in the child (dropping the inherited one is harmless).
     Forked,
     /// A system call failed.
-    Io {
-        op: &'static str,
-        path: Option<PathBuf>,
-        source: io::Error,
-    },
+    Io(IoError),
 }
+
+crate::error::file_object_error!(Error);
 
 impl Error {
-    pub(crate) fn io(op: &'static str, path: Option<&Path>, source: io::Error) -> Error {
-        let path_buf = path.map(Path::to_path_buf);
-        match (source.kind(), path_buf) {
-            (io::ErrorKind::NotFound, Some(p)) if op == "open" || op == "unlink" => {
-                Error::NotFound(p)
-            }
-            (io::ErrorKind::PermissionDenied, Some(p)) => Error::PermissionDenied(p),
-            (_, path) => Error::Io { op, path, source },
-        }
-    }
-}
-
-impl From<crate::shm::header::PrefixError> for Error {
-    fn from(e: crate::shm::header::PrefixError) -> Error {
-        use crate::shm::header::PrefixError as P;
-        match e {
-            P::Corrupt(m) => Error::Corrupt(m),
-            P::Version { found, expected } => Error::VersionMismatch { found, expected },
-        }
-    }
-}
-
-impl From<crate::shm::file::FileError> for Error {
-    fn from(e: crate::shm::file::FileError) -> Error {
-        use crate::shm::file::FileError as F;
-        match e {
-            F::InvalidArgument(m) => Error::InvalidArgument(m),
-            F::AlreadyExists(p) => Error::AlreadyExists(p),
-            F::NoSpace {
-                path,
-                needed,
-                available,
-            } => Error::NoSpace {
-                path,
-                needed,
-                available,
-            },
-            F::WrongKind(m) => Error::Corrupt(m),
-            F::Io { op, path, source } => Error::io(op, path.as_deref(), source),
+    /// The class of the error ([`ErrorKind`]), named alike in every module.
+    pub fn kind(&self) -> ErrorKind {
+        use ErrorKind as K;
+        match self {
+            Error::InvalidArgument(_) => K::InvalidArgument,
+            Error::AlreadyExists(_) => K::AlreadyExists,
+            Error::NotFound(_) => K::NotFound,
+            Error::PermissionDenied(_) => K::PermissionDenied,
+            Error::Corrupt(_) => K::Corrupt,
+            Error::VersionMismatch { .. } => K::VersionMismatch,
+            Error::NoSpace { .. } => K::NoSpace,
+            Error::WouldBlock => K::WouldBlock,
+            Error::Timeout => K::Timeout,
+            Error::Interrupted => K::Interrupted,
+            Error::ProducerDead => K::ProducerDead,
+            Error::Closed => K::Closed,
+            Error::ProducerExists { .. } => K::ProducerExists,
+            Error::TooManyConsumers { .. } => K::TooManyConsumers,
+            Error::TooLarge { .. } => K::TooLarge,
+            Error::BufferTooSmall { .. } => K::BufferTooSmall,
+            Error::Overrun => K::Overrun,
+            Error::Unsupported(_) => K::Unsupported,
+            Error::Cancelled => K::Cancelled,
+            Error::Forked => K::Forked,
+            Error::Io(_) => K::Io,
         }
     }
 }
@@ -380,19 +364,7 @@ impl fmt::Display for Error {
                 "this handle was opened by the parent process: handles do not survive fork(); \
                  open a new one in the child",
             ),
-            Error::Io { op, path, source } => match path {
-                Some(p) => write!(f, "{op} {}: {source}", p.display()),
-                None => write!(f, "{op}: {source}"),
-            },
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io { source, .. } => Some(source),
-            _ => None,
+            Error::Io(e) => e.fmt(f),
         }
     }
 }

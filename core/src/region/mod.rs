@@ -87,8 +87,9 @@ use memmap2::{MmapOptions, MmapRaw};
 
 pub use layout::{DATA_OFFSET, LAYOUT_VERSION, LOCK_WORD_OFFSET, MAX_SIZE};
 
+use crate::error::{ErrorKind, IoError};
 use crate::racy::{RacyBytes, RacyBytesMut};
-use crate::shm::file::{self as shmfile, FileError};
+use crate::shm::file as shmfile;
 use crate::sys::futex::{self, WaitOutcome};
 use crate::sys::rlock::{self, Locked, RobustLock};
 use crate::vm::PageCache;
@@ -187,52 +188,30 @@ pub enum Error {
     /// The kernel lacks something needed (e.g. `cachestat(2)` before Linux 6.5).
     Unsupported(String),
     /// A system call failed.
-    Io {
-        op: &'static str,
-        path: Option<PathBuf>,
-        source: io::Error,
-    },
+    Io(IoError),
 }
+
+crate::error::file_object_error!(Error);
 
 impl Error {
-    pub(crate) fn io(op: &'static str, path: Option<&Path>, source: io::Error) -> Error {
-        let path_buf = path.map(Path::to_path_buf);
-        match (source.kind(), path_buf) {
-            (io::ErrorKind::NotFound, Some(p)) if op == "open" || op == "unlink" => {
-                Error::NotFound(p)
-            }
-            (io::ErrorKind::PermissionDenied, Some(p)) => Error::PermissionDenied(p),
-            (_, path) => Error::Io { op, path, source },
-        }
-    }
-}
-
-impl From<crate::shm::header::PrefixError> for Error {
-    fn from(e: crate::shm::header::PrefixError) -> Error {
-        use crate::shm::header::PrefixError as P;
-        match e {
-            P::Corrupt(m) => Error::Corrupt(m),
-            P::Version { found, expected } => Error::VersionMismatch { found, expected },
-        }
-    }
-}
-
-impl From<FileError> for Error {
-    fn from(e: FileError) -> Error {
-        match e {
-            FileError::InvalidArgument(m) => Error::InvalidArgument(m),
-            FileError::AlreadyExists(p) => Error::AlreadyExists(p),
-            FileError::NoSpace {
-                path,
-                needed,
-                available,
-            } => Error::NoSpace {
-                path,
-                needed,
-                available,
-            },
-            FileError::WrongKind(m) => Error::Corrupt(m),
-            FileError::Io { op, path, source } => Error::io(op, path.as_deref(), source),
+    /// The class of the error ([`ErrorKind`]), named alike in every module.
+    pub fn kind(&self) -> ErrorKind {
+        use ErrorKind as K;
+        match self {
+            Error::InvalidArgument(_) => K::InvalidArgument,
+            Error::OutOfBounds { .. } => K::OutOfBounds,
+            Error::AlreadyExists(_) => K::AlreadyExists,
+            Error::NotFound(_) => K::NotFound,
+            Error::PermissionDenied(_) => K::PermissionDenied,
+            Error::Corrupt(_) => K::Corrupt,
+            Error::VersionMismatch { .. } => K::VersionMismatch,
+            Error::NoSpace { .. } => K::NoSpace,
+            Error::Torn { .. } => K::Torn,
+            Error::WouldBlock => K::WouldBlock,
+            Error::Timeout => K::Timeout,
+            Error::Interrupted => K::Interrupted,
+            Error::Unsupported(_) => K::Unsupported,
+            Error::Io(_) => K::Io,
         }
     }
 }
@@ -267,19 +246,7 @@ impl fmt::Display for Error {
             Error::Timeout => f.write_str("timed out"),
             Error::Interrupted => f.write_str("interrupted by a signal"),
             Error::Unsupported(m) => write!(f, "unsupported: {m}"),
-            Error::Io { op, path, source } => match path {
-                Some(p) => write!(f, "{op} {}: {source}", p.display()),
-                None => write!(f, "{op}: {source}"),
-            },
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io { source, .. } => Some(source),
-            _ => None,
+            Error::Io(e) => e.fmt(f),
         }
     }
 }
@@ -879,12 +846,10 @@ impl Region {
     pub fn cache_stat(&self) -> Result<PageCache> {
         crate::vm::cache_stat_fd(self.file.as_fd()).map_err(|e| match e {
             crate::vm::Error::Unsupported(m) => Error::Unsupported(m),
-            crate::vm::Error::Io { op, source, .. } => Error::io(op, Some(&self.path), source),
-            other => Error::Io {
-                op: "cachestat",
-                path: Some(self.path.clone()),
-                source: io::Error::other(other.to_string()),
-            },
+            crate::vm::Error::Io(e) => Error::io(e.op, Some(&self.path), e.source),
+            other => Error::Io(
+                IoError::new("cachestat", io::Error::other(other.to_string())).at(Some(&self.path)),
+            ),
         })
     }
 }

@@ -14,7 +14,6 @@
 //! no block behind it killing the process with SIGBUS.
 
 use std::ffi::CString;
-use std::fmt;
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -27,13 +26,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, AtFlags};
 
+use crate::error::IoError;
+use crate::shm::header::PrefixError;
 use crate::sys::syscall;
 
-/// What a file helper failed with; each module converts it into its own error enum.
+/// What a file helper (or the header check) failed with: the errors the queue and the region
+/// share, already classified; each converts it into its own error enum
+/// (`crate::error::file_object_error`).
 #[derive(Debug)]
 pub(crate) enum FileError {
     InvalidArgument(String),
     AlreadyExists(PathBuf),
+    NotFound(PathBuf),
+    PermissionDenied(PathBuf),
+    /// Not a valid file of the kind named, or not that kind at all (see [`unlink_checked`]).
+    Corrupt(String),
+    VersionMismatch {
+        found: u32,
+        expected: u32,
+    },
     /// The file system cannot hold the file: `needed` bytes, `available` to unprivileged
     /// users (`f_bavail * f_frsize`).
     NoSpace {
@@ -41,40 +52,33 @@ pub(crate) enum FileError {
         needed: u64,
         available: u64,
     },
-    /// The file is not the kind of object the caller named (see [`unlink_checked`]).
-    WrongKind(String),
-    Io {
-        op: &'static str,
-        path: Option<PathBuf>,
-        source: io::Error,
-    },
+    Io(IoError),
 }
 
 impl FileError {
+    /// `op` failed with `source` on `path`: a missing file is [`FileError::NotFound`] where
+    /// the call looked it up by name (`open`, `unlink`), a refusal is
+    /// [`FileError::PermissionDenied`] on any named file; anything else is [`FileError::Io`].
     pub(crate) fn io(op: &'static str, path: Option<&Path>, source: io::Error) -> FileError {
-        FileError::Io {
-            op,
-            path: path.map(Path::to_path_buf),
-            source,
+        match (source.kind(), path) {
+            (io::ErrorKind::NotFound, Some(p)) if op == "open" || op == "unlink" => {
+                FileError::NotFound(p.to_path_buf())
+            }
+            (io::ErrorKind::PermissionDenied, Some(p)) => {
+                FileError::PermissionDenied(p.to_path_buf())
+            }
+            _ => FileError::Io(IoError::new(op, source).at(path)),
         }
     }
 }
 
-impl fmt::Display for FileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            FileError::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
-            FileError::AlreadyExists(p) => write!(f, "{} already exists", p.display()),
-            FileError::NoSpace {
-                path,
-                needed,
-                available,
-            } => f.write_str(&no_space_message(path, *needed, *available)),
-            FileError::WrongKind(m) => f.write_str(m),
-            FileError::Io { op, path, source } => match path {
-                Some(p) => write!(f, "{op} {}: {source}", p.display()),
-                None => write!(f, "{op}: {source}"),
-            },
+impl From<PrefixError> for FileError {
+    fn from(e: PrefixError) -> FileError {
+        match e {
+            PrefixError::Corrupt(m) => FileError::Corrupt(m),
+            PrefixError::Version { found, expected } => {
+                FileError::VersionMismatch { found, expected }
+            }
         }
     }
 }
@@ -513,7 +517,7 @@ pub(crate) fn open_existing(path: &Path, extra_flags: libc::c_int) -> Result<Fil
 /// Removes the file at `path` only if it is a shmio `what` ("queue", "region") file: a regular
 /// file that starts with the 8 bytes of `magic`. Anything else (a symbolic link, a directory, a
 /// text file, another kind of shmio file, named in `others` with its magic) is refused with
-/// [`FileError::WrongKind`] and left alone. The check opens the file with `O_NOFOLLOW` (and
+/// [`FileError::Corrupt`] and left alone. The check opens the file with `O_NOFOLLOW` (and
 /// `O_NONBLOCK`, so that a FIFO swapped in does not block), which needs read permission.
 ///
 /// Between the check and the `unlink` another process could put a different file at `path`:
@@ -527,7 +531,7 @@ pub(crate) fn unlink_checked(
 ) -> Result<(), FileError> {
     use std::os::unix::fs::FileExt;
     let not_ours = |why: String| {
-        FileError::WrongKind(format!(
+        FileError::Corrupt(format!(
             "{} is not a shmio {what} file ({why}); not removed",
             path.display()
         ))

@@ -128,8 +128,8 @@ fn named_fallback_retries_a_taken_name_and_gives_up_after_a_bound() {
         calls += 1;
         1
     }) {
-        Err(FileError::Io { source, .. }) => {
-            assert_eq!(source.kind(), io::ErrorKind::AlreadyExists);
+        Err(FileError::Io(e)) => {
+            assert_eq!(e.source.kind(), io::ErrorKind::AlreadyExists);
         }
         other => panic!(
             "expected an Io error, got {:?}",

@@ -378,7 +378,7 @@ pub fn qkind(e: &shmio::queue::Error) -> Cow<'static, str> {
         E::Unsupported(_) => "Unsupported",
         E::Cancelled => "Cancelled",
         E::Forked => "Forked",
-        E::Io { op, .. } => return Cow::Owned(format!("Io({op})")),
+        E::Io(e) => return Cow::Owned(format!("Io({})", e.op)),
         _ => "other",
     })
 }
@@ -399,7 +399,7 @@ pub fn rkind(e: &shmio::region::Error) -> Cow<'static, str> {
         E::Timeout => "Timeout",
         E::Interrupted => "Interrupted",
         E::Unsupported(_) => "Unsupported",
-        E::Io { op, .. } => return Cow::Owned(format!("Io({op})")),
+        E::Io(e) => return Cow::Owned(format!("Io({})", e.op)),
         _ => "other",
     })
 }
