@@ -3,6 +3,7 @@
 use std::ffi::{c_char, c_int};
 use std::sync::{Mutex, MutexGuard, TryLockError};
 
+use shmio_core::fork::Origin;
 use shmio_core::poll::{self, Backend, Events, Interest, Poller, Stats, Waker};
 
 use crate::ffi::{
@@ -97,6 +98,8 @@ fn interest_from_c(i: u32) -> Result<Interest> {
 pub struct shmio_poller {
     /// `SHMIO_BACKEND_*`, fixed at creation.
     backend: u32,
+    /// The process the poller was made in, checked before `state` is locked (see `with`).
+    origin: Origin,
     /// The counters as of the last call that ended (read by `shmio_poller_stats_get` without
     /// waiting for a call in progress).
     stats: Mutex<Stats>,
@@ -112,6 +115,11 @@ struct PollerState {
 impl shmio_poller {
     /// Runs `f` on the poller, unless another thread is in a call on it; publishes the stats.
     fn with<T>(&self, f: impl FnOnce(&mut PollerState) -> Result<T>) -> Result<T> {
+        // Before the lock: a thread of the parent may have been in a call at the fork, and in
+        // the child nobody would ever give the lock back.
+        if self.origin.is_inherited() {
+            return Err(poll::Error::Forked.into());
+        }
         let mut g: MutexGuard<'_, PollerState> = match self.state.try_lock() {
             Ok(g) => g,
             // A panic in an earlier call was caught at the boundary and reported; the poller's
@@ -205,6 +213,7 @@ pub unsafe extern "C" fn shmio_poller_new(
         let inner = Poller::new(backend_from_c(backend)?)?;
         let h = Box::into_raw(Box::new(shmio_poller {
             backend: backend_to_c(inner.backend()),
+            origin: inner.origin(),
             stats: Mutex::new(inner.stats()),
             state: Mutex::new(PollerState {
                 inner,

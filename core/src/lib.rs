@@ -23,6 +23,8 @@
 #[cfg(not(loom))]
 pub mod error;
 #[cfg(not(loom))]
+pub mod fork;
+#[cfg(not(loom))]
 pub mod poll;
 #[cfg(not(loom))]
 pub mod queue;

@@ -196,6 +196,57 @@ fn poller_inherited_through_fork_is_inert_and_its_free_leaves_shared_files_alone
 }
 
 #[test]
+fn poller_a_thread_waited_in_at_the_fork_is_forked_not_busy_in_the_child() {
+    let mut p = ptr::null_mut();
+    let mut w = ptr::null_mut();
+    // SAFETY: valid out pointers; a live poller.
+    unsafe {
+        assert_eq!(shmio_poller_new(SHMIO_BACKEND_EPOLL, &mut p), SHMIO_OK);
+        assert_eq!(shmio_waker_new(p, 9, &mut w), SHMIO_OK);
+    }
+    let sp = Sent(p);
+    let waiter = std::thread::spawn(move || {
+        let sp = sp;
+        let mut evs = [shmio_event { token: 0, flags: 0 }; 4];
+        let mut n = 0usize;
+        // SAFETY: the poller outlives the thread (joined below); valid buffers.
+        let st = unsafe { shmio_poller_wait(sp.0, evs.as_mut_ptr(), 4, 30_000, &mut n) };
+        (st, n, evs[0].token)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: the child only calls the library on the inherited handles and leaves with
+    // _exit; the parent waits for it.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let mut evs = [shmio_event { token: 0, flags: 0 }; 4];
+        let mut n = 0usize;
+        // SAFETY: an inherited live handle, valid buffers. The parent's waiting thread holds
+        // the poller's call lock in the child's copy, and nobody will ever give it back.
+        let st = unsafe { shmio_poller_wait(p, evs.as_mut_ptr(), 4, 0, &mut n) };
+        // SAFETY: async-signal-safe exit.
+        unsafe { libc::_exit(if st == SHMIO_ERR_FORKED { 0 } else { st as i32 }) };
+    }
+    let mut status = 0;
+    // SAFETY: our own child, a valid out-pointer.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(libc::WIFEXITED(status), "child died: {status:#x}");
+    assert_eq!(
+        libc::WEXITSTATUS(status),
+        0,
+        "the child's status instead of FORKED"
+    );
+    // SAFETY: a live waker; freed once, after the waiting thread is done with the poller.
+    unsafe { assert_eq!(shmio_waker_wake(w), SHMIO_OK) };
+    assert_eq!(waiter.join().unwrap(), (SHMIO_OK, 1, 9));
+    // SAFETY: live handles, freed once, no call in progress.
+    unsafe {
+        shmio_waker_free(w);
+        shmio_poller_free(p);
+    }
+}
+
+#[test]
 fn poller_backend_and_stats_answer_during_a_wait_and_an_overlapping_call_fails_cleanly() {
     use std::os::fd::AsRawFd;
     let mut p = ptr::null_mut();

@@ -82,6 +82,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{ErrorKind, IoError};
+use crate::fork::Origin;
 use crate::sys::poll as sys;
 
 /// Which kernel mechanism a [`Poller`] uses.
@@ -533,7 +534,7 @@ struct WakerPipe {
 #[derive(Debug, Clone)]
 pub struct Waker {
     pipe: Arc<WakerPipe>,
-    fork_gen: u32,
+    origin: Origin,
 }
 
 impl Waker {
@@ -550,7 +551,7 @@ impl Waker {
             }
             return Ok(Waker {
                 pipe: pipe.clone(),
-                fork_gen: poller.fork_gen,
+                origin: poller.origin,
             });
         }
         let (r, w) = sys::pipe_nonblocking().map_err(|e| Error::io("pipe2", None, e))?;
@@ -560,14 +561,20 @@ impl Waker {
         poller.waker = Some((pipe.clone(), token));
         Ok(Waker {
             pipe,
-            fork_gen: poller.fork_gen,
+            origin: poller.origin,
         })
+    }
+
+    /// The process its poller was made in: in a forked child, [`wake`](Self::wake) returns
+    /// [`Error::Forked`] (see [`crate::fork`]).
+    pub fn origin(&self) -> Origin {
+        self.origin
     }
 
     /// Makes the poller's current or next wait return with the waker's event. Thread-safe;
     /// several wakes before a wait give one event. After the poller was dropped: nothing.
     pub fn wake(&self) -> Result<()> {
-        if self.fork_gen != crate::sys::fork::generation() {
+        if self.origin.is_inherited() {
             return Err(Error::Forked);
         }
         sys::write_byte(self.pipe.write.as_raw_fd()).map_err(|e| Error::io("write", None, e))
@@ -580,8 +587,8 @@ pub struct Poller {
     sel: Box<dyn Selector>,
     stats: Stats,
     waker: Option<(Arc<WakerPipe>, u64)>,
-    /// The fork generation the poller was made in (`sys::fork`).
-    fork_gen: u32,
+    /// The process the poller was made in (see [`crate::fork`]).
+    origin: Origin,
 }
 
 impl fmt::Debug for Poller {
@@ -601,7 +608,7 @@ impl Poller {
         } else {
             backend
         };
-        let fork_gen = crate::sys::fork::watch();
+        let origin = Origin::current();
         let mut stats = Stats::default();
         let sel: Box<dyn Selector> = match backend {
             Backend::Select => Box::new(select::Select::new()),
@@ -616,17 +623,24 @@ impl Poller {
             sel,
             stats,
             waker: None,
-            fork_gen,
+            origin,
         })
     }
 
     /// [`Error::Forked`] in a child that inherited the poller (one relaxed load).
     fn usable(&self) -> Result<()> {
-        if self.fork_gen == crate::sys::fork::generation() {
-            Ok(())
-        } else {
+        if self.origin.is_inherited() {
             Err(Error::Forked)
+        } else {
+            Ok(())
         }
+    }
+
+    /// The process the poller was made in: in a forked child, every call but
+    /// [`backend`](Self::backend) and [`stats`](Self::stats) returns [`Error::Forked`] (see
+    /// [`crate::fork`]).
+    pub fn origin(&self) -> Origin {
+        self.origin
     }
 
     /// The backend in use (`Auto` resolved).

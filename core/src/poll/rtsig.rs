@@ -69,6 +69,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::{Error, Event, Interest, Result, Selector, Stats, Table, poll_now, rt_signal};
+use crate::fork::Origin;
 use crate::sys::poll as sys;
 
 /// Threads that own an RT-signal poller.
@@ -145,8 +146,8 @@ pub(crate) struct RtSig {
     pub(crate) mark: u64,
     buf: Vec<libc::signalfd_siginfo>,
     pfds: Vec<libc::pollfd>,
-    /// The fork generation the poller was made in: a child's drop restores nothing.
-    fork_gen: u32,
+    /// The process the poller was made in: a forked child's drop restores nothing.
+    origin: Origin,
 }
 
 impl RtSig {
@@ -182,7 +183,7 @@ impl RtSig {
             mark: 0,
             buf: vec![sys::signalfd_siginfo_zeroed(); 64],
             pfds: Vec::new(),
-            fork_gen: crate::sys::fork::watch(),
+            origin: Origin::current(),
         })
     }
 
@@ -405,7 +406,7 @@ fn forget_owner(tid: u32) {
 
 impl Drop for RtSig {
     fn drop(&mut self) {
-        if self.fork_gen != crate::sys::fork::generation() {
+        if self.origin.is_inherited() {
             // A forked child's copy: the files are the parent's; closing the child's
             // descriptors (the duplicates, the signalfd) is all that happens.
             return;

@@ -11,6 +11,7 @@ use super::layout::{ConsumerSlot, MAX_SEQ, Shared, consumer_byte, resolve};
 use super::ring::{self, SlotState};
 use super::wait::{self, DataWait, Deadline, ROLE_NOTIFIER, ROLE_READER};
 use super::{Error, Policy, QueueInfo, QueueStats, Result, Start, info_of, stats_of};
+use crate::fork::Origin;
 use crate::racy::RacyBytes;
 use crate::sys::robust::{Claim, Keeper, KeeperCtl, Owner, SharedWord, owner_of};
 use crate::sys::{fork, futex};
@@ -45,8 +46,8 @@ pub struct Consumer {
     /// How long a blocking read spins before it sleeps.
     spin: Duration,
     cancel: Canceller,
-    /// The fork generation the handle was opened in (see `sys::fork`).
-    fork_gen: u32,
+    /// The process the handle was opened in (see [`crate::fork`]).
+    origin: Origin,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -171,14 +172,20 @@ impl Consumer {
             pending: None,
             spin: wait::SPIN_FOR,
             cancel: Canceller::new(),
-            fork_gen: fork::generation(),
+            origin: Origin::current(),
         })
     }
 
     /// Refuses a handle inherited through `fork()`.
     #[inline]
     fn usable(&self) -> Result<()> {
-        super::usable(self.fork_gen, &self.shared)
+        super::usable(self.origin, &self.shared)
+    }
+
+    /// The process the handle was opened in: in a forked child, every call on the handle
+    /// returns [`Error::Forked`] (see [`crate::fork`]).
+    pub fn origin(&self) -> Origin {
+        self.origin
     }
 
     /// A handle that ends this consumer's waits from another thread (see [`Canceller`]).

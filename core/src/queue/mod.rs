@@ -63,6 +63,7 @@ pub use producer::{Producer, Reservation};
 pub use wait::BACKSTOP;
 
 use crate::error::{ErrorKind, IoError};
+use crate::fork::Origin;
 use crate::shm::file as shmfile;
 use crate::sys::robust::{Owner, owner_of};
 use layout::Shared;
@@ -371,22 +372,14 @@ impl fmt::Display for Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// [`Error::Forked`] for a handle made in fork generation `made_in` used after a fork (see
-/// `sys::fork`): one relaxed load on every call.
+/// The checks at the start of every call on a handle made in `origin`: not inherited through
+/// `fork()` ([`Error::Forked`], see [`crate::fork`]), and the file did not shrink under the
+/// mapping.
 #[inline]
-pub(crate) fn not_forked(made_in: u32) -> Result<()> {
-    if made_in == crate::sys::fork::generation() {
-        Ok(())
-    } else {
-        Err(Error::Forked)
+pub(crate) fn usable(origin: Origin, shared: &Shared) -> Result<()> {
+    if origin.is_inherited() {
+        return Err(Error::Forked);
     }
-}
-
-/// The checks at the start of every call on a handle: not inherited through `fork()`, and the
-/// file did not shrink under the mapping.
-#[inline]
-pub(crate) fn usable(made_in: u32, shared: &Shared) -> Result<()> {
-    not_forked(made_in)?;
     shared.intact(false)
 }
 

@@ -9,6 +9,7 @@ use super::cancel::Canceller;
 use super::layout::{MAX_SEQ, PRODUCER_BYTE, Shared, link_into_place, resolve};
 use super::wait::{self, Deadline};
 use super::{Error, Policy, QueueInfo, QueueOptions, QueueStats, Result, info_of, ring, stats_of};
+use crate::fork::Origin;
 use crate::sys::fork;
 use crate::sys::robust::{Claim, Keeper, SharedWord};
 
@@ -35,8 +36,8 @@ pub struct Producer {
     /// Wake-up system calls made for sleeping consumers.
     wake_calls: u64,
     cancel: Canceller,
-    /// The fork generation the handle was opened in (see `sys::fork`).
-    fork_gen: u32,
+    /// The process the handle was opened in (see [`crate::fork`]).
+    origin: Origin,
 }
 
 impl std::fmt::Debug for Producer {
@@ -136,14 +137,20 @@ impl Producer {
             spin: wait::SPIN_FOR,
             wake_calls: 0,
             cancel: Canceller::new(),
-            fork_gen: fork::generation(),
+            origin: Origin::current(),
         })
     }
 
     /// Refuses a handle inherited through `fork()`.
     #[inline]
     fn usable(&self) -> Result<()> {
-        super::usable(self.fork_gen, &self.shared)
+        super::usable(self.origin, &self.shared)
+    }
+
+    /// The process the handle was opened in: in a forked child, every call on the handle
+    /// returns [`Error::Forked`] (see [`crate::fork`]).
+    pub fn origin(&self) -> Origin {
+        self.origin
     }
 
     /// A handle that ends this producer's waits from another thread (see [`Canceller`]).
