@@ -230,5 +230,5 @@ const LOCK_FORKED: &str = "this handle was in use by another thread when the pro
                            it cannot be used in the child (open or create it again there)";
 
 /// The message for a poller used in a forked child.
-pub(crate) const POLLER_FORKED: &str = "this poller (or waker) was created by the parent process: pollers \
+const POLLER_FORKED: &str = "this poller (or waker) was created by the parent process: pollers \
                              do not survive fork(); create one in the child";

@@ -40,7 +40,6 @@ mod vm;
 
 #[pymodule]
 fn _shmio(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    glue::init_pid();
     m.add_class::<queue::PyProducer>()?;
     m.add_class::<queue::PyConsumer>()?;
     m.add_class::<queue::RecordView>()?;

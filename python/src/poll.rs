@@ -13,8 +13,10 @@ use pyo3::types::{PyDict, PyList};
 use shmio::poll;
 use shmio::queue::Error;
 
-use crate::errors::{POLLER_FORKED, closed_handle, invalid, to_py};
-use crate::glue::{HandleGuard, HandleLock, current_pid, timeout_arg};
+use shmio::fork::Origin;
+
+use crate::errors::{closed_handle, invalid, to_py};
+use crate::glue::{HandleGuard, HandleLock, timeout_arg};
 
 /// `shmio._event.Event`, the named tuple `Poller.poll` returns.
 static EVENT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -84,32 +86,19 @@ pub(crate) struct PyPoller {
     /// `None` if the socket could not be made or registered (e.g. its fd is too large for
     /// `select`): then `poll` waits in slices of `KICKLESS_SLICE`.
     kick: Option<Kick>,
-    /// The process that created the poller: in a forked child it is inert (see `check`).
-    pid: u32,
+    /// The process that created the core poller: in a forked child it is inert (see `check`).
+    origin: Origin,
     backend: poll::Backend,
     capacity: usize,
 }
 
-impl Drop for PyPoller {
-    fn drop(&mut self) {
-        if self.pid != current_pid() {
-            // A forked child must not drop the parent's core poller: the RT-signal backends
-            // would restore the flags of (and clear O_ASYNC on) open files it shares with the
-            // parent. Its descriptors stay open in the child until it exits. `get_mut` needs no
-            // locking (nothing else can reach the value) even if the parent's thread held the
-            // lock at the fork.
-            let st = self.state.get_mut();
-            std::mem::forget(st.poller.take());
-        }
-    }
-}
-
 impl PyPoller {
-    /// Refuses a poller inherited through `fork()`: checked before the lock, which a thread of
-    /// the parent may have held at the fork.
+    /// Refuses a poller inherited through `fork()` (as the core does, `shmio::fork`): checked
+    /// before the lock, which a thread of the parent may have held at the fork. (Dropping an
+    /// inherited poller is harmless: the core's drop leaves the parent's files alone.)
     fn check(&self, py: Python<'_>) -> PyResult<()> {
-        if self.pid != current_pid() {
-            return Err(invalid(py, POLLER_FORKED));
+        if self.origin.is_inherited() {
+            return Err(to_py(py, poll::Error::Forked));
         }
         Ok(())
     }
@@ -169,9 +158,9 @@ impl PyPoller {
         let kick = Kick::new(&mut p);
         Ok(PyPoller {
             backend: p.backend(),
+            origin: p.origin(),
             state: HandleLock::new(PollerState { poller: Some(p) }),
             kick,
-            pid: current_pid(),
             capacity: capacity.max(1),
         })
     }
@@ -330,11 +319,7 @@ impl PyPoller {
             .as_mut()
             .ok_or_else(|| closed_handle(py, "poller"))?;
         let w = poll::Waker::new(p, token).map_err(|e| to_py(py, e))?;
-        Ok(PyWaker {
-            waker: w,
-            token,
-            pid: self.pid,
-        })
+        Ok(PyWaker { waker: w, token })
     }
 
     /// Counters: waits, events, syscalls, overflows, signals, stale_signals,
@@ -366,7 +351,7 @@ impl PyPoller {
     /// by the signal handler that calls this) raises `Closed`. Idempotent; in a forked child,
     /// does nothing (the poller belongs to the parent).
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        if self.pid != current_pid() {
+        if self.origin.is_inherited() {
             return Ok(());
         }
         // Wakes a waiting `poll`, which gives the lock back before this drops the poller.
@@ -395,17 +380,13 @@ impl PyPoller {
 pub(crate) struct PyWaker {
     waker: poll::Waker,
     token: u64,
-    /// The process that made it: in a forked child, `wake` would wake the parent's poller.
-    pid: u32,
 }
 
 #[pymethods]
 impl PyWaker {
     /// Makes the poller's current or next `poll` return with this waker's token.
     fn wake(&self, py: Python<'_>) -> PyResult<()> {
-        if self.pid != current_pid() {
-            return Err(invalid(py, POLLER_FORKED));
-        }
+        // In a forked child the core refuses (it would wake the parent's poller).
         self.waker.wake().map_err(|e| to_py(py, e))
     }
 

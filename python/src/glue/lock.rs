@@ -1,14 +1,14 @@
-//! The handle lock (`HandleLock`): fair, holder-aware and fork-aware; and the cached process id
-//! that tells a forked child's inherited handles apart.
+//! The handle lock (`HandleLock`): fair, holder-aware and fork-aware (a forked child tells an
+//! inherited lock apart by the core's `shmio::fork::Origin`).
 
 use std::collections::VecDeque;
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
+use shmio::fork::Origin;
 
 use crate::errors::to_py;
 
@@ -48,7 +48,7 @@ enum Owner {
 
 struct GateState {
     /// The process whose threads hold, wait for or are in calls on the lock.
-    pid: u32,
+    origin: Origin,
     owner: Owner,
     /// Tickets of the waiting threads, first come first served.
     queue: VecDeque<u64>,
@@ -86,14 +86,13 @@ impl GateState {
     /// In a forked child: takes the lock over if no thread of the parent held it or waited for
     /// it (their threads do not exist here), else refuses.
     fn adopt(&mut self) -> Result<(), LockError> {
-        let pid = current_pid();
-        if self.pid == pid {
+        if !self.origin.is_inherited() {
             return Ok(());
         }
         if self.owner != Owner::Free || !self.queue.is_empty() || !self.in_wait.is_empty() {
             return Err(LockError::Forked);
         }
-        self.pid = pid;
+        self.origin = Origin::current();
         Ok(())
     }
 
@@ -120,7 +119,7 @@ impl<T> HandleLock<T> {
         HandleLock {
             gate: Gate {
                 state: Mutex::new(GateState {
-                    pid: current_pid(),
+                    origin: Origin::current(),
                     owner: Owner::Free,
                     queue: VecDeque::new(),
                     next_ticket: 0,
@@ -186,12 +185,6 @@ impl<T> HandleLock<T> {
             value: relock(&self.value),
             _turn: Turn(&self.gate),
         })
-    }
-
-    /// The value, without locking: `&mut self` means nothing else can reach it, even if a
-    /// thread (of the parent, in a forked child) held the lock when it was last used.
-    pub(crate) fn get_mut(&mut self) -> &mut T {
-        self.value.get_mut().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Marks the calling thread, which holds the lock (taken by `lock_for(.., true)`), as
@@ -282,26 +275,4 @@ impl Drop for WaitMark<'_> {
 /// Locks a lock whose holders never need waking up to give it back (short calls only).
 pub(crate) fn lock<'a, T>(py: Python<'_>, m: &'a HandleLock<T>) -> PyResult<HandleGuard<'a, T>> {
     m.lock(py, &|| {})
-}
-
-/// This process's id, cached (getpid is a system call, and this is on every call's path);
-/// a fork handler refreshes it in the child.
-static PID: AtomicU32 = AtomicU32::new(0);
-
-extern "C" fn refresh_pid_in_child() {
-    PID.store(std::process::id(), Ordering::Relaxed);
-}
-
-pub(crate) fn current_pid() -> u32 {
-    PID.load(Ordering::Relaxed)
-}
-
-pub(crate) fn init_pid() {
-    refresh_pid_in_child();
-    // SAFETY: registers a handler that runs in the child after fork(); it only makes the
-    // async-signal-safe getpid call and an atomic store. Registration happens once per process
-    // (module init); a failure only means forked children are not told apart, so ignore it.
-    unsafe {
-        libc::pthread_atfork(None, None, Some(refresh_pid_in_child));
-    }
 }

@@ -6,5 +6,5 @@ mod lock;
 mod wait;
 
 pub(crate) use buffer::PyBuf;
-pub(crate) use lock::{HandleGuard, HandleLock, LockError, current_pid, init_pid, lock};
+pub(crate) use lock::{HandleGuard, HandleLock, LockError, lock};
 pub(crate) use wait::{Blocking, spin_arg, timeout_arg, wait_op};

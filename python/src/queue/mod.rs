@@ -22,32 +22,36 @@ use shmio::queue::{
 };
 
 use crate::errors::{invalid, to_py};
-use crate::glue::{Blocking, HandleGuard, HandleLock, current_pid, lock};
+use shmio::fork::Origin;
+
+use crate::glue::{Blocking, HandleGuard, HandleLock, lock};
 use consumer::ConsumerState;
 
 /// A queue handle: its state behind the lock, and what must be reachable without the lock.
 pub(crate) struct Handle<T> {
     state: HandleLock<T>,
-    /// The process that opened the handle. Handles do not survive `fork()` (the core refuses
-    /// them with `Error::Forked`); this is checked before the lock, since a thread of the parent
-    /// may have held it at the fork, and in the child nobody would ever give it back.
-    pid: u32,
+    /// The process that opened the core handle. Handles do not survive `fork()` (the core
+    /// refuses them with `Error::Forked`, see `shmio::fork`); this is checked before the lock,
+    /// since a thread of the parent may have held it at the fork, and in the child nobody would
+    /// ever give it back.
+    origin: Origin,
     /// Ends the core handle's waits, so that `close()` can take the lock from a thread blocked
     /// in a call (see `close_lock`).
     cancel: Canceller,
 }
 
 impl<T> Handle<T> {
-    pub(crate) fn new(state: T, cancel: Canceller) -> Handle<T> {
+    /// The state of a core handle made in `origin`, whose waits `cancel` ends.
+    pub(crate) fn new(state: T, cancel: Canceller, origin: Origin) -> Handle<T> {
         Handle {
             state: HandleLock::new(state),
-            pid: current_pid(),
+            origin,
             cancel,
         }
     }
 
     fn forked(&self) -> bool {
-        self.pid != current_pid()
+        self.origin.is_inherited()
     }
 }
 
@@ -266,7 +270,7 @@ pub(crate) fn open(
     let c = py
         .detach(|| Consumer::open(name, start))
         .map_err(|e| to_py(py, e))?;
-    let cancel = c.canceller();
+    let (cancel, origin) = (c.canceller(), c.origin());
     Ok(PyConsumer {
         state: Handle::new(
             ConsumerState {
@@ -274,6 +278,7 @@ pub(crate) fn open(
                 view: None,
             },
             cancel,
+            origin,
         ),
     })
 }

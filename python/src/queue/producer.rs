@@ -65,7 +65,7 @@ pub(crate) struct PyProducer {
 
 impl PyProducer {
     pub(crate) fn new(p: Producer) -> PyProducer {
-        let cancel = p.canceller();
+        let (cancel, origin) = (p.canceller(), p.origin());
         PyProducer {
             state: Handle::new(
                 ProducerState {
@@ -73,6 +73,7 @@ impl PyProducer {
                     reserved: None,
                 },
                 cancel,
+                origin,
             ),
         }
     }
