@@ -174,7 +174,12 @@ pub enum Error {
     /// Not allowed (writing a knob needs `CAP_SYS_ADMIN` in the initial namespace).
     PermissionDenied(PathBuf),
     /// A `/proc` file did not have the expected form.
-    Parse { path: PathBuf, what: String },
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong with it.
+        what: String,
+    },
     /// The kernel lacks something needed (`cachestat(2)` before Linux 6.5).
     Unsupported(String),
     /// A system call failed.
@@ -227,6 +232,7 @@ impl fmt::Display for Error {
     }
 }
 
+/// A vm result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 fn read_to_string(path: &Path) -> Result<String> {

@@ -246,13 +246,21 @@ pub enum Error {
     /// the file at the path is not a queue file (it was left alone).
     Corrupt(String),
     /// The file was made by an incompatible layout version.
-    VersionMismatch { found: u32, expected: u32 },
+    VersionMismatch {
+        /// The file's layout version.
+        found: u32,
+        /// The version this build reads and writes.
+        expected: u32,
+    },
     /// `create`: the file system cannot hold the file (`needed` bytes; `available` is what it
     /// has free for unprivileged users). Nothing is left behind. The blocks are reserved at
     /// creation, so a queue that was created never runs out of space later (no SIGBUS).
     NoSpace {
+        /// The file that was to be created.
         path: PathBuf,
+        /// Bytes the file needs.
         needed: u64,
+        /// Bytes the file system has free for unprivileged users.
         available: u64,
     },
     /// Nothing to read (consumer) or no space (back-pressure producer) right now.
@@ -266,13 +274,27 @@ pub enum Error {
     /// The producer closed the queue; every record it committed has been delivered.
     Closed,
     /// A live producer (in process `pid`) already holds the queue.
-    ProducerExists { pid: u32 },
+    ProducerExists {
+        /// The live producer's process.
+        pid: u32,
+    },
     /// All consumer slots are taken by live consumers.
-    TooManyConsumers { max: u32 },
+    TooManyConsumers {
+        /// The queue's consumer slots.
+        max: u32,
+    },
     /// A record larger than the slot size.
-    TooLarge { len: usize, max: usize },
+    TooLarge {
+        /// The record's length.
+        len: usize,
+        /// The slot size.
+        max: usize,
+    },
     /// The caller's buffer cannot hold the next record (it is not consumed).
-    BufferTooSmall { needed: usize },
+    BufferTooSmall {
+        /// The next record's length.
+        needed: usize,
+    },
     /// In overwrite mode, the record read in place was overwritten while it was read; it counts
     /// as lost.
     Overrun,
@@ -370,6 +392,7 @@ impl fmt::Display for Error {
     }
 }
 
+/// A queue result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// The checks at the start of every call on a handle made in `origin`: not inherited through

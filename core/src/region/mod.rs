@@ -156,7 +156,14 @@ pub enum Error {
     /// or a read issued from inside this thread's own `write_with`).
     InvalidArgument(String),
     /// `offset + len` reaches past the end of the region.
-    OutOfBounds { offset: u64, len: u64, size: u64 },
+    OutOfBounds {
+        /// The range's start.
+        offset: u64,
+        /// The range's length.
+        len: u64,
+        /// The region's size.
+        size: u64,
+    },
     /// `create` found a file at that path already.
     AlreadyExists(PathBuf),
     /// No region at that path.
@@ -167,18 +174,31 @@ pub enum Error {
     /// at the path is not a region file (it was left alone).
     Corrupt(String),
     /// The file was made by an incompatible layout version.
-    VersionMismatch { found: u32, expected: u32 },
+    VersionMismatch {
+        /// The file's layout version.
+        found: u32,
+        /// The version this build reads and writes.
+        expected: u32,
+    },
     /// `create`: the file system cannot hold the file (`needed` bytes; `available` is what it
     /// has free for unprivileged users). Nothing is left behind. The blocks are reserved at
     /// creation, so a region that was created never runs out of space later (no SIGBUS).
     NoSpace {
+        /// The file that was to be created.
         path: PathBuf,
+        /// Bytes the file needs.
         needed: u64,
+        /// Bytes the file system has free for unprivileged users.
         available: u64,
     },
     /// The range read overlaps data whose last writer died (or panicked) mid-write: it is not
     /// returned until that range (`offset`, `len`) is rewritten.
-    Torn { offset: u64, len: u64 },
+    Torn {
+        /// The torn range's start.
+        offset: u64,
+        /// The torn range's length.
+        len: u64,
+    },
     /// `wait_changed` with a zero timeout: no change yet.
     WouldBlock,
     /// The wait's timeout expired.
@@ -251,6 +271,7 @@ impl fmt::Display for Error {
     }
 }
 
+/// A region result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Resolves a region name (`"prices"` → `/dev/shm/prices`, or `$SHMIO_DIR/prices`) or path
