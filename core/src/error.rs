@@ -191,9 +191,9 @@ macro_rules! io_variant {
 }
 
 /// What the errors of the objects that live in a file (the queue, the region) share, for an
-/// enum with the variants of [`FileError`](crate::shm::file::FileError): `io()` (a failed call,
-/// classified as `FileError::io` does), `path()`, the conversions from the file helpers' and
-/// the header check's errors, and what [`io_variant`] gives.
+/// enum with the variants of [`FileError`](crate::shm::file::FileError) and `VersionMismatch`:
+/// `io()` (a failed call, classified as `FileError::io` does), `path()`, the conversions from
+/// the file helpers' and the header check's errors, and what [`io_variant`] gives.
 macro_rules! file_object_error {
     ($E:ty) => {
         $crate::error::io_variant!($E);
@@ -232,9 +232,6 @@ macro_rules! file_object_error {
                     F::NotFound(p) => Self::NotFound(p),
                     F::PermissionDenied(p) => Self::PermissionDenied(p),
                     F::Corrupt(m) => Self::Corrupt(m),
-                    F::VersionMismatch { found, expected } => {
-                        Self::VersionMismatch { found, expected }
-                    }
                     F::NoSpace {
                         path,
                         needed,
@@ -251,7 +248,11 @@ macro_rules! file_object_error {
 
         impl From<$crate::shm::header::PrefixError> for $E {
             fn from(e: $crate::shm::header::PrefixError) -> $E {
-                $crate::shm::file::FileError::from(e).into()
+                use $crate::shm::header::PrefixError as P;
+                match e {
+                    P::Corrupt(m) => Self::Corrupt(m),
+                    P::Version { found, expected } => Self::VersionMismatch { found, expected },
+                }
             }
         }
     };

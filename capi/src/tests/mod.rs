@@ -20,6 +20,19 @@ mod status;
 mod tqueue;
 mod vm;
 
+/// Waits for the forked child `pid` and returns its exit code (failing the test if it died of a
+/// signal).
+fn exit_code(pid: libc::pid_t) -> i32 {
+    let mut status = 0;
+    // SAFETY: our own child, a valid out-pointer.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status),
+        "child died of a signal: {status:#x}"
+    );
+    libc::WEXITSTATUS(status)
+}
+
 /// A queue name unique to this process and test, removed on drop.
 struct Name(CString);
 

@@ -3,7 +3,7 @@
 use std::ptr;
 use std::time::{Duration, Instant};
 
-use super::text;
+use super::{exit_code, text};
 use crate::ffi::last_error_string;
 use crate::status::shmio_status::*;
 use crate::*;
@@ -109,6 +109,38 @@ struct Sent<T>(*mut T);
 // each test keeps them alive until the thread is joined.
 unsafe impl<T> Send for Sent<T> {}
 
+/// The wait's status, event count and first token, as the waiting thread saw them.
+type WaitResult = (shmio_status, usize, u64);
+
+/// An epoll poller, its waker (`token`), and a thread waiting on it for at most `ms`. Join the
+/// thread before freeing the poller.
+fn epoll_with_a_waiting_thread(
+    token: u64,
+    ms: i32,
+) -> (
+    *mut shmio_poller,
+    *mut shmio_waker,
+    std::thread::JoinHandle<WaitResult>,
+) {
+    let mut p = ptr::null_mut();
+    let mut w = ptr::null_mut();
+    // SAFETY: valid out pointers; a live poller.
+    unsafe {
+        assert_eq!(shmio_poller_new(SHMIO_BACKEND_EPOLL, &mut p), SHMIO_OK);
+        assert_eq!(shmio_waker_new(p, token, &mut w), SHMIO_OK);
+    }
+    let sent = Sent(p);
+    let waiter = std::thread::spawn(move || {
+        let sent = sent;
+        let mut evs = [shmio_event { token: 0, flags: 0 }; 4];
+        let mut n = 0usize;
+        // SAFETY: a live poller (joined before it is freed), valid buffers.
+        let st = unsafe { shmio_poller_wait(sent.0, evs.as_mut_ptr(), 4, ms, &mut n) };
+        (st, n, evs[0].token)
+    });
+    (p, w, waiter)
+}
+
 #[test]
 fn poller_inherited_through_fork_is_inert_and_its_free_leaves_shared_files_alone() {
     use std::os::fd::AsRawFd;
@@ -159,12 +191,8 @@ fn poller_inherited_through_fork_is_inert_and_its_free_leaves_shared_files_alone
                 libc::_exit(code);
             }
         }
-        let mut status = 0;
-        // SAFETY: our own child, a valid out-pointer.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert!(libc::WIFEXITED(status), "child died: {status:#x}");
         assert_eq!(
-            libc::WEXITSTATUS(status),
+            exit_code(pid),
             0,
             "backend {b}: bits: 1 wait, 2 deregister, 4 wake, 8 backend"
         );
@@ -197,22 +225,7 @@ fn poller_inherited_through_fork_is_inert_and_its_free_leaves_shared_files_alone
 
 #[test]
 fn poller_a_thread_waited_in_at_the_fork_is_forked_not_busy_in_the_child() {
-    let mut p = ptr::null_mut();
-    let mut w = ptr::null_mut();
-    // SAFETY: valid out pointers; a live poller.
-    unsafe {
-        assert_eq!(shmio_poller_new(SHMIO_BACKEND_EPOLL, &mut p), SHMIO_OK);
-        assert_eq!(shmio_waker_new(p, 9, &mut w), SHMIO_OK);
-    }
-    let sp = Sent(p);
-    let waiter = std::thread::spawn(move || {
-        let sp = sp;
-        let mut evs = [shmio_event { token: 0, flags: 0 }; 4];
-        let mut n = 0usize;
-        // SAFETY: the poller outlives the thread (joined below); valid buffers.
-        let st = unsafe { shmio_poller_wait(sp.0, evs.as_mut_ptr(), 4, 30_000, &mut n) };
-        (st, n, evs[0].token)
-    });
+    let (p, w, waiter) = epoll_with_a_waiting_thread(9, 30_000);
     std::thread::sleep(Duration::from_millis(200));
     // SAFETY: the child only calls the library on the inherited handles and leaves with
     // _exit; the parent waits for it.
@@ -227,15 +240,7 @@ fn poller_a_thread_waited_in_at_the_fork_is_forked_not_busy_in_the_child() {
         // SAFETY: async-signal-safe exit.
         unsafe { libc::_exit(if st == SHMIO_ERR_FORKED { 0 } else { st as i32 }) };
     }
-    let mut status = 0;
-    // SAFETY: our own child, a valid out-pointer.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert!(libc::WIFEXITED(status), "child died: {status:#x}");
-    assert_eq!(
-        libc::WEXITSTATUS(status),
-        0,
-        "the child's status instead of FORKED"
-    );
+    assert_eq!(exit_code(pid), 0, "the child's status instead of FORKED");
     // SAFETY: a live waker; freed once, after the waiting thread is done with the poller.
     unsafe { assert_eq!(shmio_waker_wake(w), SHMIO_OK) };
     assert_eq!(waiter.join().unwrap(), (SHMIO_OK, 1, 9));
@@ -249,22 +254,7 @@ fn poller_a_thread_waited_in_at_the_fork_is_forked_not_busy_in_the_child() {
 #[test]
 fn poller_backend_and_stats_answer_during_a_wait_and_an_overlapping_call_fails_cleanly() {
     use std::os::fd::AsRawFd;
-    let mut p = ptr::null_mut();
-    let mut w = ptr::null_mut();
-    // SAFETY: valid out pointers.
-    unsafe {
-        assert_eq!(shmio_poller_new(SHMIO_BACKEND_EPOLL, &mut p), SHMIO_OK);
-        assert_eq!(shmio_waker_new(p, 5, &mut w), SHMIO_OK);
-    }
-    let sent = Sent(p);
-    let waiter = std::thread::spawn(move || {
-        let sent = sent;
-        let mut evs = [shmio_event { token: 0, flags: 0 }; 4];
-        let mut n = 0usize;
-        // SAFETY: a live poller (joined before it is freed), valid buffers.
-        let st = unsafe { shmio_poller_wait(sent.0, evs.as_mut_ptr(), 4, 10_000, &mut n) };
-        (st, n, evs[0].token)
-    });
+    let (p, w, waiter) = epoll_with_a_waiting_thread(5, 10_000);
     let (x, _y) = std::os::unix::net::UnixStream::pair().unwrap();
     // Wait until the other thread is inside its wait (its call counted once it returns, so
     // probe: an overlapping register fails while the wait is in progress).

@@ -5,7 +5,7 @@ use std::ffi::c_void;
 use std::ptr;
 use std::time::{Duration, Instant};
 
-use super::{Name, create, open, options};
+use super::{Name, create, exit_code, open, options};
 use crate::ffi::last_error_string;
 use crate::status::shmio_status::*;
 use crate::*;
@@ -392,14 +392,7 @@ fn inherited_handles_return_forked_in_a_child_and_close_harmlessly() {
             libc::_exit(code);
         }
     }
-    let mut status = 0;
-    // SAFETY: our own child, a valid out-pointer.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
-    assert!(
-        libc::WIFEXITED(status),
-        "child died of a signal: {status:#x}"
-    );
-    assert_eq!(libc::WEXITSTATUS(status), 0, "bit 1 recv, bit 2 send");
+    assert_eq!(exit_code(pid), 0, "bit 1 recv, bit 2 send");
     // The parent's handles still work.
     let mut buf = [0u8; 16];
     let mut len = 0usize;

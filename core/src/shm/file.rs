@@ -27,12 +27,10 @@ use nix::errno::Errno;
 use nix::fcntl::{AT_FDCWD, AtFlags};
 
 use crate::error::IoError;
-use crate::shm::header::PrefixError;
 use crate::sys::syscall;
 
-/// What a file helper (or the header check) failed with: the errors the queue and the region
-/// share, already classified; each converts it into its own error enum
-/// (`crate::error::file_object_error`).
+/// What a file helper failed with, already classified; the queue and the region each convert it
+/// into their own error enum (`crate::error::file_object_error`).
 #[derive(Debug)]
 pub(crate) enum FileError {
     InvalidArgument(String),
@@ -41,10 +39,6 @@ pub(crate) enum FileError {
     PermissionDenied(PathBuf),
     /// Not a valid file of the kind named, or not that kind at all (see [`unlink_checked`]).
     Corrupt(String),
-    VersionMismatch {
-        found: u32,
-        expected: u32,
-    },
     /// The file system cannot hold the file: `needed` bytes, `available` to unprivileged
     /// users (`f_bavail * f_frsize`).
     NoSpace {
@@ -68,17 +62,6 @@ impl FileError {
                 FileError::PermissionDenied(p.to_path_buf())
             }
             _ => FileError::Io(IoError::new(op, source).at(path)),
-        }
-    }
-}
-
-impl From<PrefixError> for FileError {
-    fn from(e: PrefixError) -> FileError {
-        match e {
-            PrefixError::Corrupt(m) => FileError::Corrupt(m),
-            PrefixError::Version { found, expected } => {
-                FileError::VersionMismatch { found, expected }
-            }
         }
     }
 }
