@@ -18,7 +18,8 @@
 //! Linux only. Raw system calls live in one private module (`sys`), each unsafe block with the
 //! reason it holds.
 
-#![cfg_attr(loom, allow(dead_code, unused_imports))]
+#![warn(missing_docs)]
+#![cfg_attr(loom, allow(dead_code, unused_imports, missing_docs))]
 
 #[cfg(not(loom))]
 pub mod error;
