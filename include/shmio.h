@@ -593,6 +593,9 @@ typedef struct shmio_region_options {
  * A file's page-cache state (cachestat(2), Linux 6.5+), in pages of `page_size` bytes.
  */
 typedef struct shmio_page_cache {
+  /**
+   * The page size the counts are in.
+   */
   uint64_t page_size;
   /**
    * Pages of the file in the page cache.
@@ -606,7 +609,13 @@ typedef struct shmio_page_cache {
    * Of which under writeback now.
    */
   uint64_t writeback;
+  /**
+   * Pages evicted from the cache.
+   */
   uint64_t evicted;
+  /**
+   * Pages evicted recently (would still be in a larger cache).
+   */
   uint64_t recently_evicted;
 } shmio_page_cache;
 
@@ -614,11 +623,29 @@ typedef struct shmio_page_cache {
  * The six `vm.dirty_*` knobs.
  */
 typedef struct shmio_vm_knobs {
+  /**
+   * `vm.dirty_background_ratio`: percent of dirtyable memory.
+   */
   uint64_t dirty_background_ratio;
+  /**
+   * `vm.dirty_background_bytes` (wins over the ratio when non-zero).
+   */
   uint64_t dirty_background_bytes;
+  /**
+   * `vm.dirty_ratio`: percent of dirtyable memory.
+   */
   uint64_t dirty_ratio;
+  /**
+   * `vm.dirty_bytes` (wins over the ratio when non-zero).
+   */
   uint64_t dirty_bytes;
+  /**
+   * `vm.dirty_writeback_centisecs`: how often the flusher wakes.
+   */
   uint64_t dirty_writeback_centisecs;
+  /**
+   * `vm.dirty_expire_centisecs`: the age at which a dirty page is written back.
+   */
   uint64_t dirty_expire_centisecs;
 } shmio_vm_knobs;
 
@@ -643,6 +670,9 @@ typedef struct shmio_vm_thresholds {
    * The kernel's own figures from /proc/vmstat (0 if absent).
    */
   uint64_t kernel_background_bytes;
+  /**
+   * See `kernel_background_bytes`.
+   */
   uint64_t kernel_dirty_bytes;
 } shmio_vm_thresholds;
 

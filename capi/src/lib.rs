@@ -14,6 +14,7 @@
 //!   a `# Safety` section.
 
 #![allow(non_camel_case_types)]
+#![warn(missing_docs)]
 
 mod ffi;
 mod poll;

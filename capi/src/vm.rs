@@ -25,11 +25,17 @@ pub const SHMIO_VM_DIRTY_EXPIRE_CENTISECS: u32 = 5;
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct shmio_vm_knobs {
+    /// `vm.dirty_background_ratio`: percent of dirtyable memory.
     pub dirty_background_ratio: u64,
+    /// `vm.dirty_background_bytes` (wins over the ratio when non-zero).
     pub dirty_background_bytes: u64,
+    /// `vm.dirty_ratio`: percent of dirtyable memory.
     pub dirty_ratio: u64,
+    /// `vm.dirty_bytes` (wins over the ratio when non-zero).
     pub dirty_bytes: u64,
+    /// `vm.dirty_writeback_centisecs`: how often the flusher wakes.
     pub dirty_writeback_centisecs: u64,
+    /// `vm.dirty_expire_centisecs`: the age at which a dirty page is written back.
     pub dirty_expire_centisecs: u64,
 }
 
@@ -46,6 +52,7 @@ pub struct shmio_vm_thresholds {
     pub dirty_bytes: u64,
     /// The kernel's own figures from /proc/vmstat (0 if absent).
     pub kernel_background_bytes: u64,
+    /// See `kernel_background_bytes`.
     pub kernel_dirty_bytes: u64,
 }
 
@@ -67,6 +74,7 @@ pub struct shmio_vm_system {
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct shmio_page_cache {
+    /// The page size the counts are in.
     pub page_size: u64,
     /// Pages of the file in the page cache.
     pub cached: u64,
@@ -74,7 +82,9 @@ pub struct shmio_page_cache {
     pub dirty: u64,
     /// Of which under writeback now.
     pub writeback: u64,
+    /// Pages evicted from the cache.
     pub evicted: u64,
+    /// Pages evicted recently (would still be in a larger cache).
     pub recently_evicted: u64,
 }
 
