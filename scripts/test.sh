@@ -3,7 +3,7 @@
 # shmio.pc), the C demos with -Werror, unit, loom-model and multi-process tests, the
 # benchmarks' own tests (bench/), the C layer under ASan/UBSan and valgrind
 # (scripts/c_sanitize.sh), then the Python wheel: built and installed into .venv, its stubs
-# checked by mypy.stubtest, pytest run on it.
+# checked by mypy.stubtest, pytest run on it and on the benchmark drivers (bench/python).
 # Installs what it needs on a fresh Debian machine. `.ci/run` calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,5 +48,8 @@ step "Python: mypy.stubtest against the installed package"
 
 step "Python: pytest python/tests (against the installed wheel)"
 .venv/bin/python -m pytest -q python/tests
+
+step "Python: pytest bench/python/tests (the benchmark drivers, with the installed wheel)"
+.venv/bin/python -m pytest -q bench/python/tests
 
 step "all tests passed"
