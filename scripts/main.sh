@@ -2,14 +2,15 @@
 # The main job: build everything, run the producer demo with three consumers for a few
 # seconds, show what each received, run the queue benchmark in its quick mode (every peer in
 # the same run, with the targets checked);
-# then install the Python wheel into .venv and run the Python-level queue benchmark (--quick).
+# then install the Python wheel into .venv and run the Python-level queue benchmark (--quick;
+# the drivers are the package bench/python/shmio_bench, not part of the wheel).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 install_missing make:make cc:gcc
 python_env  # the workspace's Python extension crate needs python3 to build
 
-step "building libshmio (target/release) and the C demos (examples-c/build)"
+step "building libshmio, the tools and the benchmarks (target/release) and the C demos (examples-c/build)"
 cargo build --workspace --release --locked
 make -C examples-c
 
@@ -54,7 +55,7 @@ step "region: the memory-sync note's test (4 MiB region vs malloc, 256 passes)"
 step "dirty pages: the dirty-page note's writer, 2 MiB/s for 3 s"
 ./examples-c/build/dirty_writer -r 2 -d 3 -f "$out/test.dump" -u | grep '^t='
 
-step "Python: the wheel into .venv, then python -m shmio.bench queue --quick (into bench-out/)"
+step "Python: the wheel into .venv, then python -m shmio_bench queue --quick (into bench-out/)"
 install_wheel
 # Optional: progress bars, the plot, and the peers compared (binary wheels only, to stay quick;
 # one at a time, so that one that cannot be installed here does not keep out the others).
@@ -64,5 +65,5 @@ for pkg in tqdm matplotlib faster-fifo posix_ipc pyzmq iceoryx2; do
 done
 # The Python-level runs (shmio-bench --quick already ran above, with its targets; without
 # --no-native this would run it again and put its rows in the same report).
-.venv/bin/python -m shmio.bench queue --quick --no-native --out bench-out
+PYTHONPATH=bench/python .venv/bin/python -m shmio_bench queue --quick --no-native --out bench-out
 exit $status

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of shmio: formatting, lints, the build (libshmio.so/.a, the header check,
-# shmio.pc), the C demos with -Werror, unit, loom-model and multi-process tests, the C layer
-# under ASan/UBSan and valgrind (scripts/c_sanitize.sh), then the Python wheel: built and
-# installed into .venv, its stubs checked by mypy.stubtest, pytest run on it.
+# shmio.pc), the C demos with -Werror, unit, loom-model and multi-process tests, the
+# benchmarks' own tests (bench/), the C layer under ASan/UBSan and valgrind
+# (scripts/c_sanitize.sh), then the Python wheel: built and installed into .venv, its stubs
+# checked by mypy.stubtest, pytest run on it and on the benchmark drivers (bench/python).
 # Installs what it needs on a fresh Debian machine. `.ci/run` calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +28,11 @@ step "C demos, -Wall -Wextra -Werror"
 make -C examples-c
 
 step "tests: unit, header freshness, C API, multi-process, C demos"
-cargo test --workspace --locked --no-fail-fast
+# Without bench/: that crate alone depends on iceoryx2, which this step then never builds.
+cargo test --workspace --exclude shmio-bench --locked --no-fail-fast
+
+step "benchmarks: shmio-bench end to end (its tests, on the release build above)"
+cargo test -p shmio-bench --release --locked --no-fail-fast
 
 # Its own steps: abi_smoke and the demo scenarios, sanitised and under valgrind.
 bash scripts/c_sanitize.sh
@@ -43,5 +48,8 @@ step "Python: mypy.stubtest against the installed package"
 
 step "Python: pytest python/tests (against the installed wheel)"
 .venv/bin/python -m pytest -q python/tests
+
+step "Python: pytest bench/python/tests (the benchmark drivers, with the installed wheel)"
+.venv/bin/python -m pytest -q bench/python/tests
 
 step "all tests passed"

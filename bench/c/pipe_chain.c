@@ -5,7 +5,7 @@
  * through the C API), on libevent and on libev, interleaved, best of 5.
  * Prints ns per event. A benchmark program, not a test.
  *
- *   make -C tests/bench-c && tests/bench-c/pipe_chain
+ *   make -C bench/c && bench/c/pipe_chain
  */
 #define _GNU_SOURCE
 #include <shmio.h>

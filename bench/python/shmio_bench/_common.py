@@ -34,7 +34,7 @@ def repo_candidates() -> list[Path]:
     if env:
         out.append(Path(env))
     out.append(Path.cwd())
-    here = Path(__file__).resolve().parents[3]  # python/shmio/bench/_common.py -> repo
+    here = Path(__file__).resolve().parents[3]  # bench/python/shmio_bench/_common.py -> repo
     if here not in out:
         out.append(here)
     return out

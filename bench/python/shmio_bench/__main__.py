@@ -1,4 +1,4 @@
-"""Command line: ``python -m shmio.bench {queue,region,poll,dirty,all} [--quick] [--out DIR]``.
+"""Command line: ``python -m shmio_bench {queue,region,poll,dirty,all} [--quick] [--out DIR]``.
 
 queue: Python-level queue throughput between two processes against multiprocessing and
 peers, then the native shmio-bench (--json; --quick when quick). region: shmio-region-bench and Python-level 1 KiB region reads/writes. poll:
@@ -6,8 +6,9 @@ shmio-poll-bench and Python-level shmio.Poller against selectors. dirty: writes 
 rate to a file on disk and plots dirty pages over time with the vm.dirty_* thresholds.
 all: the four in sequence.
 
-The native programs are looked up under $SHMIO_REPO, then the current directory
-(target/release/...); build them with `cargo build --release --workspace`.
+The native programs are looked up under $SHMIO_REPO, then the current directory, then the
+checkout this package sits in (target/release/...); build them with
+`cargo build --release --workspace`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ WHAT = ["queue", "region", "poll", "dirty", "all"]
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
-        prog="python -m shmio.bench",
+        prog="python -m shmio_bench",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -5,8 +5,8 @@
 # CPU. Bounded: each point runs DURATION seconds (default 2). Writes a Markdown table to stdout
 # and to target/httperf_study.md.
 #
-#   bash tests/bench-c/httperf_study.sh [RATES] [IDLE] [BACKENDS]
-#   e.g. bash tests/bench-c/httperf_study.sh "200 400 800" "0 251 6000" "select poll epoll rtsig"
+#   bash bench/c/httperf_study.sh [RATES] [IDLE] [BACKENDS]
+#   e.g. bash bench/c/httperf_study.sh "200 400 800" "0 251 6000" "select poll epoll rtsig"
 #
 # RATES are new connections per second, each making CALLS (default 5) keep-alive requests:
 # one request per connection would exhaust loopback's ephemeral ports (TIME_WAIT) within a

@@ -4,28 +4,41 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from shmio.bench import _common
-from shmio.bench.dirty import MEMORY_FS, fs_type
+import shmio_bench
+from shmio_bench import _common
+from shmio_bench.dirty import MEMORY_FS, fs_type
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]  # bench/python/tests/test_bench.py -> repo
+PKG = Path(shmio_bench.__file__).resolve().parent
 
 
 def _bench(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-           ) -> subprocess.CompletedProcess[str]:
+           pkg: Path = PKG) -> subprocess.CompletedProcess[str]:
+    path = [str(pkg.parent)] + [p for p in [os.environ.get("PYTHONPATH")] if p]
     return subprocess.run(
-        [sys.executable, "-m", "shmio.bench", *args],
+        [sys.executable, "-m", "shmio_bench", *args],
         capture_output=True,
         text=True,
         timeout=600,
-        env={**os.environ, "SHMIO_REPO": str(REPO), **(env or {})},
+        env={**os.environ, "SHMIO_REPO": str(REPO), "PYTHONPATH": os.pathsep.join(path),
+             **(env or {})},
         cwd=cwd or REPO,
     )
+
+
+def _outside_checkout(tmp_path: Path) -> Path:
+    """A copy of the drivers in ``tmp_path/bench/python``, so that the checkout they sit in
+    is ``tmp_path``, where no native program was built."""
+    pkg = tmp_path / "bench" / "python" / "shmio_bench"
+    shutil.copytree(PKG, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    return pkg
 
 
 def _need(program: str) -> None:
@@ -86,7 +99,8 @@ def test_bench_queue_runs_the_native_program_too(tmp_path: Path) -> None:
 
 def test_bench_queue_without_the_native_program_runs_python_level(tmp_path: Path) -> None:
     proc = _bench("queue", "--quick", "--out", str(tmp_path), "--only", "shmio",
-                  env={"SHMIO_REPO": str(tmp_path)}, cwd=tmp_path)
+                  env={"SHMIO_REPO": str(tmp_path)}, cwd=tmp_path,
+                  pkg=_outside_checkout(tmp_path))
     assert proc.returncode == 0, proc.stderr
     md = (tmp_path / "queue.md").read_text()
     assert "| 64 B | shmio |" in md, md
@@ -96,7 +110,7 @@ def test_bench_queue_without_the_native_program_runs_python_level(tmp_path: Path
 
 
 def test_bench_queue_native_rows_render_whatever_they_hold() -> None:
-    from shmio.bench.queue import native_markdown
+    from shmio_bench.queue import native_markdown
 
     rows = [
         {"system": "memcpy", "pattern": "1", "size": 64, "gbps": 9.5},
@@ -188,7 +202,8 @@ def test_bench_dirty_refuses_tmpfs(tmp_path: Path) -> None:
 
 def test_bench_missing_program_says_how_to_build(tmp_path: Path) -> None:
     proc = _bench("region", "--quick", "--out", str(tmp_path),
-                  env={"SHMIO_REPO": str(tmp_path)}, cwd=tmp_path)
+                  env={"SHMIO_REPO": str(tmp_path)}, cwd=tmp_path,
+                  pkg=_outside_checkout(tmp_path))
     if proc.returncode == 0:
         pytest.skip("shmio-region-bench found through the package's own source tree")
     assert proc.returncode == 2
