@@ -302,7 +302,7 @@ fn need(stat: &[(String, u64)], key: &str, path: &str) -> Result<u64> {
 
 /// The system page size.
 pub fn page_size() -> u64 {
-    crate::sys::page_size()
+    crate::sys::process::page_size()
 }
 
 /// The thresholds for given knobs and dirtyable memory, computed as the kernel does

@@ -1,22 +1,24 @@
 //! The `epoll(7)` backend, level-triggered or edge-triggered (`EPOLLET`): O(ready fds) per
 //! wait. The token is the `epoll_event` data; the kernel keeps the registrations.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::time::Duration;
 
+use nix::sys::epoll::EpollEvent;
+
 use super::{Error, Event, Interest, Result, Selector, Stats};
-use crate::sys::poll as sys;
+use crate::sys::{self, epoll};
 
 pub(crate) struct Epoll {
-    ep: OwnedFd,
+    ep: nix::sys::epoll::Epoll,
     edge: bool,
-    buf: Vec<libc::epoll_event>,
+    buf: Vec<EpollEvent>,
 }
 
 impl Epoll {
     pub(crate) fn new(edge: bool, st: &mut Stats) -> Result<Epoll> {
         st.syscalls += 1;
-        let ep = sys::epoll_create().map_err(|e| Error::io("epoll_create1", None, e))?;
+        let ep = epoll::create().map_err(|e| Error::io("epoll_create1", None, e))?;
         Ok(Epoll {
             ep,
             edge,
@@ -43,12 +45,10 @@ impl Epoll {
 
     fn ctl(&self, op: libc::c_int, fd: RawFd, bits: u32, token: u64, st: &mut Stats) -> Result<()> {
         st.syscalls += 1;
-        sys::epoll_ctl(self.ep.as_raw_fd(), op, fd, bits, token).map_err(|e| {
-            match e.raw_os_error() {
-                Some(libc::EEXIST) => Error::AlreadyRegistered(fd),
-                Some(libc::ENOENT) => Error::NotRegistered(fd),
-                _ => Error::io("epoll_ctl", Some(fd), e),
-            }
+        epoll::ctl(&self.ep, op, fd, bits, token).map_err(|e| match e.raw_os_error() {
+            Some(libc::EEXIST) => Error::AlreadyRegistered(fd),
+            Some(libc::ENOENT) => Error::NotRegistered(fd),
+            _ => Error::io("epoll_ctl", Some(fd), e),
         })
     }
 }
@@ -80,17 +80,12 @@ impl Selector for Epoll {
         st: &mut Stats,
     ) -> Result<()> {
         st.syscalls += 1;
-        sys::epoll_wait(
-            self.ep.as_raw_fd(),
-            &mut self.buf,
-            cap,
-            sys::timeout_ms(timeout),
-        )
-        .map_err(|e| Error::io("epoll_wait", None, e))?;
-        out.extend(self.buf.iter().map(|e| {
-            let b = e.events;
+        let n = epoll::wait(&self.ep, &mut self.buf, cap, sys::poll::timeout_ms(timeout))
+            .map_err(|e| Error::io("epoll_wait", None, e))?;
+        out.extend(self.buf[..n].iter().map(|e| {
+            let b = e.events().bits() as u32;
             Event {
-                token: e.u64,
+                token: e.data(),
                 readable: b & libc::EPOLLIN as u32 != 0,
                 writable: b & libc::EPOLLOUT as u32 != 0,
                 hangup: b & (libc::EPOLLHUP | libc::EPOLLRDHUP) as u32 != 0,

@@ -77,13 +77,13 @@ mod select;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{ErrorKind, IoError};
 use crate::fork::Origin;
-use crate::sys::poll as sys;
+use crate::sys;
 
 /// Which kernel mechanism a [`Poller`] uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -512,7 +512,7 @@ impl<T> Table<T> {
 /// registration, so that a stray number is refused rather than watched).
 pub(crate) fn check_open(fd: RawFd, st: &mut Stats) -> Result<()> {
     st.syscalls += 1;
-    sys::check_open(fd).map_err(|e| Error::io("fcntl(F_GETFD)", Some(fd), e))
+    sys::fcntl::check_open(fd).map_err(|e| Error::io("fcntl(F_GETFD)", Some(fd), e))
 }
 
 pub(crate) fn bad_fd(fd: RawFd) -> Error {
@@ -554,7 +554,7 @@ impl Waker {
                 origin: poller.origin,
             });
         }
-        let (r, w) = sys::pipe_nonblocking().map_err(|e| Error::io("pipe2", None, e))?;
+        let (r, w) = sys::pipe::nonblocking().map_err(|e| Error::io("pipe2", None, e))?;
         poller.stats.syscalls += 1;
         let pipe = Arc::new(WakerPipe { read: r, write: w });
         poller.register(pipe.read.as_raw_fd(), token, Interest::READABLE)?;
@@ -577,7 +577,7 @@ impl Waker {
         if self.origin.is_inherited() {
             return Err(Error::Forked);
         }
-        sys::write_byte(self.pipe.write.as_raw_fd()).map_err(|e| Error::io("write", None, e))
+        sys::pipe::write_byte(self.pipe.write.as_fd()).map_err(|e| Error::io("write", None, e))
     }
 }
 
@@ -690,7 +690,7 @@ impl Poller {
             .wait(&mut events.list, events.cap, timeout, &mut self.stats)?;
         if let Some((pipe, token)) = &self.waker {
             if events.list.iter().any(|e| e.token == *token) {
-                self.stats.syscalls += sys::drain(pipe.read.as_raw_fd());
+                self.stats.syscalls += sys::pipe::drain(pipe.read.as_fd());
             }
         }
         self.stats.events += events.list.len() as u64;
@@ -709,14 +709,14 @@ impl Poller {
 }
 
 pub(crate) fn rt_signal() -> libc::c_int {
-    (sys::sigrtmin() + 2).min(sys::sigrtmax())
+    (sys::signal::sigrtmin() + 2).min(sys::signal::sigrtmax())
 }
 
 /// Blocks the RT-signal backends' signal and `SIGIO` in the calling thread. Call it in `main`
 /// before spawning threads, so that every thread inherits the mask.
 pub fn block_rt_signals() -> Result<()> {
-    let set = sys::sigset(&[rt_signal(), libc::SIGIO]);
-    sys::block_signals(&set).map_err(|e| Error::io("pthread_sigmask", None, e))
+    let set = sys::signal::sigset(&[rt_signal(), libc::SIGIO]);
+    sys::signal::block_signals(&set).map_err(|e| Error::io("pthread_sigmask", None, e))
 }
 
 /// `poll()` with zero timeout on `fds`, counting the call; `revents` filled in.
@@ -726,7 +726,7 @@ pub(crate) fn poll_now(fds: &mut [libc::pollfd], st: &mut Stats) -> Result<()> {
     }
     st.syscalls += 1;
     loop {
-        match sys::poll(fds, 0) {
+        match sys::poll::poll(fds, 0) {
             Ok(_) => return Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
             Err(e) => return Err(Error::io("poll", None, e)),

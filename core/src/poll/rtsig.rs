@@ -64,13 +64,15 @@
 //!   they are.
 
 use std::collections::HashSet;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::SigSet;
+
 use super::{Error, Event, Interest, Result, Selector, Stats, Table, poll_now, rt_signal};
 use crate::fork::Origin;
-use crate::sys::poll as sys;
+use crate::sys::{self, fcntl, signal};
 
 /// Threads that own an RT-signal poller.
 static OWNERS: Mutex<Option<HashSet<u32>>> = Mutex::new(None);
@@ -113,16 +115,16 @@ pub(crate) struct Reg {
 struct Saved {
     flags: libc::c_int,
     sig: libc::c_int,
-    owner: sys::FOwnerEx,
+    owner: fcntl::FOwnerEx,
 }
 
 impl Saved {
     /// Puts the state back on `dup` (the registered file); errors ignored (best effort: the
     /// file is the registered one, so there is nothing else to protect).
-    fn restore(&self, dup: RawFd) {
-        let _ = sys::set_fl(dup, self.flags);
-        let _ = sys::set_sig(dup, self.sig);
-        let _ = sys::set_owner(dup, self.owner);
+    fn restore(&self, dup: BorrowedFd<'_>) {
+        let _ = fcntl::set_fl(dup, self.flags);
+        let _ = fcntl::set_sig(dup, self.sig);
+        let _ = fcntl::set_owner(dup, self.owner);
     }
 }
 
@@ -130,7 +132,7 @@ pub(crate) struct RtSig {
     pub(crate) onefd: bool,
     sig: libc::c_int,
     tid: u32,
-    set: libc::sigset_t,
+    set: SigSet,
     sigfd: OwnedFd,
     pub(crate) regs: Table<Reg>,
     /// The duplicates, keyed by their number: the registered fd each stands for.
@@ -152,7 +154,7 @@ pub(crate) struct RtSig {
 
 impl RtSig {
     pub(crate) fn new(onefd: bool, st: &mut Stats) -> Result<RtSig> {
-        let tid = crate::sys::gettid();
+        let tid = crate::sys::process::gettid();
         {
             let mut g = OWNERS.lock().unwrap_or_else(|e| e.into_inner());
             if !g.get_or_insert_with(HashSet::new).insert(tid) {
@@ -164,10 +166,10 @@ impl RtSig {
             e
         };
         let sig = rt_signal();
-        let set = sys::sigset(&[sig, libc::SIGIO]);
+        let set = signal::sigset(&[sig, libc::SIGIO]);
         st.syscalls += 2;
-        sys::block_signals(&set).map_err(|e| release(Error::io("pthread_sigmask", None, e)))?;
-        let sigfd = sys::signalfd(&set).map_err(|e| release(Error::io("signalfd", None, e)))?;
+        signal::block_signals(&set).map_err(|e| release(Error::io("pthread_sigmask", None, e)))?;
+        let sigfd = signal::signalfd(&set).map_err(|e| release(Error::io("signalfd", None, e)))?;
         Ok(RtSig {
             onefd,
             sig,
@@ -181,7 +183,7 @@ impl RtSig {
             delivered: Vec::new(),
             cand: Vec::new(),
             mark: 0,
-            buf: vec![sys::signalfd_siginfo_zeroed(); 64],
+            buf: vec![signal::signalfd_siginfo_zeroed(); 64],
             pfds: Vec::new(),
             origin: Origin::current(),
         })
@@ -197,14 +199,23 @@ impl RtSig {
         }
     }
 
+    /// The poller's duplicate number `dup`, borrowed from the table that owns it (`None` for
+    /// a number that is not one of its duplicates).
+    fn dup_fd(dups: &Table<(RawFd, OwnedFd)>, dup: RawFd) -> Option<BorrowedFd<'_>> {
+        dups.get(dup).map(|(_, own)| own.as_fd())
+    }
+
     /// `F_SETFL` with or without `O_ASYNC`.
     pub(crate) fn set_async(&mut self, fd: RawFd, on: bool, st: &mut Stats) -> Result<()> {
         let Some(r) = self.regs.get_mut(fd) else {
             return Ok(());
         };
+        let Some(dup) = Self::dup_fd(&self.dups, r.dup) else {
+            return Ok(());
+        };
         let flags = if on { r.flags | libc::O_ASYNC } else { r.flags };
         st.syscalls += 1;
-        sys::set_fl(r.dup, flags).map_err(|e| Error::io("fcntl(F_SETFL)", Some(fd), e))?;
+        fcntl::set_fl(dup, flags).map_err(|e| Error::io("fcntl(F_SETFL)", Some(fd), e))?;
         r.armed = on;
         Ok(())
     }
@@ -264,7 +275,7 @@ impl RtSig {
         let mut taken = 0usize;
         loop {
             st.syscalls += 1;
-            let n = sys::signalfd_read(self.sigfd.as_raw_fd(), &mut self.buf)
+            let n = signal::signalfd_read(self.sigfd.as_fd(), &mut self.buf)
                 .map_err(|e| Error::io("read(signalfd)", None, e))?;
             for i in 0..n {
                 let (signo, fd) = (self.buf[i].ssi_signo, self.buf[i].ssi_fd);
@@ -292,9 +303,9 @@ impl RtSig {
         let t = if block { timeout } else { Some(Duration::ZERO) };
         if self.nosig.is_empty() {
             st.syscalls += 1;
-            match sys::sigtimedwait(&self.set, t) {
+            match signal::sigtimedwait(&self.set, t) {
                 Ok(Some(info)) => {
-                    let fd = sys::siginfo_fd(&info);
+                    let fd = signal::siginfo_fd(&info);
                     self.take_signal(info.si_signo as u32, fd, &mut overflow, st);
                     if !overflow {
                         self.read_batch(&mut overflow, false, st)?;
@@ -318,7 +329,7 @@ impl RtSig {
                 self.pfds.push(p);
             }
             st.syscalls += 1;
-            sys::poll(&mut self.pfds, sys::timeout_ms(t))
+            sys::poll::poll(&mut self.pfds, sys::poll::timeout_ms(t))
                 .map_err(|e| Error::io("poll", None, e))?;
             let ready: Vec<RawFd> = self.pfds[1..]
                 .iter()
@@ -413,7 +424,9 @@ impl Drop for RtSig {
         }
         let _g = arming();
         for (_, r) in self.regs.iter() {
-            r.saved.restore(r.dup);
+            if let Some(dup) = Self::dup_fd(&self.dups, r.dup) {
+                r.saved.restore(dup);
+            }
         }
         drop(_g);
         forget_owner(self.tid);
@@ -433,14 +446,14 @@ impl Selector for RtSig {
         }
         let io = |op, e| Error::io(op, Some(fd), e);
         st.syscalls += 1;
-        let own = sys::dup_cloexec(fd).map_err(|e| io("fcntl(F_DUPFD_CLOEXEC)", e))?;
-        let dup = own.as_raw_fd();
+        let own = fcntl::dup_cloexec(fd).map_err(|e| io("fcntl(F_DUPFD_CLOEXEC)", e))?;
+        let dup = own.as_fd();
         let _g = arming();
         st.syscalls += 3;
         let saved = Saved {
-            flags: sys::get_fl(dup).map_err(|e| io("fcntl(F_GETFL)", e))?,
-            sig: sys::get_sig(dup).map_err(|e| io("fcntl(F_GETSIG)", e))?,
-            owner: sys::get_owner(dup).map_err(|e| io("fcntl(F_GETOWN_EX)", e))?,
+            flags: fcntl::get_fl(dup).map_err(|e| io("fcntl(F_GETFL)", e))?,
+            sig: fcntl::get_sig(dup).map_err(|e| io("fcntl(F_GETSIG)", e))?,
+            owner: fcntl::get_owner(dup).map_err(|e| io("fcntl(F_GETOWN_EX)", e))?,
         };
         if saved.flags & libc::O_ASYNC != 0 || saved.sig == self.sig {
             return Err(Error::FileInUse(fd));
@@ -448,15 +461,15 @@ impl Selector for RtSig {
         let flags = saved.flags | libc::O_NONBLOCK;
         // Signal and owner first, so the first signal already goes to the right place.
         st.syscalls += 4;
-        let armed = sys::set_sig(dup, self.sig)
+        let armed = fcntl::set_sig(dup, self.sig)
             .map_err(|e| io("fcntl(F_SETSIG)", e))
             .and_then(|()| {
-                sys::set_owner_tid(dup, self.tid).map_err(|e| io("fcntl(F_SETOWN_EX)", e))
+                fcntl::set_owner_tid(dup, self.tid).map_err(|e| io("fcntl(F_SETOWN_EX)", e))
             })
             .and_then(|()| {
-                sys::set_fl(dup, flags | libc::O_ASYNC).map_err(|e| io("fcntl(F_SETFL)", e))
+                fcntl::set_fl(dup, flags | libc::O_ASYNC).map_err(|e| io("fcntl(F_SETFL)", e))
             })
-            .and_then(|()| sys::get_fl(dup).map_err(|e| io("fcntl(F_GETFL)", e)));
+            .and_then(|()| fcntl::get_fl(dup).map_err(|e| io("fcntl(F_GETFL)", e)));
         let fasync = match armed {
             Ok(f) => f & libc::O_ASYNC != 0,
             Err(e) => {
@@ -468,10 +481,11 @@ impl Selector for RtSig {
             // No signal-driven I/O (an eventfd): watched by poll(); the signal and owner are
             // put back, so that other pollers may watch the file too.
             st.syscalls += 2;
-            let _ = sys::set_sig(dup, saved.sig);
-            let _ = sys::set_owner(dup, saved.owner);
+            let _ = fcntl::set_sig(dup, saved.sig);
+            let _ = fcntl::set_owner(dup, saved.owner);
         }
         drop(_g);
+        let dup = own.as_raw_fd();
         self.dups.insert(dup, (fd, own))?;
         self.regs.insert(
             fd,
@@ -518,9 +532,9 @@ impl Selector for RtSig {
         // Through the duplicate: the registered file, even if `fd` was closed and its number
         // reused since.
         st.syscalls += 3;
-        {
+        if let Some(dup) = Self::dup_fd(&self.dups, r.dup) {
             let _g = arming();
-            r.saved.restore(r.dup);
+            r.saved.restore(dup);
         }
         if !r.fasync {
             self.nosig.retain(|&f| f != fd);
@@ -538,7 +552,7 @@ impl Selector for RtSig {
         timeout: Option<Duration>,
         st: &mut Stats,
     ) -> Result<()> {
-        let caller = crate::sys::gettid();
+        let caller = crate::sys::process::gettid();
         if caller != self.tid {
             return Err(Error::WrongThread {
                 owner: self.tid,

@@ -14,7 +14,8 @@ use std::os::fd::RawFd;
 use std::time::Duration;
 
 use super::{Error, Event, Interest, Result, Selector, Stats, Table, check_open};
-use crate::sys::poll as sys;
+use crate::sys::fcntl;
+use crate::sys::select as sys;
 
 #[derive(Debug, Clone, Copy)]
 struct Reg {
@@ -122,7 +123,7 @@ impl Selector for Select {
                     let before = closed.len();
                     for (fd, _) in self.regs.iter().filter(|(_, g)| g.enabled) {
                         st.syscalls += 1;
-                        if !closed.contains(&fd) && sys::check_open(fd).is_err() {
+                        if !closed.contains(&fd) && fcntl::check_open(fd).is_err() {
                             closed.push(fd);
                         }
                     }

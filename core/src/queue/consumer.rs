@@ -120,7 +120,8 @@ impl Consumer {
             .consumers_hwm
             .fetch_max(index + 1, Ordering::SeqCst);
         let me = shared.consumer(index);
-        me.pid.store(crate::sys::getpid(), Ordering::Relaxed);
+        me.pid
+            .store(crate::sys::process::getpid(), Ordering::Relaxed);
         me.lost.store(0, Ordering::Relaxed);
         me.received.store(0, Ordering::Relaxed);
         // A predecessor that died asleep may have left its share in the sleeper count; the
@@ -541,7 +542,7 @@ impl Consumer {
         self.usable()?;
         if self.poll.efd.get().is_none() {
             let fd =
-                crate::sys::eventfd_nonblocking().map_err(|e| Error::io("eventfd", None, e))?;
+                crate::sys::eventfd::nonblocking().map_err(|e| Error::io("eventfd", None, e))?;
             let _ = self.poll.efd.set(fd);
             self.arm();
         }
@@ -557,7 +558,7 @@ impl Consumer {
         let Some(fd) = self.poll.efd.get() else {
             return;
         };
-        let _ = crate::sys::eventfd_drain(fd.as_fd());
+        let _ = crate::sys::eventfd::drain(fd.as_fd());
         self.poll.at.store(self.cursor, Ordering::SeqCst);
         self.poll.armed.store(mode, Ordering::SeqCst);
         let kick = &self.keeper.ctl().kick;
@@ -613,7 +614,7 @@ fn notifier_loop(shared: &Shared, index: u32, poll: &PollState, ctl: &KeeperCtl)
                 .is_ok()
         {
             if let Some(fd) = poll.efd.get() {
-                let _ = crate::sys::eventfd_signal(fd.as_fd());
+                let _ = crate::sys::eventfd::signal(fd.as_fd());
             }
         }
     }

@@ -109,7 +109,10 @@ impl Producer {
                 return Err(Error::io("spawn keeper thread", None, e));
             }
         };
-        h.owner.0.pid.store(crate::sys::getpid(), Ordering::Relaxed);
+        h.owner
+            .0
+            .pid
+            .store(crate::sys::process::getpid(), Ordering::Relaxed);
         h.owner.0.generation.fetch_add(1, Ordering::SeqCst);
         let mut next = h.prod.0.head.load(Ordering::SeqCst);
         if next > MAX_SEQ {

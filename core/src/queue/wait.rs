@@ -19,9 +19,9 @@ use std::time::Duration;
 
 use super::layout::{ConsumerSlot, PRODUCER_BYTE, SLEEP_COUNTED, Shared, consumer_byte};
 use super::{Error, Result, ring};
-use crate::sys::futex::{self, WaitOutcome};
-use crate::sys::robust::{EVICTING, FUTEX_WAITERS, Owner, mark_waiting, owner_of};
-use crate::sys::{deadline_after, deadline_passed};
+use crate::sys::futex::{self, FUTEX_WAITERS, WaitOutcome};
+use crate::sys::robust::{EVICTING, Owner, mark_waiting, owner_of};
+use crate::sys::time::{deadline_after, deadline_passed};
 
 /// How long a waiter spins before it sleeps, by default (each handle may set its own). Waking a
 /// sleeping CPU costs 15-50 us on a virtual machine, so spinning for a comparable time first is
@@ -109,7 +109,7 @@ impl Deadline {
             Deadline::At(t) => Some(t),
             _ => None,
         };
-        crate::sys::slice_end(at, BACKSTOP)
+        crate::sys::time::slice_end(at, BACKSTOP)
     }
 }
 
@@ -308,8 +308,8 @@ pub(crate) fn wait_for_data(
         // the count (see `wake_consumers`), never a lost wake-up.
         let epoch = ring::announce_sleep(&h.waiters.0);
         if hook_die_after_announce() {
-            // SAFETY: raise(2) with a valid signal number; SIGKILL ends the process here.
-            unsafe { libc::raise(libc::SIGKILL) };
+            // SIGKILL ends the process here.
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
         }
         me.sleep[role].store(SLEEP_COUNTED | (epoch & !SLEEP_COUNTED), Ordering::SeqCst);
         let n = h.prod.0.notify.load(Ordering::Acquire);

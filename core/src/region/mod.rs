@@ -545,7 +545,7 @@ impl Region {
                     .into(),
             ));
         }
-        let deadline = timeout.map(crate::sys::deadline_after);
+        let deadline = timeout.map(crate::sys::time::deadline_after);
         let (held, how) = self.lock.lock(deadline.as_ref()).map_err(|e| match e {
             rlock::LockError::Timeout => Error::Timeout,
             rlock::LockError::Io(e) => Error::io("spawn lock keeper thread", None, e),
@@ -797,7 +797,7 @@ impl Region {
     pub fn wait_changed(&self, seen: u64, timeout: Option<Duration>) -> Result<u64> {
         let h = self.header();
         let (seq, waiters) = (&h.seq.0.seq, &h.notify.0.waiters);
-        let deadline = timeout.map(crate::sys::deadline_after);
+        let deadline = timeout.map(crate::sys::time::deadline_after);
         let started = Instant::now();
         loop {
             self.intact(true)?;
@@ -807,7 +807,7 @@ impl Region {
             }
             match (&deadline, timeout) {
                 (_, Some(d)) if d.is_zero() => return Err(Error::WouldBlock),
-                (Some(t), _) if crate::sys::deadline_passed(t) => return Err(Error::Timeout),
+                (Some(t), _) if crate::sys::time::deadline_passed(t) => return Err(Error::Timeout),
                 _ => {}
             }
             // Register under the writer lock (see `has_waiters`); `seq` moves on every write,
@@ -830,7 +830,7 @@ impl Region {
             };
             // Sleep at most one backstop period: a writer that dies mid-write never wakes us,
             // and the next round's lock finds it dead, repairs, and moves the version.
-            let until = crate::sys::slice_end(deadline.as_ref(), crate::queue::BACKSTOP);
+            let until = crate::sys::time::slice_end(deadline.as_ref(), crate::queue::BACKSTOP);
             let res = futex::wait(seq, expected, Some(&until));
             waiters.fetch_sub(1, Ordering::Relaxed);
             match res {

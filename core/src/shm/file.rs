@@ -466,7 +466,7 @@ fn random_u64() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64);
     // splitmix64 of the mix.
     let mut z = now
-        ^ (u64::from(crate::sys::getpid()) << 32)
+        ^ (u64::from(crate::sys::process::getpid()) << 32)
         ^ COUNTER
             .fetch_add(1, Ordering::Relaxed)
             .wrapping_mul(0x9E37_79B9_7F4A_7C15);

@@ -1,7 +1,14 @@
-//! `cachestat(2)` (Linux 6.5): page-cache state of a file.
+//! `cachestat(2)` (Linux 6.5): page-cache state of a file. Raw: nix has no wrapper, and the
+//! libc crate no syscall number.
+//!
+//! # References
+//! - [cachestat(2)](https://man7.org/linux/man-pages/man2/cachestat.2.html)
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
+
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+use super::syscall;
 
 /// `struct cachestat` from `<linux/mman.h>`: counts of pages.
 #[repr(C)]
@@ -29,27 +36,21 @@ const SYS_CACHESTAT: libc::c_long = 451;
 /// (`len == 0`: to the end of the file). `ENOSYS` on kernels before 6.5.
 ///
 /// # References
-/// - cachestat(2)
+/// - [cachestat(2)](https://man7.org/linux/man-pages/man2/cachestat.2.html)
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) fn cachestat(fd: BorrowedFd<'_>, off: u64, len: u64) -> io::Result<CacheStat> {
     let range = CacheStatRange { off, len };
     let mut out = CacheStat::default();
     // SAFETY: `range` and `out` are live, correctly laid out structs for the duration of the
     // call; the kernel reads the first and writes the second; `fd` is an open descriptor.
-    let r = unsafe {
-        libc::syscall(
-            SYS_CACHESTAT,
-            fd.as_raw_fd(),
-            &range as *const CacheStatRange,
-            &mut out as *mut CacheStat,
-            0 as libc::c_uint,
-        )
-    };
-    if r == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(out)
-    }
+    syscall!(syscall(
+        SYS_CACHESTAT,
+        fd.as_raw_fd(),
+        &range as *const CacheStatRange,
+        &mut out as *mut CacheStat,
+        0 as libc::c_uint,
+    ))?;
+    Ok(out)
 }
 
 /// Other architectures: reported as `ENOSYS`.

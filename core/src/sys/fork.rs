@@ -10,6 +10,14 @@
 //!   dies: the descriptors that carry them are [`register`]ed and closed in the child. Setting
 //!   one up happens under [`guard`], which the prepare handler also takes, so no fork can copy a
 //!   half-made one.
+//!
+//! Raw `libc`: nix has no `pthread_atfork`, and the table holds bare numbers that the child
+//! handler closes with close(2) (nix's `close` and `OwnedFd` take ownership, which the table
+//! does not have: the handles own the descriptors).
+//!
+//! # References
+//! - [pthread_atfork(3)](https://man7.org/linux/man-pages/man3/pthread_atfork.3.html)
+//! - [fork(2)](https://man7.org/linux/man-pages/man2/fork.2.html)
 
 use std::sync::Once;
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
@@ -56,6 +64,10 @@ extern "C" fn child() {
     GUARD.store(0, Ordering::Release);
 }
 
+/// `pthread_atfork(prepare, parent, child)`, once per process.
+///
+/// # References
+/// - [pthread_atfork(3)](https://man7.org/linux/man-pages/man3/pthread_atfork.3.html)
 fn ensure_handlers() {
     HANDLERS.call_once(|| {
         // SAFETY: the three handlers are `extern "C"` functions that live for the whole program

@@ -13,8 +13,11 @@
 //! [`register`]ed descriptors are closed in the child by a `pthread_atfork` handler (see
 //! `sys::fork`), so a child that outlives its parent does not keep the parent's roles "alive".
 //!
+//! Through nix (`FcntlArg::F_OFD_SETLK`, `F_OFD_GETLK`) on descriptors the handles own.
+//!
 //! # References
-//! - fcntl(2), "Open file description locks (non-POSIX)"
+//! - [fcntl(2)](https://man7.org/linux/man-pages/man2/fcntl.2.html), "Open file description
+//!   locks (non-POSIX)"
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -39,7 +42,8 @@ fn flock(kind: libc::c_short, byte: i64) -> libc::flock {
 /// waiting. Returns `false` if another description holds it.
 ///
 /// # References
-/// - fcntl(2)
+/// - [fcntl(2)](https://man7.org/linux/man-pages/man2/fcntl.2.html), "Open file description
+///   locks"
 pub(crate) fn try_lock(fd: BorrowedFd<'_>, byte: i64) -> io::Result<bool> {
     let fl = flock(libc::F_WRLCK as libc::c_short, byte);
     match fcntl(fd, FcntlArg::F_OFD_SETLK(&fl)) {
@@ -53,7 +57,8 @@ pub(crate) fn try_lock(fd: BorrowedFd<'_>, byte: i64) -> io::Result<bool> {
 /// without waiting: several descriptions may hold it at once, and [`held_elsewhere`] sees any.
 ///
 /// # References
-/// - fcntl(2)
+/// - [fcntl(2)](https://man7.org/linux/man-pages/man2/fcntl.2.html), "Open file description
+///   locks"
 pub(crate) fn try_share(fd: BorrowedFd<'_>, byte: i64) -> io::Result<bool> {
     let fl = flock(libc::F_RDLCK as libc::c_short, byte);
     match fcntl(fd, FcntlArg::F_OFD_SETLK(&fl)) {
@@ -64,6 +69,10 @@ pub(crate) fn try_share(fd: BorrowedFd<'_>, byte: i64) -> io::Result<bool> {
 }
 
 /// `fcntl(fd, F_OFD_SETLK, {F_UNLCK, byte, 1})` — releases the lock on `byte`.
+///
+/// # References
+/// - [fcntl(2)](https://man7.org/linux/man-pages/man2/fcntl.2.html), "Open file description
+///   locks"
 pub(crate) fn unlock(fd: BorrowedFd<'_>, byte: i64) {
     let fl = flock(libc::F_UNLCK as libc::c_short, byte);
     // Unlocking a range we may not hold cannot fail on a valid descriptor.
@@ -73,6 +82,10 @@ pub(crate) fn unlock(fd: BorrowedFd<'_>, byte: i64) {
 /// `fcntl(fd, F_OFD_GETLK, {F_WRLCK, byte, 1})` — whether a description other than `fd`'s
 /// holds a lock on `byte`. An error (which a valid descriptor never gives) counts as held: the
 /// caller then keeps waiting as before rather than declaring a live peer dead.
+///
+/// # References
+/// - [fcntl(2)](https://man7.org/linux/man-pages/man2/fcntl.2.html), "Open file description
+///   locks"
 pub(crate) fn held_elsewhere(fd: impl AsFd, byte: i64) -> bool {
     let mut fl = flock(libc::F_WRLCK as libc::c_short, byte);
     match fcntl(fd.as_fd(), FcntlArg::F_OFD_GETLK(&mut fl)) {

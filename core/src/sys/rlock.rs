@@ -47,7 +47,11 @@
 //! its mapping.
 //!
 //! # References
-//! - set_robust_list(2), futex(2), Linux `Documentation/locking/robust-futex-ABI.rst`
+//! - [set_robust_list(2)](https://man7.org/linux/man-pages/man2/set_robust_list.2.html),
+//!   [futex(2)](https://man7.org/linux/man-pages/man2/futex.2.html), Linux
+//!   `Documentation/locking/robust-futex-ABI.rst`
+//! - [fcntl(2)](https://man7.org/linux/man-pages/man2/fcntl.2.html), "Open file description
+//!   locks"
 
 use std::io;
 use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU32, Ordering};
@@ -56,9 +60,12 @@ use std::thread::JoinHandle;
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-use super::futex::{self, WaitOutcome};
-use super::robust::{FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS};
-use super::{deadline_passed, fork, ofd};
+use super::futex::{
+    self, FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS, RobustList, RobustListHead, WaitOutcome,
+    get_robust_list, set_robust_list,
+};
+use super::time::{deadline_passed, slice_end};
+use super::{fork, ofd};
 
 /// Offset of the liveness bytes (byte `LIVENESS_BASE + tid` for a keeper with id `tid`): far
 /// beyond any file's end, so the advisory locks touch no data.
@@ -68,35 +75,19 @@ fn liveness_byte(tid: u32) -> i64 {
     LIVENESS_BASE + i64::from(tid & FUTEX_TID_MASK)
 }
 
-/// `struct robust_list`, with an atomic pointer: other threads of the process write it while
-/// the kernel may read it (at the keeper's exit).
-#[repr(C)]
-struct Node {
-    next: AtomicPtr<Node>,
-}
-
-/// `struct robust_list_head` (`futex_offset` is a `long`, the size of `isize` on Linux).
-#[repr(C)]
-struct Head {
-    list: Node,
-    futex_offset: AtomicIsize,
-    list_op_pending: AtomicPtr<Node>,
-}
-
-const _: () = assert!(std::mem::size_of::<AtomicIsize>() == std::mem::size_of::<libc::c_long>());
-
-/// The keeper's robust list: its head and the lock word's node, at a fixed heap address.
+/// The keeper's robust list: its head and the lock word's node, at a fixed heap address. Other
+/// threads of the process (the lockers) link and unlink the node while the kernel may read it.
 struct ListMem {
-    head: Head,
-    node: Node,
+    head: RobustListHead,
+    node: RobustList,
 }
 
 impl ListMem {
-    fn head_node(&self) -> *mut Node {
-        (&self.head.list as *const Node).cast_mut()
+    fn head_node(&self) -> *mut RobustList {
+        (&self.head.list as *const RobustList).cast_mut()
     }
-    fn node(&self) -> *mut Node {
-        (&self.node as *const Node).cast_mut()
+    fn node(&self) -> *mut RobustList {
+        (&self.node as *const RobustList).cast_mut()
     }
     /// Links the node (we hold the word) or unlinks it, with `list_op_pending` set meanwhile.
     fn set_linked(&self, linked: bool) {
@@ -139,14 +130,14 @@ enum Desc {
 impl Keeper {
     fn spawn(word: *const AtomicU32, file: RawFd) -> io::Result<Keeper> {
         let mem = Arc::new(ListMem {
-            head: Head {
-                list: Node {
+            head: RobustListHead {
+                list: RobustList {
                     next: AtomicPtr::new(std::ptr::null_mut()),
                 },
                 futex_offset: AtomicIsize::new(0),
                 list_op_pending: AtomicPtr::new(std::ptr::null_mut()),
             },
-            node: Node {
+            node: RobustList {
                 next: AtomicPtr::new(std::ptr::null_mut()),
             },
         });
@@ -260,55 +251,28 @@ impl Drop for Keeper {
 
 fn keeper_main(mem: &ListMem, stop: &AtomicU32, tx: &std::sync::mpsc::SyncSender<io::Result<u32>>) {
     // A library thread takes none of the application's signals.
-    // SAFETY: `all` is a valid sigset filled by sigfillset; the old mask is not wanted.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        // Faults stay deliverable: a blocked SIGBUS from a shrunk file would kill the process
-        // instead of reaching shmio's handler (see `sys::sigbus`).
-        for sig in [libc::SIGBUS, libc::SIGSEGV, libc::SIGILL, libc::SIGFPE] {
-            libc::sigdelset(&mut all, sig);
+    super::signal::block_all_but_faults();
+    let glibc_head = match get_robust_list() {
+        Ok(h) => h,
+        Err(e) => {
+            let _ = tx.send(Err(e));
+            return;
         }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
-    }
-    let mut glibc_head: *const libc::c_void = std::ptr::null();
-    let mut len: libc::size_t = 0;
-    // SAFETY: both out-pointers point at live locals of the right types.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_get_robust_list,
-            0 as libc::c_int,
-            &mut glibc_head as *mut *const libc::c_void,
-            &mut len as *mut libc::size_t,
-        )
     };
-    if r == -1 {
-        let _ = tx.send(Err(io::Error::last_os_error()));
-        return;
-    }
     // SAFETY: `mem` lives (an Arc held by this thread's closure) until after we restore glibc's
     // head below; the word its node names stays mapped while the lock's owner lives, and the
     // kernel reads it only when this thread exits with the node linked (the lock held, so the
     // mapping alive).
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_set_robust_list,
-            &mem.head as *const Head,
-            std::mem::size_of::<Head>(),
-        )
-    };
-    if r == -1 {
-        let _ = tx.send(Err(io::Error::last_os_error()));
+    if let Err(e) = unsafe { set_robust_list(&mem.head) } {
+        let _ = tx.send(Err(e));
         return;
     }
-    let _ = tx.send(Ok(super::gettid()));
+    let _ = tx.send(Ok(super::process::gettid()));
     while stop.load(Ordering::SeqCst) == 0 {
         let _ = futex::wait(stop, 0, None);
     }
     // SAFETY: glibc's head lives in the thread control block for the whole life of the thread.
-    unsafe {
-        libc::syscall(libc::SYS_set_robust_list, glibc_head, len);
-    }
+    let _ = unsafe { set_robust_list(glibc_head) };
 }
 
 /// What locking gave.
@@ -486,7 +450,7 @@ impl RobustLock {
                 }
                 cur |= FUTEX_WAITERS;
             }
-            let until = super::slice_end(deadline, crate::queue::BACKSTOP);
+            let until = slice_end(deadline, crate::queue::BACKSTOP);
             let slept = std::time::Instant::now();
             // Woken, timed out (a slice), interrupted or the word changed: look again.
             let _: io::Result<WaitOutcome> = futex::wait(w, cur, Some(&until));
@@ -560,97 +524,4 @@ impl Drop for Held<'_> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    use std::os::fd::AsRawFd;
-
-    fn temp_file(tag: &str) -> std::fs::File {
-        let path = std::env::temp_dir().join(format!("shmio-rlock-{tag}-{}", std::process::id()));
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
-        let _ = std::fs::remove_file(&path);
-        f
-    }
-
-    #[test]
-    fn lock_excludes_threads_and_reports_a_dead_holder() {
-        let word = Box::new(AtomicU32::new(0));
-        let file = temp_file("basic");
-        // SAFETY: the box and the file outlive the lock (dropped at the end, after it).
-        let lock = Arc::new(unsafe { RobustLock::new(&*word, file.as_raw_fd()) });
-        let (held, how) = lock.lock(None).unwrap();
-        assert_eq!(how, Locked::Clean);
-        assert_ne!(word.load(Ordering::SeqCst) & FUTEX_TID_MASK, 0);
-        // Another thread times out while it is held, then gets it once released.
-        let l2 = Arc::clone(&lock);
-        let t = std::thread::spawn(move || {
-            let d = super::super::deadline_after(std::time::Duration::from_millis(30));
-            assert!(matches!(l2.lock(Some(&d)), Err(LockError::Timeout)));
-            let (h, how) = l2.lock(None).unwrap();
-            assert_eq!(how, Locked::Clean);
-            h.unlock().unwrap();
-        });
-        std::thread::sleep(std::time::Duration::from_millis(60));
-        held.unlock().unwrap();
-        t.join().unwrap();
-        assert_eq!(word.load(Ordering::SeqCst), 0);
-        // A word the kernel marked after its holder died.
-        word.store(FUTEX_OWNER_DIED, Ordering::SeqCst);
-        let (held, how) = lock.lock(None).unwrap();
-        assert_eq!(how, Locked::OwnerDied);
-        // A scribble while held is reported at unlock.
-        word.store(0x1234, Ordering::SeqCst);
-        assert_eq!(held.unlock(), Err(Scribbled { found: 0x1234 }));
-        drop(lock);
-    }
-
-    /// A word scribbled with an id no live keeper has is taken (as from a dead holder) after
-    /// one backstop slice; one naming a keeper whose liveness byte another description holds
-    /// is respected (the locker times out), and its keeper's byte is released with it.
-    #[test]
-    fn a_scribbled_word_is_taken_unless_its_id_is_alive() {
-        let word = Box::new(AtomicU32::new(0));
-        let file = temp_file("scribble");
-        // SAFETY: the box and the file outlive the lock.
-        let lock = unsafe { RobustLock::new(&*word, file.as_raw_fd()) };
-        word.store(0x2345, Ordering::SeqCst);
-        let t0 = std::time::Instant::now();
-        let (held, how) = lock.lock(None).unwrap();
-        assert_eq!(how, Locked::OwnerDied);
-        assert!(t0.elapsed() >= crate::queue::BACKSTOP);
-        assert!(
-            t0.elapsed() < crate::queue::BACKSTOP * 3,
-            "{:?}",
-            t0.elapsed()
-        );
-        let mine = word.load(Ordering::SeqCst) & FUTEX_TID_MASK;
-        held.unlock().unwrap();
-        // Another description (another handle, maybe another process) holds id 0x3456's byte.
-        let live = std::fs::OpenOptions::new()
-            .read(true)
-            .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
-            .unwrap();
-        assert!(ofd::try_share(std::os::fd::AsFd::as_fd(&live), liveness_byte(0x3456)).unwrap());
-        word.store(0x3456, Ordering::SeqCst);
-        let d = super::super::deadline_after(
-            crate::queue::BACKSTOP * 2 + std::time::Duration::from_millis(100),
-        );
-        assert!(matches!(lock.lock(Some(&d)), Err(LockError::Timeout)));
-        // Once that description lets go, the id is nobody's.
-        drop(live);
-        let (held, how) = lock.lock(None).unwrap();
-        assert_eq!(how, Locked::OwnerDied);
-        held.unlock().unwrap();
-        // Our own keeper's byte is held by our description while the lock lives.
-        let probe = std::fs::File::open(format!("/proc/self/fd/{}", file.as_raw_fd())).unwrap();
-        assert!(ofd::held_elsewhere(&probe, liveness_byte(mine)));
-        drop(lock);
-        assert!(!ofd::held_elsewhere(&probe, liveness_byte(mine)));
-    }
-}
+mod tests;

@@ -21,22 +21,21 @@
 //! - `FUTEX_OWNER_DIED` (perhaps with `FUTEX_WAITERS`): the holder died.
 //!
 //! # References
-//! - set_robust_list(2), futex(2), Linux `Documentation/locking/robust-futex-ABI.rst`
+//! - [set_robust_list(2)](https://man7.org/linux/man-pages/man2/set_robust_list.2.html),
+//!   [futex(2)](https://man7.org/linux/man-pages/man2/futex.2.html), Linux
+//!   `Documentation/locking/robust-futex-ABI.rst`
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
-use super::futex;
+use super::futex::{
+    self, FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS, RobustList, RobustListHead,
+    get_robust_list, set_robust_list,
+};
 
-/// Set by a sleeper before it waits on an owner word: the kernel wakes only if it is set.
-pub(crate) const FUTEX_WAITERS: u32 = 0x8000_0000;
-/// Set by the kernel when the owner died.
-pub(crate) const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
-/// The owner's thread id.
-pub(crate) const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
 /// Held by whoever is evicting a dead holder's slot (see `queue::wait::evict_if_dead`). Thread
 /// ids never reach it (`pid_max` is at most 2^22), and claims only take words with no id, so
 /// while a slot shows it nobody else can claim or settle the slot.
@@ -90,64 +89,6 @@ pub(crate) fn mark_waiting(word: &AtomicU32) -> Option<u32> {
             Ok(_) => return Some(cur | FUTEX_WAITERS),
             Err(now) => cur = now,
         }
-    }
-}
-
-/// `struct robust_list` from `<linux/futex.h>`.
-#[repr(C)]
-struct RobustList {
-    next: *const RobustList,
-}
-
-/// `struct robust_list_head` from `<linux/futex.h>`.
-#[repr(C)]
-struct RobustListHead {
-    list: RobustList,
-    futex_offset: libc::c_long,
-    list_op_pending: *const RobustList,
-}
-
-/// `set_robust_list(head, len)` — tells the kernel where this thread's robust list is.
-///
-/// # Safety
-/// `head` must stay valid, and every entry reachable from it must stay valid, until the thread
-/// exits or registers another head.
-///
-/// # References
-/// - set_robust_list(2)
-unsafe fn set_robust_list(head: *const RobustListHead) -> io::Result<()> {
-    // SAFETY: the caller guarantees `head` outlives its registration.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_set_robust_list,
-            head,
-            std::mem::size_of::<RobustListHead>(),
-        )
-    };
-    if r == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
-/// `get_robust_list(0, &head, &len)` — this thread's current robust list head (glibc's).
-fn get_robust_list() -> io::Result<*const RobustListHead> {
-    let mut head: *const RobustListHead = std::ptr::null();
-    let mut len: libc::size_t = 0;
-    // SAFETY: both out-pointers point at live locals of the right types.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_get_robust_list,
-            0 as libc::c_int,
-            &mut head as *mut *const RobustListHead,
-            &mut len as *mut libc::size_t,
-        )
-    };
-    if r == -1 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(head)
     }
 }
 
@@ -352,20 +293,10 @@ fn keeper_main<F>(
     F: FnOnce(&KeeperCtl),
 {
     // A library thread must not take the application's signals (SIGINT for a Python
-    // KeyboardInterrupt, the RT signals of a poller): block them all here, so the kernel
-    // delivers them to the application's own threads and interrupts their waits.
-    // SAFETY: `all` is a valid sigset filled by sigfillset; the old mask is not wanted.
-    unsafe {
-        let mut all: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        // Faults stay deliverable: a blocked SIGBUS from a shrunk file would kill the process
-        // instead of reaching shmio's handler (see `sys::sigbus`).
-        for sig in [libc::SIGBUS, libc::SIGSEGV, libc::SIGILL, libc::SIGFPE] {
-            libc::sigdelset(&mut all, sig);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
-    }
-    let tid = super::gettid();
+    // KeyboardInterrupt, the RT signals of a poller): the kernel then delivers them to the
+    // application's own threads and interrupts their waits.
+    super::signal::block_all_but_faults();
+    let tid = super::process::gettid();
     let glibc_head = match get_robust_list() {
         Ok(h) => h,
         Err(e) => {
@@ -386,14 +317,14 @@ fn keeper_main<F>(
         .unwrap_or(0);
     let mut mirror: Box<[u64]> = vec![0u64; span / 8 + 1].into_boxed_slice();
     let mirror_ptr = mirror.as_mut_ptr();
-    let mut head = Box::new(RobustListHead {
+    let head = Box::new(RobustListHead {
         list: RobustList {
-            next: std::ptr::null(),
+            next: AtomicPtr::new(std::ptr::null_mut()),
         },
-        futex_offset: (base as isize).wrapping_sub(mirror_ptr as isize) as libc::c_long,
-        list_op_pending: std::ptr::null(),
+        futex_offset: AtomicIsize::new((base as isize).wrapping_sub(mirror_ptr as isize)),
+        list_op_pending: AtomicPtr::new(std::ptr::null_mut()),
     });
-    let head_list_ptr: *const RobustList = &head.list;
+    let head_list_ptr: *mut RobustList = (&head.list as *const RobustList).cast_mut();
     let node = |w: &SharedWord| -> *mut RobustList {
         // SAFETY: `(w.ptr - base) / 8 < mirror.len()` by construction of `span`; the result
         // stays inside the buffer.
@@ -404,14 +335,17 @@ fn keeper_main<F>(
         }
     };
     for (i, w) in words.iter().enumerate() {
-        let next = words
-            .get(i + 1)
-            .map_or(head_list_ptr, |n| node(n).cast_const());
+        let next = words.get(i + 1).map_or(head_list_ptr, node);
         // SAFETY: `node(w)` is an aligned u64 slot of `mirror`, which we own and which outlives
-        // the registration; `RobustList` is one pointer, the size and alignment of a u64.
-        unsafe { node(w).write(RobustList { next }) };
+        // the registration; `RobustList` is one pointer, no larger than a u64 and no more
+        // aligned.
+        unsafe {
+            node(w).write(RobustList {
+                next: AtomicPtr::new(next),
+            })
+        };
     }
-    head.list.next = node(&words[0]).cast_const();
+    head.list.next.store(node(&words[0]), Ordering::SeqCst);
     let head_ptr: *const RobustListHead = &*head;
     // SAFETY: `head` and `mirror` are boxed and live until after we restore glibc's head below;
     // the words they name stay mapped because `words` holds the mapping.

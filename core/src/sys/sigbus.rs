@@ -17,11 +17,21 @@
 //! programs' mappings of the file are theirs to protect; a handler installed *after* ours that
 //! does not chain to it takes the fault.
 //!
+//! The handler is installed and the page patched through nix (`sigaction`, `mmap_anonymous`);
+//! the previous disposition is read raw (`sigaction(SIGBUS, NULL, &old)`: nix has no query that
+//! does not install), so that it is recorded before our handler can run.
+//!
 //! # References
-//! - sigaction(2), mmap(2) (`MAP_FIXED`), signal-safety(7)
+//! - [sigaction(2)](https://man7.org/linux/man-pages/man2/sigaction.2.html)
+//! - [mmap(2)](https://man7.org/linux/man-pages/man2/mmap.2.html) (`MAP_FIXED`)
+//! - [signal-safety(7)](https://man7.org/linux/man-pages/man7/signal-safety.7.html)
 
+use std::num::NonZeroUsize;
 use std::sync::Once;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 
 /// Mappings watched at once; a mapping beyond that is simply not protected.
 const SLOTS: usize = 1024;
@@ -62,21 +72,25 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
         if start == 0 || addr < start || addr - start >= e.len.load(Ordering::Acquire) {
             continue;
         }
-        let at = addr & !(page - 1);
+        let (Some(at), Some(len)) = (
+            NonZeroUsize::new(addr & !(page - 1)),
+            NonZeroUsize::new(page),
+        ) else {
+            break;
+        };
         // SAFETY: `at` is a page inside a mapping shmio owns and keeps mapped while it is
         // registered (unregistered before unmapping); replacing that page with private zeroes
-        // only changes what the faulting access sees. mmap(2) is async-signal-safe.
-        let r = unsafe {
-            libc::mmap(
-                at as *mut libc::c_void,
-                page,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_FIXED | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                -1,
-                0,
+        // (`MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS`) only changes what the faulting access
+        // sees. mmap(2) is async-signal-safe.
+        let patched = unsafe {
+            mmap_anonymous(
+                Some(at),
+                len,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_FIXED | MapFlags::MAP_PRIVATE,
             )
         };
-        if r != libc::MAP_FAILED {
+        if patched.is_ok() {
             e.poisoned.store(1, Ordering::Release);
             return;
         }
@@ -89,12 +103,9 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
     if h == libc::SIG_DFL || h == libc::SIG_IGN {
         // Restore the default action and return: the access faults again and the process
         // dies as it would have without us.
-        // SAFETY: a valid sigaction struct; restoring a disposition is async-signal-safe.
-        unsafe {
-            let mut dfl: libc::sigaction = std::mem::zeroed();
-            dfl.sa_sigaction = libc::SIG_DFL;
-            libc::sigaction(libc::SIGBUS, &dfl, std::ptr::null_mut());
-        }
+        let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+        // SAFETY: the default disposition runs no handler; sigaction(2) is async-signal-safe.
+        let _ = unsafe { sigaction(Signal::SIGBUS, &dfl) };
     } else if prev.sa_flags & libc::SA_SIGINFO != 0 {
         // SAFETY: the previous handler was installed as an SA_SIGINFO handler with this
         // signature; we pass the kernel's own arguments on.
@@ -110,17 +121,31 @@ extern "C" fn on_sigbus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut 
 
 fn install() {
     INSTALL.call_once(|| {
-        PAGE.store(super::page_size() as usize, Ordering::Relaxed);
-        // SAFETY: `sa` is a valid sigaction with our handler; PREVIOUS receives the old one
-        // before the new one takes effect (the kernel writes `oldact` first); nothing reads
-        // PREVIOUS before our handler can run.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_sigbus as *const () as usize;
-            sa.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK | libc::SA_NODEFER;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(libc::SIGBUS, &sa, (*PREVIOUS.0.get()).as_mut_ptr());
+        PAGE.store(super::process::page_size() as usize, Ordering::Relaxed);
+        // First the disposition we replace, then ours: the kernel hands back an old action only
+        // after the new one is in force, and our handler must never find PREVIOUS unwritten.
+        // SAFETY: a NULL `act` only reads the current disposition; PREVIOUS is a writable
+        // sigaction that nothing reads yet (our handler is not installed).
+        let r = unsafe {
+            libc::sigaction(
+                libc::SIGBUS,
+                std::ptr::null(),
+                (*PREVIOUS.0.get()).as_mut_ptr(),
+            )
+        };
+        if r != 0 {
+            return;
         }
+        let ours = SigAction::new(
+            SigHandler::SigAction(on_sigbus),
+            SaFlags::SA_SIGINFO | SaFlags::SA_ONSTACK | SaFlags::SA_NODEFER,
+            SigSet::empty(),
+        );
+        // SAFETY: `on_sigbus` only uses atomics, mmap(2) and sigaction(2), which are
+        // async-signal-safe, and the previous handler, which PREVIOUS now holds. A handler
+        // another thread installs between the read above and this call is replaced without
+        // being chained (it would be replaced in any case).
+        let _ = unsafe { sigaction(Signal::SIGBUS, &ours) };
     });
 }
 
