@@ -13,10 +13,10 @@
 //! it the create fails with [`FileError::NoSpace`], instead of the first store to a page with
 //! no block behind it killing the process with SIGBUS.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -24,7 +24,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
-use nix::fcntl::{AT_FDCWD, AtFlags};
+use nix::fcntl::{AT_FDCWD, AtFlags, OFlag};
+use nix::sys::stat::Mode;
 
 use crate::error::IoError;
 use crate::sys::syscall;
@@ -127,6 +128,15 @@ pub(crate) fn cpath(path: &Path) -> Result<CString, FileError> {
         .map_err(|_| FileError::InvalidArgument(format!("{} contains a NUL byte", path.display())))
 }
 
+/// `open(path, flags, mode)` — a new descriptor of the file at `path` (`mode` is used only with
+/// `O_CREAT` or `O_TMPFILE`).
+fn open(path: &CStr, flags: libc::c_int, mode: u32) -> io::Result<File> {
+    let mode = Mode::from_bits_retain(mode as libc::mode_t);
+    nix::fcntl::open(path, OFlag::from_bits_retain(flags), mode)
+        .map(File::from)
+        .map_err(io::Error::from)
+}
+
 /// How many random temporary names [`create_named`] tries before it gives up.
 const TMP_TRIES: u32 = 100;
 
@@ -176,10 +186,17 @@ impl TmpFile {
             None => link_unnamed(&self.file, path),
             Some(tmp) => {
                 let (ct, cp) = (cpath(tmp)?, cpath(path)?);
-                // SAFETY: both paths are valid NUL-terminated strings for the whole call.
-                match syscall!(link(ct.as_ptr(), cp.as_ptr())) {
+                let linked = nix::unistd::linkat(
+                    AT_FDCWD,
+                    ct.as_c_str(),
+                    AT_FDCWD,
+                    cp.as_c_str(),
+                    AtFlags::empty(),
+                );
+                match linked.map_err(io::Error::from) {
                     Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EOPNOTSUPP)) => {
-                        // SAFETY: as above.
+                        // Raw: nix has `renameat2` for glibc targets only.
+                        // SAFETY: both paths are valid NUL-terminated strings for the whole call.
                         let r = syscall!(renameat2(
                             libc::AT_FDCWD,
                             ct.as_ptr(),
@@ -191,11 +208,10 @@ impl TmpFile {
                             // The temporary name is now the final one: nothing to remove.
                             self.name = None;
                         }
-                        r
+                        r.map(drop)
                     }
                     r => r,
                 }
-                .map(drop)
             }
         };
         res.map_err(|e| {
@@ -304,13 +320,12 @@ fn create_unnamed(
     extra_flags: libc::c_int,
 ) -> Result<Option<File>, FileError> {
     let cdir = cpath(dir)?;
-    // SAFETY: `cdir` is a valid NUL-terminated string for the whole call.
-    let fd = match syscall!(open(
-        cdir.as_ptr(),
+    let file = match open(
+        &cdir,
         libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC | extra_flags,
-        mode as libc::c_uint
-    )) {
-        Ok(fd) => fd,
+        mode,
+    ) {
+        Ok(file) => file,
         Err(e)
             if matches!(
                 e.raw_os_error(),
@@ -321,12 +336,10 @@ fn create_unnamed(
         }
         Err(e) => return Err(FileError::io("create a file in", Some(dir), e)),
     };
-    // SAFETY: `open` returned a fresh descriptor that nothing else owns.
-    let file = unsafe { File::from_raw_fd(fd) };
     // `linkat(AT_EMPTY_PATH)` needs a capability that is seldom there; the fallback needs
     // `/proc/self/fd/N` to be this very file. Check now, while another way is still open.
     let ours = file.metadata().ok();
-    let via_proc = std::fs::metadata(format!("/proc/self/fd/{fd}")).ok();
+    let via_proc = std::fs::metadata(format!("/proc/self/fd/{}", file.as_raw_fd())).ok();
     match (ours, via_proc) {
         (Some(a), Some(b)) if a.dev() == b.dev() && a.ino() == b.ino() => Ok(Some(file)),
         _ => Ok(None),
@@ -349,15 +362,12 @@ fn create_named(
     for _ in 0..TMP_TRIES {
         let tmp = dir.join(format!(".{base}.{:016x}.tmp", random()));
         let ctmp = cpath(&tmp)?;
-        // SAFETY: `ctmp` is a valid NUL-terminated string for the whole call.
-        match syscall!(open(
-            ctmp.as_ptr(),
+        match open(
+            &ctmp,
             libc::O_RDWR | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC | extra_flags,
-            mode as libc::c_uint
-        )) {
-            Ok(fd) => {
-                // SAFETY: `open` returned a fresh descriptor that nothing else owns.
-                let file = unsafe { File::from_raw_fd(fd) };
+            mode,
+        ) {
+            Ok(file) => {
                 return finish_tmp(
                     TmpFile {
                         file,
@@ -383,10 +393,8 @@ fn create_named(
 /// ([`reserve`]); on failure the temporary file goes (dropping it removes its name). `path` is
 /// the final path, for [`FileError::NoSpace`].
 fn finish_tmp(tmp: TmpFile, path: &Path, mode: u32, len: u64) -> Result<TmpFile, FileError> {
-    let fd = tmp.file.as_raw_fd();
-    // SAFETY: `fd` is the open descriptor that `tmp` owns.
-    syscall!(fchmod(fd, mode as libc::mode_t))
-        .map_err(|e| FileError::io("fchmod", tmp.name.as_deref(), e))?;
+    nix::sys::stat::fchmod(&tmp.file, Mode::from_bits_retain(mode as libc::mode_t))
+        .map_err(|e| FileError::io("fchmod", tmp.name.as_deref(), e.into()))?;
     tmp.file
         .set_len(len)
         .map_err(|e| FileError::io("ftruncate", tmp.name.as_deref(), e))?;
@@ -478,13 +486,8 @@ fn random_u64() -> u64 {
 /// Opens an existing regular file read-write with `extra_flags` added.
 pub(crate) fn open_existing(path: &Path, extra_flags: libc::c_int) -> Result<File, FileError> {
     let c = cpath(path)?;
-    let fd = syscall!(open(
-        c.as_ptr(),
-        libc::O_RDWR | libc::O_CLOEXEC | extra_flags
-    ))
-    .map_err(|e| FileError::io("open", Some(path), e))?;
-    // SAFETY: `open` returned a fresh descriptor that nothing else owns.
-    let file = unsafe { File::from_raw_fd(fd) };
+    let file = open(&c, libc::O_RDWR | libc::O_CLOEXEC | extra_flags, 0)
+        .map_err(|e| FileError::io("open", Some(path), e))?;
     let meta = file
         .metadata()
         .map_err(|e| FileError::io("fstat", Some(path), e))?;
@@ -535,20 +538,16 @@ pub(crate) fn unlink_checked(
         return Err(not_ours(kind(meta.file_type()).into()));
     }
     let c = cpath(path)?;
-    // SAFETY: `c` is a valid NUL-terminated string for the whole call.
-    let fd = match syscall!(open(
-        c.as_ptr(),
-        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY
-    )) {
-        Ok(fd) => fd,
+    let flags =
+        libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
+    let file = match open(&c, flags, 0) {
+        Ok(file) => file,
         // Replaced by a symbolic link since the look.
         Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
             return Err(not_ours("it is a symbolic link".into()));
         }
         Err(e) => return Err(FileError::io("open", Some(path), e)),
     };
-    // SAFETY: `open` returned a fresh descriptor that nothing else owns.
-    let file = unsafe { File::from_raw_fd(fd) };
     let meta = file
         .metadata()
         .map_err(|e| FileError::io("fstat", Some(path), e))?;
