@@ -18,8 +18,9 @@
 //! does not chain to it takes the fault.
 //!
 //! The handler is installed and the page patched through nix (`sigaction`, `mmap_anonymous`);
-//! the previous disposition is read raw (`sigaction(SIGBUS, NULL, &old)`: nix has no query that
-//! does not install), so that it is recorded before our handler can run.
+//! the previous disposition is read raw (`sigaction(SIGBUS, NULL, &old)`: nix's `sigaction`
+//! always installs an action, nix-rust/nix#2172), so that it is recorded before our handler can
+//! run.
 //!
 //! # References
 //! - [sigaction(2)](https://man7.org/linux/man-pages/man2/sigaction.2.html)
