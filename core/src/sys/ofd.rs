@@ -10,8 +10,9 @@
 //!
 //! The locks are advisory and sit far beyond the end of the file, so they never interfere with
 //! anything that reads or writes the file. Descriptions are not shared with forked children:
-//! [`register`]ed descriptors are closed in the child by a `pthread_atfork` handler (see
-//! `sys::fork`), so a child that outlives its parent does not keep the parent's roles "alive".
+//! [`register`](super::fork::register)ed descriptors are closed in the child by a
+//! `pthread_atfork` handler (see `sys::fork`), so a child that outlives its parent does not keep
+//! the parent's roles "alive".
 //!
 //! Through nix (`FcntlArg::F_OFD_SETLK`, `F_OFD_GETLK`) on descriptors the handles own.
 //!
