@@ -29,6 +29,8 @@ mod region;
 mod supervisor;
 mod util;
 
+use std::borrow::Cow;
+use std::fmt::Debug;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -59,26 +61,39 @@ impl Case<'_> {
         }
     }
 
-    pub fn q<T: std::fmt::Debug>(&mut self, what: &str, r: &Result<T, shmio::queue::Error>) {
-        if self.verbose {
-            eprintln!("  q.{what}: {r:?}");
-        }
-        let k = match r {
-            Ok(_) => "Ok".into(),
-            Err(e) => qkind(e),
-        };
-        self.tally.add(&format!("q.{what}.{k}"), 1);
+    /// Counts the outcome of queue call `what` (`q.WHAT.KIND` in the tally).
+    pub fn q<T: Debug>(&mut self, what: &str, r: &Result<T, shmio::queue::Error>) {
+        self.outcome("q", what, r, qkind);
     }
 
-    pub fn r<T: std::fmt::Debug>(&mut self, what: &str, r: &Result<T, shmio::region::Error>) {
+    /// Counts the outcome of region call `what` (`r.WHAT.KIND` in the tally).
+    pub fn r<T: Debug>(&mut self, what: &str, r: &Result<T, shmio::region::Error>) {
+        self.outcome("r", what, r, rkind);
+    }
+
+    fn outcome<T: Debug, E: Debug>(
+        &mut self,
+        file: &str,
+        what: &str,
+        r: &Result<T, E>,
+        kind: fn(&E) -> Cow<'static, str>,
+    ) {
         if self.verbose {
-            eprintln!("  r.{what}: {r:?}");
+            eprintln!("  {file}.{what}: {r:?}");
         }
-        let k = match r {
-            Ok(_) => "Ok".into(),
-            Err(e) => rkind(e),
-        };
-        self.tally.add(&format!("r.{what}.{k}"), 1);
+        let k = r.as_ref().map_or_else(kind, |_| "Ok".into());
+        self.tally.add(&format!("{file}.{what}.{k}"), 1);
+    }
+
+    /// How many mutations a case makes before its session: mostly one or two, now and then
+    /// none (a control case, for a clean template) or up to `2 + many`.
+    pub fn mutation_count(&mut self, many: u64) -> u64 {
+        match self.rng.below(100) {
+            0..=2 => 0,
+            3..=60 => 1,
+            61..=85 => 2,
+            _ => 3 + self.rng.below(many),
+        }
     }
 
     pub fn fail(&mut self, kind: &'static str, msg: String) {

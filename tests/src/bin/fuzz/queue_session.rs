@@ -36,12 +36,7 @@ pub fn case(f: &mut CaseFile, t: &QTemplate, c: &mut Case<'_>) {
     c.note(|| format!("queue template: {}", t.what));
     f.reset(&t.bytes, t.slots_offset)
         .expect("reset the case file");
-    let nm = match c.rng.below(100) {
-        0..=2 => 0,
-        3..=60 => 1,
-        61..=85 => 2,
-        _ => 3 + c.rng.below(8),
-    };
+    let nm = c.mutation_count(8);
     for _ in 0..nm {
         mutate(f, t, c, false);
     }

@@ -171,12 +171,7 @@ fn range(c: &mut Case<'_>, size: u64) -> (u64, u64) {
 pub fn case(f: &mut CaseFile, t: &RTemplate, c: &mut Case<'_>) {
     c.note(|| format!("region template: {}", t.what));
     f.reset(&t.bytes, DATA).expect("reset the case file");
-    let nm = match c.rng.below(100) {
-        0..=2 => 0,
-        3..=60 => 1,
-        61..=85 => 2,
-        _ => 3 + c.rng.below(6),
-    };
+    let nm = c.mutation_count(6);
     for _ in 0..nm {
         mutate(f, t, c, false);
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use shmio::queue::{Consumer, Error, Start};
 use shmio_tests::{EndLine, Rng, check_record, monotonic_ns};
 
-use crate::{arg, flag, seed};
+use crate::{arg, flag, opened, seed, spin};
 
 pub fn consume(name: &str, args: &[String]) -> i32 {
     let start = match arg::<String>(args, "--from").as_deref() {
@@ -15,15 +15,11 @@ pub fn consume(name: &str, args: &[String]) -> i32 {
         Some("oldest") => Start::Oldest,
         Some(s) => Start::Sequence(s.parse().expect("--from newest|oldest|SEQ")),
     };
-    let mut c = match Consumer::open(name, start) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("cannot open {name}: {e}");
-            return 2;
-        }
+    let Some(mut c) = opened(name, Consumer::open(name, start)) else {
+        return 2;
     };
-    if let Some(us) = arg::<u64>(args, "--spin-us") {
-        c.set_spin(Duration::from_micros(us));
+    if let Some(d) = spin(args) {
+        c.set_spin(d);
     }
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());

@@ -62,6 +62,8 @@ mod consume;
 mod produce;
 mod scribble;
 
+use std::time::Duration;
+
 use shmio_tests::monotonic_ns;
 
 fn arg<T: std::str::FromStr>(args: &[String], flag: &str) -> Option<T> {
@@ -73,6 +75,16 @@ fn arg<T: std::str::FromStr>(args: &[String], flag: &str) -> Option<T> {
 
 fn flag(args: &[String], flag: &str) -> bool {
     args.iter().any(|a| a == flag)
+}
+
+/// `--spin-us N`: the spin of a wait, if given.
+fn spin(args: &[String]) -> Option<Duration> {
+    arg::<u64>(args, "--spin-us").map(Duration::from_micros)
+}
+
+/// The handle an open or create gave; or, after saying why on stderr, `None` (exit code 2).
+fn opened<T>(name: &str, r: Result<T, shmio::queue::Error>) -> Option<T> {
+    r.inspect_err(|e| eprintln!("cannot open {name}: {e}")).ok()
 }
 
 fn seed(args: &[String]) -> u64 {

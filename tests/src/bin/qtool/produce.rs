@@ -8,7 +8,7 @@ use std::time::Duration;
 use shmio::queue::{Policy, Producer, QueueOptions};
 use shmio_tests::{Rng, fill_record, monotonic_ns};
 
-use crate::{arg, flag, seed};
+use crate::{arg, flag, opened, seed, spin};
 
 /// How long reserve/send calls waited (`--stall-report`).
 #[derive(Default)]
@@ -51,15 +51,11 @@ pub fn produce(name: &str, args: &[String]) -> i32 {
     } else {
         Producer::create(name, &opts)
     };
-    let mut p = match res {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("cannot open {name}: {e}");
-            return 2;
-        }
+    let Some(mut p) = opened(name, res) else {
+        return 2;
     };
-    if let Some(us) = arg::<u64>(args, "--spin-us") {
-        p.set_spin(Duration::from_micros(us));
+    if let Some(d) = spin(args) {
+        p.set_spin(d);
     }
     let out = std::io::stdout();
     writeln!(out.lock(), "ready {}", p.next_seq()).unwrap();
