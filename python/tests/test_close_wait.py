@@ -16,7 +16,7 @@ import pytest
 import shmio
 from shmio import Queue
 
-from conftest import wait_until
+from conftest import run_script, wait_until
 
 # How long the blocked calls below wait at most: without a prompt wake-up by close(), the call
 # ends by itself only after this (and the test fails on the latency and the exception type).
@@ -179,11 +179,7 @@ FORK_CLOSE_SCRIPT = textwrap.dedent(
 
 
 def test_close_in_a_forked_child(qname: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", FORK_CLOSE_SCRIPT, qname], capture_output=True, timeout=60
-    )
-    assert proc.returncode == 0, proc.stderr.decode()
-    assert proc.stdout == b"ok\n"
+    assert run_script(FORK_CLOSE_SCRIPT, qname, timeout=60) == "ok\n"
 
 
 TAKE_OVER_SCRIPT = textwrap.dedent(

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 
 import pytest
 
 import shmio
 from shmio import Poller
 
+from conftest import assert_ctrl_c_interrupts
+
 BACKENDS = ["auto", "select", "poll", "epoll", "epoll-et", "rtsig", "rtsig-onefd"]
-
-
-@pytest.fixture
-def pair():
-    a, b = socket.socketpair()
-    yield a, b
-    a.close()
-    b.close()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -177,19 +166,4 @@ except KeyboardInterrupt:
 
 @pytest.mark.parametrize("backend", ["select", "epoll", "rtsig", "rtsig-onefd"])
 def test_ctrl_c_interrupts_a_blocked_poll(backend: str) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", BLOCKED_POLL, backend],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == b"blocking\n"
-        time.sleep(0.3)  # let it reach the wait
-        assert proc.poll() is None
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        proc.kill()
-    assert proc.returncode == 42, err.decode()
-    assert out == b"KeyboardInterrupt\n"
+    assert_ctrl_c_interrupts(BLOCKED_POLL, backend)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -35,20 +36,26 @@ def _child_main(name: str, n: int) -> None:
     sys.exit(_consume_all(name, n))
 
 
-def test_spawned_consumer_gets_every_record_in_order(qname: str) -> None:
-    ctx = mp.get_context("spawn")
-    with Queue.create(qname, slots=64, slot_size=64, policy="backpressure") as tx:
-        child = ctx.Process(target=_child_main, args=(qname, N))
-        child.start()
+def _send_to_child(tx: Queue, name: str, child_main: Callable[[str, int], None], n: int) -> None:
+    """Sends records 0..n-1 to a spawned child consumer (`child_main(name, n)`), then closes
+    the queue: the child must exit 0."""
+    child = mp.get_context("spawn").Process(target=child_main, args=(name, n))
+    child.start()
+    with tx:
         try:
-            wait_until(consumers_attached(qname), "the child to attach")
-            for i in range(N):
+            wait_until(consumers_attached(name), "the child to attach")
+            for i in range(n):
                 tx.send(b"record %d" % i)
         except BaseException:
             child.kill()
             raise
     child.join(timeout=120)
     assert child.exitcode == 0
+
+
+def test_spawned_consumer_gets_every_record_in_order(qname: str) -> None:
+    tx = Queue.create(qname, slots=64, slot_size=64, policy="backpressure")
+    _send_to_child(tx, qname, _child_main, N)
 
 
 def _consume_sleeping(name: str, n: int) -> None:
@@ -67,22 +74,10 @@ def _consume_sleeping(name: str, n: int) -> None:
 def test_zero_spin_on_both_sides_loses_nothing(qname: str) -> None:
     # Spin 0 on both ends of a tiny back-pressure ring: the producer sleeps for space and the
     # consumer for data thousands of times; every record must still arrive, in order.
-    ctx = mp.get_context("spawn")
-    n = 5_000
-    with Queue.create(qname, slots=2, slot_size=64, policy="backpressure") as tx:
-        assert tx.spin == pytest.approx(20e-6)
-        tx.spin = 0
-        child = ctx.Process(target=_consume_sleeping, args=(qname, n))
-        child.start()
-        try:
-            wait_until(consumers_attached(qname), "the child to attach")
-            for i in range(n):
-                tx.send(b"record %d" % i)
-        except BaseException:
-            child.kill()
-            raise
-    child.join(timeout=120)
-    assert child.exitcode == 0
+    tx = Queue.create(qname, slots=2, slot_size=64, policy="backpressure")
+    assert tx.spin == pytest.approx(20e-6)
+    tx.spin = 0
+    _send_to_child(tx, qname, _consume_sleeping, 5_000)
 
 
 def test_spin_rejects_bad_values(qname: str) -> None:

@@ -4,17 +4,16 @@ processes, error mapping."""
 from __future__ import annotations
 
 import multiprocessing as mp
-import signal
-import subprocess
 import sys
 import textwrap
 import threading
-import time
 
 import pytest
 
 import shmio
 from shmio import Region
+
+from conftest import assert_ctrl_c_interrupts
 
 
 def test_round_trip_and_versions(rname: str) -> None:
@@ -210,22 +209,7 @@ BLOCKED_SCRIPT = textwrap.dedent(
 
 
 def test_ctrl_c_interrupts_wait_changed(rname: str) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", BLOCKED_SCRIPT, rname],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline() == b"blocking\n"
-        time.sleep(0.3)  # let it reach the futex wait
-        assert proc.poll() is None
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
-    finally:
-        proc.kill()
-    assert proc.returncode == 42, err.decode()
-    assert out == b"KeyboardInterrupt\n"
+    assert_ctrl_c_interrupts(BLOCKED_SCRIPT, rname)
 
 
 def test_new_error_classes() -> None:

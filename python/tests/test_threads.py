@@ -8,10 +8,6 @@ others wait at most BOUND seconds, so a regression fails instead of hanging the 
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -21,23 +17,11 @@ import pytest
 import shmio
 from shmio import Poller, Queue
 
+from conftest import run_script
+
 BACKENDS = ["select", "poll", "epoll", "epoll-et", "rtsig", "rtsig-onefd"]
 # The longest a blocked call in these tests waits by itself: a fixed build ends it at once.
 BOUND = 5.0
-
-
-def run_script(script: str, *args: str, timeout: float = 20) -> str:
-    """Runs `script` in a fresh interpreter; a hang fails the test after `timeout` seconds."""
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(script), *args],
-            capture_output=True,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired as e:
-        pytest.fail(f"the scenario hung ({timeout} s); stderr: {e.stderr!r}")
-    assert proc.returncode == 0, proc.stderr.decode()
-    return proc.stdout.decode()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,14 +146,6 @@ class PollThread:
         self.thread.join(BOUND * 2)
         assert not self.thread.is_alive()
         return self.result
-
-
-@pytest.fixture
-def pair():
-    a, b = socket.socketpair()
-    yield a, b
-    a.close()
-    b.close()
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

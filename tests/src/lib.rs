@@ -1,4 +1,11 @@
-//! Helpers shared by the end-to-end tests: the record format `shmio-qtool` writes and checks.
+//! Helpers shared by the end-to-end tests and their tools: the record formats `shmio-qtool`
+//! and `shmio-rtool` write and check, the consumer's end line, the file layouts seen from
+//! outside ([`layout`]), one clock and one seeded random number generator.
+
+pub mod end_line;
+pub mod layout;
+
+pub use end_line::EndLine;
 
 /// Fills `buf` with record `seq`: the sequence number, then a pattern derived from it, so a
 /// reader can tell a whole record from a torn or foreign one.
@@ -81,8 +88,8 @@ pub fn monotonic_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// A small deterministic random number generator (SplitMix64) for the stress tools: the same
-/// seed gives the same run, so a failing cycle can be replayed.
+/// A small deterministic random number generator (SplitMix64) for the stress tools and the
+/// fuzzer: the same seed gives the same run, so a failing cycle or case can be replayed.
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
 
@@ -93,10 +100,7 @@ impl Rng {
 
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        mix64(self.0)
     }
 
     /// Uniform in `lo..=hi` (`lo` if `hi < lo`).
@@ -111,13 +115,30 @@ impl Rng {
         lo + self.next_u64() % (span + 1)
     }
 
+    /// Uniform in `0..n` (0 when `n == 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+
     /// True with probability 1/n.
     pub fn one_in(&mut self, n: u64) -> bool {
         n <= 1 || self.next_u64().is_multiple_of(n)
     }
 
+    /// True with probability `per_mille / 1000`.
+    pub fn chance(&mut self, per_mille: u64) -> bool {
+        self.below(1000) < per_mille
+    }
+
     /// One element of a non-empty slice.
     pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.range(0, items.len() as u64 - 1) as usize]
+        &items[self.below(items.len() as u64) as usize]
     }
+}
+
+/// The SplitMix64 finaliser.
+pub fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }

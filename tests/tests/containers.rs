@@ -63,43 +63,13 @@ fn filtered_blocking_consumers_get_every_record() {
     let q = QueueName::new("sc-recv");
     const COUNT: u64 = 2000;
     // A producer slower than its consumers, so that they sleep between records.
-    let mut p = Proc::qtool(&[
-        "produce",
-        &q.0,
-        "--policy",
-        "bp",
-        "--slots",
-        "64",
-        "--count",
-        &COUNT.to_string(),
-        "--interval-us",
-        "100",
-        "--wait-consumers",
-        "2",
-    ]);
-    p.expect_line("ready", T);
-    let consumers: Vec<Proc> = [false, true]
-        .iter()
-        .map(|&zero_copy| {
-            let mut args = vec!["consume", q.0.as_str(), "--from", "oldest"];
-            if zero_copy {
-                args.push("--zero-copy");
-            }
-            let mut c = filtered(&args);
-            c.expect_line("opened 0", T);
-            c
-        })
-        .collect();
-    for c in consumers {
-        let (code, lines) = c.finish(T);
-        assert_eq!(
-            code,
-            0,
-            "{:?}",
-            lines.iter().rev().take(3).collect::<Vec<_>>()
-        );
-        assert!(recs(&lines).into_iter().eq(0..COUNT), "gap or duplicate");
-        assert_eq!(end_line(&lines), ("closed".into(), COUNT, 0));
+    let p = Proc::qtool_line(&format!(
+        "produce {q} --policy bp --slots 64 --count {COUNT} --interval-us 100 --wait-consumers 2"
+    ))
+    .once("ready", T);
+    let lines = from_oldest(&q, &["", "--zero-copy"]);
+    for c in start_all(filtered, &lines, "opened 0", T) {
+        assert_every_record(c, T, 0, COUNT, "closed");
     }
     assert_eq!(p.finish(T).0, 0);
 }
@@ -127,44 +97,20 @@ fn filtered_recv_times_out_on_time() {
 #[test]
 fn filtered_consumers_notice_a_killed_producer_promptly() {
     let q = QueueName::new("sc-kill");
-    let mut p = Proc::qtool(&[
-        "produce",
-        &q.0,
-        "--slots",
-        "1024",
-        "--count",
-        "500",
-        "--wait-consumers",
-        "2",
-        "--hold",
-    ]);
-    p.expect_line("ready", T);
-    let consumers: Vec<Proc> = [false, true]
-        .iter()
-        .map(|&zero_copy| {
-            let mut args = vec!["consume", q.0.as_str(), "--from", "oldest"];
-            if zero_copy {
-                args.push("--zero-copy");
-            }
-            let mut c = filtered(&args);
-            c.expect_line("opened", T);
-            c
-        })
-        .collect();
+    let mut p = Proc::qtool_line(&format!(
+        "produce {q} --slots 1024 --count 500 --wait-consumers 2 --hold"
+    ))
+    .once("ready", T);
+    let consumers = start_all(
+        filtered,
+        &from_oldest(&q, &["", "--zero-copy"]),
+        "opened",
+        T,
+    );
     p.expect_line("sent 500", T);
     // Let them drain and go to sleep.
-    std::thread::sleep(Duration::from_millis(300));
-    let killed = Instant::now();
-    p.kill9();
-    for c in consumers {
-        let (code, lines) = c.finish(Duration::from_secs(5));
-        let took = killed.elapsed();
-        println!("death noticed (filtered): {took:?}");
-        assert_eq!(code, 3, "{:?}", lines.last());
-        assert!(took < Duration::from_secs(1), "noticed after {took:?}");
-        assert!(recs(&lines).into_iter().eq(0..500));
-        assert_eq!(end_line(&lines), ("dead".into(), 500, 0));
-    }
+    let settle = Duration::from_millis(300);
+    assert_death_noticed(consumers, 500, settle, "filtered", || p.kill9());
 }
 
 /// Waits until `c` has printed nothing new for `quiet`; returns its last `rec` number.
@@ -188,32 +134,15 @@ fn until_stalled(c: &mut Proc, quiet: Duration) -> u64 {
 fn filtered_backpressure_producer_resumes_and_survives_a_killed_consumer() {
     let q = QueueName::new("sc-bp");
     const COUNT: u64 = 3000;
-    let mut p = filtered(&[
-        "produce",
-        &q.0,
-        "--policy",
-        "bp",
-        "--slots",
-        "16",
-        "--count",
-        &COUNT.to_string(),
-        "--wait-consumers",
-        "1",
-    ]);
-    p.expect_line("ready", T);
+    let mut p = filtered(&words(&format!(
+        "produce {q} --policy bp --slots 16 --count {COUNT} --wait-consumers 1"
+    )))
+    .once("ready", T);
     // A reader slower than the producer: the ring is full most of the time, and the producer
     // sleeps until the reader frees a slot.
-    let mut reader = filtered(&[
-        "consume",
-        &q.0,
-        "--from",
-        "oldest",
-        "--count",
-        &COUNT.to_string(),
-        "--slow-us",
-        "100",
-        "--flush-each",
-    ]);
+    let mut reader = filtered(&words(&format!(
+        "consume {q} --from oldest --count {COUNT} --slow-us 100 --flush-each"
+    )));
     reader.expect_line("rec 500", T);
     // A consumer that never reads joins: the producer blocks on it, and so the reader stalls.
     let mut stuck = filtered(&["consume", &q.0, "--hold"]);
@@ -234,47 +163,25 @@ fn filtered_backpressure_producer_resumes_and_survives_a_killed_consumer() {
     let (code, lines) = reader.finish(T);
     assert_eq!(code, 0, "{:?}", lines.last());
     assert!(recs(&lines).into_iter().eq(0..COUNT), "gap or duplicate");
-    let (code, lines) = p.finish(T);
-    assert_eq!(code, 0, "{lines:?}");
-    assert!(lines.contains(&format!("sent {COUNT}")));
+    assert_sent(p, T, COUNT);
 }
 
 #[test]
 fn filtered_poll_consumer_gets_every_record_then_the_death() {
     let q = QueueName::new("sc-poll");
     const COUNT: u64 = 300;
-    let mut p = Proc::qtool(&[
-        "produce",
-        &q.0,
-        "--count",
-        &COUNT.to_string(),
-        "--interval-us",
-        "300",
-        "--wait-consumers",
-        "1",
-        "--hold",
-    ]);
-    p.expect_line("ready", T);
-    let mut c = filtered(&[
-        "consume",
-        &q.0,
-        "--from",
-        "oldest",
-        "--poll",
-        "--flush-each",
-    ]);
+    let mut p = Proc::qtool_line(&format!(
+        "produce {q} --count {COUNT} --interval-us 300 --wait-consumers 1 --hold"
+    ))
+    .once("ready", T);
+    let mut c = filtered(&words(&format!(
+        "consume {q} --from oldest --poll --flush-each"
+    )));
     c.expect_line("opened 0", T);
     c.expect_line(&format!("rec {}", COUNT - 1), T);
-    std::thread::sleep(Duration::from_millis(200));
-    let killed = Instant::now();
-    p.kill9();
-    let (code, lines) = c.finish(Duration::from_secs(5));
-    let took = killed.elapsed();
-    println!("death noticed (filtered poll): {took:?}");
-    assert_eq!(code, 3, "{:?}", lines.last());
-    assert!(took < Duration::from_secs(1), "noticed after {took:?}");
-    assert!(recs(&lines).into_iter().eq(0..COUNT));
-    assert_eq!(end_line(&lines), ("dead".into(), COUNT, 0));
+    let settle = Duration::from_millis(200);
+    let lines = assert_death_noticed(vec![c], COUNT, settle, "filtered poll", || p.kill9());
+    let lines = &lines[0];
     // The descriptor became readable for records and death, not in a loop.
     let l = lines.iter().find(|l| l.starts_with("polls ")).unwrap();
     let f: Vec<u64> = l
@@ -349,38 +256,19 @@ fn kill_pidns(p: &mut Proc, init: u32) {
 #[test]
 fn pidns_producer_killed_is_noticed_in_other_namespaces() {
     let q = QueueName::new("ns-kill");
-    let mut p = qtool_in_pidns(&[
-        "produce",
-        &q.0,
-        "--slots",
-        "1024",
-        "--count",
-        "500",
-        "--wait-consumers",
-        "2",
-        "--hold",
-    ]);
-    p.expect_line("ready", T);
+    let mut p = qtool_in_pidns(&words(&format!(
+        "produce {q} --slots 1024 --count 500 --wait-consumers 2 --hold"
+    )))
+    .once("ready", T);
     let init = ns_init(&p);
     // One consumer in this namespace, one as pid 1 of another.
-    let mut host = Proc::qtool(&["consume", &q.0, "--from", "oldest"]);
-    host.expect_line("opened", T);
-    let mut other = qtool_in_pidns(&["consume", &q.0, "--from", "oldest"]);
-    other.expect_line("opened", T);
-    ns_init(&other);
+    let oldest = from_oldest(&q, &[""]);
+    let mut consumers = start_all(Proc::qtool, &oldest, "opened", T);
+    consumers.extend(start_all(qtool_in_pidns, &oldest, "opened", T));
+    ns_init(&consumers[1]);
     p.expect_line("sent 500", T);
-    std::thread::sleep(Duration::from_millis(300));
-    let killed = Instant::now();
-    kill_pidns(&mut p, init);
-    for c in [host, other] {
-        let (code, lines) = c.finish(Duration::from_secs(5));
-        let took = killed.elapsed();
-        println!("death noticed (pidns): {took:?}");
-        assert_eq!(code, 3, "{:?}", lines.last());
-        assert!(took < Duration::from_secs(1), "noticed after {took:?}");
-        assert!(recs(&lines).into_iter().eq(0..500));
-        assert_eq!(end_line(&lines), ("dead".into(), 500, 0));
-    }
+    let settle = Duration::from_millis(300);
+    assert_death_noticed(consumers, 500, settle, "pidns", || kill_pidns(&mut p, init));
     let st = shmio::queue::inspect(&q.0).unwrap();
     assert!(matches!(st.producer, ProducerStatus::Dead { .. }));
 }
@@ -463,35 +351,16 @@ fn pidns_backpressure_producer_evicts_a_dead_consumer_of_another_namespace() {
 fn pidns_two_pid1_consumers_each_get_every_record() {
     let q = QueueName::new("ns-two");
     const COUNT: u64 = 20_000;
-    let mut p = Proc::qtool(&[
-        "produce",
-        &q.0,
-        "--policy",
-        "bp",
-        "--slots",
-        "64",
-        "--count",
-        &COUNT.to_string(),
-        "--wait-consumers",
-        "3",
-    ]);
-    p.expect_line("ready", T);
-    let mut keep = qtool_in_pidns(&["consume", &q.0, "--from", "oldest"]);
-    keep.expect_line("opened 0", T);
-    let mut zc = qtool_in_pidns(&["consume", &q.0, "--from", "oldest", "--zero-copy"]);
-    zc.expect_line("opened 0", T);
-    // A third, killed mid-stream: the producer must evict it, not one of the others.
-    let mut victim = qtool_in_pidns(&[
-        "consume",
-        &q.0,
-        "--from",
-        "oldest",
-        "--slow-us",
-        "50",
-        "--flush-each",
-    ]);
-    victim.expect_line("opened 0", T);
-    let pids: Vec<u32> = [&keep, &zc, &victim].iter().map(|c| ns_init(c)).collect();
+    let p = Proc::qtool_line(&format!(
+        "produce {q} --policy bp --slots 64 --count {COUNT} --wait-consumers 3"
+    ))
+    .once("ready", T);
+    // Two that read everything; a third, killed mid-stream: the producer must evict it, not
+    // one of the others.
+    let variants = ["", "--zero-copy", "--slow-us 50 --flush-each"];
+    let mut consumers = start_all(qtool_in_pidns, &from_oldest(&q, &variants), "opened 0", T);
+    let mut victim = consumers.pop().unwrap();
+    let pids: Vec<u32> = consumers.iter().chain([&victim]).map(ns_init).collect();
     // Distinct namespaces, and the same thread ids inside them (pid 1 and its keeper thread),
     // so the owner words in the file hold equal values.
     assert_ne!(pidns_of(pids[0]), pidns_of(pids[1]));
@@ -502,38 +371,26 @@ fn pidns_two_pid1_consumers_each_get_every_record() {
     assert_eq!(ns_tids(pids[2]), tids);
     victim.expect_line("rec 1000", T);
     kill_pidns(&mut victim, pids[2]);
-    for c in [keep, zc] {
-        let (code, lines) = c.finish(T);
-        assert_eq!(code, 0, "{:?}", lines.last());
-        assert!(recs(&lines).into_iter().eq(0..COUNT), "gap or duplicate");
-        assert_eq!(end_line(&lines), ("closed".into(), COUNT, 0));
+    for c in consumers {
+        assert_every_record(c, T, 0, COUNT, "closed");
     }
-    let (code, lines) = p.finish(T);
-    assert_eq!(code, 0);
-    assert!(lines.contains(&format!("sent {COUNT}")));
+    assert_sent(p, T, COUNT);
 }
 
 #[test]
 
 fn pidns_two_pid1_region_writers() {
-    use shmio::region::{self, Region, RegionOptions};
+    use shmio::region::{Region, RegionOptions};
     const SLOTS: u64 = 4;
-    let name = format!("shmio-e2e-region-ns-{}", std::process::id());
-    struct Rm(String);
-    impl Drop for Rm {
-        fn drop(&mut self) {
-            // By path: a scribbled or truncated region is refused by the checked unlink.
-            let _ = std::fs::remove_file(region::resolve(&self.0).unwrap());
-        }
-    }
-    let _rm = Rm(name.clone());
+    let n = RegionName::new("ns");
+    let name = n.0.clone();
     let r = Region::create(
         &name,
         (SLOTS + 1) * shmio_tests::REC as u64,
         &RegionOptions::new(),
     )
     .unwrap();
-    let rtool = env!("CARGO_BIN_EXE_shmio-rtool");
+    let rtool = rtool();
     // Each writer is pid 1 of its own namespace and writes from its main thread, so both take
     // the writer lock as thread 1; `sh` (pid 1, which the exec keeps) says its pid and
     // redirects stderr into the captured stdout.

@@ -9,50 +9,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 
-static N: AtomicU32 = AtomicU32::new(0);
+use shmio_testfs::ShmDir;
 
-/// A fresh directory on /dev/shm, removed with its contents on drop.
-struct ShmDir(PathBuf);
-
-impl ShmDir {
-    fn new(tag: &str) -> ShmDir {
-        let d = PathBuf::from(format!(
-            "/dev/shm/shmio-e2e-crash-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir(&d).unwrap();
-        ShmDir(d)
-    }
-
-    /// Every name in the directory, sorted.
-    fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(&self.0)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
-
-    /// Plants an empty file, like the leftovers of an older shmio's crashed create.
-    fn plant(&self, name: &str) {
-        std::fs::write(self.0.join(name), b"").unwrap();
-    }
-}
-
-impl Drop for ShmDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn rtool() -> &'static str {
-    env!("CARGO_BIN_EXE_shmio-rtool")
+/// Plants an empty file in `d`, like the leftovers of an older shmio's crashed create.
+fn plant(d: &ShmDir, name: &str) {
+    std::fs::write(d.0.join(name), b"").unwrap();
 }
 
 /// Runs `program args` in a new PID namespace (with its own /proc) and `$SHMIO_DIR` = `dir`.
@@ -101,10 +65,10 @@ fn is_random_tmp_name(name: &str, base: &str) -> bool {
 
 #[test]
 fn queue_create_as_pid_1_ignores_old_temporary_names() {
-    let d = ShmDir::new("queue-pid1");
+    let d = ShmDir::new("shmio-e2e-crash-queue-pid1");
     // What crashed creates of pid 1 left under the old `.NAME.PID.COUNTER.tmp` scheme.
     for i in 0..4 {
-        d.plant(&format!(".q.1.{i}.tmp"));
+        plant(&d, &format!(".q.1.{i}.tmp"));
     }
     let (code, out) = in_pid_ns(
         &d.0,
@@ -123,9 +87,9 @@ fn queue_create_as_pid_1_ignores_old_temporary_names() {
 
 #[test]
 fn region_create_as_pid_1_ignores_old_temporary_names() {
-    let d = ShmDir::new("region-pid1");
-    d.plant(".r.1.0.tmp");
-    let (code, out) = in_pid_ns(&d.0, None, 1, rtool(), &["create", "r", "4096"]);
+    let d = ShmDir::new("shmio-e2e-crash-region-pid1");
+    plant(&d, ".r.1.0.tmp");
+    let (code, out) = in_pid_ns(&d.0, None, 1, common::rtool(), &["create", "r", "4096"]);
     assert_eq!(code, 0, "create as pid 1 failed: {out}");
     assert!(out.contains("created"), "{out}");
     assert_eq!(d.names(), [".r.1.0.tmp", "r"]);
@@ -139,7 +103,7 @@ fn region_create_as_pid_1_ignores_old_temporary_names() {
 
 #[test]
 fn queue_create_killed_halfway_leaves_nothing_and_the_same_pid_creates_again() {
-    let d = ShmDir::new("queue-kill");
+    let d = ShmDir::new("shmio-e2e-crash-queue-kill");
     let args = ["produce", "q", "--count", "0"];
     let (_, out) = in_pid_ns(&d.0, Some("die-in-create"), 2, common::qtool(), &args);
     assert!(
@@ -160,9 +124,9 @@ fn queue_create_killed_halfway_leaves_nothing_and_the_same_pid_creates_again() {
 
 #[test]
 fn region_create_killed_halfway_leaves_nothing_and_the_same_pid_creates_again() {
-    let d = ShmDir::new("region-kill");
+    let d = ShmDir::new("shmio-e2e-crash-region-kill");
     let args = ["create", "r", "4096"];
-    let (_, out) = in_pid_ns(&d.0, Some("die-in-create"), 2, rtool(), &args);
+    let (_, out) = in_pid_ns(&d.0, Some("die-in-create"), 2, common::rtool(), &args);
     assert!(
         out.contains("status 137"),
         "the create was SIGKILLed: {out}"
@@ -172,7 +136,7 @@ fn region_create_killed_halfway_leaves_nothing_and_the_same_pid_creates_again() 
         Vec::<String>::new(),
         "a killed create leaves nothing"
     );
-    let (_, out) = in_pid_ns(&d.0, None, 2, rtool(), &args);
+    let (_, out) = in_pid_ns(&d.0, None, 2, common::rtool(), &args);
     assert!(out.contains("created") && out.contains("status 0"), "{out}");
     assert_eq!(d.names(), ["r"]);
 }
@@ -181,7 +145,7 @@ fn region_create_killed_halfway_leaves_nothing_and_the_same_pid_creates_again() 
 /// that no later create trips on.
 #[test]
 fn named_fallback_killed_create_leaves_only_an_unused_random_name() {
-    let d = ShmDir::new("fallback-kill");
+    let d = ShmDir::new("shmio-e2e-crash-fallback-kill");
     let args = ["produce", "q", "--count", "0"];
     let hook = Some("die-in-create,no-tmpfile");
     let (_, out) = in_pid_ns(&d.0, hook, 2, common::qtool(), &args);
@@ -207,12 +171,12 @@ fn named_fallback_killed_create_leaves_only_an_unused_random_name() {
 /// create takes the random-name fallback, which the old names do not block either.
 #[test]
 fn create_as_pid_1_without_proc_takes_the_named_fallback() {
-    let d = ShmDir::new("no-proc");
-    d.plant(".q.1.0.tmp");
-    d.plant(".r.1.0.tmp");
+    let d = ShmDir::new("shmio-e2e-crash-no-proc");
+    plant(&d, ".q.1.0.tmp");
+    plant(&d, ".r.1.0.tmp");
     for (program, args) in [
         (common::qtool(), &["produce", "q", "--count", "0"][..]),
-        (rtool(), &["create", "r", "4096"][..]),
+        (common::rtool(), &["create", "r", "4096"][..]),
     ] {
         // A new mount namespace (private propagation) whose /proc is unmounted; `exec`
         // makes the tool pid 1.

@@ -6,7 +6,6 @@
 mod common;
 
 use std::os::fd::RawFd;
-use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -15,14 +14,6 @@ use shmio::queue::{
 };
 
 const T: Duration = Duration::from_secs(30);
-
-/// The low 32 bits of the sleeper count (file offset 256): how many consumers are counted.
-fn waiters(q: &QueueName) -> u32 {
-    let f = std::fs::File::open(q.path()).unwrap();
-    let mut b = [0u8; 4];
-    f.read_exact_at(&mut b, 256).unwrap();
-    u32::from_le_bytes(b)
-}
 
 fn kill9(pid: u32) {
     // SAFETY: kill(2) on a child of ours.
@@ -58,13 +49,8 @@ fn producer_killed_with_the_first_sleeper_still_wakes_every_other_consumer() {
         first.expect_line("opened 1", T);
         eventually(T, "the first consumer to sleep", || waiters(&q) == 1);
         std::thread::sleep(Duration::from_millis(20));
-        let mut others: Vec<Proc> = (0..2)
-            .map(|_| {
-                let mut c = Proc::qtool(&["consume", &q.0, "--from", "1"]);
-                c.expect_line("opened 1", T);
-                c
-            })
-            .collect();
+        let from_1 = format!("consume {q} --from 1");
+        let mut others = start_all(Proc::qtool, &[from_1.clone(), from_1], "opened 1", T);
         eventually(T, "three sleepers", || waiters(&q) == 3);
         std::thread::sleep(Duration::from_millis(20));
         let killed = Instant::now();
@@ -96,18 +82,14 @@ fn scribbled_owner_word_leaves_no_consumer_blocked_past_the_backstop() {
         let mut c = Proc::qtool(&["consume", &q.0, "--from", "1"]);
         c.expect_line("opened 1", T);
         eventually(T, "the consumer to sleep", || waiters(&q) == 1);
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(q.path())
-            .unwrap();
         // A live-looking thread id that is nobody's.
         let fake = 0x0012_3456u32.to_le_bytes();
-        f.write_all_at(&fake, OWNER_WORD_OFFSET).unwrap();
+        scribble(&q.path(), OWNER_WORD_OFFSET, &fake);
         if scribble_death_words {
             // Every consumer slot's death word too (slots start at 640, 128 bytes each, the
             // death word at +8): the kernel then has nothing to mark or wake at all.
             for i in 0..64u64 {
-                f.write_all_at(&fake, 640 + i * 128 + 8).unwrap();
+                scribble(&q.path(), 640 + i * 128 + 8, &fake);
             }
         }
         let killed = Instant::now();
@@ -364,11 +346,7 @@ fn backpressure_producer_is_not_stalled_by_a_dead_consumer_whose_word_was_scribb
     for i in 0..4u64 {
         p.try_send(&i.to_le_bytes()).unwrap();
     }
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(q.path())
-        .unwrap();
-    f.write_all_at(&0x0012_3456u32.to_le_bytes(), 640).unwrap();
+    scribble(&q.path(), 640, &0x0012_3456u32.to_le_bytes());
     let h = std::thread::spawn(move || {
         let r = p.send_for(b"next", Some(Duration::from_secs(10)));
         (r.map_err(|e| e.to_string()), Instant::now(), p)

@@ -14,82 +14,29 @@ const T: Duration = Duration::from_secs(60);
 fn backpressure_three_consumers_get_every_record_in_order() {
     let q = QueueName::new("bp3");
     const COUNT: u64 = 200_000;
-    let mut p = Proc::qtool(&[
-        "produce",
-        &q.0,
-        "--policy",
-        "bp",
-        "--slots",
-        "64",
-        "--size",
-        "64",
-        "--count",
-        &COUNT.to_string(),
-        "--wait-consumers",
-        "3",
-    ]);
-    p.expect_line("ready", T);
-    let consumers: Vec<Proc> = (0..3)
-        .map(|i| {
-            let mut args = vec!["consume", q.0.as_str(), "--from", "oldest"];
-            args.extend(["--count", "200000"]);
-            if i == 1 {
-                args.push("--zero-copy");
-            }
-            let mut c = Proc::qtool(&args);
-            c.expect_line("opened 0", T);
-            c
-        })
-        .collect();
-    for c in consumers {
-        let (code, lines) = c.finish(T);
-        assert_eq!(code, 0, "{:?}", lines.last());
-        let got = recs(&lines);
-        assert_eq!(got.len() as u64, COUNT);
-        assert!(got.iter().copied().eq(0..COUNT), "gap or duplicate");
-        assert_eq!(end_line(&lines), ("done".into(), COUNT, 0));
+    let p = Proc::qtool_line(&format!(
+        "produce {q} --policy bp --slots 64 --size 64 --count {COUNT} --wait-consumers 3"
+    ))
+    .once("ready", T);
+    let count = format!("--count {COUNT}");
+    let zero_copy = format!("{count} --zero-copy");
+    let variants = [count.as_str(), &zero_copy, &count];
+    for c in start_all(Proc::qtool, &from_oldest(&q, &variants), "opened 0", T) {
+        assert_every_record(c, T, 0, COUNT, "done");
     }
-    let (code, lines) = p.finish(T);
-    assert_eq!(code, 0);
-    assert!(lines.contains(&format!("sent {COUNT}")));
+    assert_sent(p, T, COUNT);
 }
 
 #[test]
 fn overwrite_three_slow_consumers_report_exactly_the_gap() {
     let q = QueueName::new("ow3");
     const COUNT: u64 = 100_000;
-    let mut p = Proc::qtool(&[
-        "produce",
-        &q.0,
-        "--slots",
-        "16",
-        "--size",
-        "128",
-        "--count",
-        &COUNT.to_string(),
-        "--wait-consumers",
-        "3",
-    ]);
-    p.expect_line("ready", T);
-    let consumers: Vec<Proc> = (0..3)
-        .map(|i| {
-            let slow = ["0", "2", "20"][i];
-            let mut args = vec![
-                "consume",
-                q.0.as_str(),
-                "--from",
-                "oldest",
-                "--slow-us",
-                slow,
-            ];
-            if i == 2 {
-                args.push("--zero-copy");
-            }
-            let mut c = Proc::qtool(&args);
-            c.expect_line("opened", T);
-            c
-        })
-        .collect();
+    let p = Proc::qtool_line(&format!(
+        "produce {q} --slots 16 --size 128 --count {COUNT} --wait-consumers 3"
+    ))
+    .once("ready", T);
+    let variants = ["--slow-us 0", "--slow-us 2", "--slow-us 20 --zero-copy"];
+    let consumers = start_all(Proc::qtool, &from_oldest(&q, &variants), "opened", T);
     let (code, _) = p.finish(T);
     assert_eq!(code, 0);
     let mut total_lost = 0;
@@ -127,41 +74,16 @@ fn late_consumer_starts_at_newest_record() {
 #[test]
 fn killed_producer_is_noticed_promptly_after_draining() {
     let q = QueueName::new("kill");
-    let mut p = Proc::qtool(&[
-        "produce",
-        &q.0,
-        "--slots",
-        "1024",
-        "--count",
-        "500",
-        "--wait-consumers",
-        "3",
-        "--hold",
-    ]);
-    p.expect_line("ready", T);
-    let consumers: Vec<Proc> = (0..3)
-        .map(|_| {
-            let mut c = Proc::qtool(&["consume", &q.0, "--from", "oldest"]);
-            c.expect_line("opened", T);
-            c
-        })
-        .collect();
+    let mut p = Proc::qtool_line(&format!(
+        "produce {q} --slots 1024 --count 500 --wait-consumers 3 --hold"
+    ))
+    .once("ready", T);
+    let consumers = start_all(Proc::qtool, &from_oldest(&q, &["", "", ""]), "opened", T);
     p.expect_line("sent 500", T);
-    // Let the consumers drain and go to sleep in the futex wait.
-    std::thread::sleep(Duration::from_millis(300));
-    let killed = Instant::now();
-    p.kill9();
-    for c in consumers {
-        let (code, lines) = c.finish(Duration::from_secs(5));
-        let took = killed.elapsed();
-        assert_eq!(code, 3, "{:?}", lines.last());
-        assert!(took < Duration::from_secs(1), "noticed after {took:?}");
-        assert!(
-            recs(&lines).into_iter().eq(0..500),
-            "every committed record exactly once"
-        );
-        assert_eq!(end_line(&lines), ("dead".into(), 500, 0));
-    }
+    // Let the consumers drain and go to sleep in the futex wait; every committed record must
+    // arrive exactly once.
+    let settle = Duration::from_millis(300);
+    assert_death_noticed(consumers, 500, settle, "three consumers", || p.kill9());
     let st = shmio::queue::inspect(&q.0).unwrap();
     assert!(matches!(st.producer, ProducerStatus::Dead { .. }));
 }
@@ -191,17 +113,9 @@ fn death_wakes_a_blocked_consumer_within_50ms() {
 #[test]
 fn takeover_after_death_never_delivers_the_half_written_record() {
     let q = QueueName::new("takeover");
-    let mut p = Proc::qtool(&[
-        "produce",
-        &q.0,
-        "--slots",
-        "64",
-        "--size",
-        "256",
-        "--count",
-        "10",
-        "--die-mid-record",
-    ]);
+    let mut p = Proc::qtool_line(&format!(
+        "produce {q} --slots 64 --size 256 --count 10 --die-mid-record"
+    ));
     let (code, _) = {
         p.expect_line("sent 10", T);
         let st = p.child.wait().unwrap();
@@ -212,15 +126,7 @@ fn takeover_after_death_never_delivers_the_half_written_record() {
     assert!(matches!(st.producer, ProducerStatus::Dead { .. }));
     assert_eq!(st.head, 10);
     // A consumer attached across the take-over sees the old records, then the new ones.
-    let mut c = Proc::qtool(&[
-        "consume",
-        &q.0,
-        "--from",
-        "oldest",
-        "--count",
-        "20",
-        "--survive",
-    ]);
+    let mut c = Proc::qtool_line(&format!("consume {q} --from oldest --count 20 --survive"));
     c.expect_line("opened 0", T);
     c.expect_line("gone dead", T);
     let mut p2 = Proc::qtool(&["produce", &q.0, "--open", "--size", "256", "--count", "10"]);
@@ -236,8 +142,7 @@ fn takeover_after_death_never_delivers_the_half_written_record() {
 #[test]
 fn second_live_producer_is_refused() {
     let q = QueueName::new("two");
-    let mut p = Proc::qtool(&["produce", &q.0, "--hold"]);
-    p.expect_line("ready", T);
+    let _p = Proc::qtool(&["produce", &q.0, "--hold"]).once("ready", T);
     let (code, _) = Proc::qtool(&["produce", &q.0, "--open"]).finish(T);
     assert_eq!(code, 2);
     assert!(matches!(
@@ -287,15 +192,6 @@ fn missing_queue_exit_code_is_2() {
     let q = QueueName::new("missing");
     let (code, _) = Proc::qtool(&["consume", &q.0]).finish(T);
     assert_eq!(code, 2);
-}
-
-/// The `waiters` word of the header (file offset 256, layout version 1).
-fn waiters(q: &QueueName) -> u32 {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(q.path()).unwrap();
-    let mut b = [0u8; 4];
-    f.read_exact_at(&mut b, 256).unwrap();
-    u32::from_le_bytes(b)
 }
 
 #[test]

@@ -4,36 +4,16 @@
 mod common;
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use common::Proc;
+use common::{Proc, RegionName, scribble};
 use shmio::region::{self, Error, Region, RegionOptions};
 use shmio_tests::REC;
 
 const T: Duration = Duration::from_secs(60);
-static N: AtomicU32 = AtomicU32::new(0);
-
-/// A region name unique to this test process, unlinked on drop.
-struct RName(String);
-impl RName {
-    fn new(tag: &str) -> RName {
-        RName(format!(
-            "shmio-e2e-region-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ))
-    }
-}
-impl Drop for RName {
-    fn drop(&mut self) {
-        // By path: a scribbled or truncated region is refused by the checked unlink.
-        let _ = std::fs::remove_file(region::resolve(&self.0).unwrap());
-    }
-}
 
 fn rtool(args: &[&str]) -> Proc {
-    Proc::spawn(env!("CARGO_BIN_EXE_shmio-rtool"), args)
+    Proc::spawn(common::rtool(), args)
 }
 
 fn field(line: &str, key: &str) -> u64 {
@@ -50,7 +30,7 @@ fn field(line: &str, key: &str) -> u64 {
 fn two_writers_two_readers_million_reads_zero_torn() {
     const SLOTS: u64 = 4;
     const READS_EACH: u64 = 500_000;
-    let n = RName::new("hammer");
+    let n = RegionName::new("hammer");
     let r = Region::create(&n.0, (SLOTS + 1) * REC as u64, &RegionOptions::new()).unwrap();
     let mut writers: Vec<Proc> = (0..2)
         .map(|id| rtool(&["writer", &n.0, &id.to_string(), &SLOTS.to_string()]))
@@ -101,7 +81,7 @@ fn proc_state(pid: u32) -> char {
 
 #[test]
 fn wait_changed_wakes_a_sleeping_reader_in_another_process() {
-    let n = RName::new("wait");
+    let n = RegionName::new("wait");
     let r = Region::create(&n.0, 4096, &RegionOptions::new()).unwrap();
     let mut w = rtool(&["waiter", &n.0, "0", "60000"]);
     w.expect_line("waiting", T);
@@ -132,7 +112,7 @@ fn wait_changed_wakes_a_sleeping_reader_in_another_process() {
 
 #[test]
 fn writer_killed_mid_write_blocks_nobody_and_its_range_reads_torn() {
-    let n = RName::new("kill");
+    let n = RegionName::new("kill");
     let r = Region::create(&n.0, 8192, &RegionOptions::new()).unwrap();
     r.write(0, &[0xAA; 8192]).unwrap();
     let v0 = r.version();
@@ -174,7 +154,7 @@ fn writer_killed_mid_write_blocks_nobody_and_its_range_reads_torn() {
 
 #[test]
 fn a_reader_recovers_a_dead_writer_without_any_writer() {
-    let n = RName::new("kill-reader");
+    let n = RegionName::new("kill-reader");
     let r = Region::create(&n.0, 4096, &RegionOptions::new()).unwrap();
     r.write(0, &[1; 4096]).unwrap();
     let mut dying = rtool(&["die-mid-write", &n.0, "100", "50", "0"]);
@@ -269,7 +249,7 @@ fn flush_on_ext4_leaves_no_dirty_pages() {
 
 #[test]
 fn wait_changed_honours_its_timeout_while_a_stuck_writer_holds_the_lock() {
-    let n = RName::new("stuck");
+    let n = RegionName::new("stuck");
     let r = Region::create(&n.0, 4096, &RegionOptions::new()).unwrap();
     let v = r.version();
     // The writer holds the lock for 20 s (as a stopped or wedged writer would).
@@ -292,7 +272,7 @@ fn wait_changed_honours_its_timeout_while_a_stuck_writer_holds_the_lock() {
 fn wait_changed_learns_that_a_writer_died_mid_write() {
     // Before: a waiter already asleep when a writer died mid-write slept until its timeout (the
     // dead writer never woke it).
-    let n = RName::new("waitdead");
+    let n = RegionName::new("waitdead");
     let r = Region::create(&n.0, 4096, &RegionOptions::new()).unwrap();
     let v = r.version();
     let name = n.0.clone();
@@ -323,7 +303,7 @@ fn wait_changed_learns_that_a_writer_died_mid_write() {
 fn a_peer_scribbling_the_lock_word_makes_the_holder_fail_not_write_elsewhere() {
     // Before: the lock was a glibc mutex whose bytes hold pointers the holder writes through at
     // unlock; a peer rewriting them could aim the holder's stores anywhere in its memory.
-    let n = RName::new("scribblelock");
+    let n = RegionName::new("scribblelock");
     let r = std::sync::Arc::new(Region::create(&n.0, 4096, &RegionOptions::new()).unwrap());
     let path = region::resolve(&n.0).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -364,13 +344,10 @@ fn a_peer_scribbling_the_lock_word_makes_the_holder_fail_not_write_elsewhere() {
 
 #[test]
 fn a_file_of_the_old_layout_is_refused_clearly() {
-    use std::os::unix::fs::FileExt;
-    let n = RName::new("oldlayout");
+    let n = RegionName::new("oldlayout");
     drop(Region::create(&n.0, 4096, &RegionOptions::new()).unwrap());
-    let path = region::resolve(&n.0).unwrap();
     // Layout version 1 had a glibc mutex where the lock word is now.
-    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    f.write_all_at(&1u32.to_le_bytes(), 8).unwrap();
+    scribble(&n.path(), 8, &1u32.to_le_bytes());
     match Region::open(&n.0, &RegionOptions::new()) {
         Err(e @ Error::VersionMismatch { found: 1, .. }) => {
             assert!(e.to_string().contains("layout version 1"), "{e}")
@@ -383,13 +360,10 @@ fn a_file_of_the_old_layout_is_refused_clearly() {
 fn a_lock_word_scribbled_with_a_dead_id_does_not_block_untimed_writers() {
     // Before: a word naming an id no process holds kept every untimed write asleep for good
     // (the robust list only reports real holders' deaths).
-    use std::os::unix::fs::FileExt;
-    let n = RName::new("scribbledid");
+    let n = RegionName::new("scribbledid");
     let r = Region::create(&n.0, 4096, &RegionOptions::new()).unwrap();
-    let path = region::resolve(&n.0).unwrap();
-    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    f.write_all_at(&0x0001_2345u32.to_le_bytes(), region::LOCK_WORD_OFFSET)
-        .unwrap();
+    let dead_id = 0x0001_2345u32.to_le_bytes();
+    scribble(&n.path(), region::LOCK_WORD_OFFSET, &dead_id);
     // An untimed write in another process gets through after one backstop slice.
     let t0 = Instant::now();
     let (code, lines) = rtool(&["write", &n.0, "100", "9", "16"]).finish(T);
@@ -424,7 +398,7 @@ fn a_lock_word_scribbled_with_a_dead_id_does_not_block_untimed_writers() {
 fn a_forked_child_holding_the_lock_through_the_parents_handle_is_not_robbed() {
     // The handle (and its file description) is shared by parent and child; their keepers'
     // liveness bytes are on descriptions of their own, so each sees the other's.
-    let n = RName::new("forkhold");
+    let n = RegionName::new("forkhold");
     drop(Region::create(&n.0, 4096, &RegionOptions::new()).unwrap());
     let (code, lines) = rtool(&["fork-hold", &n.0, "800"]).finish(T);
     assert_eq!(code, 0, "{lines:?}");

@@ -3,7 +3,7 @@
 
 use std::ptr;
 
-use super::{Name, create, open, options, text};
+use super::{Name, create, open, options, queue_stats, text};
 use crate::ffi::last_error_string;
 use crate::status::shmio_status::*;
 use crate::*;
@@ -214,27 +214,8 @@ fn bad_enumerations_and_ranges_are_invalid_arguments() {
             shmio_tqueue_new(0, &mut ptr::null_mut()),
             SHMIO_ERR_INVALID_ARGUMENT
         );
-        let mut qs = std::mem::MaybeUninit::<shmio_queue_stats>::uninit();
-        assert_eq!(
-            shmio_queue_stats_get(
-                name.ptr(),
-                qs.as_mut_ptr(),
-                ptr::null_mut(),
-                1,
-                ptr::null_mut()
-            ),
-            SHMIO_ERR_NULL_POINTER
-        );
-        assert_eq!(
-            shmio_queue_stats_get(
-                name.ptr(),
-                qs.as_mut_ptr(),
-                ptr::null_mut(),
-                usize::MAX,
-                ptr::null_mut()
-            ),
-            SHMIO_ERR_INVALID_ARGUMENT
-        );
+        assert_eq!(queue_stats(&name, 1).0, SHMIO_ERR_NULL_POINTER);
+        assert_eq!(queue_stats(&name, usize::MAX).0, SHMIO_ERR_INVALID_ARGUMENT);
         shmio_producer_close(p);
     }
 }

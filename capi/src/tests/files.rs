@@ -8,150 +8,30 @@
 
 use std::ffi::{CString, c_void};
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::ptr;
-use std::sync::atomic::{AtomicU32, Ordering};
 
+use shmio_testfs::{FS_SIZE, MIB, ShmDir, child, names_in, run_in_small_fs};
+
+use super::options;
 use crate::ffi::last_error_string;
 use crate::status::shmio_status::*;
 use crate::*;
-
-/// Set in a child run: the directory of its small tmpfs.
-const CHILD_ENV: &str = "SHMIO_CAPI_SMALL_FS_CHILD";
-const MIB: u64 = 1 << 20;
-const FS_SIZE: u64 = 8 * MIB;
-
-/// An 8 MiB tmpfs on a fresh directory; unmounted and removed on drop.
-struct SmallFs {
-    dir: PathBuf,
-}
-
-impl SmallFs {
-    /// `None` (with a note on stderr) where the test cannot mount.
-    fn mount(tag: &str) -> Option<SmallFs> {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("skipped: mounting a tmpfs needs root");
-            return None;
-        }
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "shmio-capi-small-fs-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir(&dir).unwrap();
-        let target = cstr(&dir);
-        let opts = CString::new(format!("size={FS_SIZE},mode=0700")).unwrap();
-        // SAFETY: every pointer is a NUL-terminated string that outlives the call.
-        let r = unsafe {
-            libc::mount(
-                c"tmpfs".as_ptr(),
-                target.as_ptr(),
-                c"tmpfs".as_ptr(),
-                0,
-                opts.as_ptr().cast(),
-            )
-        };
-        if r != 0 {
-            let e = std::io::Error::last_os_error();
-            let _ = std::fs::remove_dir(&dir);
-            if e.raw_os_error() == Some(libc::EPERM) {
-                eprintln!("skipped: cannot mount a tmpfs here: {e}");
-                return None;
-            }
-            panic!("mount tmpfs on {}: {e}", dir.display());
-        }
-        Some(SmallFs { dir })
-    }
-
-    /// Runs the child test `tests::files::NAME` on this file system with `SHMIO_TEST_HOOK` set
-    /// to `hooks`; asserts that it ran and passed, then that it left the file system empty.
-    fn run_child(&self, name: &str, hooks: &str) {
-        let out = Command::new(std::env::current_exe().unwrap())
-            .args([
-                &format!("tests::files::{name}"),
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, &self.dir)
-            .env("SHMIO_DIR", &self.dir)
-            .env("SHMIO_TEST_HOOK", hooks)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.status.success(),
-            "child {name} (hooks {hooks:?}) failed: {}\n{text}",
-            out.status
-        );
-        assert!(
-            text.contains("1 passed"),
-            "child {name} did not run:\n{text}"
-        );
-        assert!(names_in(&self.dir).is_empty(), "{:?}", names_in(&self.dir));
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let target = cstr(&self.dir);
-        // SAFETY: `target` is a NUL-terminated string that outlives the call.
-        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
-        let _ = std::fs::remove_dir(&self.dir);
-    }
-}
 
 fn cstr(p: &Path) -> CString {
     CString::new(p.to_str().unwrap()).unwrap()
 }
 
-fn names_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-/// In a child run, the tmpfs directory; `None` in a normal run (the child test then passes
-/// without doing anything).
-fn child() -> Option<PathBuf> {
-    std::env::var_os(CHILD_ENV).map(PathBuf::from)
-}
-
 fn queue_options(slots: u32, slot_size: u32) -> shmio_queue_options {
-    let mut o = shmio_queue_options {
-        struct_size: 0,
-        slots: 0,
-        slot_size: 0,
-        policy: 0,
-        max_consumers: 0,
-        mode: 0,
-    };
-    // SAFETY: `o` is a valid, writable options struct.
-    assert_eq!(unsafe { shmio_queue_options_init(&mut o) }, SHMIO_OK);
-    o.slots = slots;
-    o.slot_size = slot_size;
-    o
+    options(|o| {
+        o.slots = slots;
+        o.slot_size = slot_size;
+    })
 }
 
 #[test]
 fn c_create_larger_than_the_fs_is_no_space_and_leaves_nothing() {
-    let Some(fs) = SmallFs::mount("big") else {
-        return;
-    };
-    // With an unnamed O_TMPFILE file, then with the randomly named temporary one.
-    for hooks in ["", "no-tmpfile"] {
-        fs.run_child("child_c_too_big", hooks);
-    }
+    run_in_small_fs("shmio-capi-small-fs-big", "tests::files::child_c_too_big");
 }
 
 #[test]
@@ -188,12 +68,10 @@ fn child_c_too_big() {
 
 #[test]
 fn c_objects_that_fit_keep_working_when_the_fs_fills_up() {
-    let Some(fs) = SmallFs::mount("fit") else {
-        return;
-    };
-    for hooks in ["", "no-tmpfile"] {
-        fs.run_child("child_c_fit_then_fill", hooks);
-    }
+    run_in_small_fs(
+        "shmio-capi-small-fs-fit",
+        "tests::files::child_c_fit_then_fill",
+    );
 }
 
 #[test]
@@ -274,31 +152,9 @@ fn child_c_fit_then_fill() {
     }
 }
 
-/// A fresh directory on /dev/shm, removed with its contents on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let d = PathBuf::from(format!(
-            "/dev/shm/shmio-capi-unlink-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir(&d).unwrap();
-        Dir(d)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn c_unlink_removes_only_its_own_kind() {
-    let d = Dir::new("kinds");
+    let d = ShmDir::new("shmio-capi-unlink-kinds");
     let (q, r, t) = (d.0.join("q"), d.0.join("r"), d.0.join("notes.txt"));
     let (cq, cr, ct) = (cstr(&q), cstr(&r), cstr(&t));
     std::fs::write(&t, b"hello world\n").unwrap();

@@ -3,7 +3,8 @@
 //! the conventions every function shares (`args`: argument checks; `status`: status codes,
 //! the last error, panics). The helpers here make and open queues.
 
-use std::ffi::{CStr, CString, c_char};
+use std::ffi::{CStr, CString, c_char, c_int};
+use std::mem::MaybeUninit;
 use std::ptr;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -92,4 +93,48 @@ fn open(name: &Name, start: u32, seq: u64) -> *mut shmio_consumer {
     let st = unsafe { shmio_consumer_open(name.ptr(), start, seq, &mut c) };
     assert_eq!(st, SHMIO_OK, "{}", last_error_string());
     c
+}
+
+/// `shmio_consumer_recv` into all of `buf`, waiting up to `timeout_ms`, the length in `len`
+/// and no sequence number: the status.
+///
+/// # Safety
+/// `c` is a live consumer.
+unsafe fn recv(
+    c: *mut shmio_consumer,
+    buf: &mut [u8],
+    timeout_ms: c_int,
+    len: &mut usize,
+) -> shmio_status {
+    // SAFETY: the caller's consumer; `buf` is writable for its length, `len` is writable and
+    // the sequence number's out pointer may be NULL.
+    unsafe {
+        shmio_consumer_recv(
+            c,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            timeout_ms,
+            len,
+            ptr::null_mut(),
+        )
+    }
+}
+
+/// `shmio_queue_stats_get` of `name` with no consumer array (said to hold `n` entries) and no
+/// count: the status, and the queue's figures if it succeeded.
+fn queue_stats(name: &Name, n: usize) -> (shmio_status, Option<shmio_queue_stats>) {
+    let mut qs = MaybeUninit::<shmio_queue_stats>::uninit();
+    // SAFETY: a valid name and a writable stats struct; the NULL array and count are the
+    // call's to check against `n`.
+    let st = unsafe {
+        shmio_queue_stats_get(
+            name.ptr(),
+            qs.as_mut_ptr(),
+            ptr::null_mut(),
+            n,
+            ptr::null_mut(),
+        )
+    };
+    // SAFETY: a call that succeeded filled in the stats.
+    (st, (st == SHMIO_OK).then(|| unsafe { qs.assume_init() }))
 }

@@ -8,6 +8,19 @@ use crate::ffi::last_error_string;
 use crate::status::shmio_status::*;
 use crate::*;
 
+/// Stats to be filled in by `shmio_poller_stats_get`.
+fn no_stats() -> shmio_poller_stats {
+    shmio_poller_stats {
+        waits: 0,
+        events: 0,
+        syscalls: 0,
+        overflows: 0,
+        signals: 0,
+        stale_signals: 0,
+        max_signals_per_fd: 0,
+    }
+}
+
 #[test]
 fn poller_c_api_round_trip_on_every_backend() {
     use std::io::Write;
@@ -46,15 +59,7 @@ fn poller_c_api_round_trip_on_every_backend() {
         assert_eq!(n, 1, "backend {b}");
         assert_eq!(evs[0].token, 77);
         assert_ne!(evs[0].flags & SHMIO_EVENT_READABLE, 0);
-        let mut s = shmio_poller_stats {
-            waits: 0,
-            events: 0,
-            syscalls: 0,
-            overflows: 0,
-            signals: 0,
-            stale_signals: 0,
-            max_signals_per_fd: 0,
-        };
+        let mut s = no_stats();
         // SAFETY: live poller, writable stats.
         assert_eq!(unsafe { shmio_poller_stats_get(p, &mut s) }, SHMIO_OK);
         assert_eq!((s.waits, s.events), (1, 1));
@@ -284,15 +289,7 @@ fn poller_backend_and_stats_answer_during_a_wait_and_an_overlapping_call_fails_c
         last_error_string()
     );
     // These answer during the wait.
-    let mut s = shmio_poller_stats {
-        waits: 0,
-        events: 0,
-        syscalls: 0,
-        overflows: 0,
-        signals: 0,
-        stale_signals: 0,
-        max_signals_per_fd: 0,
-    };
+    let mut s = no_stats();
     // SAFETY: a live poller, writable stats, a live waker.
     unsafe {
         assert_eq!(shmio_poller_backend(p), SHMIO_BACKEND_EPOLL);

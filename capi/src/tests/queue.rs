@@ -5,7 +5,7 @@ use std::ffi::c_void;
 use std::ptr;
 use std::time::{Duration, Instant};
 
-use super::{Name, create, exit_code, open, options};
+use super::{Name, create, exit_code, open, options, queue_stats, recv};
 use crate::ffi::last_error_string;
 use crate::status::shmio_status::*;
 use crate::*;
@@ -113,29 +113,9 @@ fn round_trip_copy_zero_copy_and_stats() {
             SHMIO_OK
         );
         assert_eq!((&buf[..len], seq), (&msg[..], 0));
-        assert_eq!(
-            shmio_consumer_recv(
-                c,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                0,
-                &mut len,
-                ptr::null_mut()
-            ),
-            SHMIO_ERR_WOULD_BLOCK
-        );
+        assert_eq!(recv(c, &mut buf, 0, &mut len), SHMIO_ERR_WOULD_BLOCK);
         let t = Instant::now();
-        assert_eq!(
-            shmio_consumer_recv(
-                c,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                20,
-                &mut len,
-                ptr::null_mut()
-            ),
-            SHMIO_ERR_TIMEOUT
-        );
+        assert_eq!(recv(c, &mut buf, 20, &mut len), SHMIO_ERR_TIMEOUT);
         assert!(t.elapsed() >= Duration::from_millis(20));
 
         // Zero-copy reserve / commit, read / release.
@@ -162,17 +142,7 @@ fn round_trip_copy_zero_copy_and_stats() {
         );
         assert_eq!(std::slice::from_raw_parts(data.cast::<u8>(), len), b"zero");
         assert_eq!(seq, 1);
-        assert_eq!(
-            shmio_consumer_recv(
-                c,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                0,
-                &mut len,
-                ptr::null_mut()
-            ),
-            SHMIO_ERR_INVALID_ARGUMENT
-        );
+        assert_eq!(recv(c, &mut buf, 0, &mut len), SHMIO_ERR_INVALID_ARGUMENT);
         assert_eq!(shmio_consumer_release(c), SHMIO_OK);
         assert_eq!(shmio_consumer_release(c), SHMIO_ERR_INVALID_ARGUMENT);
 
@@ -244,42 +214,13 @@ fn round_trip_copy_zero_copy_and_stats() {
         // Close: the consumer drains, then gets CLOSED.
         shmio_producer_close(p);
         for i in 0..8u8 {
-            assert_eq!(
-                shmio_consumer_recv(
-                    c,
-                    buf.as_mut_ptr().cast(),
-                    buf.len(),
-                    -1,
-                    &mut len,
-                    ptr::null_mut()
-                ),
-                SHMIO_OK
-            );
+            assert_eq!(recv(c, &mut buf, -1, &mut len), SHMIO_OK);
             assert_eq!(&buf[..len], &[i]);
         }
-        assert_eq!(
-            shmio_consumer_recv(
-                c,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                -1,
-                &mut len,
-                ptr::null_mut()
-            ),
-            SHMIO_ERR_CLOSED
-        );
-        let mut qs = std::mem::MaybeUninit::<shmio_queue_stats>::uninit();
-        assert_eq!(
-            shmio_queue_stats_get(
-                name.ptr(),
-                qs.as_mut_ptr(),
-                ptr::null_mut(),
-                0,
-                ptr::null_mut()
-            ),
-            SHMIO_OK
-        );
-        assert_eq!(qs.assume_init().producer_state, SHMIO_PRODUCER_NONE);
+        assert_eq!(recv(c, &mut buf, -1, &mut len), SHMIO_ERR_CLOSED);
+        let (st, qs) = queue_stats(&name, 0);
+        assert_eq!(st, SHMIO_OK);
+        assert_eq!(qs.unwrap().producer_state, SHMIO_PRODUCER_NONE);
         shmio_consumer_close(c);
     }
 }

@@ -1,8 +1,11 @@
-//! Process plumbing for the end-to-end tests.
+//! Process plumbing for the end-to-end tests: unique queue and region names, child processes
+//! whose lines arrive on a channel, and the checks most tests make of a consumer's output.
 #![allow(dead_code)]
 
+use std::fmt;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
@@ -34,8 +37,61 @@ impl Drop for QueueName {
     }
 }
 
+impl fmt::Display for QueueName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A region name unique to this test process, removed on drop.
+pub struct RegionName(pub String);
+
+impl RegionName {
+    pub fn new(tag: &str) -> RegionName {
+        RegionName(format!(
+            "shmio-e2e-region-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+    pub fn path(&self) -> PathBuf {
+        shmio::region::resolve(&self.0).unwrap()
+    }
+}
+
+impl Drop for RegionName {
+    fn drop(&mut self) {
+        // By path: a scribbled or truncated region is refused by the checked unlink.
+        let _ = std::fs::remove_file(self.path());
+    }
+}
+
 pub fn qtool() -> &'static str {
     env!("CARGO_BIN_EXE_shmio-qtool")
+}
+
+pub fn rtool() -> &'static str {
+    env!("CARGO_BIN_EXE_shmio-rtool")
+}
+
+/// The words of a command line (split at spaces), to spawn: `words("consume NAME --hold")`.
+pub fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+/// The low 32 bits of the queue's sleeper count: how many consumers are counted asleep.
+pub fn waiters(q: &QueueName) -> u32 {
+    let f = std::fs::File::open(q.path()).unwrap();
+    let mut b = [0u8; 4];
+    f.read_exact_at(&mut b, shmio_tests::layout::queue::WAITERS)
+        .unwrap();
+    u32::from_le_bytes(b)
+}
+
+/// Writes `bytes` at `off` of the file at `path`, as a peer scribbling it would.
+pub fn scribble(path: &Path, off: u64, bytes: &[u8]) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(bytes, off).unwrap();
 }
 
 /// A child process whose stdout lines arrive on a channel.
@@ -83,6 +139,11 @@ impl Proc {
         Proc::spawn(qtool(), args)
     }
 
+    /// `shmio-qtool` with the words of `line`: `Proc::qtool_line(&format!("consume {q}"))`.
+    pub fn qtool_line(line: &str) -> Proc {
+        Proc::qtool(&words(line))
+    }
+
     /// Waits for a line starting with `prefix`; returns it.
     pub fn expect_line(&mut self, prefix: &str, within: Duration) -> String {
         let deadline = Instant::now() + within;
@@ -108,6 +169,13 @@ impl Proc {
                 ),
             }
         }
+    }
+
+    /// Waits for a line starting with `prefix` (as [`expect_line`](Self::expect_line)), then
+    /// hands the process back: `Proc::qtool_line(..).once("ready", T)`.
+    pub fn once(mut self, prefix: &str, within: Duration) -> Proc {
+        self.expect_line(prefix, within);
+        self
     }
 
     /// Waits for the process to exit; returns (exit code, every stdout line).
@@ -166,19 +234,98 @@ pub fn recs(lines: &[String]) -> Vec<u64> {
 
 /// The `end ...` line's fields: (status, received, lost).
 pub fn end_line(lines: &[String]) -> (String, u64, u64) {
-    let l = lines
+    let e = shmio_tests::EndLine::find(lines).unwrap_or_else(|| {
+        panic!(
+            "no end line in {:?}",
+            lines.iter().rev().take(5).collect::<Vec<_>>()
+        )
+    });
+    (e.status, e.received, e.lost)
+}
+
+/// `consume Q --from oldest VARIANT` for each variant (extra options, or none: "").
+pub fn from_oldest(q: &QueueName, variants: &[&str]) -> Vec<String> {
+    variants
         .iter()
-        .find(|l| l.starts_with("end "))
-        .unwrap_or_else(|| {
-            panic!(
-                "no end line in {:?}",
-                lines.iter().rev().take(5).collect::<Vec<_>>()
-            )
-        });
-    let mut it = l.split_whitespace().skip(1);
-    let status = it.next().unwrap().to_string();
-    let num = |s: Option<&str>| s.unwrap().split('=').nth(1).unwrap().parse().unwrap();
-    (status, num(it.next()), num(it.next()))
+        .map(|v| format!("consume {q} --from oldest {v}"))
+        .collect()
+}
+
+/// Starts one process per command line of `lines` with `spawn` (e.g. `Proc::qtool`), each
+/// once it printed a line starting with `opened`.
+pub fn start_all(
+    spawn: impl Fn(&[&str]) -> Proc,
+    lines: &[String],
+    opened: &str,
+    within: Duration,
+) -> Vec<Proc> {
+    lines
+        .iter()
+        .map(|l| {
+            let mut c = spawn(&words(l));
+            c.expect_line(opened, within);
+            c
+        })
+        .collect()
+}
+
+/// Waits for a consumer's exit and asserts that it exited with `code`, received every record
+/// `0..count` exactly once and in order, and ended `status` with nothing lost. Returns its
+/// lines.
+pub fn assert_every_record(
+    c: Proc,
+    within: Duration,
+    code: i32,
+    count: u64,
+    status: &str,
+) -> Vec<String> {
+    let (got, lines) = c.finish(within);
+    check_every_record(got, &lines, code, count, status);
+    lines
+}
+
+fn check_every_record(got: i32, lines: &[String], code: i32, count: u64, status: &str) {
+    assert_eq!(
+        got,
+        code,
+        "{:?}",
+        lines.iter().rev().take(3).collect::<Vec<_>>()
+    );
+    assert!(recs(lines).into_iter().eq(0..count), "gap or duplicate");
+    assert_eq!(end_line(lines), (status.into(), count, 0));
+}
+
+/// Waits for a producer's exit: code 0, after sending `count` records.
+pub fn assert_sent(p: Proc, within: Duration, count: u64) {
+    let (code, lines) = p.finish(within);
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(lines.contains(&format!("sent {count}")));
+}
+
+/// Lets the consumers drain and fall asleep for `settle`, kills their producer (`kill`), and
+/// asserts that each noticed within a second: exit 3 (producer dead) after every record
+/// `0..count`. Returns each consumer's lines.
+pub fn assert_death_noticed(
+    consumers: Vec<Proc>,
+    count: u64,
+    settle: Duration,
+    what: &str,
+    kill: impl FnOnce(),
+) -> Vec<Vec<String>> {
+    std::thread::sleep(settle);
+    let killed = Instant::now();
+    kill();
+    consumers
+        .into_iter()
+        .map(|c| {
+            let (got, lines) = c.finish(Duration::from_secs(5));
+            let took = killed.elapsed();
+            println!("death noticed ({what}): {took:?}");
+            assert!(took < Duration::from_secs(1), "noticed after {took:?}");
+            check_every_record(got, &lines, 3, count, "dead");
+            lines
+        })
+        .collect()
 }
 
 /// Waits until `f` holds, or panics after `within`.

@@ -22,133 +22,22 @@
 //! `/dev/shm`). Exit status 0 only if every case passed every oracle.
 
 mod live;
+mod oracles;
 mod queue;
+mod queue_session;
 mod region;
+mod supervisor;
 mod util;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::fmt::Debug;
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::FileExt;
-use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use oracles::{Watch, gettid, install_panic_hook, spawn_watchdog};
 use util::{CaseFile, Rng, Tally, case_seed, qkind, rkind};
-
-// ---------------------------------------------------------------------------------------------
-// Oracle: no allocation above the file's size.
-
-/// Allocations larger than this fail the running case (`usize::MAX`: between cases).
-static ALLOC_LIMIT: AtomicUsize = AtomicUsize::new(usize::MAX);
-/// The largest allocation above the limit in the running case (0: none).
-static ALLOC_BIG: AtomicUsize = AtomicUsize::new(0);
-
-struct Counting;
-
-#[inline]
-fn note_size(size: usize) {
-    if size > ALLOC_LIMIT.load(Ordering::Relaxed) {
-        ALLOC_BIG.fetch_max(size, Ordering::Relaxed);
-    }
-}
-
-// SAFETY: every call is passed unchanged to the system allocator; the only addition is a
-// relaxed atomic update, which neither allocates nor unwinds.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note_size(layout.size());
-        // SAFETY: the caller's layout meets `GlobalAlloc::alloc`'s contract, passed on as is.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note_size(layout.size());
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System` (every allocation above goes there) with `layout`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note_size(new_size);
-        // SAFETY: `ptr` came from `System` with `layout`; the caller meets `realloc`'s contract.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-// ---------------------------------------------------------------------------------------------
-// Oracles: no panic (any thread), no hang (watchdog).
-
-static PANICS: AtomicU64 = AtomicU64::new(0);
-static LAST_PANIC: Mutex<String> = Mutex::new(String::new());
-/// The running case and when it started (ns since `EPOCH`; 0: no case running).
-static CASE_NO: AtomicU64 = AtomicU64::new(0);
-static CASE_T0: AtomicU64 = AtomicU64::new(0);
-static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-
-fn now_ns() -> u64 {
-    EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64 + 1
-}
-
-fn gettid() -> u32 {
-    // SAFETY: gettid(2) has no arguments and cannot fail.
-    unsafe { libc::gettid() as u32 }
-}
-
-fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        PANICS.fetch_add(1, Ordering::SeqCst);
-        let thread = std::thread::current();
-        let msg = format!("thread {:?}: {info}", thread.name().unwrap_or("?"));
-        if let Ok(mut last) = LAST_PANIC.lock() {
-            *last = msg;
-        }
-    }));
-}
-
-/// Aborts the process if a case runs longer than `limit`, after saying which (and removing
-/// `cleanup`, the work directory of a replay, which no supervisor removes).
-fn spawn_watchdog(
-    limit: Duration,
-    seed: u64,
-    progress: Option<File>,
-    cleanup: Option<PathBuf>,
-) -> u32 {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("fuzz-watchdog".into())
-        .spawn(move || {
-            let _ = tx.send(gettid());
-            loop {
-                std::thread::sleep(Duration::from_millis(25));
-                let t0 = CASE_T0.load(Ordering::SeqCst);
-                if t0 != 0 && now_ns().saturating_sub(t0) > limit.as_nanos() as u64 {
-                    let n = CASE_NO.load(Ordering::SeqCst);
-                    eprintln!(
-                        "FAIL hang seed={seed} case={n}: still running after {limit:?}\n  \
-                         replay: shmio-fuzz --seed {seed} --case {n}"
-                    );
-                    if let Some(p) = &progress {
-                        let _ = p.write_all_at(&1u64.to_le_bytes(), 8);
-                    }
-                    if let Some(d) = &cleanup {
-                        let _ = std::fs::remove_dir_all(d);
-                    }
-                    std::process::abort();
-                }
-            }
-        })
-        .expect("spawn the watchdog");
-    rx.recv().unwrap_or(0)
-}
 
 // ---------------------------------------------------------------------------------------------
 // A case.
@@ -172,26 +61,39 @@ impl Case<'_> {
         }
     }
 
-    pub fn q<T: std::fmt::Debug>(&mut self, what: &str, r: &Result<T, shmio::queue::Error>) {
-        if self.verbose {
-            eprintln!("  q.{what}: {r:?}");
-        }
-        let k = match r {
-            Ok(_) => "Ok".into(),
-            Err(e) => qkind(e),
-        };
-        self.tally.add(&format!("q.{what}.{k}"), 1);
+    /// Counts the outcome of queue call `what` (`q.WHAT.KIND` in the tally).
+    pub fn q<T: Debug>(&mut self, what: &str, r: &Result<T, shmio::queue::Error>) {
+        self.outcome("q", what, r, qkind);
     }
 
-    pub fn r<T: std::fmt::Debug>(&mut self, what: &str, r: &Result<T, shmio::region::Error>) {
+    /// Counts the outcome of region call `what` (`r.WHAT.KIND` in the tally).
+    pub fn r<T: Debug>(&mut self, what: &str, r: &Result<T, shmio::region::Error>) {
+        self.outcome("r", what, r, rkind);
+    }
+
+    fn outcome<T: Debug, E: Debug>(
+        &mut self,
+        file: &str,
+        what: &str,
+        r: &Result<T, E>,
+        kind: fn(&E) -> Cow<'static, str>,
+    ) {
         if self.verbose {
-            eprintln!("  r.{what}: {r:?}");
+            eprintln!("  {file}.{what}: {r:?}");
         }
-        let k = match r {
-            Ok(_) => "Ok".into(),
-            Err(e) => rkind(e),
-        };
-        self.tally.add(&format!("r.{what}.{k}"), 1);
+        let k = r.as_ref().map_or_else(kind, |_| "Ok".into());
+        self.tally.add(&format!("{file}.{what}.{k}"), 1);
+    }
+
+    /// How many mutations a case makes before its session: mostly one or two, now and then
+    /// none (a control case, for a clean template) or up to `2 + many`.
+    pub fn mutation_count(&mut self, many: u64) -> u64 {
+        match self.rng.below(100) {
+            0..=2 => 0,
+            3..=60 => 1,
+            61..=85 => 2,
+            _ => 3 + self.rng.below(many),
+        }
     }
 
     pub fn fail(&mut self, kind: &'static str, msg: String) {
@@ -200,8 +102,7 @@ impl Case<'_> {
 
     /// From here on, an allocation above max(`file_len`, 1 MiB) fails the case.
     pub fn set_alloc_limit(&self, file_len: u64) {
-        let limit = file_len.max(1 << 20).min(usize::MAX as u64) as usize;
-        ALLOC_LIMIT.store(limit, Ordering::SeqCst);
+        oracles::set_alloc_limit(file_len);
     }
 }
 
@@ -267,11 +168,7 @@ impl Worker {
         if let Some(p) = &self.progress {
             let _ = p.write_all_at(&n.to_le_bytes(), 0);
         }
-        CASE_NO.store(n, Ordering::SeqCst);
-        let t0 = now_ns();
-        CASE_T0.store(t0, Ordering::SeqCst);
-        let panics = PANICS.load(Ordering::SeqCst);
-        ALLOC_BIG.store(0, Ordering::SeqCst);
+        let watch = Watch::start(n);
         let mut rng = Rng::new(case_seed(self.seed, n));
         let kind = rng.below(1000);
         let pick_q = rng.below(self.qt.len() as u64) as usize;
@@ -306,24 +203,12 @@ impl Worker {
             }));
             res.unwrap_or("panicked")
         };
-        ALLOC_LIMIT.store(usize::MAX, Ordering::SeqCst);
-        CASE_T0.store(0, Ordering::SeqCst);
-        let took = now_ns() - t0;
+        let (took, seen) = watch.stop();
         if took > self.slowest.0 {
             self.slowest = (took, n);
         }
         let mut failures = std::mem::take(&mut c.failures);
-        if PANICS.load(Ordering::SeqCst) != panics {
-            let msg = LAST_PANIC.lock().map(|m| m.clone()).unwrap_or_default();
-            failures.push(("panic", msg));
-        }
-        let big = ALLOC_BIG.swap(0, Ordering::SeqCst);
-        if big != 0 {
-            failures.push((
-                "alloc",
-                format!("an allocation of {big} bytes, above max(file size, 1 MiB)"),
-            ));
-        }
+        failures.extend(seen);
         self.tally.add("cases", 1);
         self.tally.add(&format!("cases.{what}"), 1);
         self.tally.add(&format!("us.{what}"), took / 1000);
@@ -345,18 +230,18 @@ impl Worker {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Command line, workers and the supervisor.
+// Command line and workers.
 
-struct Args {
-    cases: u64,
-    seed: u64,
-    jobs: u64,
-    hang: Duration,
-    live_per_mille: u64,
-    replay: Option<u64>,
+pub struct Args {
+    pub cases: u64,
+    pub seed: u64,
+    pub jobs: u64,
+    pub hang: Duration,
+    pub live_per_mille: u64,
+    pub replay: Option<u64>,
     /// Worker mode: (index, first case).
-    worker: Option<(u64, u64)>,
-    dir: Option<PathBuf>,
+    pub worker: Option<(u64, u64)>,
+    pub dir: Option<PathBuf>,
 }
 
 fn parse_args() -> Args {
@@ -417,13 +302,13 @@ fn usage(err: &str) -> ! {
     std::process::exit(2)
 }
 
-fn base_dir() -> PathBuf {
+pub fn base_dir() -> PathBuf {
     let root = std::env::var_os("SHMIO_FUZZ_DIR").map_or_else(|| "/dev/shm".into(), PathBuf::from);
     root.join(format!("shmio-fuzz-{}", std::process::id()))
 }
 
 fn main() {
-    EPOCH.get_or_init(Instant::now);
+    oracles::now_ns();
     let a = parse_args();
     install_panic_hook();
     if let Some(n) = a.replay {
@@ -432,7 +317,7 @@ fn main() {
     if let Some((index, first)) = a.worker {
         std::process::exit(worker(&a, index, first));
     }
-    std::process::exit(supervise(&a));
+    std::process::exit(supervisor::supervise(&a));
 }
 
 fn replay(a: &Args, n: u64) -> i32 {
@@ -481,198 +366,4 @@ fn worker(a: &Args, index: u64, first: u64) -> i32 {
     }
     println!("SLOWEST {} {}", w.slowest.0, w.slowest.1);
     if ok { 0 } else { 1 }
-}
-
-/// What one worker slot reported, over its restarts.
-#[derive(Default)]
-struct Report {
-    tally: Tally,
-    slowest: (u64, u64),
-}
-
-fn supervise(a: &Args) -> i32 {
-    let base = a.dir.clone().unwrap_or_else(base_dir);
-    let exe = std::env::current_exe().expect("find this executable");
-    println!(
-        "shmio-fuzz: seed {} ({} cases, {} workers; replay a case: shmio-fuzz --seed {} --case N)",
-        a.seed, a.cases, a.jobs, a.seed
-    );
-    let started = Instant::now();
-    let reports: Vec<Report> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..a.jobs)
-            .map(|i| {
-                let (exe, base) = (&exe, &base);
-                s.spawn(move || run_worker(a, exe, &base.join(format!("w{i}")), i))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_default())
-            .collect()
-    });
-    let secs = started.elapsed().as_secs_f64();
-    let _ = std::fs::remove_dir_all(&base);
-    let mut t = Tally::default();
-    let mut slowest = (0, 0);
-    for r in &reports {
-        t.merge(&r.tally);
-        slowest = slowest.max(r.slowest);
-    }
-    summarise(a, &t, secs, slowest)
-}
-
-/// Runs worker slot `i` to the end, restarting it after the case it crashed or hung in.
-fn run_worker(a: &Args, exe: &Path, dir: &Path, i: u64) -> Report {
-    let mut report = Report::default();
-    let mut first = i;
-    let mut restarts = 0;
-    while first < a.cases {
-        let _ = std::fs::create_dir_all(dir);
-        let _ = std::fs::write(dir.join("progress"), [0u8; 16]);
-        let child = Command::new(exe)
-            .args(["--cases", &a.cases.to_string()])
-            .args(["--seed", &a.seed.to_string()])
-            .args(["--jobs", &a.jobs.to_string()])
-            .args(["--hang-ms", &a.hang.as_millis().to_string()])
-            .args(["--live-per-mille", &a.live_per_mille.to_string()])
-            .args(["--worker", &i.to_string(), &first.to_string()])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn();
-        let mut child = match child {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("shmio-fuzz: cannot start a worker: {e}");
-                report.tally.add("fail.spawn", 1);
-                return report;
-            }
-        };
-        let out = child.stdout.take().expect("piped stdout");
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            let mut f = line.split_whitespace();
-            match (
-                f.next(),
-                f.next(),
-                f.next().and_then(|v| v.parse::<u64>().ok()),
-            ) {
-                (Some("STAT"), Some("slowest_ns"), Some(_)) => {}
-                (Some("STAT"), Some(k), Some(v)) => report.tally.add(k, v),
-                (Some("SLOWEST"), Some(ns), Some(case)) => {
-                    let ns = ns.parse().unwrap_or(0);
-                    report.slowest = report.slowest.max((ns, case));
-                }
-                _ => println!("{line}"),
-            }
-        }
-        let status = child.wait().expect("wait for a worker");
-        let Some(sig) = status.signal() else {
-            break;
-        };
-        // Died in a case: which one, and did the watchdog say it hung?
-        let p = std::fs::read(dir.join("progress")).unwrap_or_default();
-        let word = |o: usize| {
-            p.get(o..o + 8)
-                .map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()))
-        };
-        let (case, hung) = (word(0), word(8) == 1);
-        let kind = if hung { "hang" } else { "crash" };
-        if !hung {
-            eprintln!(
-                "FAIL crash seed={} case={case}: the worker died of signal {sig}\n  \
-                 replay: shmio-fuzz --seed {} --case {case}",
-                a.seed, a.seed
-            );
-        }
-        report.tally.add(&format!("fail.{kind}"), 1);
-        // Cases done before the one that died (their detailed tally is lost with the worker).
-        report
-            .tally
-            .add("cases", (case.saturating_sub(first)) / a.jobs + 1);
-        restarts += 1;
-        if restarts > 20 {
-            eprintln!("shmio-fuzz: worker {i} died {restarts} times; giving up on it");
-            break;
-        }
-        first = case + a.jobs;
-    }
-    report
-}
-
-fn summarise(a: &Args, t: &Tally, secs: f64, slowest: (u64, u64)) -> i32 {
-    let cases = t.get("cases");
-    let fails = |k: &str| t.get(&format!("fail.{k}"));
-    let mut by_kind: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-    for (k, v) in &t.0 {
-        let mut parts = k.rsplitn(2, '.');
-        let (Some(kind), Some(op)) = (parts.next(), parts.next()) else {
-            continue;
-        };
-        if op.starts_with("q.") || op.starts_with("r.") {
-            by_kind
-                .entry(op.to_string())
-                .or_default()
-                .insert(kind.to_string(), *v);
-        }
-    }
-    println!("outcomes by call:");
-    let mut errors: BTreeMap<(char, &str), u64> = BTreeMap::new();
-    for (op, kinds) in &by_kind {
-        let list: Vec<String> = kinds.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        println!("  {op}: {}", list.join(", "));
-        let file = if op.starts_with("q.") { 'q' } else { 'r' };
-        for (k, v) in kinds.iter().filter(|(k, _)| *k != "Ok") {
-            *errors.entry((file, k.as_str())).or_default() += v;
-        }
-    }
-    for (file, what) in [('q', "queue"), ('r', "region")] {
-        let list: Vec<String> = errors
-            .iter()
-            .filter(|((f, _), _)| *f == file)
-            .map(|((_, k), v)| format!("{k} {v}"))
-            .collect();
-        println!("shmio-fuzz: {what} errors by kind: {}", list.join(", "));
-    }
-    println!(
-        "shmio-fuzz: seed {}: {cases} cases (queue {}, region {}, live {}, controls {}) in \
-         {secs:.1} s = {:.0} cases/s; slowest {:.1} ms (case {}), {} over 100 ms",
-        a.seed,
-        t.get("cases.queue"),
-        t.get("cases.region"),
-        t.get("cases.live"),
-        t.get("q.control") + t.get("r.control"),
-        cases as f64 / secs.max(1e-9),
-        slowest.0 as f64 / 1e6,
-        slowest.1,
-        t.get("cases.slow"),
-    );
-    let mean = |k: &str| t.get(&format!("us.{k}")) / t.get(&format!("cases.{k}")).max(1);
-    println!(
-        "shmio-fuzz: mean wall time per case (one worker): queue {} us, region {} us, live {} us",
-        mean("queue"),
-        mean("region"),
-        mean("live")
-    );
-    let total = fails("panic")
-        + fails("hang")
-        + fails("crash")
-        + fails("alloc")
-        + fails("oracle")
-        + fails("spawn");
-    println!(
-        "shmio-fuzz: summary: cases {cases}, panics {}, hangs {}, crashes {}, big allocations {}, \
-         oracle failures {}: {}",
-        fails("panic"),
-        fails("hang"),
-        fails("crash"),
-        fails("alloc"),
-        fails("oracle"),
-        if total == 0 { "PASS" } else { "FAIL" }
-    );
-    if cases < a.cases && total == 0 {
-        println!("shmio-fuzz: only {cases} of {} cases ran", a.cases);
-        return 1;
-    }
-    i32::from(total != 0)
 }

@@ -2,86 +2,17 @@
 //! and a short drive of the public API over the result.
 
 use std::path::Path;
-use std::time::Duration;
 
 use shmio::queue::{self, Consumer, Policy, Producer, QueueOptions, Start};
+use shmio_tests::layout::queue::*;
 
 use crate::Case;
 use crate::util::{
-    CaseFile, FUTEX_OWNER_DIED, FUTEX_WAITERS, Rng, interesting_u32, interesting_u64, le_u32,
-    le_u64, set_le_u64,
+    CaseFile, FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS, Rng, interesting_u32,
+    interesting_u64, le_u32, le_u64, set_le_u64,
 };
 
-// Offsets of the queue file, layout version 2 (`core/src/queue/layout.rs`). Checked against
-// every template the library makes (see `QTemplate::make`).
-pub const MAGIC: u64 = 0;
-const HEADER_SIZE: u64 = 12;
-const SLOT_COUNT: u64 = 20;
-const SLOT_SIZE: u64 = 24;
-const SLOT_STRIDE: u64 = 28;
-const MAX_CONSUMERS: u64 = 32;
-const CONSUMERS_OFFSET: u64 = 40;
-const SLOTS_OFFSET: u64 = 48;
-const TOTAL_SIZE: u64 = 56;
-pub const HEAD: u64 = 128;
-const NOTIFY: u64 = 136;
-const WAITERS: u64 = 256;
-pub const OWNER: u64 = 384;
-const CONSUMERS_HWM: u64 = 524;
-pub const HEADER_LEN: u64 = 640;
-
-/// Header fields: (offset, width).
-pub const HEADER_FIELDS: &[(u64, u8)] = &[
-    (0, 8),   // magic
-    (8, 4),   // layout_version
-    (12, 4),  // header_size
-    (16, 4),  // policy
-    (20, 4),  // slot_count
-    (24, 4),  // slot_size
-    (28, 4),  // slot_stride
-    (32, 4),  // max_consumers
-    (36, 4),  // consumer_stride
-    (40, 8),  // consumers_offset
-    (48, 8),  // slots_offset
-    (56, 8),  // total_size
-    (64, 8),  // created_unix_ns
-    (128, 8), // head
-    (136, 4), // notify
-    (256, 8), // waiters (count | epoch << 32)
-    (256, 4), // waiters: the count alone
-    (260, 4), // waiters: the epoch alone
-    (384, 4), // owner
-    (388, 4), // pid
-    (392, 4), // generation
-    (512, 4), // space_notify
-    (516, 4), // producer_waiting
-    (520, 4), // consumers_epoch
-    (524, 4), // consumers_hwm
-];
-/// The first `CONFIG_FIELDS` of [`HEADER_FIELDS`] are the configuration (read once at open).
-const CONFIG_FIELDS: usize = 13;
-
-/// Consumer slot fields, relative to the slot: (offset, width).
-pub const CONSUMER_FIELDS: &[(u64, u8)] = &[
-    (0, 4),  // owner
-    (4, 4),  // pid
-    (8, 4),  // death
-    (12, 4), // reserved
-    (16, 4), // sleep[0]
-    (20, 4), // sleep[1]
-    (24, 8), // cursor
-    (32, 8), // lost
-    (40, 8), // received
-];
-pub const CONSUMER_STRIDE: u64 = 128;
-const C_OWNER: u64 = 0;
-const C_DEATH: u64 = 8;
-const C_SLEEP: u64 = 16;
-const C_CURSOR: u64 = 24;
-/// Slot header fields: stamp (u64), len (u32), reserved (u32).
-const S_STAMP: u64 = 0;
-const S_LEN: u64 = 8;
-const SLOT_HEADER: u64 = 16;
+pub use crate::queue_session::{case, tiny};
 
 /// A valid queue file made by the library, and its geometry.
 pub struct QTemplate {
@@ -175,8 +106,8 @@ impl QTemplate {
         };
         let _ = std::fs::remove_file(path);
         for i in 0..consumers {
-            let off = 640 + u64::from(i) * CONSUMER_STRIDE;
-            let w = le_u32(&bytes, off) & crate::util::FUTEX_TID_MASK;
+            let off = HEADER_LEN + u64::from(i) * CONSUMER_STRIDE;
+            let w = le_u32(&bytes, off) & FUTEX_TID_MASK;
             if w != 0 && !tids.contains(&w) {
                 tids.push(w);
             }
@@ -211,12 +142,12 @@ impl QTemplate {
         t
     }
 
-    fn head(&self) -> u64 {
+    pub fn head(&self) -> u64 {
         le_u64(&self.bytes, HEAD)
     }
 
     /// Values a field of this queue is likely to be compared with.
-    fn near(&self) -> [u64; 8] {
+    pub fn near(&self) -> [u64; 8] {
         [
             u64::from(self.slot_count),
             u64::from(self.slot_size),
@@ -239,9 +170,9 @@ pub fn mutate(f: &mut CaseFile, t: &QTemplate, c: &mut Case<'_>, mapped: bool) {
         // A header field: a quarter of them in the configuration.
         0..=27 => {
             let &(off, w) = if c.rng.chance(250) {
-                c.rng.pick(&HEADER_FIELDS[..CONFIG_FIELDS])
+                c.rng.pick(CONFIG_FIELDS)
             } else {
-                c.rng.pick(&HEADER_FIELDS[CONFIG_FIELDS..])
+                c.rng.pick(LIVE_FIELDS)
             };
             put_field(f, c, off, w, &near);
         }
@@ -427,262 +358,4 @@ fn rebase(f: &CaseFile, t: &QTemplate, c: &mut Case<'_>) {
         set_le_u64(&mut b, off, v.wrapping_add(shift));
     }
     f.put(0, &b);
-}
-
-fn start(c: &mut Case<'_>, t: &QTemplate) -> Start {
-    match c.rng.below(4) {
-        0 => Start::Newest,
-        1 => Start::Oldest,
-        2 => Start::Sequence(t.head().wrapping_sub(c.rng.below(4))),
-        _ => Start::Sequence(interesting_u64(&mut c.rng, &t.near())),
-    }
-}
-
-/// A short timeout: mostly none or a few microseconds (the cases run for their number, and a
-/// timed wait sleeps its whole timeout on a file that never changes), now and then 1 ms.
-pub fn tiny(c: &mut Case<'_>) -> Option<Duration> {
-    Some(match c.rng.below(32) {
-        0..=15 => Duration::ZERO,
-        16..=23 => Duration::from_micros(20),
-        24..=29 => Duration::from_micros(200),
-        _ => Duration::from_millis(1),
-    })
-}
-
-/// One queue case: the template, mutations, then a short session of opens and calls, with
-/// now and then a mutation while the file is mapped.
-pub fn case(f: &mut CaseFile, t: &QTemplate, c: &mut Case<'_>) {
-    c.note(|| format!("queue template: {}", t.what));
-    f.reset(&t.bytes, t.slots_offset)
-        .expect("reset the case file");
-    let nm = match c.rng.below(100) {
-        0..=2 => 0,
-        3..=60 => 1,
-        61..=85 => 2,
-        _ => 3 + c.rng.below(8),
-    };
-    for _ in 0..nm {
-        mutate(f, t, c, false);
-    }
-    if nm == 0 && t.clean {
-        control(f, t, c);
-        return;
-    }
-    c.set_alloc_limit(f.len().max(t.total));
-    let name = f.name.clone();
-    let mut prod: Option<Producer> = None;
-    let mut cons: Vec<Consumer> = Vec::new();
-    let steps = 1 + c.rng.below(10);
-    let mut buf = vec![0u8; t.slot_size as usize + 16];
-    for step in 0..steps {
-        let r = if step == 0 {
-            c.rng.below(40)
-        } else {
-            c.rng.below(100)
-        };
-        match r {
-            0..=7 => {
-                let res = queue::inspect(&name);
-                c.q("inspect", &res);
-            }
-            8..=29 => {
-                if cons.len() < 3 {
-                    let s = start(c, t);
-                    let res = Consumer::open(&name, s);
-                    c.q("open", &res);
-                    if let Ok(k) = res {
-                        if c.rng.chance(300) {
-                            let mut k = k;
-                            k.set_spin(Duration::ZERO);
-                            cons.push(k);
-                        } else {
-                            cons.push(k);
-                        }
-                    }
-                }
-            }
-            30..=39 => {
-                if prod.is_none() {
-                    let res = Producer::open(&name);
-                    c.q("open", &res);
-                    prod = res.ok();
-                }
-            }
-            40..=57 => {
-                if let Some(p) = prod.as_mut() {
-                    // A producer call writes at most the slot of its next record (and the
-                    // header).
-                    let slot = p.next_seq() & u64::from(t.slot_count - 1);
-                    f.mark(t.slots_offset + slot * t.stride, t.stride);
-                    producer_op(p, t, c, &mut buf);
-                }
-            }
-            58..=83 => {
-                if !cons.is_empty() {
-                    let i = c.rng.below(cons.len() as u64) as usize;
-                    consumer_op(&mut cons[i], t, c, &mut buf);
-                }
-            }
-            84..=93 => mutate(f, t, c, true),
-            _ => {
-                if c.rng.chance(500) {
-                    prod = None;
-                } else if !cons.is_empty() {
-                    cons.swap_remove(0);
-                }
-            }
-        }
-    }
-    drop(cons);
-    drop(prod);
-}
-
-fn producer_op(p: &mut Producer, t: &QTemplate, c: &mut Case<'_>, buf: &mut [u8]) {
-    let max = t.slot_size as usize;
-    let len = match c.rng.below(4) {
-        0 => 0,
-        1 => max,
-        2 => max + 1,
-        _ => c.rng.below(max as u64 + 1) as usize,
-    }
-    .min(buf.len());
-    match c.rng.below(9) {
-        0..=2 => {
-            let r = p.try_send(&buf[..len]);
-            c.q("send", &r);
-        }
-        3 => {
-            let d = tiny(c);
-            let r = p.send_for(&buf[..len], d);
-            c.q("send", &r);
-        }
-        4 | 5 => {
-            let d = tiny(c);
-            let commit = c.rng.below(4);
-            let fill = c.rng.next_u64() as u8;
-            let r = p.reserve_for(d).map(|mut res| {
-                let cap = res.buf().len();
-                res.buf().fill(fill);
-                match commit {
-                    0 => None,
-                    1 => Some(res.commit(cap + 1)),
-                    _ => Some(res.commit(len.min(cap))),
-                }
-            });
-            match r {
-                Ok(Some(r)) => c.q("commit", &r),
-                Ok(None) => c.q("reserve", &Ok::<(), queue::Error>(())),
-                Err(e) => c.q("reserve", &Err::<(), _>(e)),
-            }
-        }
-        6 => {
-            let d = tiny(c);
-            let r = p.wait_consumers(1 + c.rng.below(3) as usize, d);
-            c.q("wait_consumers", &r);
-        }
-        7 => {
-            let s = p.stats();
-            c.note(|| format!("stats: head {} consumers {}", s.head, s.consumers.len()));
-            let _ = (p.info(), p.next_seq(), p.wake_calls());
-        }
-        _ => p.set_spin(Duration::ZERO),
-    }
-}
-
-fn consumer_op(k: &mut Consumer, t: &QTemplate, c: &mut Case<'_>, buf: &mut [u8]) {
-    let n = match c.rng.below(4) {
-        0 => 0,
-        1 => 1,
-        _ => buf
-            .len()
-            .min(t.slot_size as usize + c.rng.below(2) as usize * 16),
-    };
-    match c.rng.below(11) {
-        0..=2 => {
-            let r = k.try_recv(&mut buf[..n]);
-            c.q("recv", &r);
-        }
-        3 => {
-            let d = tiny(c);
-            let r = k.recv_seq_for(&mut buf[..n], d);
-            c.q("recv", &r);
-        }
-        4 | 5 => {
-            let d = tiny(c);
-            let release = c.rng.chance(700);
-            match k.read_for(d) {
-                Ok(g) => {
-                    let sum = g
-                        .bytes()
-                        .iter()
-                        .fold(0u64, |a, b| a.rotate_left(5) ^ u64::from(b));
-                    c.note(|| format!("read seq {} len {} sum {sum:#x}", g.seq(), g.len()));
-                    if release {
-                        let r = g.release();
-                        c.q("release", &r);
-                    } else {
-                        drop(g);
-                    }
-                }
-                Err(e) => c.q("read", &Err::<(), _>(e)),
-            }
-        }
-        6 => {
-            let r = k.recv_vec_for(Some(Duration::ZERO));
-            c.q("recv", &r.map(|v| v.len()));
-        }
-        7 => {
-            let d = tiny(c);
-            let r = k.wait_producer(d);
-            c.q("wait_producer", &r);
-        }
-        8 => {
-            let r = k.fd();
-            c.q("fd", &r);
-        }
-        9 => {
-            let s = k.stats();
-            c.note(|| format!("stats: head {} consumers {}", s.head, s.consumers.len()));
-            let _ = (k.info(), k.position(), k.lost(), k.received(), k.index());
-        }
-        _ => k.set_spin(Duration::ZERO),
-    }
-}
-
-/// The untouched, closed template: a take-over producer and a new consumer must work, and a
-/// record sent must arrive intact. Checks the fuzzer as much as the library.
-fn control(f: &CaseFile, t: &QTemplate, c: &mut Case<'_>) {
-    c.tally.add("q.control", 1);
-    f.mark_all();
-    let name = &f.name;
-    let mut p = match Producer::open(name) {
-        Ok(p) => p,
-        Err(e) => return c.fail("oracle", format!("clean queue: Producer::open: {e}")),
-    };
-    let mut k = match Consumer::open(name, Start::Newest) {
-        Ok(k) => k,
-        Err(e) => return c.fail("oracle", format!("clean queue: Consumer::open: {e}")),
-    };
-    let msg = b"fuzz-control";
-    let len = msg.len().min(t.slot_size as usize);
-    let seq = match p.try_send(&msg[..len]) {
-        Ok(s) => s,
-        Err(e) => return c.fail("oracle", format!("clean queue: try_send: {e}")),
-    };
-    let mut buf = vec![0u8; t.slot_size as usize];
-    for _ in 0..=t.slot_count + 1 {
-        match k.recv_seq_for(&mut buf, Some(Duration::ZERO)) {
-            Ok((s, n)) if s == seq => {
-                if buf[..n] != msg[..len] {
-                    c.fail("oracle", format!("clean queue: record {s} arrived changed"));
-                }
-                return;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                return c.fail("oracle", format!("clean queue: recv before {seq}: {e}"));
-            }
-        }
-    }
-    c.fail("oracle", format!("clean queue: record {seq} never arrived"));
 }

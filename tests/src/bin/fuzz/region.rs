@@ -4,47 +4,17 @@
 use std::path::Path;
 
 use shmio::region::{self, Region, RegionOptions};
+use shmio_tests::layout::region::{
+    CONFIG_FIELDS, DATA_SIZE, HEADER_LEN, HEADER_SIZE, LIVE_FIELDS, PENDING_LEN, PENDING_OFF, SEQ,
+    TORN_LEN, TORN_OFF, VERSION, WAITERS,
+};
+pub use shmio_tests::layout::region::{DATA, LOCK};
 
 use crate::Case;
 use crate::util::{
     CaseFile, FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS, Rng, interesting_u32,
     interesting_u64, le_u32, le_u64,
 };
-
-// Offsets of the region file, layout version 2 (`core/src/region/layout.rs`).
-const HEADER_SIZE: u64 = 12;
-const DATA_SIZE: u64 = 24;
-pub const LOCK: u64 = 128;
-pub const SEQ: u64 = 256;
-const VERSION: u64 = 264;
-const PENDING_OFF: u64 = 272;
-const PENDING_LEN: u64 = 280;
-const TORN_OFF: u64 = 288;
-const TORN_LEN: u64 = 296;
-const WAITERS: u64 = 384;
-pub const DATA: u64 = 4096;
-
-/// Header fields: (offset, width). The first five are the configuration.
-pub const FIELDS: &[(u64, u8)] = &[
-    (0, 8),   // magic
-    (8, 4),   // layout_version
-    (12, 4),  // header_size
-    (16, 8),  // data_offset
-    (24, 8),  // data_size
-    (32, 8),  // reserved
-    (40, 8),  // created_unix_ns
-    (128, 4), // lock word
-    (256, 4), // seq
-    (260, 4), // pad
-    (264, 8), // version
-    (272, 8), // pending_off
-    (280, 8), // pending_len
-    (288, 8), // torn_off
-    (296, 8), // torn_len
-    (304, 8), // torn_writes
-    (384, 4), // waiters
-];
-const CONFIG_FIELDS: usize = 5;
 
 pub struct RTemplate {
     pub bytes: Vec<u8>,
@@ -70,7 +40,7 @@ impl RTemplate {
         drop(r);
         let _ = std::fs::remove_file(path);
         assert_eq!(le_u64(&bytes, 0), u64::from_le_bytes(*b"SHMIOR\0\x01"));
-        assert_eq!(le_u32(&bytes, HEADER_SIZE), 512);
+        assert_eq!(u64::from(le_u32(&bytes, HEADER_SIZE)), HEADER_LEN);
         assert_eq!(LOCK, region::LOCK_WORD_OFFSET);
         assert_eq!(DATA, region::DATA_OFFSET);
         assert_eq!(le_u64(&bytes, DATA_SIZE), size);
@@ -88,7 +58,7 @@ impl RTemplate {
             DATA + self.size,
             v,
             self.size / 2,
-            u64::from(le_u32(&self.bytes, 256)),
+            u64::from(le_u32(&self.bytes, SEQ)),
         ]
     }
 }
@@ -99,9 +69,9 @@ pub fn mutate(f: &mut CaseFile, t: &RTemplate, c: &mut Case<'_>, mapped: bool) {
     match c.rng.below(100) {
         0..=44 => {
             let &(off, w) = if c.rng.chance(250) {
-                c.rng.pick(&FIELDS[..CONFIG_FIELDS])
+                c.rng.pick(CONFIG_FIELDS)
             } else {
-                c.rng.pick(&FIELDS[CONFIG_FIELDS..])
+                c.rng.pick(LIVE_FIELDS)
             };
             if off == LOCK && c.spare_lock {
                 return;
@@ -117,7 +87,7 @@ pub fn mutate(f: &mut CaseFile, t: &RTemplate, c: &mut Case<'_>, mapped: bool) {
             }
         }
         45..=59 => {
-            let off = c.rng.below(512);
+            let off = c.rng.below(HEADER_LEN);
             if c.spare_lock && (LOCK..LOCK + 4).contains(&off) {
                 return;
             }
@@ -201,12 +171,7 @@ fn range(c: &mut Case<'_>, size: u64) -> (u64, u64) {
 pub fn case(f: &mut CaseFile, t: &RTemplate, c: &mut Case<'_>) {
     c.note(|| format!("region template: {}", t.what));
     f.reset(&t.bytes, DATA).expect("reset the case file");
-    let nm = match c.rng.below(100) {
-        0..=2 => 0,
-        3..=60 => 1,
-        61..=85 => 2,
-        _ => 3 + c.rng.below(6),
-    };
+    let nm = c.mutation_count(6);
     for _ in 0..nm {
         mutate(f, t, c, false);
     }

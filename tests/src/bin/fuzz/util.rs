@@ -1,4 +1,4 @@
-//! The fuzzer's small tools: a seeded PRNG, interesting values, the case file (changed only
+//! The fuzzer's small tools: the seed of a case, interesting values, the case file (changed only
 //! through its descriptor: `pwrite`, `ftruncate`), and the tally of outcomes.
 
 use std::borrow::Cow;
@@ -9,51 +9,13 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
-/// splitmix64: tiny, fast, and good enough to drive mutations.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        mix64(self.0)
-    }
-
-    /// Uniform in `0..n` (0 when `n == 0`).
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
-    }
-
-    /// True with probability `per_mille / 1000`.
-    pub fn chance(&mut self, per_mille: u64) -> bool {
-        self.below(1000) < per_mille
-    }
-
-    pub fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[self.below(xs.len() as u64) as usize]
-    }
-}
-
-/// The splitmix64 finaliser.
-pub fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+pub use shmio_tests::layout::{FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS};
+pub use shmio_tests::{Rng, mix64};
 
 /// The seed of case `case` of a run with seed `seed`: each case replays on its own.
 pub fn case_seed(seed: u64, case: u64) -> u64 {
     mix64(seed ^ mix64(case.wrapping_add(0x5EED)))
 }
-
-/// Bits of the robust futex words (see `shmio::sys::robust`).
-pub const FUTEX_WAITERS: u32 = 0x8000_0000;
-pub const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
-pub const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
 
 const U32_TABLE: &[u32] = &[
     0,
