@@ -40,7 +40,7 @@
 //! - Step 3 may find an fd ready whose readiness *also* raised a signal after step 2. The fd
 //!   is reported once (candidates are deduplicated per wait) and disarmed; the signal, when
 //!   taken later, finds the fd disarmed and is dropped as stale
-//!   ([`Stats::stale_signals`](super::Stats::stale_signals)).
+//!   ([`Stats::stale_signals`](crate::poll::Stats::stale_signals)).
 //! - While armed, the kernel queues a signal per readiness change (per packet or write). The
 //!   fd is disarmed when its first signal is *taken*, not when it is *queued*: changes that
 //!   happen between the two queue more signals. User space cannot close this window (the
@@ -48,7 +48,7 @@
 //!   delivered queues nothing until re-armed, and an armed fd queues at most one signal per
 //!   readiness change that happens before the poller takes the first. In the study's setting
 //!   (a request arrives, is read, the reply written) that is one signal per fd.
-//!   [`Stats::max_signals_per_fd`](super::Stats::max_signals_per_fd) shows how many one wait
+//!   [`Stats::max_signals_per_fd`](crate::poll::Stats::max_signals_per_fd) shows how many one wait
 //!   took for one fd.
 //! - Overflow (`SIGIO`) is still possible with more armed fds than the queue limit; it is
 //!   recovered exactly as in [`RtSig`]: drain, `poll()` rescan of every registered fd, every

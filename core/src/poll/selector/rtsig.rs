@@ -19,7 +19,7 @@
 //! identity of the fd is lost. `SIGIO` (a lower number) is taken before the queued RT
 //! signals. On it the poller drains every queued RT signal (they are stale), then rescans
 //! every registered fd with one `poll()` and reports those ready, so no readiness is ever
-//! lost; [`Stats::overflows`](super::Stats::overflows) counts the recoveries. Events beyond
+//! lost; [`Stats::overflows`](crate::poll::Stats::overflows) counts the recoveries. Events beyond
 //! the caller's capacity are kept and returned by the next waits.
 //!
 //! Files without signal-driven I/O (`F_GETFL` shows no `O_ASYNC` after setting it: an
@@ -27,7 +27,7 @@
 //! signalfd instead, level-triggered.
 //!
 //! Threads: the poller must be waited on from the thread that created it, and a thread holds
-//! at most one RT-signal poller (module docs of [`poll`](super)).
+//! at most one RT-signal poller (module docs of [`poll`](crate::poll)).
 //!
 //! **What belongs to the open file.** `O_ASYNC`, the other status flags (`O_NONBLOCK`,
 //! `O_APPEND`), `F_SETSIG` and `F_SETOWN_EX` are state of the open file description, shared by
@@ -59,7 +59,7 @@
 //!   the same refusal, which is the point: the poller would take its signals.
 //! - *Fork.* A child has copies of the poller's descriptors, but they refer to the parent's
 //!   open files. A poller inherited through `fork()` is inert (every call returns
-//!   [`Error::Forked`], checked in [`Poller`](super::Poller)), and its drop in the child
+//!   [`Error::Forked`], checked in [`Poller`](crate::poll::Poller)), and its drop in the child
 //!   restores nothing: it only closes the child's copies, which leaves the shared files as
 //!   they are.
 
@@ -70,7 +70,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::SigSet;
 
-use super::{Error, Event, Interest, Result, Selector, Stats, Table, poll_now, rt_signal};
+use super::{Error, Event, Interest, Result, Selector, Stats, Table, poll_now};
 use crate::fork::Origin;
 use crate::sys::{self, fcntl, signal};
 
@@ -406,6 +406,11 @@ impl RtSig {
         self.cand = cand;
         result
     }
+}
+
+/// The real-time signal the RT-signal backends use (`SIGRTMIN + 2`).
+pub(crate) fn rt_signal() -> libc::c_int {
+    (signal::sigrtmin() + 2).min(signal::sigrtmax())
 }
 
 fn forget_owner(tid: u32) {
