@@ -39,8 +39,8 @@ impl Event {
 /// The event array [`Poller::wait`](super::Poller::wait) fills.
 #[derive(Debug, Clone)]
 pub struct Events {
-    pub(super) list: Vec<Event>,
-    pub(super) cap: usize,
+    list: Vec<Event>,
+    cap: usize,
 }
 
 impl Events {
@@ -71,6 +71,21 @@ impl Events {
     /// The most events one wait returns.
     pub fn capacity(&self) -> usize {
         self.cap
+    }
+
+    /// Empties the array for a new wait.
+    pub(crate) fn clear(&mut self) {
+        self.list.clear();
+    }
+    /// Whether the array holds `capacity()` events: a backend keeps the other ready fds for
+    /// the next wait.
+    pub(crate) fn is_full(&self) -> bool {
+        self.list.len() >= self.cap
+    }
+    /// Adds an event (the backends check [`is_full`](Self::is_full) first).
+    pub(crate) fn push(&mut self, ev: Event) {
+        debug_assert!(!self.is_full());
+        self.list.push(ev);
     }
 }
 

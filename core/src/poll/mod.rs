@@ -75,7 +75,7 @@ mod selector;
 mod waker;
 
 use std::fmt;
-use std::os::fd::{AsFd, RawFd};
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -157,6 +157,15 @@ impl Poller {
         }
     }
 
+    /// [`usable`](Self::usable), and `fd` not negative.
+    fn usable_for(&self, fd: RawFd) -> Result<()> {
+        self.usable()?;
+        if fd < 0 {
+            return Err(bad_fd(fd));
+        }
+        Ok(())
+    }
+
     /// The process the poller was made in: in a forked child, every call but
     /// [`backend`](Self::backend) and [`stats`](Self::stats) returns [`Error::Forked`] (see
     /// [`crate::fork`]).
@@ -176,46 +185,36 @@ impl Poller {
     /// backends, which hold a duplicate until deregistration). RT-signal backends:
     /// [`Error::FileInUse`] for a file another RT-signal poller has.
     pub fn register(&mut self, fd: RawFd, token: u64, interest: Interest) -> Result<()> {
-        self.usable()?;
-        if fd < 0 {
-            return Err(bad_fd(fd));
-        }
+        self.usable_for(fd)?;
         self.sel.register(fd, token, interest, &mut self.stats)
     }
 
     /// Changes the token and interest of a registered fd (and re-enables a one-shot fd).
     pub fn modify(&mut self, fd: RawFd, token: u64, interest: Interest) -> Result<()> {
-        self.usable()?;
-        if fd < 0 {
-            return Err(bad_fd(fd));
-        }
+        self.usable_for(fd)?;
         self.sel.modify(fd, token, interest, &mut self.stats)
     }
 
     /// Stops watching `fd`.
     pub fn deregister(&mut self, fd: RawFd) -> Result<()> {
-        self.usable()?;
-        if fd < 0 {
-            return Err(bad_fd(fd));
-        }
+        self.usable_for(fd)?;
         self.sel.deregister(fd, &mut self.stats)
     }
 
     /// Waits for events (at most `timeout`; `None`: no limit) and fills `events` with up to
     /// its capacity. Returns how many (0 when the timeout expired).
     pub fn wait(&mut self, events: &mut Events, timeout: Option<Duration>) -> Result<usize> {
-        events.list.clear();
+        events.clear();
         self.usable()?;
         self.stats.waits += 1;
-        self.sel
-            .wait(&mut events.list, events.cap, timeout, &mut self.stats)?;
+        self.sel.wait(events, timeout, &mut self.stats)?;
         if let Some((pipe, token)) = &self.waker {
-            if events.list.iter().any(|e| e.token == *token) {
-                self.stats.syscalls += sys::pipe::drain(pipe.read.as_fd());
+            if events.iter().any(|e| e.token == *token) {
+                self.stats.syscalls += pipe.drain();
             }
         }
-        self.stats.events += events.list.len() as u64;
-        Ok(events.list.len())
+        self.stats.events += events.len() as u64;
+        Ok(events.len())
     }
 
     /// The counters so far.

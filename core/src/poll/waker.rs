@@ -11,8 +11,15 @@ use crate::sys;
 /// The waker's shared state: a non-blocking pipe.
 #[derive(Debug)]
 pub(super) struct WakerPipe {
-    pub(super) read: OwnedFd,
+    read: OwnedFd,
     write: OwnedFd,
+}
+
+impl WakerPipe {
+    /// Empties the pipe after a wait reported the waker; returns the system calls made.
+    pub(super) fn drain(&self) -> u64 {
+        sys::pipe::drain(self.read.as_fd())
+    }
 }
 
 /// Wakes a [`Poller`] from any thread: the poller reports an event with the waker's token.

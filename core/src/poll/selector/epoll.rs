@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use nix::sys::epoll::EpollEvent;
 
-use super::{Error, Event, Interest, Result, Selector, Stats};
+use super::Selector;
+use crate::poll::{Error, Event, Events, Interest, Result, Stats};
 use crate::sys::{self, epoll};
 
 pub(crate) struct Epoll {
@@ -72,26 +73,25 @@ impl Selector for Epoll {
         self.ctl(libc::EPOLL_CTL_DEL, fd, 0, 0, st)
     }
 
-    fn wait(
-        &mut self,
-        out: &mut Vec<Event>,
-        cap: usize,
-        timeout: Option<Duration>,
-        st: &mut Stats,
-    ) -> Result<()> {
+    fn wait(&mut self, out: &mut Events, timeout: Option<Duration>, st: &mut Stats) -> Result<()> {
         st.syscalls += 1;
-        let n = epoll::wait(&self.ep, &mut self.buf, cap, sys::poll::timeout_ms(timeout))
-            .map_err(|e| Error::io("epoll_wait", None, e))?;
-        out.extend(self.buf[..n].iter().map(|e| {
+        let n = epoll::wait(
+            &self.ep,
+            &mut self.buf,
+            out.capacity(),
+            sys::poll::timeout_ms(timeout),
+        )
+        .map_err(|e| Error::io("epoll_wait", None, e))?;
+        for e in &self.buf[..n] {
             let b = e.events().bits() as u32;
-            Event {
+            out.push(Event {
                 token: e.data(),
                 readable: b & libc::EPOLLIN as u32 != 0,
                 writable: b & libc::EPOLLOUT as u32 != 0,
                 hangup: b & (libc::EPOLLHUP | libc::EPOLLRDHUP) as u32 != 0,
                 error: b & libc::EPOLLERR as u32 != 0,
-            }
-        }));
+            });
+        }
         Ok(())
     }
 }

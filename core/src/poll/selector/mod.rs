@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use super::{Backend, Error, Event, Interest, Result, Stats};
+use super::{Backend, Error, Events, Interest, Result, Stats};
 use crate::sys;
 
 pub(crate) use rtsig::rt_signal;
@@ -34,14 +34,8 @@ pub(crate) trait Selector: Send {
     -> Result<()>;
     fn modify(&mut self, fd: RawFd, token: u64, interest: Interest, st: &mut Stats) -> Result<()>;
     fn deregister(&mut self, fd: RawFd, st: &mut Stats) -> Result<()>;
-    /// Appends at most `cap` events to `out` (empty on entry).
-    fn wait(
-        &mut self,
-        out: &mut Vec<Event>,
-        cap: usize,
-        timeout: Option<Duration>,
-        st: &mut Stats,
-    ) -> Result<()>;
+    /// Fills `out` (empty on entry) with up to its capacity.
+    fn wait(&mut self, out: &mut Events, timeout: Option<Duration>, st: &mut Stats) -> Result<()>;
 }
 
 /// Registration table keyed by fd, shared by the backends that keep their own: a vector
@@ -81,6 +75,20 @@ impl<T> Table<T> {
         } else {
             self.sparse.get_mut(&fd)
         }
+    }
+    /// [`Error::AlreadyRegistered`] if `fd` has an entry.
+    pub(crate) fn vacant(&self, fd: RawFd) -> Result<()> {
+        match self.get(fd) {
+            Some(_) => Err(Error::AlreadyRegistered(fd)),
+            None => Ok(()),
+        }
+    }
+    /// Registers `fd` with `v` for a backend that makes no system call of its own at
+    /// registration: refused if registered already, then (one counted `fcntl`) unless open.
+    pub(crate) fn insert_open(&mut self, fd: RawFd, v: T, st: &mut Stats) -> Result<()> {
+        self.vacant(fd)?;
+        check_open(fd, st)?;
+        self.insert(fd, v)
     }
     pub(crate) fn insert(&mut self, fd: RawFd, v: T) -> Result<()> {
         let i = usize::try_from(fd).map_err(|_| bad_fd(fd))?;
@@ -131,7 +139,7 @@ impl<T> Table<T> {
 
 /// Fails with `EBADF` unless `fd` is open (for the backends that make no system call at
 /// registration, so that a stray number is refused rather than watched).
-pub(crate) fn check_open(fd: RawFd, st: &mut Stats) -> Result<()> {
+fn check_open(fd: RawFd, st: &mut Stats) -> Result<()> {
     st.syscalls += 1;
     sys::fcntl::check_open(fd).map_err(|e| Error::io("fcntl(F_GETFD)", Some(fd), e))
 }

@@ -4,7 +4,8 @@
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use super::{Error, Event, Interest, Result, Selector, Stats, Table, check_open};
+use super::{Selector, Table};
+use crate::poll::{Error, Event, Events, Interest, Result, Stats};
 use crate::sys::poll as sys;
 
 #[derive(Debug, Clone, Copy)]
@@ -41,16 +42,8 @@ impl Selector for Poll {
         interest: Interest,
         st: &mut Stats,
     ) -> Result<()> {
-        if self.regs.get(fd).is_some() {
-            return Err(Error::AlreadyRegistered(fd));
-        }
-        check_open(fd, st)?;
-        self.regs.insert(
-            fd,
-            Reg {
-                index: self.fds.len(),
-            },
-        )?;
+        let index = self.fds.len();
+        self.regs.insert_open(fd, Reg { index }, st)?;
         self.fds.push(libc::pollfd {
             fd,
             events: interest.poll_bits(),
@@ -83,13 +76,7 @@ impl Selector for Poll {
         Ok(())
     }
 
-    fn wait(
-        &mut self,
-        out: &mut Vec<Event>,
-        cap: usize,
-        timeout: Option<Duration>,
-        st: &mut Stats,
-    ) -> Result<()> {
+    fn wait(&mut self, out: &mut Events, timeout: Option<Duration>, st: &mut Stats) -> Result<()> {
         st.syscalls += 1;
         let n = sys::poll(&mut self.fds, sys::timeout_ms(timeout))
             .map_err(|e| Error::io("poll", None, e))?;
@@ -107,7 +94,7 @@ impl Selector for Poll {
             if p.revents == 0 || p.fd < 0 {
                 continue;
             }
-            if out.len() == cap {
+            if out.is_full() {
                 self.start = i;
                 return Ok(());
             }

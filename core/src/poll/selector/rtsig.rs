@@ -70,8 +70,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::SigSet;
 
-use super::{Error, Event, Interest, Result, Selector, Stats, Table, poll_now};
+use super::{Selector, Table, poll_now};
 use crate::fork::Origin;
+use crate::poll::{Error, Event, Events, Interest, Result, Stats};
 use crate::sys::{self, fcntl, signal};
 
 /// Threads that own an RT-signal poller.
@@ -357,8 +358,8 @@ impl RtSig {
     }
 
     /// Checks the candidates with one poll() and reports those ready (the rest of the ready
-    /// ones beyond `cap` go to `pending`).
-    fn report(&mut self, out: &mut Vec<Event>, cap: usize, st: &mut Stats) -> Result<()> {
+    /// ones beyond `out`'s capacity go to `pending`).
+    fn report(&mut self, out: &mut Events, st: &mut Stats) -> Result<()> {
         if self.cand.is_empty() {
             return Ok(());
         }
@@ -381,7 +382,7 @@ impl RtSig {
                 }
                 continue;
             };
-            if out.len() == cap {
+            if out.is_full() {
                 self.pending.push(fd);
                 if self.onefd {
                     super::rtsig_onefd::not_reported(self, fd);
@@ -446,9 +447,7 @@ impl Selector for RtSig {
         interest: Interest,
         st: &mut Stats,
     ) -> Result<()> {
-        if self.regs.get(fd).is_some() {
-            return Err(Error::AlreadyRegistered(fd));
-        }
+        self.regs.vacant(fd)?;
         let io = |op, e| Error::io(op, Some(fd), e);
         st.syscalls += 1;
         let own = fcntl::dup_cloexec(fd).map_err(|e| io("fcntl(F_DUPFD_CLOEXEC)", e))?;
@@ -550,13 +549,7 @@ impl Selector for RtSig {
         Ok(())
     }
 
-    fn wait(
-        &mut self,
-        out: &mut Vec<Event>,
-        cap: usize,
-        timeout: Option<Duration>,
-        st: &mut Stats,
-    ) -> Result<()> {
+    fn wait(&mut self, out: &mut Events, timeout: Option<Duration>, st: &mut Stats) -> Result<()> {
         let caller = crate::sys::process::gettid();
         if caller != self.tid {
             return Err(Error::WrongThread {
@@ -582,7 +575,7 @@ impl Selector for RtSig {
             let block = self.cand.is_empty();
             let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             self.take_signals(block, left, st)?;
-            self.report(out, cap, st)?;
+            self.report(out, st)?;
             if !out.is_empty() || deadline.is_some_and(|d| Instant::now() >= d) {
                 return Ok(());
             }

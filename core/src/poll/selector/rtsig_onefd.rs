@@ -59,8 +59,9 @@
 
 use std::os::fd::RawFd;
 
+use super::poll_now;
 use super::rtsig::RtSig;
-use super::{Result, Stats, poll_now};
+use crate::poll::{Result, Stats};
 
 pub(crate) fn new(st: &mut Stats) -> Result<RtSig> {
     RtSig::new(true, st)

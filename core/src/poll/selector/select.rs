@@ -13,7 +13,8 @@
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use super::{Error, Event, Interest, Result, Selector, Stats, Table, check_open};
+use super::{Selector, Table};
+use crate::poll::{Error, Event, Events, Interest, Result, Stats};
 use crate::sys::fcntl;
 use crate::sys::select as sys;
 
@@ -22,6 +23,17 @@ struct Reg {
     token: u64,
     interest: Interest,
     enabled: bool,
+}
+
+impl Reg {
+    /// A registration, enabled.
+    fn new(token: u64, interest: Interest) -> Reg {
+        Reg {
+            token,
+            interest,
+            enabled: true,
+        }
+    }
 }
 
 pub(crate) struct Select {
@@ -56,27 +68,12 @@ impl Selector for Select {
         st: &mut Stats,
     ) -> Result<()> {
         check(fd)?;
-        if self.regs.get(fd).is_some() {
-            return Err(Error::AlreadyRegistered(fd));
-        }
-        check_open(fd, st)?;
-        self.regs.insert(
-            fd,
-            Reg {
-                token,
-                interest,
-                enabled: true,
-            },
-        )
+        self.regs.insert_open(fd, Reg::new(token, interest), st)
     }
 
     fn modify(&mut self, fd: RawFd, token: u64, interest: Interest, _: &mut Stats) -> Result<()> {
         let r = self.regs.get_mut(fd).ok_or(Error::NotRegistered(fd))?;
-        *r = Reg {
-            token,
-            interest,
-            enabled: true,
-        };
+        *r = Reg::new(token, interest);
         Ok(())
     }
 
@@ -84,13 +81,7 @@ impl Selector for Select {
         self.regs.remove(fd).map(drop)
     }
 
-    fn wait(
-        &mut self,
-        out: &mut Vec<Event>,
-        cap: usize,
-        timeout: Option<Duration>,
-        st: &mut Stats,
-    ) -> Result<()> {
+    fn wait(&mut self, out: &mut Events, timeout: Option<Duration>, st: &mut Stats) -> Result<()> {
         // Registered fds found closed (select fails the whole call with EBADF for one): they
         // are left out of the sets and reported with `error`, as poll() reports POLLNVAL.
         let mut closed: Vec<RawFd> = Vec::new();
@@ -146,7 +137,7 @@ impl Selector for Select {
         for (fd, reg) in high.into_iter().chain(low) {
             let error = closed.contains(&fd);
             let ready = error || sys::fd_set_has(&r, fd) || sys::fd_set_has(&w, fd);
-            if ready && out.len() == cap {
+            if ready && out.is_full() {
                 self.next_fd = fd;
                 break;
             }
