@@ -2,13 +2,13 @@
 //! `Event` tuples it returns.
 
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyList};
+use pyo3::types::{IntoPyDict, PyDict, PyList};
 
 use shmio::poll;
 use shmio::queue::Error;
@@ -118,7 +118,7 @@ impl PyPoller {
         &self,
         py: Python<'_>,
         fd: &Bound<'_, PyAny>,
-        f: impl FnOnce(&mut poll::Poller, std::os::fd::RawFd) -> Result<(), poll::Error>,
+        f: impl FnOnce(&mut poll::Poller, RawFd) -> poll::Result<()>,
     ) -> PyResult<()> {
         let fd = fd_arg(fd)?;
         let mut g = self.lock(py)?;
@@ -127,6 +127,27 @@ impl PyPoller {
             .as_mut()
             .ok_or_else(|| closed_handle(py, "poller"))?;
         f(p, fd).map_err(|e| to_py(py, e))
+    }
+
+    /// `register` or `modify` (`op`): the token checked, then `fd` converted (see `with_fd`).
+    fn watch(
+        &self,
+        py: Python<'_>,
+        fd: &Bound<'_, PyAny>,
+        token: u64,
+        interest: poll::Interest,
+        op: fn(&mut poll::Poller, RawFd, u64, poll::Interest) -> poll::Result<()>,
+    ) -> PyResult<()> {
+        let token = token_arg(py, token)?;
+        self.with_fd(py, fd, |p, fd| op(p, fd, token, interest))
+    }
+}
+
+fn interest(readable: bool, writable: bool, oneshot: bool) -> poll::Interest {
+    poll::Interest {
+        readable,
+        writable,
+        oneshot,
     }
 }
 
@@ -182,13 +203,8 @@ impl PyPoller {
         writable: bool,
         oneshot: bool,
     ) -> PyResult<()> {
-        let token = token_arg(py, token)?;
-        let interest = poll::Interest {
-            readable,
-            writable,
-            oneshot,
-        };
-        self.with_fd(py, fd, |p, fd| p.register(fd, token, interest))
+        let interest = interest(readable, writable, oneshot);
+        self.watch(py, fd, token, interest, poll::Poller::register)
     }
 
     /// Changes the token and interest of a registered fd (and re-arms a oneshot one).
@@ -202,13 +218,8 @@ impl PyPoller {
         writable: bool,
         oneshot: bool,
     ) -> PyResult<()> {
-        let token = token_arg(py, token)?;
-        let interest = poll::Interest {
-            readable,
-            writable,
-            oneshot,
-        };
-        self.with_fd(py, fd, |p, fd| p.modify(fd, token, interest))
+        let interest = interest(readable, writable, oneshot);
+        self.watch(py, fd, token, interest, poll::Poller::modify)
     }
 
     /// Stops watching `fd`.
@@ -331,15 +342,16 @@ impl PyPoller {
             .as_ref()
             .ok_or_else(|| closed_handle(py, "poller"))?;
         let s = p.stats();
-        let d = PyDict::new(py);
-        d.set_item("waits", s.waits)?;
-        d.set_item("events", s.events)?;
-        d.set_item("syscalls", s.syscalls)?;
-        d.set_item("overflows", s.overflows)?;
-        d.set_item("signals", s.signals)?;
-        d.set_item("stale_signals", s.stale_signals)?;
-        d.set_item("max_signals_per_fd", s.max_signals_per_fd)?;
-        Ok(d)
+        [
+            ("waits", s.waits),
+            ("events", s.events),
+            ("syscalls", s.syscalls),
+            ("overflows", s.overflows),
+            ("signals", s.signals),
+            ("stale_signals", s.stale_signals),
+            ("max_signals_per_fd", s.max_signals_per_fd),
+        ]
+        .into_py_dict(py)
     }
 
     #[getter]
