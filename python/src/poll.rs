@@ -372,20 +372,12 @@ impl PyPoller {
         Ok(())
     }
 
-    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
-        self.close(py)?;
-        Ok(false)
-    }
-
     fn __repr__(&self) -> String {
         format!("<shmio.Poller backend={}>", self.backend.name())
     }
 }
+
+crate::glue::closing_context_manager!(PyPoller);
 
 /// Wakes a poller from any thread.
 #[pyclass(module = "shmio._shmio", name = "Waker", frozen)]

@@ -278,16 +278,6 @@ impl PyRegion {
         self.exports.fetch_sub(1, Ordering::SeqCst);
     }
 
-    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
-        self.close(py)?;
-        Ok(false)
-    }
-
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let g = lock(py, &self.region)?;
         Ok(match g.as_ref() {
@@ -301,6 +291,8 @@ impl PyRegion {
         })
     }
 }
+
+crate::glue::closing_context_manager!(PyRegion);
 
 /// Whether `ptr..ptr+len` overlaps the region's data (a view of the region passed back in).
 fn overlaps_mapping(r: &region::Region, ptr: usize, len: usize) -> bool {

@@ -1,10 +1,12 @@
 //! Glue that every handle class shares: the handle lock, GIL-released waits, argument
-//! conversion and buffers obtained from Python objects.
+//! conversion, buffers obtained from Python objects and the `with` protocol.
 
 mod buffer;
+mod closing;
 mod lock;
 mod wait;
 
 pub(crate) use buffer::PyBuf;
+pub(crate) use closing::closing_context_manager;
 pub(crate) use lock::{HandleGuard, HandleLock, LockError, lock};
 pub(crate) use wait::{Blocking, spin_arg, timeout_arg, wait_op};

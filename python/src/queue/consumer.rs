@@ -289,16 +289,6 @@ impl PyConsumer {
         }
     }
 
-    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
-        self.close(py)?;
-        Ok(false)
-    }
-
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let g = lock_handle(py, &self.state)?;
         Ok(match &g.consumer {
@@ -312,3 +302,5 @@ impl PyConsumer {
         })
     }
 }
+
+crate::glue::closing_context_manager!(PyConsumer);

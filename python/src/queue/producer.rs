@@ -310,16 +310,6 @@ impl PyProducer {
         Ok(())
     }
 
-    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
-        slf
-    }
-
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
-        self.close(py)?;
-        Ok(false)
-    }
-
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let g = lock_handle(py, &self.state)?;
         Ok(match &g.producer {
@@ -332,3 +322,5 @@ impl PyProducer {
         })
     }
 }
+
+crate::glue::closing_context_manager!(PyProducer);
