@@ -64,7 +64,7 @@ fn main() {
     let n: usize = args.get(2).map_or(1000, |s| s.parse().unwrap());
     let limit: u64 = args.get(3).map_or(32, |s| s.parse().unwrap());
     // Two per socket pair, and one more per registration: the RT-signal backends keep a
-    // duplicate of every registered fd (core/src/poll/rtsig.rs, "What belongs to the open
+    // duplicate of every registered fd (core/src/poll/selector/rtsig.rs, "What belongs to the open
     // file").
     set_limit(libc::RLIMIT_NOFILE, 3 * n as u64 + 256, None);
     // The limit counts the queued signals of every process of this user: if others hold
