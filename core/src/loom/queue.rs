@@ -156,7 +156,7 @@ fn reset_of_the_sleeper_count_never_strands_a_sleeper() {
         let p = {
             let (r, f) = (Arc::clone(&r), Arc::clone(&f));
             thread::spawn(move || {
-                // `queue::wait::repair_sleepers`.
+                // `queue::wait::data::repair_sleepers`.
                 ring::reset_sleepers(&r.waiters);
                 r.notify.fetch_add(1, Ordering::SeqCst);
                 f.wake_all();
@@ -208,7 +208,7 @@ fn joining_backpressure_consumer_never_loses_a_claimed_record() {
         let p = {
             let (r, claimed, epoch) = (Arc::clone(&r), Arc::clone(&claimed), Arc::clone(&epoch));
             thread::spawn(move || {
-                // `Producer::ensure_space` + `wait::scan_consumers`.
+                // `Producer::ensure_space` + `wait::space::scan_consumers`.
                 let (mut seen, mut limit) = (0u32, u64::MAX);
                 for s in 1..TOTAL {
                     loop {
