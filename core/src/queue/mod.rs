@@ -63,7 +63,6 @@ pub use layout::{
 pub use producer::{Producer, Reservation};
 pub use wait::BACKSTOP;
 
-use crate::fork::Origin;
 use crate::shm::file as shmfile;
 use crate::sys::robust::{Owner, owner_of};
 use layout::Shared;
@@ -230,16 +229,48 @@ impl QueueStats {
     }
 }
 
-/// The checks at the start of every call on a handle made in `origin`: not inherited through
-/// `fork()` ([`Error::Forked`], see [`crate::fork`]), and the file did not shrink under the
-/// mapping.
-#[inline]
-pub(crate) fn usable(origin: Origin, shared: &Shared) -> Result<()> {
-    if origin.is_inherited() {
-        return Err(Error::Forked);
-    }
-    shared.intact(false)
+/// What the two handles ([`Producer`], [`Consumer`]) offer alike, for a handle type with the
+/// fields `shared`, `cancel` and `origin`; `$who` names it in the docs. `usable()` is the check
+/// at the start of every call: not inherited through `fork()` ([`Error::Forked`], see
+/// [`crate::fork`]), and the file did not shrink under the mapping.
+macro_rules! handle_common {
+    ($H:ident, $who:literal) => {
+        impl $H {
+            /// Refuses a handle inherited through `fork()`, or whose file shrank.
+            #[inline]
+            fn usable(&self) -> $crate::queue::Result<()> {
+                if self.origin.is_inherited() {
+                    return Err($crate::queue::Error::Forked);
+                }
+                self.shared.intact(false)
+            }
+
+            /// The process the handle was opened in: in a forked child, every call on the
+            /// handle returns [`Error::Forked`](crate::queue::Error::Forked) (see
+            /// [`crate::fork`]).
+            pub fn origin(&self) -> $crate::fork::Origin {
+                self.origin
+            }
+
+            #[doc = concat!("A handle that ends this ", $who, "'s waits from another thread (see")]
+            /// [`Canceller`](crate::queue::Canceller)).
+            pub fn canceller(&self) -> $crate::queue::Canceller {
+                self.cancel.clone()
+            }
+
+            /// The queue's geometry.
+            pub fn info(&self) -> $crate::queue::QueueInfo {
+                $crate::queue::info_of(&self.shared)
+            }
+
+            /// A snapshot of the queue's state.
+            pub fn stats(&self) -> $crate::queue::QueueStats {
+                $crate::queue::stats_of(&self.shared)
+            }
+        }
+    };
 }
+pub(crate) use handle_common;
 
 /// Removes the queue file (the name or path as for [`Producer::create`]). Processes that have
 /// it open keep using it.

@@ -13,7 +13,7 @@ use super::cancel::Canceller;
 use super::layout::{ConsumerSlot, MAX_SEQ, Shared, consumer_byte, resolve};
 use super::ring;
 use super::wait::{self, Deadline};
-use super::{Error, Policy, QueueInfo, QueueStats, Result, Start, info_of, stats_of};
+use super::{Error, Policy, Result, Start};
 use crate::fork::Origin;
 use crate::sys::fork;
 use crate::sys::robust::{Claim, Keeper, KeeperCtl, Owner, SharedWord};
@@ -41,6 +41,8 @@ pub struct Consumer {
     /// The process the handle was opened in (see [`crate::fork`]).
     origin: Origin,
 }
+
+super::handle_common!(Consumer, "consumer");
 
 impl std::fmt::Debug for Consumer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -169,23 +171,6 @@ impl Consumer {
         })
     }
 
-    /// Refuses a handle inherited through `fork()`.
-    #[inline]
-    fn usable(&self) -> Result<()> {
-        super::usable(self.origin, &self.shared)
-    }
-
-    /// The process the handle was opened in: in a forked child, every call on the handle
-    /// returns [`Error::Forked`] (see [`crate::fork`]).
-    pub fn origin(&self) -> Origin {
-        self.origin
-    }
-
-    /// A handle that ends this consumer's waits from another thread (see [`Canceller`]).
-    pub fn canceller(&self) -> Canceller {
-        self.cancel.clone()
-    }
-
     /// Waits until a live producer holds the queue: at once if one does, else until a new
     /// producer takes over after a death or a close ([`Producer::open`](super::Producer::open)),
     /// at most `timeout` (`None`: no limit). Reading then resumes where this consumer stopped.
@@ -205,16 +190,6 @@ impl Consumer {
 
     fn me(&self) -> &ConsumerSlot {
         self.shared.consumer(self.index)
-    }
-
-    /// The queue's geometry.
-    pub fn info(&self) -> QueueInfo {
-        info_of(&self.shared)
-    }
-
-    /// A snapshot of the queue's state.
-    pub fn stats(&self) -> QueueStats {
-        stats_of(&self.shared)
     }
 
     /// The sequence number of the next record this consumer reads.
