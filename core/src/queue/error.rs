@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::error::{ErrorKind, IoError};
+use crate::error::IoError;
 use crate::shm::file as shmfile;
 
 /// Errors of the queue module.
@@ -88,33 +88,11 @@ pub enum Error {
 
 crate::error::file_object_error!(Error);
 
-impl Error {
-    /// The class of the error ([`ErrorKind`]), named alike in every module.
-    pub fn kind(&self) -> ErrorKind {
-        use ErrorKind as K;
-        match self {
-            Error::InvalidArgument(_) => K::InvalidArgument,
-            Error::AlreadyExists(_) => K::AlreadyExists,
-            Error::NotFound(_) => K::NotFound,
-            Error::PermissionDenied(_) => K::PermissionDenied,
-            Error::Corrupt(_) => K::Corrupt,
-            Error::VersionMismatch { .. } => K::VersionMismatch,
-            Error::NoSpace { .. } => K::NoSpace,
-            Error::WouldBlock => K::WouldBlock,
-            Error::Timeout => K::Timeout,
-            Error::Interrupted => K::Interrupted,
-            Error::ProducerDead => K::ProducerDead,
-            Error::Closed => K::Closed,
-            Error::ProducerExists { .. } => K::ProducerExists,
-            Error::TooManyConsumers { .. } => K::TooManyConsumers,
-            Error::TooLarge { .. } => K::TooLarge,
-            Error::BufferTooSmall { .. } => K::BufferTooSmall,
-            Error::Overrun => K::Overrun,
-            Error::Unsupported(_) => K::Unsupported,
-            Error::Cancelled => K::Cancelled,
-            Error::Forked => K::Forked,
-            Error::Io(_) => K::Io,
-        }
+crate::error::kind_by_name! {
+    Error {
+        InvalidArgument, AlreadyExists, NotFound, PermissionDenied, Corrupt, VersionMismatch,
+        NoSpace, WouldBlock, Timeout, Interrupted, ProducerDead, Closed, ProducerExists,
+        TooManyConsumers, TooLarge, BufferTooSmall, Overrun, Unsupported, Cancelled, Forked, Io,
     }
 }
 

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use crate::error::{ErrorKind, IoError};
+use crate::error::IoError;
 use crate::shm::file as shmfile;
 
 /// Errors of the region module.
@@ -71,26 +71,10 @@ pub enum Error {
 
 crate::error::file_object_error!(Error);
 
-impl Error {
-    /// The class of the error ([`ErrorKind`]), named alike in every module.
-    pub fn kind(&self) -> ErrorKind {
-        use ErrorKind as K;
-        match self {
-            Error::InvalidArgument(_) => K::InvalidArgument,
-            Error::OutOfBounds { .. } => K::OutOfBounds,
-            Error::AlreadyExists(_) => K::AlreadyExists,
-            Error::NotFound(_) => K::NotFound,
-            Error::PermissionDenied(_) => K::PermissionDenied,
-            Error::Corrupt(_) => K::Corrupt,
-            Error::VersionMismatch { .. } => K::VersionMismatch,
-            Error::NoSpace { .. } => K::NoSpace,
-            Error::Torn { .. } => K::Torn,
-            Error::WouldBlock => K::WouldBlock,
-            Error::Timeout => K::Timeout,
-            Error::Interrupted => K::Interrupted,
-            Error::Unsupported(_) => K::Unsupported,
-            Error::Io(_) => K::Io,
-        }
+crate::error::kind_by_name! {
+    Error {
+        InvalidArgument, OutOfBounds, AlreadyExists, NotFound, PermissionDenied, Corrupt,
+        VersionMismatch, NoSpace, Torn, WouldBlock, Timeout, Interrupted, Unsupported, Io,
     }
 }
 
