@@ -242,6 +242,25 @@ pub fn spawn_ready(args: &[&dyn std::fmt::Display], inherit: Option<OwnedFd>) ->
     c
 }
 
+/// Starts the child end of a run of `sys` on the channels named after `base`, `role` being
+/// `--child-rx` or `--child-echo`: its arguments are the system, `base`, `args`, the number of
+/// the descriptor `fd` it inherits (`-1`: none) and the wait mode.
+pub fn spawn_peer(
+    role: &str,
+    sys: Sys,
+    base: &str,
+    args: &[&dyn std::fmt::Display],
+    fd: Option<OwnedFd>,
+    mode: Mode,
+) -> Child {
+    let raw = fd.as_ref().map_or(-1, |f| f.as_raw_fd());
+    let (name, mode) = (sys.name(), mode.name());
+    let mut all: Vec<&dyn std::fmt::Display> = vec![&role, &name, &base];
+    all.extend_from_slice(args);
+    all.extend([&raw as &dyn std::fmt::Display, &mode]);
+    spawn_ready(&all, fd)
+}
+
 /// In a child: tells the parent that this end is open ([`spawn_ready`] waits for it).
 pub fn say_ready() {
     std::io::stdout().write_all(b"r").unwrap();

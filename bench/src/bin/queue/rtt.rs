@@ -2,11 +2,11 @@
 //! spinning or through a raw futex).
 
 use std::fmt::Display;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::channels::{cleanup, make_rx, make_tx, say_ready, socketpair, spawn_ready};
+use crate::channels::{cleanup, make_rx, make_tx, say_ready, socketpair, spawn_peer, spawn_ready};
 use crate::peers::{Rx, Shm, StreamRx, StreamTx, Tx};
 use crate::systems::{Mode, Sys};
 
@@ -28,17 +28,8 @@ pub fn latency(sys: Sys, size: usize, trips: u64, mode: Mode) -> Vec<f64> {
             let (tx, fd) = make_tx(sys, &base, 0, size, mode, 2);
             (tx, fd, None)
         };
-    let raw = fd.as_ref().map_or(-1, |f| f.as_raw_fd());
-    let args: [&dyn Display; 7] = [
-        &"--child-echo",
-        &sys.name(),
-        &base,
-        &size,
-        &trips,
-        &raw,
-        &mode.name(),
-    ];
-    let mut c = spawn_ready(&args, fd);
+    let args: [&dyn Display; 2] = [&size, &trips];
+    let mut c = spawn_peer("--child-echo", sys, &base, &args, fd, mode);
     // The child created the return channel before it said ready; streams come back on stdout.
     let mut pong: Box<dyn Rx> = match sys {
         Sys::Uds => Box::new(StreamRx::new(parent_end.unwrap(), mode)),

@@ -2,10 +2,10 @@
 
 use std::fmt::Display;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::time::Instant;
 
-use crate::channels::{cleanup, make_rx, make_tx, say_ready, spawn_ready};
+use crate::channels::{cleanup, make_rx, make_tx, say_ready, spawn_peer};
 use crate::systems::{Mode, Sys};
 
 /// The ceiling for large records: single-core memcpy of `size`-byte records into a 4 MiB ring
@@ -60,18 +60,8 @@ pub fn throughput(sys: Sys, size: usize, consumers: usize, count: u64) -> Throug
     for k in 0..consumers {
         let ch = if sys.broadcast() { 0 } else { k };
         let fd = fds.get_mut(k).and_then(Option::take);
-        let raw = fd.as_ref().map_or(-1, |f| f.as_raw_fd());
-        let args: [&dyn Display; 8] = [
-            &"--child-rx",
-            &sys.name(),
-            &base,
-            &ch,
-            &size,
-            &count,
-            &raw,
-            &mode.name(),
-        ];
-        children.push(spawn_ready(&args, fd));
+        let args: [&dyn Display; 3] = [&ch, &size, &count];
+        children.push(spawn_peer("--child-rx", sys, &base, &args, fd, mode));
     }
     let mut rec = vec![0u8; size];
     let t = Instant::now();
