@@ -258,7 +258,24 @@ macro_rules! file_object_error {
     };
 }
 
-pub(crate) use {file_object_error, io_variant};
+/// `kind()` for a module's error enum whose every variant has the [`ErrorKind`] of the same
+/// name (the rule the kinds follow): the list names every variant once, and the match it makes
+/// is checked for exhaustiveness as any match is, so a new variant must be listed.
+macro_rules! kind_by_name {
+    ($E:ident { $($variant:ident),+ $(,)? }) => {
+        impl $E {
+            /// The class of the error ([`ErrorKind`](crate::ErrorKind)), named alike in every
+            /// module.
+            pub fn kind(&self) -> $crate::error::ErrorKind {
+                match self {
+                    $($E::$variant { .. } => $crate::error::ErrorKind::$variant,)+
+                }
+            }
+        }
+    };
+}
+
+pub(crate) use {file_object_error, io_variant, kind_by_name};
 
 #[cfg(test)]
 mod tests {

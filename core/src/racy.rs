@@ -172,6 +172,47 @@ unsafe fn string_copy(dst: *mut u8, src: *const u8, len: usize) {
     }
 }
 
+/// What both views share: `from_raw_parts` (the pointer valid for `$access`), `len`,
+/// `is_empty` and a `Debug` that shows the pointer and the length, never the bytes (reading
+/// them is the caller's choice of copy).
+macro_rules! view_basics {
+    ($View:ident, $Ptr:ty, $access:literal) => {
+        impl<'a> $View<'a> {
+            /// A view of `len` bytes at `ptr`.
+            ///
+            /// # Safety
+            #[doc = concat!("`ptr` must be valid for ", $access, " of `len` bytes for `'a` (the")]
+            /// mapping kept for that long).
+            pub unsafe fn from_raw_parts(ptr: $Ptr, len: usize) -> Self {
+                $View {
+                    ptr,
+                    len,
+                    _mapping: PhantomData,
+                }
+            }
+
+            /// The number of bytes viewed.
+            pub fn len(&self) -> usize {
+                self.len
+            }
+
+            /// Whether the view is empty.
+            pub fn is_empty(&self) -> bool {
+                self.len == 0
+            }
+        }
+
+        impl std::fmt::Debug for $View<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($View))
+                    .field("ptr", &self.ptr)
+                    .field("len", &self.len)
+                    .finish()
+            }
+        }
+    };
+}
+
 /// Bytes in shared memory that another process may change while this view lives.
 ///
 /// What it hands out is safe to use whatever the other process does: copies
@@ -193,29 +234,9 @@ unsafe impl Send for RacyBytes<'_> {}
 // SAFETY: as above; `&RacyBytes` offers nothing `RacyBytes` does not.
 unsafe impl Sync for RacyBytes<'_> {}
 
+view_basics!(RacyBytes, *const u8, "reads");
+
 impl<'a> RacyBytes<'a> {
-    /// A view of `len` bytes at `ptr`.
-    ///
-    /// # Safety
-    /// `ptr` must be valid for reads of `len` bytes for `'a` (the mapping kept for that long).
-    pub unsafe fn from_raw_parts(ptr: *const u8, len: usize) -> Self {
-        RacyBytes {
-            ptr,
-            len,
-            _mapping: PhantomData,
-        }
-    }
-
-    /// The number of bytes viewed.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the view is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// The first byte viewed, for handing to code outside Rust (a C caller, a zero-copy send).
     pub fn as_ptr(&self) -> *const u8 {
         self.ptr
@@ -284,15 +305,6 @@ impl<'a> RacyBytes<'a> {
     }
 }
 
-impl std::fmt::Debug for RacyBytes<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RacyBytes")
-            .field("ptr", &self.ptr)
-            .field("len", &self.len)
-            .finish()
-    }
-}
-
 /// Bytes in shared memory this process may change, and that other processes may read (or, if
 /// they break the protocol, write) meanwhile: what [`Region::write_with`] hands its closure.
 ///
@@ -309,29 +321,9 @@ pub struct RacyBytesMut<'a> {
 // SAFETY: accesses are atomic; the memory stays mapped for 'a.
 unsafe impl Send for RacyBytesMut<'_> {}
 
+view_basics!(RacyBytesMut, *mut u8, "reads and writes");
+
 impl<'a> RacyBytesMut<'a> {
-    /// A view of `len` bytes at `ptr`.
-    ///
-    /// # Safety
-    /// `ptr` must be valid for reads and writes of `len` bytes for `'a`.
-    pub unsafe fn from_raw_parts(ptr: *mut u8, len: usize) -> Self {
-        RacyBytesMut {
-            ptr,
-            len,
-            _mapping: PhantomData,
-        }
-    }
-
-    /// The number of bytes viewed.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the view is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// The same bytes, read-only.
     pub fn as_racy(&self) -> RacyBytes<'_> {
         // SAFETY: valid for `len` bytes while `self` is borrowed.
@@ -391,15 +383,6 @@ impl<'a> RacyBytesMut<'a> {
     pub unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: valid for `len` bytes while `self` is borrowed; exclusive (the caller's).
         unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
-    }
-}
-
-impl std::fmt::Debug for RacyBytesMut<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RacyBytesMut")
-            .field("ptr", &self.ptr)
-            .field("len", &self.len)
-            .finish()
     }
 }
 

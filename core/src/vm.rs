@@ -38,7 +38,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
-use crate::error::{ErrorKind, IoError};
+use crate::error::IoError;
 use crate::sys::cachestat;
 
 /// One of the six knobs in `/proc/sys/vm`.
@@ -188,6 +188,12 @@ pub enum Error {
 
 crate::error::io_variant!(Error);
 
+crate::error::kind_by_name! {
+    Error {
+        InvalidArgument, PermissionDenied, Parse, Unsupported, Io,
+    }
+}
+
 impl Error {
     /// `op` failed with `source` on `path`: [`Error::PermissionDenied`] if refused, else
     /// [`Error::Io`].
@@ -196,17 +202,6 @@ impl Error {
             Error::PermissionDenied(path.to_path_buf())
         } else {
             Error::Io(IoError::new(op, source).at(Some(path)))
-        }
-    }
-
-    /// The class of the error ([`ErrorKind`]), named alike in every module.
-    pub fn kind(&self) -> ErrorKind {
-        match self {
-            Error::InvalidArgument(_) => ErrorKind::InvalidArgument,
-            Error::PermissionDenied(_) => ErrorKind::PermissionDenied,
-            Error::Parse { .. } => ErrorKind::Parse,
-            Error::Unsupported(_) => ErrorKind::Unsupported,
-            Error::Io(_) => ErrorKind::Io,
         }
     }
 

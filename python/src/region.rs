@@ -13,7 +13,7 @@ use pyo3::types::PyDict;
 use shmio::region;
 
 use crate::errors::{closed_handle, to_py};
-use crate::glue::{HandleLock, PyBuf, lock, timeout_arg, wait_op};
+use crate::glue::{HandleLock, PyBuf, handle_repr, lock, timeout_arg, wait_op};
 use crate::vm::page_cache_dict;
 
 fn region_options(mode: u32, o_sync: bool, populate: bool, lock: bool) -> region::RegionOptions {
@@ -280,15 +280,11 @@ impl PyRegion {
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let g = lock(py, &self.region)?;
-        Ok(match g.as_ref() {
-            Some(r) => format!(
-                "<shmio.Region {} size={} version={}>",
-                r.path().display(),
-                r.len(),
-                r.version()
-            ),
-            None => "<shmio.Region closed>".to_string(),
-        })
+        let open = g.as_ref().map(|r| {
+            let path = r.path().display();
+            format!("{path} size={} version={}", r.len(), r.version())
+        });
+        Ok(handle_repr("Region", open))
     }
 }
 

@@ -90,6 +90,12 @@ struct Futex {
 }
 
 impl Futex {
+    fn new() -> Arc<Futex> {
+        Arc::new(Futex {
+            m: Mutex::new(()),
+            cv: Condvar::new(),
+        })
+    }
     fn wait(&self, word: &AtomicU32, expected: u32) {
         let g = self.m.lock().unwrap();
         if word.load(Ordering::SeqCst) == expected {
@@ -102,23 +108,24 @@ impl Futex {
     }
 }
 
+/// `queue::wait::wake_consumers`: after a publish, wake the sleepers if any announced it.
+fn wake_consumers(r: &Ring, f: &Futex) {
+    if ring::must_wake(&r.waiters) {
+        r.notify.fetch_add(1, Ordering::SeqCst);
+        f.wake_all();
+    }
+}
+
 #[test]
 fn sleeping_consumer_is_never_left_asleep() {
     ::loom::model(|| {
         let r = Arc::new(Ring::new(2));
-        let f = Arc::new(Futex {
-            m: Mutex::new(()),
-            cv: Condvar::new(),
-        });
+        let f = Futex::new();
         let p = {
             let (r, f) = (Arc::clone(&r), Arc::clone(&f));
             thread::spawn(move || {
                 r.write(0);
-                // `queue::wait::wake_consumers`.
-                if ring::must_wake(&r.waiters) {
-                    r.notify.fetch_add(1, Ordering::SeqCst);
-                    f.wake_all();
-                }
+                wake_consumers(&r, &f);
             })
         };
         // `queue::wait::wait_for_data` for cursor 0, without the spin.
@@ -149,22 +156,16 @@ fn reset_of_the_sleeper_count_never_strands_a_sleeper() {
     b.preemption_bound = Some(3);
     b.check(|| {
         let r = Arc::new(Ring::new(2));
-        let f = Arc::new(Futex {
-            m: Mutex::new(()),
-            cv: Condvar::new(),
-        });
+        let f = Futex::new();
         let p = {
             let (r, f) = (Arc::clone(&r), Arc::clone(&f));
             thread::spawn(move || {
-                // `queue::wait::repair_sleepers`.
+                // `queue::wait::data::repair_sleepers`.
                 ring::reset_sleepers(&r.waiters);
                 r.notify.fetch_add(1, Ordering::SeqCst);
                 f.wake_all();
                 r.write(0);
-                if ring::must_wake(&r.waiters) {
-                    r.notify.fetch_add(1, Ordering::SeqCst);
-                    f.wake_all();
-                }
+                wake_consumers(&r, &f);
             })
         };
         loop {
@@ -208,7 +209,7 @@ fn joining_backpressure_consumer_never_loses_a_claimed_record() {
         let p = {
             let (r, claimed, epoch) = (Arc::clone(&r), Arc::clone(&claimed), Arc::clone(&epoch));
             thread::spawn(move || {
-                // `Producer::ensure_space` + `wait::scan_consumers`.
+                // `Producer::ensure_space` + `wait::space::scan_consumers`.
                 let (mut seen, mut limit) = (0u32, u64::MAX);
                 for s in 1..TOTAL {
                     loop {
@@ -263,10 +264,7 @@ fn joining_backpressure_consumer_never_loses_a_claimed_record() {
 fn sleeping_backpressure_producer_is_never_left_asleep() {
     ::loom::model(|| {
         let r = Arc::new(Ring::new(2));
-        let f = Arc::new(Futex {
-            m: Mutex::new(()),
-            cv: Condvar::new(),
-        });
+        let f = Futex::new();
         let flag = Arc::new(AtomicU32::new(0));
         let space = Arc::new(AtomicU32::new(0));
         r.write(0);

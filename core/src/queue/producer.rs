@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::cancel::Canceller;
 use super::layout::{MAX_SEQ, PRODUCER_BYTE, Shared, link_into_place, resolve};
 use super::wait::{self, Deadline};
-use super::{Error, Policy, QueueInfo, QueueOptions, QueueStats, Result, info_of, ring, stats_of};
+use super::{Error, Policy, QueueOptions, Result, ring};
 use crate::fork::Origin;
 use crate::sys::fork;
 use crate::sys::robust::{Claim, Keeper, SharedWord};
@@ -39,6 +39,8 @@ pub struct Producer {
     /// The process the handle was opened in (see [`crate::fork`]).
     origin: Origin,
 }
+
+super::handle_common!(Producer, "producer");
 
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -144,23 +146,6 @@ impl Producer {
         })
     }
 
-    /// Refuses a handle inherited through `fork()`.
-    #[inline]
-    fn usable(&self) -> Result<()> {
-        super::usable(self.origin, &self.shared)
-    }
-
-    /// The process the handle was opened in: in a forked child, every call on the handle
-    /// returns [`Error::Forked`] (see [`crate::fork`]).
-    pub fn origin(&self) -> Origin {
-        self.origin
-    }
-
-    /// A handle that ends this producer's waits from another thread (see [`Canceller`]).
-    pub fn canceller(&self) -> Canceller {
-        self.cancel.clone()
-    }
-
     /// Wake-up system calls this producer made for sleeping consumers (diagnostics: a busy
     /// stream whose consumers keep up makes none).
     pub fn wake_calls(&self) -> u64 {
@@ -180,16 +165,6 @@ impl Producer {
             &Deadline::after(timeout),
             self.cancel.word(),
         )
-    }
-
-    /// The queue's geometry.
-    pub fn info(&self) -> QueueInfo {
-        info_of(&self.shared)
-    }
-
-    /// A snapshot of the queue's state.
-    pub fn stats(&self) -> QueueStats {
-        stats_of(&self.shared)
     }
 
     /// The sequence number the next record gets.

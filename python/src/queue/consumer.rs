@@ -9,7 +9,7 @@ use pyo3::types::{PyBytes, PyDict};
 use shmio::queue::{Consumer, Error};
 
 use crate::errors::{closed_handle, to_py};
-use crate::glue::{PyBuf, spin_arg, timeout_arg};
+use crate::glue::{PyBuf, handle_repr, spin_arg, timeout_arg};
 
 use super::export::{Export, SlotBuffer};
 use super::record_view::RecordView;
@@ -291,15 +291,16 @@ impl PyConsumer {
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let g = lock_handle(py, &self.state)?;
-        Ok(match &g.consumer {
-            Some(c) => format!(
-                "<shmio.Consumer {} position={} lost={}>",
-                c.info().path.display(),
+        let open = g.consumer.as_ref().map(|c| {
+            let path = c.info().path;
+            format!(
+                "{} position={} lost={}",
+                path.display(),
                 c.position(),
                 c.lost()
-            ),
-            None => "<shmio.Consumer closed>".to_string(),
-        })
+            )
+        });
+        Ok(handle_repr("Consumer", open))
     }
 }
 

@@ -9,7 +9,7 @@ use pyo3::types::{PyBytes, PyDict, PyMemoryView};
 use shmio::queue::{Error, Producer};
 
 use crate::errors::{closed_handle, invalid, to_py};
-use crate::glue::{PyBuf, spin_arg, timeout_arg};
+use crate::glue::{PyBuf, handle_repr, spin_arg, timeout_arg};
 
 use super::export::{Export, SlotBuffer, release_memoryview};
 use super::{
@@ -312,14 +312,11 @@ impl PyProducer {
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let g = lock_handle(py, &self.state)?;
-        Ok(match &g.producer {
-            Some(p) => format!(
-                "<shmio.Producer {} next_seq={}>",
-                p.info().path.display(),
-                p.next_seq()
-            ),
-            None => "<shmio.Producer closed>".to_string(),
-        })
+        let open = g.producer.as_ref().map(|p| {
+            let path = p.info().path;
+            format!("{} next_seq={}", path.display(), p.next_seq())
+        });
+        Ok(handle_repr("Producer", open))
     }
 }
 

@@ -17,7 +17,7 @@ use iceoryx2::port::subscriber::Subscriber;
 use iceoryx2::prelude::*;
 
 use super::peers::{Backoff, Rx, Tx};
-use super::{Mode, seq_of};
+use crate::systems::{Mode, seq_of};
 
 type Pub = Publisher<ipc::Service, [u8], ()>;
 type Sub = Subscriber<ipc::Service, [u8], ()>;

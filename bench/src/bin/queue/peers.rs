@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use shmio::queue::{Consumer, Producer};
 
-use super::{Mode, seq_of};
+use crate::systems::{Mode, seq_of};
 
 pub trait Tx {
     fn send(&mut self, rec: &[u8]);
@@ -247,6 +247,24 @@ pub struct Fcntl {
 }
 pub const FCNTL_SLOTS: u64 = 64;
 impl Fcntl {
+    /// Opens (the producer: creates) the design's slots at `path` and its lock file beside them.
+    pub fn open(path: &str, size: usize, create: bool) -> Fcntl {
+        let shm = Shm::open(path, FCNTL_SLOTS as usize * (size + 8), create);
+        let lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(create)
+            .truncate(false)
+            .open(format!("{path}.lock"))
+            .unwrap();
+        Fcntl {
+            shm,
+            lock,
+            i: 0,
+            slots: FCNTL_SLOTS,
+            size,
+        }
+    }
     pub fn lock(&self, i: u64, kind: i32) {
         let fl = libc::flock {
             l_type: kind as i16,
@@ -329,6 +347,10 @@ pub struct Ring {
 impl Ring {
     pub fn len(size: usize, slots: usize) -> usize {
         256 + slots * size.div_ceil(128).max(1) * 128
+    }
+    /// Opens (the producer: creates) a ring of `slots` records of `size` bytes at `path`.
+    pub fn open(path: &str, size: usize, slots: usize, create: bool) -> Ring {
+        Ring::new(Shm::open(path, Ring::len(size, slots), create), size, slots)
     }
     pub fn new(shm: Shm, size: usize, slots: usize) -> Ring {
         Ring {

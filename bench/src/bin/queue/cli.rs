@@ -1,0 +1,118 @@
+//! The command line: `--help`, the check of the arguments, and the settings of a run.
+
+use crate::systems::{ALL, Sys};
+
+/// Prints `--help`.
+pub fn usage() {
+    println!(
+        "shmio-bench [--quick] [--json] [--sizes 8,64,1024,65536] [--systems a,b,...] \
+         [--patterns 1to1,1to4,rtt-spin,rtt-block] [--trips N] [--count N]\n\
+         --quick: 64 B and 64 KiB, fewer records and trips (under a minute)\n\
+         --count: records per throughput run; --trips: round trips per latency run\n\
+         systems: {}",
+        ALL.map(Sys::name).join(", ")
+    );
+}
+
+/// Exits with status 2 on an unknown argument or an option without its value.
+pub fn check(args: &[String]) {
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" | "--json" => {}
+            "--sizes" | "--systems" | "--patterns" | "--trips" | "--count" => {
+                if it.next().is_none() {
+                    eprintln!("shmio-bench: {a} needs a value (see --help)");
+                    std::process::exit(2);
+                }
+            }
+            other => {
+                eprintln!("shmio-bench: unknown argument {other:?} (see --help)");
+                std::process::exit(2);
+            }
+        }
+    }
+}
+
+/// What to run, from checked arguments.
+pub struct Settings<'a> {
+    pub quick: bool,
+    pub json: bool,
+    pub sizes: Vec<usize>,
+    pub systems: Vec<Sys>,
+    patterns: Vec<String>,
+    /// GB moved per throughput run (unless `--count` says how many records).
+    pub budget: f64,
+    pub trips: u64,
+    count: Option<&'a String>,
+}
+
+impl<'a> Settings<'a> {
+    pub fn parse(args: &'a [String]) -> Settings<'a> {
+        let quick = args.iter().any(|a| a == "--quick");
+        let json = args.iter().any(|a| a == "--json");
+        let opt = |f: &str| {
+            args.iter()
+                .position(|a| a == f)
+                .and_then(|i| args.get(i + 1))
+        };
+        let sizes: Vec<usize> = opt("--sizes").map_or_else(
+            || {
+                if quick {
+                    vec![64, 65536]
+                } else {
+                    vec![8, 64, 1024, 65536]
+                }
+            },
+            |s| s.split(',').map(|x| x.parse().expect("--sizes")).collect(),
+        );
+        let systems: Vec<Sys> = opt("--systems").map_or(ALL.to_vec(), |s| {
+            s.split(',')
+                .map(|x| {
+                    Sys::parse(x).unwrap_or_else(|| {
+                        eprintln!("shmio-bench: unknown system {x:?} (see --help)");
+                        std::process::exit(2)
+                    })
+                })
+                .collect()
+        });
+        let patterns: Vec<String> = opt("--patterns").map_or_else(
+            || {
+                ["1to1", "1to4", "rtt-spin", "rtt-block"]
+                    .map(String::from)
+                    .to_vec()
+            },
+            |s| s.split(',').map(String::from).collect(),
+        );
+        let trips: u64 = opt("--trips").map_or(if quick { 10_000 } else { 100_000 }, |t| {
+            t.parse().expect("--trips")
+        });
+        Settings {
+            quick,
+            json,
+            sizes,
+            systems,
+            patterns,
+            budget: if quick { 0.03 } else { 0.5 },
+            trips,
+            count: opt("--count"),
+        }
+    }
+
+    /// Whether `pattern` is to run.
+    pub fn want(&self, pattern: &str) -> bool {
+        self.patterns.iter().any(|x| x == pattern)
+    }
+
+    /// Records per throughput run of `size`-byte records: `--count`, or what the budget moves
+    /// (within bounds).
+    pub fn count(&self, size: usize) -> u64 {
+        let count = ((self.budget * 1e9 / size as f64) as u64).clamp(20_000, 5_000_000);
+        let count = if self.quick {
+            count.min(500_000)
+        } else {
+            count
+        };
+        self.count.map_or(count, |c| c.parse().expect("--count"))
+    }
+}

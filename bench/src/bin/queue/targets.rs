@@ -1,0 +1,81 @@
+//! The closing section: the benchmark issue's targets, checked against this run's figures.
+
+use crate::report::{Out, floor};
+
+/// Checks the benchmark issue's targets against this run's figures.
+pub fn targets(out: &Out, sizes: &[usize]) {
+    println!("\n## Targets (this run)");
+    let line = |what: String, ratio: Option<f64>, goal: f64, at_most: bool| match ratio {
+        Some(r) => {
+            let met = if at_most { r <= goal } else { r >= goal };
+            let op = if at_most { "<=" } else { ">=" };
+            println!(
+                "  [{}] {what}: {r:.2}x (goal {op} {goal}x)",
+                if met { "met" } else { "MISSED" }
+            );
+        }
+        None => println!("  [n/a] {what}: not measured in this run"),
+    };
+    let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
+    let bp64 = out.get("shmio-bp", "1to1", 64);
+    for (peer, goal) in [
+        ("iceoryx2", 5.0),
+        ("pipe", 10.0),
+        ("fcntl-lock-shm", 100.0),
+        ("minimal-ring", 0.8),
+    ] {
+        line(
+            format!("64 B 1->1 throughput, shmio-bp vs {peer}"),
+            ratio(bp64, out.get(peer, "1to1", 64)),
+            goal,
+            false,
+        );
+    }
+    for (how, pattern, floor_name, goal) in [
+        ("spinning", "rtt-spin", "cache-line ping-pong", 2.0),
+        ("blocking", "rtt-block", "raw futex ping-pong", 1.2),
+    ] {
+        line(
+            format!("64 B round trip p50, {how}: shmio-bp vs {floor_name}"),
+            ratio(
+                out.get("shmio-bp", pattern, 64),
+                out.get(floor(pattern), pattern, 64),
+            ),
+            goal,
+            true,
+        );
+    }
+    line(
+        "64 KiB 1->1 zero-copy bandwidth vs single-core memcpy".into(),
+        ratio(
+            out.get("shmio-bp-zerocopy", "1to1", 65536)
+                .map(|r| r * 65536.0 / 1e9),
+            out.get("memcpy", "1", 65536),
+        ),
+        0.5,
+        false,
+    );
+    // Ahead of iceoryx2 everywhere: the better of shmio's back-pressure calls (iceoryx2 also
+    // reads in place), at every size and pattern measured.
+    for &size in sizes {
+        for pattern in ["1to1", "1to4", "rtt-spin", "rtt-block"] {
+            // Throughput: more is better; round trips: shorter is.
+            let rtt = pattern.starts_with("rtt");
+            let best = ["shmio-bp", "shmio-bp-zerocopy"]
+                .iter()
+                .filter_map(|s| out.get(s, pattern, size))
+                .reduce(if rtt { f64::min } else { f64::max });
+            let what = if rtt {
+                format!("{size} B {pattern} p50, shmio vs iceoryx2 (lower is better)")
+            } else {
+                format!("{size} B {pattern} throughput, shmio vs iceoryx2")
+            };
+            line(
+                what,
+                ratio(best, out.get("iceoryx2", pattern, size)),
+                1.0,
+                rtt,
+            );
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The consumer's waits (for the next record, for a live producer) and the producer's wake
+//! of the consumers asleep on the notify word.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use super::liveness::{View, evict_dead_consumers, pass_on_death, producer_view};
+use super::{Backstop, Deadline, sleep_on, spin_until};
+use crate::queue::layout::{ConsumerSlot, PRODUCER_BYTE, SLEEP_COUNTED, Shared};
+use crate::queue::{Error, Result, ring};
+use crate::sys::futex::{self, FUTEX_WAITERS, WaitOutcome};
+use crate::sys::robust::{Owner, mark_waiting};
+
+/// Test hook: `SHMIO_TEST_HOOK=die-after-announce` kills the process (SIGKILL) right after a
+/// consumer counted itself among the sleepers, before it recorded that in its slot: the window
+/// that leaves an over-count behind. Read once; costs one relaxed load on the sleep path only.
+fn hook_die_after_announce() -> bool {
+    static HOOK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HOOK.get_or_init(|| {
+        std::env::var_os("SHMIO_TEST_HOOK").is_some_and(|v| v == "die-after-announce")
+    })
+}
+
+/// What a consumer-side wait ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DataWait {
+    /// A record beyond the cursor is committed.
+    Data,
+    /// No producer, and nothing left to read: it closed ([`Owner::Free`]) or died.
+    Gone(Owner),
+    /// One of the extra words changed (its index): a kick of the poll notifier, or a
+    /// cancellation.
+    Kicked(usize),
+}
+
+/// Waits until record `cursor` is committed, the producer is gone (after every committed record
+/// is visible), the deadline passes, or one of `extra` (words and the values they had) changes.
+/// `role` names the sleeper ([`ROLE_READER`] or [`ROLE_NOTIFIER`]). Spins for up to `spin`
+/// first.
+pub(crate) fn wait_for_data(
+    shared: &Shared,
+    me: &ConsumerSlot,
+    role: usize,
+    cursor: u64,
+    deadline: &Deadline,
+    spin: Duration,
+    extra: &[(&AtomicU32, u32)],
+) -> Result<DataWait> {
+    let h = shared.header();
+    let head = &h.prod.0.head;
+    let kicked = || {
+        extra
+            .iter()
+            .position(|(w, v)| w.load(Ordering::SeqCst) != *v)
+    };
+    if !matches!(deadline, Deadline::Now)
+        && spin_until(spin, || {
+            ring::committed(head) > cursor || kicked().is_some()
+        })
+        && ring::committed(head) > cursor
+    {
+        return Ok(DataWait::Data);
+    }
+    let mut backstop = Backstop::new();
+    loop {
+        shared.intact(false)?;
+        if ring::committed(head) > cursor {
+            return Ok(DataWait::Data);
+        }
+        let view = producer_view(shared, me)?;
+        let lock_lost = view == View::Alive && backstop.due() && !shared.role_held(PRODUCER_BYTE);
+        let gone = match view {
+            View::Gone(state) => Some(state),
+            View::Alive if lock_lost => Some(Owner::Died),
+            View::Alive => None,
+        };
+        if let Some(state) = gone {
+            // Records committed before the death or close are visible now: drain first.
+            if ring::committed(head) > cursor {
+                return Ok(DataWait::Data);
+            }
+            if state == Owner::Died {
+                pass_on_death(shared, me);
+            }
+            return Ok(DataWait::Gone(state));
+        }
+        if let Some(i) = kicked() {
+            return Ok(DataWait::Kicked(i));
+        }
+        if deadline.passed() {
+            return Err(deadline.expired());
+        }
+        // Before sleeping: the file must still be whole (a shrunk file is reported, not slept
+        // on: its futex words may be gone).
+        shared.intact(true)?;
+        let Some(dw) = mark_waiting(&me.death) else {
+            continue;
+        };
+        // Count in `waiters`, then record it in the slot (and undo in the reverse order): a
+        // death in between over-counts, which costs wake system calls until the producer resets
+        // the count (see `wake_consumers`), never a lost wake-up.
+        let epoch = ring::announce_sleep(&h.waiters.0);
+        if hook_die_after_announce() {
+            // SIGKILL ends the process here.
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+        }
+        me.sleep[role].store(SLEEP_COUNTED | (epoch & !SLEEP_COUNTED), Ordering::SeqCst);
+        let n = h.prod.0.notify.load(Ordering::Acquire);
+        let res = if ring::epoch_of(&h.waiters.0) != epoch || ring::committed(head) > cursor {
+            Ok(WaitOutcome::Changed)
+        } else {
+            let mut words: [(&AtomicU32, u32); 4] = [(&h.prod.0.notify, n); 4];
+            words[1] = (&me.death, dw);
+            let k = extra.len().min(2);
+            words[2..2 + k].copy_from_slice(&extra[..k]);
+            sleep_on(&words[..2 + k], &deadline.slice())
+        };
+        me.sleep[role].store(0, Ordering::SeqCst);
+        ring::retract_sleep(&h.waiters.0, epoch);
+        shared.intact(true)?;
+        if let WaitOutcome::Interrupted = res? {
+            // A signal: report it, unless the record or the death (whose wake we may have
+            // taken) is already there.
+            if ring::committed(head) > cursor {
+                return Ok(DataWait::Data);
+            }
+            if let View::Alive = producer_view(shared, me)? {
+                return Err(Error::Interrupted);
+            }
+        }
+    }
+}
+
+/// Waits until a live producer holds the queue (a take-over after a death or a close), the
+/// deadline passes or one of `extra` changes (its index is returned). Returns at once if one
+/// holds it now.
+pub(crate) fn wait_for_producer(
+    shared: &Shared,
+    me: &ConsumerSlot,
+    deadline: &Deadline,
+    extra: &[(&AtomicU32, u32)],
+) -> Result<Option<usize>> {
+    let owner = &shared.header().owner.0.owner;
+    loop {
+        // Announce a sleeper (a claim keeps the bit and wakes the word's sleepers only if set).
+        let ow = owner.fetch_or(FUTEX_WAITERS, Ordering::SeqCst) | FUTEX_WAITERS;
+        // A live-looking word counts only with the producer's liveness lock behind it.
+        if producer_view(shared, me)? == View::Alive && shared.role_held(PRODUCER_BYTE) {
+            return Ok(None);
+        }
+        if let Some(i) = extra
+            .iter()
+            .position(|(w, v)| w.load(Ordering::SeqCst) != *v)
+        {
+            return Ok(Some(i));
+        }
+        if deadline.passed() {
+            return Err(deadline.expired());
+        }
+        shared.intact(true)?;
+        // A new producer's claim wakes every sleeper on the owner word.
+        let mut words: [(&AtomicU32, u32); 3] = [(owner, ow); 3];
+        let k = extra.len().min(2);
+        words[1..1 + k].copy_from_slice(&extra[..k]);
+        if let WaitOutcome::Interrupted = sleep_on(&words[..1 + k], &deadline.slice())? {
+            return Err(Error::Interrupted);
+        }
+    }
+}
+
+/// Producer: wakes every consumer asleep on `notify`, if any announced it sleeps. Counts the
+/// wake system calls in `wake_calls`.
+///
+/// `idle_wakes` counts wakes that found nobody asleep: a consumer killed while asleep, or
+/// between counting itself and recording it, leaves its share in the count. After a run of
+/// those, dead consumers are evicted and the count is reset (see [`repair_sleepers`]).
+#[inline]
+pub(crate) fn wake_consumers(shared: &Shared, idle_wakes: &mut u32, wake_calls: &mut u64) {
+    let h = shared.header();
+    if ring::must_wake(&h.waiters.0) {
+        h.prod.0.notify.fetch_add(1, Ordering::SeqCst);
+        *wake_calls += 1;
+        match futex::wake(&h.prod.0.notify, u32::MAX) {
+            Ok(0) => {
+                *idle_wakes += 1;
+                if *idle_wakes >= 64 {
+                    *idle_wakes = 0;
+                    repair_sleepers(shared);
+                }
+            }
+            _ => *idle_wakes = 0,
+        }
+    }
+}
+
+/// Producer: evicts dead consumers, then resets the sleeper count to a new epoch and wakes
+/// everyone, so that live sleepers count themselves again and shares that no slot records
+/// (a consumer killed between counting itself and recording it) are gone.
+fn repair_sleepers(shared: &Shared) {
+    evict_dead_consumers(shared);
+    let h = shared.header();
+    ring::reset_sleepers(&h.waiters.0);
+    h.prod.0.notify.fetch_add(1, Ordering::SeqCst);
+    futex::wake_all(&h.prod.0.notify);
+}
