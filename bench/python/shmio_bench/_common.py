@@ -73,11 +73,20 @@ def optional(module: str) -> Any:
     return importlib.import_module(module)
 
 
+def human(size: int) -> str:
+    """A byte count as the tables print it: ``64 B``, ``1 KiB``, ``4 MiB``."""
+    if size >= MIB:
+        return f"{size // MIB} MiB"
+    if size >= KIB:
+        return f"{size // KIB} KiB"
+    return f"{size} B"
+
+
 def progress(total: int, unit: str = "run") -> Any:
     """A tqdm bar on stderr, or None when tqdm is not installed."""
     try:
         tqdm = optional("tqdm").tqdm
-        return tqdm(total=total, unit=unit, file=sys.stderr)
+        return tqdm(total=total or None, unit=unit, file=sys.stderr)  # 0: not known
     except ImportError:
         return None
 

@@ -26,17 +26,11 @@ and fields it reports, into a second table and ``queue-native.png``.
 from __future__ import annotations
 
 import functools
-import importlib
-import json
 import multiprocessing as mp
 import os
 import platform
-import re
 import shlex
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -45,10 +39,9 @@ from typing import Any
 
 import shmio
 
-from ._common import MissingProgram, find_program, pyplot
+from ._common import KIB, MIB, MissingProgram, find_program, human, optional, progress, pyplot
+from .queue_native import native, native_markdown, native_plot
 
-KIB = 1024
-MIB = 1024 * 1024
 
 CORE = ["shmio", "multiprocessing.Queue", "multiprocessing.Pipe"]
 OPTIONAL = {
@@ -78,10 +71,6 @@ class Result:
 def _capacity(size: int) -> int:
     return 1024 if size <= 4 * KIB else 64 if size <= 256 * KIB else 16
 
-
-def _optional(module: str) -> Any:
-    """Imports an optional package (typed as Any: none of them is required)."""
-    return importlib.import_module(module)
 
 
 # ---- processes (module-level functions, as the spawn start method requires) ---------------
@@ -137,14 +126,14 @@ def _producer(kind: str, chan: Any, size: int, n: int, mode: str) -> None:
         for _ in range(n):
             put(payload, timeout=60)
     elif kind == "posix_ipc":
-        posix_ipc = _optional("posix_ipc")
+        posix_ipc = optional("posix_ipc")
 
         mq = posix_ipc.MessageQueue(chan)
         for _ in range(n):
             mq.send(payload)
         mq.close()
     elif kind == "pyzmq":
-        zmq = _optional("zmq")
+        zmq = optional("zmq")
 
         ctx = zmq.Context()
         s = ctx.socket(zmq.PUSH)
@@ -158,8 +147,8 @@ def _producer(kind: str, chan: Any, size: int, n: int, mode: str) -> None:
         s.close(linger=-1)
         ctx.term()
     elif kind == "iceoryx2":
-        iox = _optional("iceoryx2")
-        ctypes = _optional("ctypes")
+        iox = optional("iceoryx2")
+        ctypes = optional("ctypes")
 
         node, svc = _iox_service(iox, chan, size)
         pub = (
@@ -192,7 +181,7 @@ def _iox_service(iox: Any, name: str, size: int) -> tuple[Any, Any]:
     """An iceoryx2 node and the run's publish-subscribe service (byte slices), opened or
     created alike by both sides: no overflow (the publisher waits), no history, a subscriber
     buffer of the capacity every transport gets."""
-    ctypes = _optional("ctypes")
+    ctypes = optional("ctypes")
     iox.set_log_level(iox.LogLevel.Error)
     node = (
         iox.NodeBuilder.new()
@@ -249,7 +238,7 @@ def _consume(kind: str, chan: Any, size: int, n: int, mode: str) -> float:
     if kind == "faster-fifo":
         return _time_calls(functools.partial(chan.get, timeout=60), n)
     if kind == "posix_ipc":
-        posix_ipc = _optional("posix_ipc")
+        posix_ipc = optional("posix_ipc")
 
         mq = posix_ipc.MessageQueue(chan)
         mq.receive()
@@ -260,7 +249,7 @@ def _consume(kind: str, chan: Any, size: int, n: int, mode: str) -> float:
         mq.close()
         return t
     if kind == "pyzmq":
-        zmq = _optional("zmq")
+        zmq = optional("zmq")
 
         ctx = zmq.Context()
         s = ctx.socket(zmq.PULL)
@@ -285,8 +274,8 @@ def _consume(kind: str, chan: Any, size: int, n: int, mode: str) -> float:
         ctx.term()
         return t
     if kind == "iceoryx2":
-        iox = _optional("iceoryx2")
-        string_at = _optional("ctypes").string_at
+        iox = optional("iceoryx2")
+        string_at = optional("ctypes").string_at
 
         node, svc = _iox_service(iox, chan, size)
         sub = svc.subscriber_builder().buffer_size(_capacity(size)).create()
@@ -335,7 +324,7 @@ def _skip_reason(kind: str, size: int) -> str | None:
     mod = OPTIONAL.get(kind)
     if mod is not None:
         try:
-            _optional(mod)
+            optional(mod)
         except ImportError:
             return f"{kind} is not installed (pip install {kind})"
     if kind == "posix_ipc":
@@ -360,11 +349,11 @@ def _run_one(ctx: Any, kind: str, size: int, n: int, mode: str = "copy") -> Resu
     elif kind == "multiprocessing.Pipe":
         cons_chan, prod_chan = ctx.Pipe(duplex=False)
     elif kind == "faster-fifo":
-        faster_fifo = _optional("faster_fifo")
+        faster_fifo = optional("faster_fifo")
 
         prod_chan = cons_chan = faster_fifo.Queue(max_size_bytes=_capacity(size) * (size + 64))
     elif kind == "posix_ipc":
-        posix_ipc = _optional("posix_ipc")
+        posix_ipc = optional("posix_ipc")
 
         mq = posix_ipc.MessageQueue(
             f"/shmio_bench_{tag}", posix_ipc.O_CREX, max_messages=10, max_message_size=size
@@ -409,22 +398,6 @@ def _unlink_quietly(name: str) -> None:
         shmio.Queue.unlink(name)
     except shmio.NotFound:
         pass
-
-
-def _human(size: int) -> str:
-    if size >= MIB:
-        return f"{size // MIB} MiB"
-    if size >= KIB:
-        return f"{size // KIB} KiB"
-    return f"{size} B"
-
-
-def _progress(total: int, unit: str = "run") -> Any:
-    try:
-        tqdm = _optional("tqdm").tqdm
-        return tqdm(total=total or None, unit=unit, file=sys.stderr)
-    except ImportError:
-        return None
 
 
 def run(
@@ -475,12 +448,12 @@ def run(
             "the consumer polls receive() in a loop (a busy core)"
         )
 
-    bar = _progress(len(plan))
+    bar = progress(len(plan))
     results: list[Result] = []
     zero_copy: list[Result] = []
     failures: list[str] = []
     for i, (kind, size, n, mode, label) in enumerate(plan, 1):
-        desc = f"{label} {_human(size)} x {n}"
+        desc = f"{label} {human(size)} x {n}"
         if bar is not None:
             bar.set_description(desc)
         else:
@@ -525,134 +498,6 @@ def run(
     return results + zero_copy
 
 
-# ---- the native benchmark ------------------------------------------------------------------
-
-#: Fields of a shmio-bench JSON row that identify it (every other field is a measurement).
-KEYS = ("system", "pattern", "size")
-#: Measurements shown first when present; any others follow in the order they appear.
-FIRST = ("records_per_s", "gbps", "p50_ns", "p99_ns", "p999_ns")
-
-
-def native(args: list[str], timeout: float = 1800) -> tuple[list[dict[str, Any]], str | None]:
-    """Runs ``shmio-bench --json ...`` and collects its rows (one JSON object per line) as
-    they come, with a progress bar (the number of rows is not known in advance). Returns the
-    rows and, if the program failed or printed something that is not a row, what went wrong:
-    the rows gathered before a failure are kept."""
-    rows: list[dict[str, Any]] = []
-    junk: list[str] = []
-    bar = _progress(0, unit="row")
-    with tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True)
-        timer = threading.Timer(timeout, proc.kill)
-        timer.start()
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                line = line.strip()
-                if not line:
-                    continue
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    row = None
-                if not isinstance(row, dict) or not all(k in row for k in KEYS):
-                    junk.append(line)
-                    continue
-                rows.append(row)
-                desc = f"shmio-bench {row['system']} {row['pattern']} {_human(int(row['size']))}"
-                if bar is not None:
-                    bar.set_description(desc)
-                    bar.update(1)
-                else:
-                    print(f"[{len(rows)}] {desc}", file=sys.stderr, flush=True)
-            rc = proc.wait()
-        finally:
-            timer.cancel()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            if bar is not None:
-                bar.close()
-        err.seek(0)
-        stderr = err.read().strip()
-    problem = None
-    if rc != 0:
-        frame = re.compile(r"\s*(\d+:|at |stack backtrace|note: )")  # Rust's backtrace
-        last = [ln.strip() for ln in stderr.splitlines() if ln.strip() and not frame.match(ln)]
-        why = f"killed after {timeout:.0f} s" if rc == -9 else f"exited with {rc}"
-        problem = (f"shmio-bench {why} after {len(rows)} rows"
-                   + (f": {' / '.join(last[:3])[:500]}" if last else ""))
-    elif junk:
-        problem = f"shmio-bench printed {len(junk)} lines that are not rows: {junk[0][:200]}"
-    return rows, problem
-
-
-def _cell(v: Any) -> str:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return str(v)
-    if isinstance(v, int) or float(v).is_integer() and abs(v) >= 1000:
-        return f"{int(v):,}"
-    return f"{v:,.3f}" if abs(v) < 10 else f"{v:,.1f}" if abs(v) < 1000 else f"{v:,.0f}"
-
-
-def native_markdown(rows: list[dict[str, Any]], cmd: str) -> str:
-    """The native rows as Markdown: one table per record size, rows grouped by pattern (in the
-    order the program printed them), one row per system, a column for every field seen."""
-    lines = ["", "## Native: " + (f"`{cmd}`" if cmd else "shmio-bench"), ""]
-    if not rows:
-        return "\n".join(lines + ["No rows (see the notes above).", ""])
-    lines += [
-        "The Rust benchmark program, as it reported itself (one JSON row per system, pattern "
-        "and record size; `1toN`: one producer to N consumer processes, `rtt…`: round trips "
-        "(`-spin`, `-block`: how the sides wait), pattern `1`: one core's memcpy). Fields are "
-        "the program's own.",
-    ]
-    for size in dict.fromkeys(int(r["size"]) for r in rows):
-        group = [r for r in rows if int(r["size"]) == size]
-        seen = list(dict.fromkeys(k for r in group for k in r if k not in KEYS))
-        fields = [f for f in FIRST if f in seen] + [f for f in seen if f not in FIRST]
-        patterns = list(dict.fromkeys(str(r["pattern"]) for r in group))
-        lines += ["", f"### {_human(size)} records", ""]
-        lines.append("| pattern | system | " + " | ".join(fields) + " |")
-        lines.append("|---|---|" + "---:|" * len(fields))
-        for pat in patterns:
-            for r in (r for r in group if str(r["pattern"]) == pat):
-                cells = [_cell(r[f]) if f in r else "" for f in fields]
-                lines.append(f"| {pat} | {r['system']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def native_plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
-    """records/s of every (system, pattern) that has them, one panel per record size."""
-    plt = pyplot()
-    rated = [r for r in rows if isinstance(r.get("records_per_s"), (int, float))]
-    sizes = list(dict.fromkeys(int(r["size"]) for r in rated))
-    if plt is None or not sizes:
-        return None
-    tallest = max(sum(1 for r in rated if int(r["size"]) == s) for s in sizes)
-    fig, axes = plt.subplots(
-        1, len(sizes), figsize=(6 * len(sizes), 1.2 + 0.28 * tallest), squeeze=False
-    )
-    for ax, size in zip(axes[0], sizes):
-        group = sorted(
-            (r for r in rated if int(r["size"]) == size), key=lambda r: r["records_per_s"]
-        )
-        labels = [f"{r['system']} ({r['pattern']})" for r in group]
-        colors = [
-            "tab:orange" if str(r["system"]).startswith("shmio") else "tab:blue" for r in group
-        ]
-        ax.barh(labels, [r["records_per_s"] for r in group], color=colors)
-        ax.set_xscale("log")
-        ax.set_xlabel("records/s (log)")
-        ax.set_title(f"{_human(size)} records")
-        ax.tick_params(axis="y", labelsize=8)
-    fig.suptitle("shmio-bench (native): records/s by system")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
 def _markdown(
     results: list[Result], zero_copy: list[Result], notes: list[str], quick: bool, repeat: int
 ) -> str:
@@ -675,7 +520,7 @@ def _markdown(
         for r in sorted(rows, key=lambda r: -r.rate):
             ratio = f"{r.rate / base:.1f}x" if base else "-"
             lines.append(
-                f"| {_human(size)} | {r.transport} | {r.rate:,.0f} | {r.mbps:,.1f} | {ratio} |"
+                f"| {human(size)} | {r.transport} | {r.rate:,.0f} | {r.mbps:,.1f} | {ratio} |"
             )
     if zero_copy:
         lines += [
@@ -698,11 +543,8 @@ def _markdown(
 
 
 def _plot(results: list[Result], zero_copy: list[Result], path: Path) -> Path | None:
-    try:
-        matplotlib = _optional("matplotlib")
-        matplotlib.use("Agg")
-        plt = _optional("matplotlib.pyplot")
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return None
     sizes = sorted({r.size for r in results})
     panels = len(sizes) + (1 if zero_copy else 0)
@@ -715,7 +557,7 @@ def _plot(results: list[Result], zero_copy: list[Result], path: Path) -> Path | 
         ax.barh([r.transport for r in rows], [r.rate for r in rows], color=colors)
         ax.set_xscale("log")
         ax.set_xlabel("records/s (log)")
-        ax.set_title(f"{_human(size)} records")
+        ax.set_title(f"{human(size)} records")
     if zero_copy:
         ax = axes[0][-1]
         ax.barh([r.transport for r in zero_copy], [r.rate for r in zero_copy], color="tab:green")
