@@ -1,0 +1,5 @@
+//! The benchmark (placeholder).
+
+pub fn main(_args: &[String]) -> i32 {
+    2
+}
