@@ -90,7 +90,7 @@ struct OutArgs {
     #[arg(long, default_value = "oldest")]
     from: String,
     /// Largest Zenoh message in bytes (records are batched while more are queued).
-    #[arg(long, default_value_t = 64 * 1024)]
+    #[arg(long, default_value_t = outbound::MAX_BATCH)]
     max_batch: usize,
     #[command(flatten)]
     net: Net,

@@ -13,6 +13,10 @@ use crate::config::NetOptions;
 use crate::wire::{self, BatchWriter, End, Geometry, Header, Message, State};
 use crate::{Error, Result, Stop};
 
+/// The default largest batch: with Zenoh's own framing it still fits one Zenoh transport
+/// batch (64 KiB), so a batch of small records is never fragmented.
+pub const MAX_BATCH: usize = 60 * 1024;
+
 /// What `queue-out` does.
 #[derive(Debug, Clone)]
 pub struct OutOptions {
@@ -28,13 +32,13 @@ pub struct OutOptions {
 }
 
 impl OutOptions {
-    /// `queue`, read from the oldest record held, batches of at most 64 KiB.
+    /// `queue`, read from the oldest record held, batches of at most [`MAX_BATCH`] bytes.
     pub fn new(queue: &str) -> OutOptions {
         OutOptions {
             queue: queue.into(),
             stream: None,
             start: Start::Oldest,
-            max_batch: 64 * 1024,
+            max_batch: MAX_BATCH,
         }
     }
 }
@@ -212,19 +216,14 @@ pub fn run(net: &NetOptions, opts: &OutOptions, stop: &Stop, ready: &dyn Fn()) -
             } else {
                 Some(Duration::ZERO)
             };
-            match consumer.recv_seq_for(batch.slot(slot), timeout) {
-                Ok((seq, n)) => batch.commit(seq, n, slot),
-                Err(e) => {
-                    batch.cancel(slot);
-                    match e {
-                        QError::WouldBlock | QError::Timeout => {}
-                        QError::ProducerDead => ended = Some(State::Dead),
-                        QError::Closed => ended = Some(State::Closed),
-                        e => return Err(e.into()),
-                    }
-                    break;
-                }
+            match batch.recv(&mut consumer, slot, timeout) {
+                Ok(_) => continue,
+                Err(QError::WouldBlock | QError::Timeout) => {}
+                Err(QError::ProducerDead) => ended = Some(State::Dead),
+                Err(QError::Closed) => ended = Some(State::Closed),
+                Err(e) => return Err(e.into()),
             }
+            break;
         }
         if !batch.is_empty() {
             out.pos += u64::from(batch.count());

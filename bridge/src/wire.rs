@@ -6,7 +6,9 @@
 //! which tells the upstream losses apart) and by their position in the run's stream (`pos`,
 //! dense, which tells a loss between the bridges apart and is what credit is counted in).
 
-use shmio::queue::{Policy, QueueInfo};
+use std::time::Duration;
+
+use shmio::queue::{Consumer, Policy, QueueInfo};
 
 use crate::{Error, Result};
 
@@ -207,8 +209,8 @@ impl Credit {
     }
 }
 
-/// Builds a batch in place: [`begin`](Self::begin), then [`push`](Self::push) (or
-/// [`slot`](Self::slot) and [`commit`](Self::commit)) per record.
+/// Builds a batch in place: [`begin`](Self::begin), then [`recv`](Self::recv) (or
+/// [`push`](Self::push)) per record, then [`finish`](Self::finish).
 #[derive(Debug, Default)]
 pub struct BatchWriter {
     buf: Vec<u8>,
@@ -240,32 +242,40 @@ impl BatchWriter {
         self.count == 0
     }
 
-    /// Room for one record of up to `max` bytes, to be filled and then [`commit`](Self::commit)ted.
-    pub fn slot(&mut self, max: usize) -> &mut [u8] {
+    /// Receives the next record of `c` (waiting at most `timeout`) straight into the batch;
+    /// returns its sequence number. `max` is the queue's slot size. On an error the batch is
+    /// unchanged.
+    pub fn recv(
+        &mut self,
+        c: &mut Consumer,
+        max: usize,
+        timeout: Option<Duration>,
+    ) -> shmio::queue::Result<u64> {
+        self.buf.reserve(RECORD_OVERHEAD + max);
         let at = self.buf.len();
-        self.buf.resize(at + RECORD_OVERHEAD + max, 0);
-        &mut self.buf[at + RECORD_OVERHEAD..]
-    }
-
-    /// Keeps the record of `len` bytes written into the last [`slot`](Self::slot).
-    pub fn commit(&mut self, seq: u64, len: usize, max: usize) {
-        let at = self.buf.len() - RECORD_OVERHEAD - max;
-        self.buf[at..at + 8].copy_from_slice(&seq.to_le_bytes());
-        self.buf[at + 8..at + 12].copy_from_slice(&(len as u32).to_le_bytes());
-        self.buf.truncate(at + RECORD_OVERHEAD + len);
+        let spare = &mut self.buf.spare_capacity_mut()[..RECORD_OVERHEAD + max];
+        let (seq, len) = c.recv_uninit_for(&mut spare[RECORD_OVERHEAD..], timeout)?;
+        let mut head = [0u8; RECORD_OVERHEAD];
+        head[..8].copy_from_slice(&seq.to_le_bytes());
+        head[8..].copy_from_slice(&(len as u32).to_le_bytes());
+        for (d, s) in spare.iter_mut().zip(head) {
+            d.write(s);
+        }
+        // SAFETY: the capacity was reserved above; the record's header bytes were written
+        // just now and its `len <= max` payload bytes by `recv_uninit_for`, whose success
+        // guarantees they are initialised.
+        unsafe { self.buf.set_len(at + RECORD_OVERHEAD + len) };
         self.count += 1;
-    }
-
-    /// Drops the last [`slot`](Self::slot) unused.
-    pub fn cancel(&mut self, max: usize) {
-        let at = self.buf.len() - RECORD_OVERHEAD - max;
-        self.buf.truncate(at);
+        Ok(seq)
     }
 
     /// Appends one record.
     pub fn push(&mut self, seq: u64, data: &[u8]) {
-        self.slot(data.len()).copy_from_slice(data);
-        self.commit(seq, data.len(), data.len());
+        self.buf.extend_from_slice(&seq.to_le_bytes());
+        self.buf
+            .extend_from_slice(&(data.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(data);
+        self.count += 1;
     }
 
     /// The finished batch's bytes, handed over (the writer starts empty again).
@@ -402,11 +412,7 @@ mod tests {
         let mut w = BatchWriter::default();
         w.begin(7, 2, 40);
         w.push(10, b"abc");
-        let slot = w.slot(100);
-        slot[..2].copy_from_slice(b"xy");
-        w.commit(12, 2, 100);
-        w.slot(100);
-        w.cancel(100);
+        w.push(12, b"xy");
         w.push(13, b"");
         let bytes = w.finish();
         let Message::Batch(b) = decode(&bytes).unwrap() else {

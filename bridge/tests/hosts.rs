@@ -371,3 +371,35 @@ fn overwrite_mode_loses_records_and_counts_every_one() {
         "{a} {b} {end}"
     );
 }
+
+#[test]
+fn the_benchmark_runs_and_prints_its_ratios() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let out = std::process::Command::new(TOOL)
+        .args([
+            "bench",
+            "--count64",
+            "20000",
+            "--count64k",
+            "300",
+            "--repeat",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if String::from_utf8_lossy(&out.stderr).contains("SKIPPED") {
+        return;
+    }
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_end().ends_with('x'))
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    assert!(rows[0].trim_start().starts_with("64 ") && rows[1].trim_start().starts_with("65536"));
+}
