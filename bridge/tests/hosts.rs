@@ -17,6 +17,7 @@ const TOOL: &str = env!("CARGO_BIN_EXE_shmio-bridge-tool");
 const ENDPOINT: &str = "tcp/198.18.0.1:7447";
 /// The lease the bridges run with in these tests: the bound on noticing a silent link.
 const LEASE_MS: u64 = 1000;
+const LEASE: &str = "1000";
 const T: Duration = Duration::from_secs(60);
 
 /// One test at a time: each moves a lot through two processes per host, on a small machine.
@@ -32,23 +33,25 @@ fn hosts() -> Option<Hosts> {
     }
 }
 
+/// `queue-out` for queue `q` on host A, ready.
+fn queue_out(h: &Hosts) -> Proc {
+    let args = [
+        "queue-out",
+        "--queue",
+        "q",
+        "--listen",
+        ENDPOINT,
+        "--lease-ms",
+        LEASE,
+    ];
+    let mut out = h.start(&h.a, BRIDGE, args);
+    out.line("ready", T).unwrap();
+    out
+}
+
 /// The two bridges for queue `q`, both ready.
 fn bridges(h: &Hosts, extra_in: &[&str]) -> (Proc, Proc) {
-    let lease = LEASE_MS.to_string();
-    let mut out = h.start(
-        &h.a,
-        BRIDGE,
-        [
-            "queue-out",
-            "--queue",
-            "q",
-            "--listen",
-            ENDPOINT,
-            "--lease-ms",
-            &lease,
-        ],
-    );
-    out.line("ready", T).unwrap();
+    let out = queue_out(h);
     let mut args = vec![
         "queue-in",
         "--queue",
@@ -56,7 +59,7 @@ fn bridges(h: &Hosts, extra_in: &[&str]) -> (Proc, Proc) {
         "--connect",
         ENDPOINT,
         "--lease-ms",
-        &lease,
+        LEASE,
     ];
     args.extend_from_slice(extra_in);
     let mut inb = h.start(&h.b, BRIDGE, args);
@@ -284,21 +287,7 @@ fn bridge_kill_on_a_is_seen_on_b_at_once_and_a_silent_link_within_the_lease() {
     assert!(b.contains("upstream bridge is gone"), "{b}");
 
     // A new bridge on A; B's next worker takes its queue over.
-    let lease = LEASE_MS.to_string();
-    let mut out = h.start(
-        &h.a,
-        BRIDGE,
-        [
-            "queue-out",
-            "--queue",
-            "q",
-            "--listen",
-            ENDPOINT,
-            "--lease-ms",
-            &lease,
-        ],
-    );
-    out.line("ready", T).unwrap();
+    let _out = queue_out(&h);
     check.line("back", T).unwrap();
     // The link goes silent (no FIN, no RST): B notices within the lease.
     std::thread::sleep(Duration::from_millis(300));
@@ -402,4 +391,35 @@ fn the_benchmark_runs_and_prints_its_ratios() {
         .collect();
     assert_eq!(rows.len(), 2, "{text}");
     assert!(rows[0].trim_start().starts_with("64 ") && rows[1].trim_start().starts_with("65536"));
+}
+
+#[test]
+fn both_bridges_can_go_through_a_zenoh_router() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(h) = hosts() else { return };
+    let router_ep = "tcp/198.18.0.1:7446";
+    let mut router = h.start(&h.a, TOOL, ["router", "--listen", router_ep]);
+    router.line("ready", T).unwrap();
+    let mut producer = h.start(
+        &h.a,
+        TOOL,
+        ["produce", "q", "--count", "20000", "--wait-consumers", "1"],
+    );
+    producer.line("ready", T).unwrap();
+    let client = ["--client", "--connect", router_ep, "--lease-ms", LEASE];
+    let mut out = h.start(
+        &h.a,
+        BRIDGE,
+        [&["queue-out", "--queue", "q"][..], &client].concat(),
+    );
+    out.line("ready", T).unwrap();
+    let in_args = ["queue-in", "--queue", "q", "--wait-consumers", "1"];
+    let mut inb = h.start(&h.b, BRIDGE, [&in_args[..], &client].concat());
+    inb.line("ready", T).unwrap();
+    let mut check = h.start(&h.b, TOOL, ["check", "q", "--count", "20000"]);
+    let end = check.line("end", T).unwrap();
+    assert!(
+        end.starts_with("end done received=20000 dup=0 order=0 gaps=0 torn=0"),
+        "{end}"
+    );
 }

@@ -5,6 +5,7 @@
 //!                                 [--wait-consumers N] [--open] [--then hold|die|close]
 //! shmio-bridge-tool check QUEUE [--count N] [--timeout-ms N] [--slow-us N]
 //! shmio-bridge-tool zpub|zsub|tcp-send|tcp-recv ...   (the benchmark's baselines)
+//! shmio-bridge-tool router --listen ENDPOINT          (a Zenoh router, as zenohd)
 //! shmio-bridge-tool bench [--seconds S]               (needs root: makes its own hosts)
 //! ```
 //! Records are those of `shmio-qtool` (`shmio_tests::fill_record`): the sequence number the
@@ -25,10 +26,11 @@ fn main() {
         Some("zsub") => roles::zsub(&args[1..]),
         Some("tcp-send") => roles::tcp_send(&args[1..]),
         Some("tcp-recv") => roles::tcp_recv(&args[1..]),
+        Some("router") => roles::router(&args[1..]),
         Some("bench") => bench::main(&args[1..]),
         _ => {
             eprintln!(
-                "usage: shmio-bridge-tool produce|check|zpub|zsub|tcp-send|tcp-recv|bench ..."
+                "usage: shmio-bridge-tool produce|check|zpub|zsub|tcp-send|tcp-recv|router|bench ..."
             );
             2
         }

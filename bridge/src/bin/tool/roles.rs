@@ -326,3 +326,16 @@ pub fn tcp_recv(args: &[String]) -> i32 {
     say(&format!("rate count={count} secs={secs:.6}"));
     0
 }
+
+/// A Zenoh router (what `zenohd` runs, without plugins), scouting off, until killed.
+pub fn router(args: &[String]) -> i32 {
+    let mut config = net_of(args).zenoh_config().expect("config");
+    config
+        .insert_json5("mode", "\"router\"")
+        .expect("router mode");
+    let _session = zenoh::open(config).wait().expect("zenoh router");
+    say("ready");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
