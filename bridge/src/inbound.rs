@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shmio::queue::{Error as QError, Policy, Producer, QueueInfo, QueueOptions};
 use zenoh::bytes::ZBytes;
@@ -261,6 +261,7 @@ pub fn run_once(
             .max(1),
         granted: 0,
         since_grant: 0,
+        granted_at: Instant::now(),
         credit,
         bp: header.geometry.policy == Policy::BackPressure,
     };
@@ -285,6 +286,7 @@ pub fn run_once(
         let bytes = match inputs.data.recv_timeout(Duration::from_millis(50)) {
             Ok(b) => b,
             Err(mpsc::RecvTimeoutError::Timeout) => {
+                rx.grant()?;
                 if stop.is_set() {
                     return outcome(Ending::Stopped, &rx.stats, Some(producer));
                 }
@@ -323,15 +325,17 @@ struct Receiver<'a> {
     window: u64,
     granted: u64,
     since_grant: u64,
+    granted_at: Instant,
     credit: zenoh::pubsub::Publisher<'a>,
     bp: bool,
 }
 
 impl Receiver<'_> {
-    /// Grants credit up to the next position plus the window, if that moved.
+    /// Grants credit up to the next position plus the window, if that moved or the last
+    /// grant is half a second old (a grant is a plain publication: one could be missed).
     fn grant(&mut self) -> Result<()> {
         let limit = self.stats.next_pos + self.window;
-        if limit == self.granted {
+        if limit == self.granted && self.granted_at.elapsed() < Duration::from_millis(500) {
             return Ok(());
         }
         let c = Credit {
@@ -341,6 +345,7 @@ impl Receiver<'_> {
         self.credit.put(c.encode()).wait().map_err(Error::zenoh)?;
         self.granted = limit;
         self.since_grant = 0;
+        self.granted_at = Instant::now();
         Ok(())
     }
 

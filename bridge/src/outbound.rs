@@ -229,6 +229,9 @@ pub fn run(net: &NetOptions, opts: &OutOptions, stop: &Stop, ready: &dyn Fn()) -
             out.pos += u64::from(batch.count());
             out.stats.records += u64::from(batch.count());
             out.stats.batches += 1;
+            // The queryable's answer moves first: a receiver told the new position skips
+            // this batch if it gets it; one told the old position is already subscribed.
+            out.lock_header().next_pos = out.pos;
             out.put(batch.finish())?;
         }
         out.stats.lost_here = consumer.lost();
@@ -250,8 +253,12 @@ struct Sender<'a> {
 }
 
 impl Sender<'_> {
+    fn lock_header(&self) -> std::sync::MutexGuard<'_, Header> {
+        self.header.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn header(&self) -> Header {
-        *self.header.lock().unwrap_or_else(|e| e.into_inner())
+        *self.lock_header()
     }
 
     fn put(&self, bytes: Vec<u8>) -> Result<()> {
@@ -260,7 +267,7 @@ impl Sender<'_> {
 
     fn send_header(&self) -> Result<()> {
         let h = {
-            let mut h = self.header.lock().unwrap_or_else(|e| e.into_inner());
+            let mut h = self.lock_header();
             h.next_pos = self.pos;
             *h
         };
@@ -302,7 +309,7 @@ impl Sender<'_> {
     /// The producer died or closed: says so, waits for a new one, announces its generation.
     fn end_generation(&mut self, c: &mut Consumer, state: State, stop: &Stop) -> Result<()> {
         let end = {
-            let mut h = self.header.lock().unwrap_or_else(|e| e.into_inner());
+            let mut h = self.lock_header();
             h.state = state;
             h.next_pos = self.pos;
             End {
@@ -324,7 +331,7 @@ impl Sender<'_> {
             }
         }
         {
-            let mut h = self.header.lock().unwrap_or_else(|e| e.into_inner());
+            let mut h = self.lock_header();
             h.generation = generation(c);
             h.state = State::Alive;
         }

@@ -423,3 +423,61 @@ fn both_bridges_can_go_through_a_zenoh_router() {
         "{end}"
     );
 }
+
+#[test]
+fn a_receiver_joining_mid_stream_gets_the_rest_and_counts_no_loss() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(h) = hosts() else { return };
+    let mut producer = h.start(
+        &h.a,
+        TOOL,
+        ["produce", "q", "--count", "30000", "--wait-consumers", "1"],
+    );
+    producer.line("ready", T).unwrap();
+    let (_out, _inb) = bridges(&h, &["--wait-consumers", "1"]);
+    // The first receiver's consumer is slow, so the stream (paced by it) lasts seconds.
+    let mut first = h.start(
+        &h.b,
+        TOOL,
+        ["check", "q", "--count", "30000", "--slow-us", "20"],
+    );
+    first.line("opened", T).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let second_in = [
+        "queue-in",
+        "--queue",
+        "q",
+        "--local",
+        "q2",
+        "--connect",
+        ENDPOINT,
+        "--wait-consumers",
+        "1",
+        "--lease-ms",
+        LEASE,
+    ];
+    let mut inb2 = h.start(&h.b, BRIDGE, second_in);
+    inb2.line("ready", T).unwrap();
+    let mut second = h.start(&h.b, TOOL, ["check", "q2"]);
+    let end = first.line("end", T).unwrap();
+    assert!(
+        end.starts_with("end done received=30000 dup=0 order=0 gaps=0"),
+        "{end}"
+    );
+    let end2 = second.line("end", T).unwrap();
+    let b2 = inb2.line("end", T).unwrap();
+    eprintln!("joined mid-stream: {b2} / {end2}");
+    assert!(end2.starts_with("end closed"), "{end2}");
+    assert_eq!(
+        (num(&end2, "gaps"), num(&end2, "dup"), num(&end2, "torn")),
+        (0, 0, 0)
+    );
+    assert_eq!(num(&end2, "last"), 29_999, "{end2}");
+    assert!(num(&end2, "first") > 0, "did not join mid-stream: {end2}");
+    assert_eq!(
+        (num(&b2, "lost_between"), num(&b2, "duplicates")),
+        (0, 0),
+        "{b2}"
+    );
+    assert_eq!(num(&b2, "produced"), num(&end2, "received"), "{b2} {end2}");
+}
