@@ -12,7 +12,7 @@ install_missing make:make cc:gcc ip:iproute2
 python_env  # the workspace's Python extension crate needs python3 to build
 
 step "building libshmio, the tools and the benchmarks (target/release) and the C demos (examples-c/build)"
-cargo build --workspace --release --locked
+release_build
 make -C examples-c
 
 q="shmio_demo_$$"

@@ -23,7 +23,10 @@ step "cargo doc, warnings denied (broken links, missing docs)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 step "release build: libshmio.so, libshmio.a, shmio.pc, tools"
-cargo build --workspace --release --locked
+# One build per crate that its own step then tests: `cargo test -p X` unifies features over X
+# alone, so a `--workspace` build here (serde with std, syn with fold, ...) would leave it
+# to compile Zenoh and iceoryx2 a second time.
+release_build
 
 step "C demos, -Wall -Wextra -Werror"
 make -C examples-c
