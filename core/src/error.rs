@@ -164,6 +164,12 @@ pub enum ErrorKind {
     WakerExists,
     /// vm: a `/proc` file did not have the expected form.
     Parse,
+    /// Region: a replica last in sync with its primary longer ago than the reader allows.
+    Stale,
+    /// Region: a local write to a replica (only its bridge writes it).
+    ReadOnly,
+    /// Region: a live writer claimed the region already.
+    WriterExists,
     /// A system call failed ([`IoError`]).
     Io,
 }

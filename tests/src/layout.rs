@@ -206,8 +206,23 @@ pub mod region {
         pub prefix: Prefix,
         pub data_offset: u64,
         pub data_size: u64,
-        pub reserved: [u32; 2],
+        pub chunk_shift: u32,
+        pub reserved: u32,
         pub created_unix_ns: u64,
+        pub table_offset: u64,
+        pub incarnation: u64,
+    }
+
+    /// Replication state (written by a replica's bridge).
+    #[repr(C)]
+    pub struct ReplicaLine {
+        pub role: u32,
+        pub flags: u32,
+        pub source: u64,
+        pub applied: u64,
+        pub seen: u64,
+        pub heard_unix_ns: u64,
+        pub synced_unix_ns: u64,
     }
 
     /// The sequence lock and the bookkeeping of torn writes.
@@ -231,6 +246,9 @@ pub mod region {
         pub seq: Line<SeqLine>,
         /// Waiters asleep on `seq`.
         pub notify: Line<u32>,
+        pub replica: Line<ReplicaLine>,
+        /// The claimed writer's pid and claim count.
+        pub writer: Line<[u32; 2]>,
     }
 
     pub const MAGIC: u64 = at(offset_of!(Header, config.0.prefix.magic));
@@ -238,8 +256,20 @@ pub mod region {
     pub const HEADER_SIZE: u64 = at(offset_of!(Header, config.0.prefix.header_size));
     pub const DATA_OFFSET: u64 = at(offset_of!(Header, config.0.data_offset));
     pub const DATA_SIZE: u64 = at(offset_of!(Header, config.0.data_size));
+    pub const CHUNK_SHIFT: u64 = at(offset_of!(Header, config.0.chunk_shift));
     pub const RESERVED: u64 = at(offset_of!(Header, config.0.reserved));
     pub const CREATED: u64 = at(offset_of!(Header, config.0.created_unix_ns));
+    pub const TABLE_OFFSET: u64 = at(offset_of!(Header, config.0.table_offset));
+    pub const INCARNATION: u64 = at(offset_of!(Header, config.0.incarnation));
+    pub const ROLE: u64 = at(offset_of!(Header, replica.0.role));
+    pub const FLAGS: u64 = at(offset_of!(Header, replica.0.flags));
+    pub const SOURCE: u64 = at(offset_of!(Header, replica.0.source));
+    pub const APPLIED: u64 = at(offset_of!(Header, replica.0.applied));
+    pub const SEEN: u64 = at(offset_of!(Header, replica.0.seen));
+    pub const HEARD: u64 = at(offset_of!(Header, replica.0.heard_unix_ns));
+    pub const SYNCED: u64 = at(offset_of!(Header, replica.0.synced_unix_ns));
+    pub const WRITER_PID: u64 = at(offset_of!(Header, writer));
+    pub const WRITER_CLAIMS: u64 = WRITER_PID + 4;
     pub const LOCK: u64 = at(offset_of!(Header, lock));
     pub const SEQ: u64 = at(offset_of!(Header, seq.0.seq));
     pub const PAD: u64 = at(offset_of!(Header, seq.0.pad));
@@ -262,12 +292,24 @@ pub mod region {
         (HEADER_SIZE, 4),
         (DATA_OFFSET, 8),
         (DATA_SIZE, 8),
+        (CHUNK_SHIFT, 4),
+        (TABLE_OFFSET, 8),
     ];
 
     /// The other header fields.
     pub const LIVE_FIELDS: &[Field] = &[
-        (RESERVED, 8),
+        (RESERVED, 4),
         (CREATED, 8),
+        (INCARNATION, 8),
+        (ROLE, 4),
+        (FLAGS, 4),
+        (SOURCE, 8),
+        (APPLIED, 8),
+        (SEEN, 8),
+        (HEARD, 8),
+        (SYNCED, 8),
+        (WRITER_PID, 4),
+        (WRITER_CLAIMS, 4),
         (LOCK, 4),
         (SEQ, 4),
         (PAD, 4),
@@ -286,7 +328,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn offsets_are_those_of_layout_version_2() {
+    fn offsets_are_those_of_layout_versions_2_and_3() {
         assert_eq!(
             (queue::SLOT_COUNT, queue::CONSUMERS_OFFSET, queue::HEAD),
             (20, 40, 128)
@@ -303,6 +345,18 @@ mod tests {
             (128, 256, 264)
         );
         assert_eq!((region::TORN_WRITES, region::WAITERS), (304, 384));
-        assert_eq!(region::HEADER_LEN, 512);
+        assert_eq!(
+            (
+                region::CHUNK_SHIFT,
+                region::TABLE_OFFSET,
+                region::INCARNATION
+            ),
+            (32, 48, 56)
+        );
+        assert_eq!(
+            (region::ROLE, region::APPLIED, region::WRITER_PID),
+            (512, 528, 640)
+        );
+        assert_eq!(region::HEADER_LEN, 768);
     }
 }

@@ -59,7 +59,10 @@ fn child_too_big() {
             },
         ) => {
             assert_eq!(path, &rpath);
-            assert_eq!(*needed, region::DATA_OFFSET + 16 * MIB);
+            assert_eq!(
+                Some(*needed),
+                region::file_len(16 * MIB, region::DEFAULT_CHUNK)
+            );
             assert_no_space(&e.to_string(), *needed, *available);
         }
         other => panic!("region: expected NoSpace, got {other:?}"),

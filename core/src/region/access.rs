@@ -50,40 +50,67 @@ impl Region {
         self.write_inner(0, 0, |_| ()).map(|(_, v)| v)
     }
 
-    fn write_inner<R>(
+    pub(super) fn write_inner<R>(
         &self,
         offset: u64,
         len: u64,
         f: impl FnOnce(RacyBytesMut<'_>) -> R,
     ) -> Result<(R, u64)> {
         self.check_range(offset, len)?;
+        self.section((offset, len), false, |version| {
+            // SAFETY: `offset + len <= size` (checked), so the view lies inside the mapping's
+            // data, which lives as long as `self`. Readers copy these bytes concurrently
+            // (atomically) and discard what they read while the counter is odd or moved (the
+            // seqlock protocol); the view's own accesses are atomic too.
+            let buf = unsafe {
+                RacyBytesMut::from_raw_parts(self.as_ptr().add(offset as usize), len as usize)
+            };
+            let r = f(buf);
+            let s = &self.header().seq.0;
+            let torn = (
+                s.torn_off.load(Ordering::Relaxed),
+                s.torn_len.load(Ordering::Relaxed),
+            );
+            let left = after_rewrite(torn, (offset, len));
+            if left != torn {
+                s.torn_off.store(left.0, Ordering::Relaxed);
+                s.torn_len.store(left.1, Ordering::Relaxed);
+            }
+            self.stamp(offset, len, version);
+            r
+        })
+    }
+
+    /// The write section every change goes through: takes the writer lock (and, unless
+    /// `as_replica`, refuses with [`Error::ReadOnly`] if the region is a replica), records
+    /// `pending` (the range a repairer marks torn should we die), turns the counter odd, runs
+    /// `body` with the version the write moves the region to, stores that version (or one
+    /// past a version `body` moved the counter to, as [`Region::promote`] does), turns the
+    /// counter even, unlocks and wakes change waiters. If `body` panics, `pending` is marked
+    /// torn and the panic goes on. Returns `body`'s result and the new version.
+    pub(super) fn section<R>(
+        &self,
+        pending: (u64, u64),
+        as_replica: bool,
+        body: impl FnOnce(u64) -> R,
+    ) -> Result<(R, u64)> {
         let lock = self.lock()?;
+        if !as_replica {
+            // Checked under the lock: a bridge that makes the region a replica does so under
+            // it too, so no local write slips in after.
+            self.refuse_if_replica()?;
+        }
         let s = &self.header().seq.0;
         // Recorded before the counter turns odd: a repairer after our death reads them.
-        s.pending_off.store(offset, Ordering::Relaxed);
-        s.pending_len.store(len, Ordering::Relaxed);
+        s.pending_off.store(pending.0, Ordering::Relaxed);
+        s.pending_len.store(pending.1, Ordering::Relaxed);
         let seq = seqlock::begin_write(&s.seq);
-        // If `f` panics, the guard (dropped before `_lock`) marks the range torn.
+        // If `body` panics, the guard (dropped before `lock`) marks the range torn.
         let torn_guard = TornOnUnwind { r: self };
-        // SAFETY: `offset + len <= size` (checked), so the view lies inside the mapping's data,
-        // which lives as long as `self`. Readers copy these bytes concurrently (atomically) and
-        // discard what they read while the counter is odd or moved (the seqlock protocol); the
-        // view's own accesses are atomic too.
-        let buf = unsafe {
-            RacyBytesMut::from_raw_parts(self.as_ptr().add(offset as usize), len as usize)
-        };
-        let r = f(buf);
-        std::mem::forget(torn_guard);
-        let torn = (
-            s.torn_off.load(Ordering::Relaxed),
-            s.torn_len.load(Ordering::Relaxed),
-        );
-        let left = after_rewrite(torn, (offset, len));
-        if left != torn {
-            s.torn_off.store(left.0, Ordering::Relaxed);
-            s.torn_len.store(left.1, Ordering::Relaxed);
-        }
         let version = s.version.load(Ordering::Relaxed).wrapping_add(1);
+        let r = body(version);
+        std::mem::forget(torn_guard);
+        let version = version.max(s.version.load(Ordering::Relaxed).wrapping_add(1));
         s.version.store(version, Ordering::Relaxed);
         seqlock::end_write(&s.seq, seq);
         let wake = self.has_waiters();

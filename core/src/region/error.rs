@@ -65,6 +65,25 @@ pub enum Error {
     Interrupted,
     /// The kernel lacks something needed (e.g. `cachestat(2)` before Linux 6.5).
     Unsupported(String),
+    /// [`Region::read_fresh`](super::Region::read_fresh): the region is a replica last known
+    /// in sync with its primary longer ago than allowed (or never, or it is catching up).
+    Stale {
+        /// How long ago it was last in sync; `None`: never.
+        staleness: Option<std::time::Duration>,
+        /// The primary version it holds every change up to.
+        applied: u64,
+        /// The newest primary version heard of.
+        seen: u64,
+    },
+    /// A local write to a replica: only its bridge writes it (see
+    /// [`Region::promote`](super::Region::promote)).
+    ReadOnly(String),
+    /// [`Region::claim_writer`](super::Region::claim_writer): a live writer (this pid, as its
+    /// claim recorded it) claimed the region already.
+    WriterExists {
+        /// The claiming writer's pid, in its PID namespace.
+        pid: u32,
+    },
     /// A system call failed.
     Io(IoError),
 }
@@ -74,7 +93,8 @@ crate::error::file_object_error!(Error);
 crate::error::kind_by_name! {
     Error {
         InvalidArgument, OutOfBounds, AlreadyExists, NotFound, PermissionDenied, Corrupt,
-        VersionMismatch, NoSpace, Torn, WouldBlock, Timeout, Interrupted, Unsupported, Io,
+        VersionMismatch, NoSpace, Torn, WouldBlock, Timeout, Interrupted, Unsupported, Stale,
+        ReadOnly, WriterExists, Io,
     }
 }
 
@@ -108,6 +128,27 @@ impl fmt::Display for Error {
             Error::Timeout => f.write_str("timed out"),
             Error::Interrupted => f.write_str("interrupted by a signal"),
             Error::Unsupported(m) => write!(f, "unsupported: {m}"),
+            Error::Stale {
+                staleness,
+                applied,
+                seen,
+            } => match staleness {
+                Some(age) => write!(
+                    f,
+                    "stale replica: last in sync {} ms ago (primary version {applied} applied, \
+                     {seen} seen)",
+                    age.as_millis()
+                ),
+                None => write!(
+                    f,
+                    "stale replica: never in sync yet (primary version {applied} applied, \
+                     {seen} seen)"
+                ),
+            },
+            Error::ReadOnly(m) => write!(f, "read-only: {m}"),
+            Error::WriterExists { pid } => {
+                write!(f, "a live writer (pid {pid}) claimed the region already")
+            }
             Error::Io(e) => e.fmt(f),
         }
     }

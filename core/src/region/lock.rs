@@ -77,7 +77,20 @@ impl Region {
         s.torn_off.store(torn.0, Ordering::Relaxed);
         s.torn_len.store(torn.1, Ordering::Relaxed);
         s.torn_writes.fetch_add(1, Ordering::Relaxed);
-        s.version.fetch_add(1, Ordering::Relaxed);
+        let version = s.version.load(Ordering::Relaxed).wrapping_add(1);
+        // The dead writer's bytes changed (partly). On a primary they are a change like any
+        // other: a replica receives them, and the torn range with them. On a replica (the
+        // writer was its bridge, mid-apply) their generation drops to 0, older than any the
+        // primary sends, so that the bridge's next fetch of the range takes them all again.
+        if pending.1 != 0 && pending.0 < self.size {
+            let pending = (pending.0, pending.1.min(self.size - pending.0));
+            if self.is_replica() {
+                self.unstamp(pending.0, pending.1);
+            } else {
+                self.stamp(pending.0, pending.1, version);
+            }
+        }
+        s.version.store(version, Ordering::Relaxed);
         seqlock::end_repair(&s.seq, seq);
         if self.has_waiters() {
             self.wake_waiters();

@@ -72,10 +72,13 @@
 //! checked against the size copied out at open.
 
 mod access;
+mod claim;
 mod error;
 pub(crate) mod layout;
 mod lock;
+pub mod replica;
 pub(crate) mod seqlock;
+pub mod track;
 
 use std::fmt;
 use std::fs::File;
@@ -86,23 +89,27 @@ use std::sync::atomic::Ordering;
 
 use memmap2::{MmapOptions, MmapRaw};
 
+pub use claim::{Writer, WriterClaim};
 pub use error::{Error, Result};
-pub use layout::{DATA_OFFSET, LAYOUT_VERSION, LOCK_WORD_OFFSET, MAX_SIZE};
+pub use layout::{
+    DATA_OFFSET, DEFAULT_CHUNK, LAYOUT_VERSION, LOCK_WORD_OFFSET, MAX_CHUNK, MAX_SIZE, MIN_CHUNK,
+};
 
 use crate::error::IoError;
 use crate::shm::file as shmfile;
 use crate::sys::rlock::RobustLock;
 use crate::vm::PageCache;
-use layout::Header;
+use layout::{Geometry, Header};
 
 /// Options for [`Region::create`] and [`Region::open`]. `RegionOptions::new()`: mode 0600, no
-/// `O_SYNC`, no pre-faulting, not locked in RAM.
+/// `O_SYNC`, no pre-faulting, not locked in RAM, changes tracked per 4 KiB.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegionOptions {
     pub(crate) mode: u32,
     pub(crate) o_sync: bool,
     pub(crate) populate: bool,
     pub(crate) lock: bool,
+    pub(crate) chunk: u64,
 }
 
 impl Default for RegionOptions {
@@ -112,6 +119,7 @@ impl Default for RegionOptions {
             o_sync: false,
             populate: false,
             lock: false,
+            chunk: DEFAULT_CHUNK,
         }
     }
 }
@@ -143,6 +151,15 @@ impl RegionOptions {
         self.lock = on;
         self
     }
+    /// `create`: the granularity of change tracking ([`track`]), a power of two in
+    /// [`MIN_CHUNK`]`..=`[`MAX_CHUNK`]; default [`DEFAULT_CHUNK`] (4 KiB). A write changes at
+    /// least one chunk, and a replica receives whole chunks: smaller chunks send fewer bytes
+    /// for small scattered writes, at 8 bytes of table per chunk. `open` reads it from the
+    /// file and ignores this.
+    pub fn chunk_size(mut self, bytes: u64) -> Self {
+        self.chunk = bytes;
+        self
+    }
     fn open_flags(&self) -> libc::c_int {
         if self.o_sync { libc::O_SYNC } else { 0 }
     }
@@ -152,6 +169,16 @@ impl RegionOptions {
 /// (anything with a `/`).
 pub fn resolve(name: &str) -> Result<PathBuf> {
     Ok(shmfile::resolve(name, "region")?)
+}
+
+/// The length of the file a region of `size` bytes with change-tracking chunks of `chunk`
+/// bytes takes (header page, data rounded up to a page, generation table): what `create`
+/// needs free on the file system. `None` if either is out of range.
+pub fn file_len(size: u64, chunk: u64) -> Option<u64> {
+    let ok = (1..=MAX_SIZE).contains(&size)
+        && chunk.is_power_of_two()
+        && (MIN_CHUNK..=MAX_CHUNK).contains(&chunk);
+    ok.then(|| Geometry::new(size, chunk.trailing_zeros()).file_len())
 }
 
 /// Removes the region file. Processes that have it mapped keep using it.
@@ -184,6 +211,7 @@ pub struct Region {
     file: File,
     path: PathBuf,
     size: u64,
+    geo: Geometry,
     /// The file's identity (`st_dev`, `st_ino`): a thread that holds the lock of this file
     /// through any handle may not take it again.
     id: (u64, u64),
@@ -208,8 +236,15 @@ impl Region {
                 "region size {size} out of range 1..={MAX_SIZE}"
             )));
         }
+        let chunk = opts.chunk;
+        if !chunk.is_power_of_two() || !(MIN_CHUNK..=MAX_CHUNK).contains(&chunk) {
+            return Err(Error::InvalidArgument(format!(
+                "change-tracking chunk {chunk} is not a power of two in {MIN_CHUNK}..={MAX_CHUNK}"
+            )));
+        }
         let path = resolve(name)?;
-        let total = DATA_OFFSET + size;
+        let geo = Geometry::new(size, chunk.trailing_zeros());
+        let total = geo.file_len();
         let tmp = shmfile::create_tmp(&path, opts.mode, total, opts.open_flags())?;
         let file = tmp.try_clone()?;
         let map = MmapOptions::new()
@@ -220,7 +255,7 @@ impl Region {
         // aligned, fresh and private to us (the file is not linked yet); `Config` holds only
         // atomics. The lock word is zero (free) in the fresh file.
         let config = unsafe { &(*(map.as_ptr() as *const Header)).config.0 };
-        layout::write_config(config, size);
+        layout::write_config(config, &geo, shmfile::random_u64());
         tmp.link_into_place(&path)?;
         drop(map);
         drop(file);
@@ -255,10 +290,11 @@ impl Region {
         // SAFETY: the mapping is DATA_OFFSET >= size_of::<Header>() bytes and page aligned;
         // `Config` holds only atomics, valid for any bit pattern.
         let config = unsafe { &(*(head.as_ptr() as *const Header)).config.0 };
-        let size = layout::validate(config, len)?;
+        let geo = layout::validate(config, len)?;
+        let size = geo.size;
         drop(head);
         let mut mo = MmapOptions::new();
-        mo.len((DATA_OFFSET + size) as usize);
+        mo.len(geo.file_len() as usize);
         if opts.populate {
             mo.populate();
         }
@@ -288,6 +324,7 @@ impl Region {
             file,
             path,
             size,
+            geo,
             id,
         })
     }
@@ -374,7 +411,7 @@ impl Region {
             && self
                 .file
                 .metadata()
-                .is_ok_and(|m| m.len() < DATA_OFFSET + self.size);
+                .is_ok_and(|m| m.len() < self.geo.file_len());
         if self.watch.poisoned() || short {
             return Err(Error::Corrupt(format!(
                 "{} shrank under its mapping (truncated by another process)",

@@ -458,7 +458,7 @@ fn reserve(file: &File, len: u64) -> io::Result<()> {
 /// 64 random bits for a temporary name: `getrandom(2)`, or, where that fails (no entropy
 /// yet, an old kernel), a mix of the clock, the pid and a counter. Unpredictable names are
 /// not needed for safety (`O_EXCL` and the retry are), only unlikely collisions.
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     let mut b = [0u8; 8];
     // SAFETY: `b` is a live, writable 8-byte buffer for the whole call.
     if let Ok(8) = syscall!(getrandom(

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use shmio::region::replica::Delta;
+use shmio::region::track::Changes;
 use shmio::region::{self, Region, RegionOptions};
 use shmio_tests::layout::region::{
     CONFIG_FIELDS, DATA_SIZE, HEADER_LEN, HEADER_SIZE, LIVE_FIELDS, PENDING_LEN, PENDING_OFF, SEQ,
@@ -264,7 +266,41 @@ pub fn case(f: &mut CaseFile, t: &RTemplate, c: &mut Case<'_>) {
                 let res = r.cache_stat();
                 c.r("cache_stat", &res);
             }
-            76..=79 => {
+            76..=77 => {
+                if untimed_ok {
+                    let (off, len) = range(c, size);
+                    let since = if c.rng.chance(250) {
+                        None
+                    } else {
+                        Some(c.rng.below(r.version().saturating_add(2)))
+                    };
+                    let max = c.rng.below(64 << 10) as usize;
+                    let mut ch = Changes::new();
+                    let res = r.read_changes(since, off..off.saturating_add(len), max, &mut ch);
+                    c.r("read_changes", &res);
+                    // Applied back (the role may be scribbled to "replica"): checked, never
+                    // trusted.
+                    if res.is_ok() {
+                        let source = r.replica().map_or(0, |s| s.source);
+                        f.mark(DATA, size);
+                        let res = r.apply(&Delta {
+                            source,
+                            version: ch.version().wrapping_add(c.rng.below(3)),
+                            ranges: ch.ranges(),
+                            data: ch.data(),
+                            torn: ch.torn(),
+                            applied: Some(ch.version()),
+                        });
+                        c.r("apply", &res);
+                    }
+                }
+            }
+            78 => {
+                let _ = (r.replica(), r.writer(), r.chunk_size(), r.incarnation());
+                let res = r.check_fresh(std::time::Duration::from_millis(c.rng.below(1000)));
+                c.r("check_fresh", &res);
+            }
+            79 => {
                 let _ = (
                     r.version(),
                     r.torn_writes(),

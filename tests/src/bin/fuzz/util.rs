@@ -361,6 +361,9 @@ pub fn rkind(e: &shmio::region::Error) -> Cow<'static, str> {
         E::Timeout => "Timeout",
         E::Interrupted => "Interrupted",
         E::Unsupported(_) => "Unsupported",
+        E::Stale { .. } => "Stale",
+        E::ReadOnly(_) => "ReadOnly",
+        E::WriterExists { .. } => "WriterExists",
         E::Io(e) => return Cow::Owned(format!("Io({})", e.op)),
         _ => "other",
     })
