@@ -27,6 +27,9 @@ pub mod config;
 pub mod inbound;
 pub mod netns;
 pub mod outbound;
+pub mod region_in;
+pub mod region_out;
+pub mod region_wire;
 pub mod wire;
 
 use std::fmt;
@@ -38,6 +41,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub enum Error {
     /// A local queue call failed.
     Queue(shmio::queue::Error),
+    /// A local region call failed.
+    Region(shmio::region::Error),
     /// Zenoh refused a configuration or a call.
     Zenoh(String),
     /// A configuration Zenoh refused, or an option out of range.
@@ -72,6 +77,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Queue(e) => write!(f, "queue: {e}"),
+            Error::Region(e) => write!(f, "region: {e}"),
             Error::Zenoh(e) => write!(f, "zenoh: {e}"),
             Error::Config(e) => write!(f, "configuration: {e}"),
             Error::Protocol(e) => write!(f, "protocol: {e}"),

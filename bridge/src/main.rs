@@ -18,6 +18,8 @@ use shmio::queue::Start;
 use shmio_bridge::config::NetOptions;
 use shmio_bridge::inbound::{self, Ending, InOptions};
 use shmio_bridge::outbound::{self, OutOptions};
+use shmio_bridge::region_in::{self, RegionInOptions};
+use shmio_bridge::region_out::{self, RegionOutOptions};
 use shmio_bridge::{Error, Stop};
 
 #[derive(Parser)]
@@ -37,6 +39,40 @@ enum Cmd {
     QueueOut(OutArgs),
     /// Host B: produce the records of a remote queue into a local queue of the same geometry.
     QueueIn(InArgs),
+    /// The primary's host: publish each change of a local region, answer snapshot queries.
+    RegionOut(RegionOutArgs),
+    /// A replica's host: keep a local region identical to a remote primary region.
+    RegionIn(RegionInArgs),
+}
+
+#[derive(Args)]
+struct RegionOutArgs {
+    /// The local region: a name in SHMIO_DIR (default /dev/shm) or a path.
+    #[arg(long)]
+    region: String,
+    /// The name it is published under (default: the region's).
+    #[arg(long)]
+    name: Option<String>,
+    /// A heartbeat after this many milliseconds without a change.
+    #[arg(long, default_value_t = 100, value_name = "MS")]
+    heartbeat_ms: u64,
+    /// Largest snapshot piece in bytes.
+    #[arg(long, default_value_t = 4 << 20)]
+    piece: usize,
+    #[command(flatten)]
+    net: Net,
+}
+
+#[derive(Args)]
+struct RegionInArgs {
+    /// The local replica (created with the primary's geometry if missing).
+    #[arg(long)]
+    region: String,
+    /// The name the primary is published under (default: the local region's).
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    net: Net,
 }
 
 #[derive(Args)]
@@ -56,23 +92,23 @@ struct Net {
     /// Enable Zenoh's multicast and gossip scouting (off by default: explicit endpoints only).
     #[arg(long)]
     scout: bool,
-    /// Key expression prefix.
-    #[arg(long, default_value = "shmio/queue")]
-    prefix: String,
+    /// Key expression prefix (default shmio/queue for queues, shmio/region for regions).
+    #[arg(long)]
+    prefix: Option<String>,
     /// A Zenoh configuration file, applied before the options above.
     #[arg(long, value_name = "FILE")]
     zenoh_config: Option<String>,
 }
 
 impl Net {
-    fn options(&self) -> NetOptions {
+    fn options(&self, default_prefix: &str) -> NetOptions {
         NetOptions {
             listen: self.listen.clone(),
             connect: self.connect.clone(),
             client: self.client,
             lease: Duration::from_millis(self.lease_ms),
             scout: self.scout,
-            prefix: self.prefix.clone(),
+            prefix: self.prefix.clone().unwrap_or_else(|| default_prefix.into()),
             config_file: self.zenoh_config.clone(),
         }
     }
@@ -149,6 +185,8 @@ fn main() -> ExitCode {
         Cmd::QueueOut(a) => queue_out(&a),
         Cmd::QueueIn(a) if a.worker => return queue_in_worker(&a),
         Cmd::QueueIn(a) => return supervise(&a),
+        Cmd::RegionOut(a) => region_out(&a),
+        Cmd::RegionIn(a) => region_in(&a),
     };
     match res {
         Ok(()) => ExitCode::SUCCESS,
@@ -174,10 +212,45 @@ fn queue_out(a: &OutArgs) -> Result<(), Error> {
         start,
         max_batch: a.max_batch,
     };
-    let s = outbound::run(&a.net.options(), &opts, &STOP, &|| say("ready"))?;
+    let s = outbound::run(&a.net.options("shmio/queue"), &opts, &STOP, &|| {
+        say("ready")
+    })?;
     say(&format!(
         "end records={} batches={} lost_here={} generations={} credit_waits={}",
         s.records, s.batches, s.lost_here, s.generations, s.credit_waits
+    ));
+    Ok(())
+}
+
+fn region_out(a: &RegionOutArgs) -> Result<(), Error> {
+    let opts = RegionOutOptions {
+        name: a.name.clone(),
+        heartbeat: Duration::from_millis(a.heartbeat_ms.max(1)),
+        piece: a.piece.max(1),
+        ..RegionOutOptions::new(&a.region)
+    };
+    let s = region_out::run(&a.net.options("shmio/region"), &opts, &STOP, &|| {
+        say("ready")
+    })?;
+    say(&format!(
+        "end deltas={} delta_bytes={} heartbeats={} jumps={} queries={} snapshot_bytes={}",
+        s.deltas, s.delta_bytes, s.heartbeats, s.jumps, s.queries, s.snapshot_bytes
+    ));
+    Ok(())
+}
+
+fn region_in(a: &RegionInArgs) -> Result<(), Error> {
+    let opts = RegionInOptions {
+        name: a.name.clone(),
+        ..RegionInOptions::new(&a.region)
+    };
+    let s = region_in::run(&a.net.options("shmio/region"), &opts, &STOP, &|| {
+        say("ready")
+    })?;
+    say(&format!(
+        "end deltas={} delta_bytes={} stale={} bad={} catchups={} full_copies={} \
+         catchup_bytes={}",
+        s.deltas, s.delta_bytes, s.stale, s.bad, s.catchups, s.full_copies, s.catchup_bytes
     ));
     Ok(())
 }
@@ -225,7 +298,7 @@ fn queue_in_worker(a: &InArgs) -> ExitCode {
             i.policy
         ))
     };
-    match inbound::run_once(&a.net.options(), &opts, &STOP, &ready) {
+    match inbound::run_once(&a.net.options("shmio/queue"), &opts, &STOP, &ready) {
         Ok(out) => {
             let s = &out.stats;
             let what = match &out.ending {

@@ -6,6 +6,7 @@
 //! shmio-bridge-tool check QUEUE [--count N] [--timeout-ms N] [--slow-us N]
 //! shmio-bridge-tool zpub|zsub|tcp-send|tcp-recv ...   (the benchmark's baselines)
 //! shmio-bridge-tool router --listen ENDPOINT          (a Zenoh router, as zenohd)
+//! shmio-bridge-tool region-write|region-read|region-state NAME ...   (see `region.rs`)
 //! shmio-bridge-tool bench [--seconds S]               (needs root: makes its own hosts)
 //! ```
 //! Records are those of `shmio-qtool` (`shmio_tests::fill_record`): the sequence number the
@@ -15,6 +16,7 @@
 //! `end STATUS received=N dup=N order=N gaps=N torn=N first=S last=S t_end_ns=T`.
 
 mod bench;
+mod region;
 mod roles;
 
 fn main() {
@@ -27,10 +29,14 @@ fn main() {
         Some("tcp-send") => roles::tcp_send(&args[1..]),
         Some("tcp-recv") => roles::tcp_recv(&args[1..]),
         Some("router") => roles::router(&args[1..]),
+        Some("region-write") => region::write(&args[1..]),
+        Some("region-read") => region::read(&args[1..]),
+        Some("region-state") => region::state(&args[1..]),
         Some("bench") => bench::main(&args[1..]),
         _ => {
             eprintln!(
-                "usage: shmio-bridge-tool produce|check|zpub|zsub|tcp-send|tcp-recv|router|bench ..."
+                "usage: shmio-bridge-tool produce|check|zpub|zsub|tcp-send|tcp-recv|router|bench|\
+                 region-write|region-read|region-state ..."
             );
             2
         }
