@@ -37,3 +37,12 @@ python_env() {
 install_wheel() {
     .venv/bin/python -m pip install -q --disable-pip-version-check ./python
 }
+
+# release_build: target/release for everything: the default members (libshmio.so/.a, the
+# header check, shmio.pc, the tools), then the benchmark crate and the bridge, each on its
+# own (`-p`), as their test steps build them, so neither compiles iceoryx2 or Zenoh twice.
+release_build() {
+    cargo build --release --locked
+    cargo build -p shmio-bench --release --locked
+    cargo build -p shmio-bridge --release --locked
+}

@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # The main job: build everything, run the producer demo with three consumers for a few
 # seconds, show what each received, run the queue benchmark in its quick mode (every peer in
-# the same run, with the targets checked);
+# the same run, with the targets checked), a queue bridged between two network-namespace
+# "hosts" over Zenoh beside Zenoh's own rate and a TCP stream;
 # then install the Python wheel into .venv and run the Python-level queue benchmark (--quick;
 # the drivers are the package bench/python/shmio_bench, not part of the wheel).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-install_missing make:make cc:gcc
+install_missing make:make cc:gcc ip:iproute2
 python_env  # the workspace's Python extension crate needs python3 to build
 
 step "building libshmio, the tools and the benchmarks (target/release) and the C demos (examples-c/build)"
-cargo build --workspace --release --locked
+release_build
 make -C examples-c
 
 q="shmio_demo_$$"
@@ -48,6 +49,9 @@ done
 
 step "benchmark (--quick, under a minute): shmio vs iceoryx2, pipe, Unix socket, POSIX mq, the fcntl design, and the limits"
 ./target/release/shmio-bench --quick
+
+step "queue bridge: two network-namespace hosts, 64 B and 64 KiB records through shmio-bridge vs Zenoh raw vs TCP"
+./target/release/shmio-bridge-tool bench --count64 300000 --count64k 3000 --repeat 1
 
 step "region: the memory-sync note's test (4 MiB region vs malloc, 256 passes)"
 ./examples-c/build/memsync -n 256 -p "shmio_memsync_$$" | grep -E 'Sec\.|Sync/Priv'
