@@ -82,6 +82,18 @@ fn writer(h: &Hosts, extra: &[&str]) -> Proc {
     w
 }
 
+/// A writer on A that has created the region and waits for [`go`] to write.
+fn writer_waiting(h: &Hosts, extra: &[&str]) -> Proc {
+    let go = h.a.shm_dir.join("go");
+    let mut args = vec!["--go-file", go.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    writer(h, &args)
+}
+
+fn go(h: &Hosts) {
+    std::fs::write(h.a.shm_dir.join("go"), b"").unwrap();
+}
+
 /// Runs `region-state r --until COND` on host `on`; the state line once COND holds.
 fn state_until(h: &Hosts, on: &shmio_bridge::netns::Host, cond: &str, ms: u64) -> String {
     let ms = ms.to_string();
@@ -115,9 +127,7 @@ fn stop(p: &mut Proc) -> String {
 fn memsync_across_hosts_every_block_whole_and_the_regions_identical() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(h) = hosts() else { return };
-    let go = h.a.shm_dir.join("go");
-    let go_s = go.to_str().unwrap();
-    let mut w = writer(&h, &["--passes", "3", "--claim", "--go-file", go_s]);
+    let mut w = writer_waiting(&h, &["--passes", "3", "--claim"]);
     let mut out = region_out(&h);
     let mut inb = region_in(&h);
     state_until(&h, &h.b, "fresh", 30_000);
@@ -133,9 +143,9 @@ fn memsync_across_hosts_every_block_whole_and_the_regions_identical() {
         ],
     );
     reader.line("ready", T).unwrap();
-    std::fs::write(&go, b"").unwrap();
+    go(&h);
     let done = w.line("done", T).unwrap();
-    let b = state_until(&h, &h.b, &format!("hash={}", num(&done, "hash")), 30_000);
+    state_until(&h, &h.b, &format!("hash={}", num(&done, "hash")), 30_000);
     std::fs::write(&stop_file, b"").unwrap();
     let end = reader.line("end", T).unwrap();
     assert_eq!(reader.wait(T).unwrap().code(), Some(0), "{end}");
@@ -160,4 +170,185 @@ fn memsync_across_hosts_every_block_whole_and_the_regions_identical() {
     assert_eq!(num(&b_end, "full_copies"), 1, "{b_end}");
     assert_eq!(num(&b_end, "bad"), 0, "{b_end}");
     eprintln!("A: {done}\nA: {a_end}\nB: {b}\nB: {b_end}\nB reader: {end}");
+}
+
+#[test]
+fn a_replica_joining_mid_run_converges() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(h) = hosts() else { return };
+    // About 4 s of writing: 8 passes of 4,096 blocks, 100 us apart.
+    let mut w = writer_waiting(&h, &["--passes", "8", "--pause-us", "100"]);
+    let mut out = region_out(&h);
+    go(&h);
+    std::thread::sleep(Duration::from_millis(1000));
+    let mut inb = region_in(&h);
+    let done = w.line("done", T).unwrap();
+    let b = state_until(&h, &h.b, &format!("hash={}", num(&done, "hash")), 30_000);
+    state_until(
+        &h,
+        &h.b,
+        &format!("applied={}", num(&done, "version")),
+        5000,
+    );
+    let b_end = stop(&mut inb);
+    assert_eq!(
+        num(&b_end, "full_copies"),
+        1,
+        "one full copy at the join: {b_end}"
+    );
+    assert!(num(&b_end, "deltas") > 0, "then deltas: {b_end}");
+    stop(&mut out);
+    eprintln!("A: {done}\nB: {b}\nB: {b_end}");
+}
+
+#[test]
+fn a_link_down_for_3_s_shows_as_growing_staleness_then_the_replica_converges() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(h) = hosts() else { return };
+    let mut w = writer_waiting(&h, &["--passes", "12", "--pause-us", "100"]);
+    let mut out = region_out(&h);
+    let mut inb = region_in(&h);
+    state_until(&h, &h.b, "fresh", 30_000);
+    go(&h);
+    std::thread::sleep(Duration::from_millis(300));
+    h.set_link(false).unwrap();
+    let down = monotonic_ns();
+    // The replica says it is falling behind: staleness past 2 s while the link is down, and
+    // the primary gone once the lease ran out.
+    let during = state_until(&h, &h.b, "stale_ms>2000", 5000);
+    assert!(during.contains("primary_alive=0"), "{during}");
+    let t = num(&during, "t_ns").saturating_sub(down);
+    assert!(
+        t < 3_000_000_000,
+        "link down for {} ms when seen",
+        t / 1_000_000
+    );
+    std::thread::sleep(Duration::from_nanos(
+        3_000_000_000u64.saturating_sub(monotonic_ns() - down),
+    ));
+    h.set_link(true).unwrap();
+    let up = monotonic_ns();
+    let fresh = state_until(&h, &h.b, "fresh", 30_000);
+    let back_ms = (num(&fresh, "t_ns") - up) / 1_000_000;
+    let done = w.line("done", T).unwrap();
+    state_until(&h, &h.b, &format!("hash={}", num(&done, "hash")), 30_000);
+    state_until(
+        &h,
+        &h.b,
+        &format!("applied={}", num(&done, "version")),
+        5000,
+    );
+    let b_end = stop(&mut inb);
+    assert_eq!(
+        num(&b_end, "full_copies"),
+        1,
+        "no full copy after the link: {b_end}"
+    );
+    assert!(
+        num(&b_end, "catchups") >= 2,
+        "a catch-up after the link: {b_end}"
+    );
+    stop(&mut out);
+    eprintln!("during: {during}\nin sync {back_ms} ms after the link came back\nB: {b_end}");
+}
+
+#[test]
+fn kill_9_of_the_primary_bridge_is_seen_and_a_restarted_one_resumes_without_a_full_copy() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(h) = hosts() else { return };
+    let mut w = writer_waiting(&h, &[]);
+    let mut out = region_out(&h);
+    let mut inb = region_in(&h);
+    go(&h);
+    let done = w.line("done", T).unwrap();
+    state_until(
+        &h,
+        &h.b,
+        &format!("applied={}", num(&done, "version")),
+        30_000,
+    );
+    let t0 = monotonic_ns();
+    out.kill9();
+    let gone = state_until(&h, &h.b, "primary_alive=0", 10_000);
+    let seen_ms = (num(&gone, "t_ns") - t0) / 1_000_000;
+    assert!(
+        seen_ms < LEASE_MS + 1000,
+        "the primary's bridge's death seen after {seen_ms} ms: {gone}"
+    );
+    // Meanwhile the primary moves on (its first 1 MiB); the restarted bridge brings the
+    // replica up to date by sending only what changed.
+    let more = writer(&h, &["--open", "--first-pass", "2", "--blocks", "1024"])
+        .line("done", T)
+        .unwrap();
+    let mut out = region_out(&h);
+    state_until(&h, &h.b, &format!("hash={}", num(&more, "hash")), 30_000);
+    state_until(&h, &h.b, "primary_alive=1", 5000);
+    let b_end = stop(&mut inb);
+    assert_eq!(
+        num(&b_end, "full_copies"),
+        1,
+        "only the first copy was full: {b_end}"
+    );
+    assert_eq!(
+        num(&b_end, "catchup_bytes"),
+        (4 << 20) + (1 << 20),
+        "the first full copy, then the 1 MiB that changed: {b_end}"
+    );
+    let a_end = stop(&mut out);
+    eprintln!("seen dead after {seen_ms} ms: {gone}\nB: {b_end}\nA (restarted): {a_end}");
+}
+
+#[test]
+fn kill_9_of_the_primary_writer_is_seen_on_the_replica() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(h) = hosts() else { return };
+    let mut w = writer(&h, &["--claim", "--then", "hold"]);
+    let mut out = region_out(&h);
+    let mut inb = region_in(&h);
+    w.line("done", T).unwrap();
+    state_until(&h, &h.b, "writer_alive=1", 30_000);
+    let t0 = monotonic_ns();
+    w.kill9();
+    let dead = state_until(&h, &h.b, "writer_alive=0", 10_000);
+    let seen_ms = (num(&dead, "t_ns") - t0) / 1_000_000;
+    // A heartbeat every 100 ms carries the writer's state.
+    assert!(
+        seen_ms < 1000,
+        "the writer's death seen after {seen_ms} ms: {dead}"
+    );
+    assert!(dead.contains("primary_alive=1"), "{dead}");
+    stop(&mut inb);
+    stop(&mut out);
+    eprintln!("writer seen dead after {seen_ms} ms: {dead}");
+}
+
+#[test]
+fn kill_9_of_the_replica_bridge_mid_run_and_a_restart_converge_without_a_full_copy() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(h) = hosts() else { return };
+    let mut w = writer_waiting(&h, &["--passes", "10", "--pause-us", "100"]);
+    let mut out = region_out(&h);
+    let mut inb = region_in(&h);
+    state_until(&h, &h.b, "fresh", 30_000);
+    go(&h);
+    std::thread::sleep(Duration::from_millis(500));
+    inb.kill9();
+    let between = state(&h, &h.b);
+    std::thread::sleep(Duration::from_millis(500));
+    let mut inb = region_in(&h);
+    let done = w.line("done", T).unwrap();
+    state_until(&h, &h.b, &format!("hash={}", num(&done, "hash")), 30_000);
+    let b_end = stop(&mut inb);
+    assert_eq!(
+        num(&b_end, "full_copies"),
+        0,
+        "resumed from the header: {b_end}"
+    );
+    assert!(
+        num(&b_end, "catchup_bytes") < 4 << 20,
+        "less than a full copy: {b_end}"
+    );
+    assert_eq!(signed(&between, "writer_alive"), -1, "{between}");
+    stop(&mut out);
+    eprintln!("after the kill: {between}\nB (restarted): {b_end}");
 }

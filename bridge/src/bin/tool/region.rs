@@ -60,15 +60,17 @@ fn open(name: &str) -> Option<Region> {
     }
 }
 
-/// `region-write NAME [--size N] [--block N] [--passes N] [--pause-us N] [--claim]
-/// [--then hold|exit]`: creates the region (or opens it with `--open`), then writes
-/// `passes` passes of blocks, each block by one consistent write. Prints `ready`, then
+/// `region-write NAME [--size N] [--block N] [--chunk N] [--passes N] [--first-pass N]
+/// [--blocks N] [--pause-us N] [--claim] [--open] [--go-file PATH] [--then hold|exit]`: creates the region
+/// (or opens it with `--open`), then writes `passes` passes of blocks (numbered from
+/// `first-pass`, so that another run writes other bytes; the first `blocks` only), each block by one consistent write. Prints `ready`, then
 /// `done passes=N writes=N version=V hash=H secs=S`.
 pub fn write(args: &[String]) -> i32 {
     let Some(name) = args.first() else { return 2 };
     let size: u64 = arg(args, "--size").unwrap_or(4 << 20);
     let bs: usize = arg(args, "--block").unwrap_or(1024);
     let passes: u32 = arg(args, "--passes").unwrap_or(1);
+    let first: u32 = arg(args, "--first-pass").unwrap_or(1);
     let pause = Duration::from_micros(arg(args, "--pause-us").unwrap_or(0));
     let opts = RegionOptions::new().chunk_size(arg(args, "--chunk").unwrap_or(4096));
     let r = if flag(args, "--open") {
@@ -96,11 +98,11 @@ pub fn write(args: &[String]) -> i32 {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    let blocks = r.len() / bs;
+    let blocks = (r.len() / bs).min(arg(args, "--blocks").unwrap_or(usize::MAX));
     let mut block = vec![0u8; bs];
     let t0 = Instant::now();
     let mut writes = 0u64;
-    for pass in 1..=passes {
+    for pass in first..first + passes {
         for i in 0..blocks {
             fill_block(&mut block, pass, i as u32);
             if let Err(e) = r.write((i * bs) as u64, &block) {
