@@ -27,6 +27,9 @@ pub struct NetOptions {
     pub prefix: String,
     /// A Zenoh configuration file, read first; the options above then override it.
     pub config_file: Option<String>,
+    /// Zenoh's low-latency transport (`transport/unicast/lowlatency`, which needs its QoS
+    /// off): fewer hops per message, no priorities. Both ends must agree.
+    pub low_latency: bool,
 }
 
 impl Default for NetOptions {
@@ -39,6 +42,7 @@ impl Default for NetOptions {
             scout: false,
             prefix: "shmio/queue".into(),
             config_file: None,
+            low_latency: false,
         }
     }
 }
@@ -80,8 +84,13 @@ impl NetOptions {
                 "{period_init_ms:200,period_max_ms:1000,period_increase_factor:2}".into(),
             ),
         ];
-        for (key, value) in settings {
-            c.insert_json5(key, &value)
+        let low = [
+            ("transport/unicast/lowlatency", "true".to_string()),
+            ("transport/unicast/qos/enabled", "false".to_string()),
+        ];
+        let low = if self.low_latency { &low[..] } else { &[] };
+        for (key, value) in settings.iter().chain(low) {
+            c.insert_json5(key, value)
                 .map_err(|e| Error::Config(format!("zenoh {key}={value}: {e}")))?;
         }
         Ok(c)

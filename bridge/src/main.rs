@@ -95,6 +95,10 @@ struct Net {
     /// Key expression prefix (default shmio/queue for queues, shmio/region for regions).
     #[arg(long)]
     prefix: Option<String>,
+    /// Zenoh's low-latency transport (no QoS priorities); every bridge of the system must
+    /// use it alike.
+    #[arg(long)]
+    low_latency: bool,
     /// A Zenoh configuration file, applied before the options above.
     #[arg(long, value_name = "FILE")]
     zenoh_config: Option<String>,
@@ -110,6 +114,7 @@ impl Net {
             scout: self.scout,
             prefix: self.prefix.clone().unwrap_or_else(|| default_prefix.into()),
             config_file: self.zenoh_config.clone(),
+            low_latency: self.low_latency,
         }
     }
 }

@@ -14,9 +14,8 @@
 //! recreated under the same name).
 
 use std::ops::Range;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use shmio::region::replica::{Delta, PrimaryNews};
@@ -74,8 +73,8 @@ const UNKNOWN: u8 = 0;
 const UP: u8 = 1;
 const DOWN: u8 = 2;
 
-struct Replica<'a> {
-    session: &'a zenoh::Session,
+struct Replica {
+    session: zenoh::Session,
     snapshot_key: String,
     region: Region,
     source: u64,
@@ -98,15 +97,33 @@ pub fn run(
 ) -> Result<RegionInStats> {
     let name = opts.name.as_deref().unwrap_or(&opts.region);
     let session = net.open()?;
+    let alive = Arc::new(AtomicU8::new(UNKNOWN));
+    let shared: Arc<Shared> = Arc::default();
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let (sh, a) = (Arc::clone(&shared), Arc::clone(&alive));
     let _sub = session
         .declare_subscriber(net.key(name, "delta"))
         .callback(move |s| {
-            let _ = tx.send(s.payload().to_bytes().into_owned());
+            let bytes = s.payload().to_bytes();
+            // The fast path, on Zenoh's thread: a delta that follows what is held is applied
+            // here, one thread hop less. Anything else (and anything behind a message still
+            // queued, to keep the order) goes to the bridge's thread.
+            if let Ok(mut st) = sh.state.try_lock()
+                && sh.queued.load(Ordering::Acquire) == 0
+                && let Some(r) = st.rep.as_mut()
+                && let Ok(m) = region_wire::decode(&bytes)
+                && r.follows(&m)
+            {
+                if let Err(e) = r.on_delta(&m, a.load(Ordering::Relaxed) != DOWN) {
+                    st.error = Some(e);
+                }
+                return;
+            }
+            sh.queued.fetch_add(1, Ordering::AcqRel);
+            let _ = tx.send(bytes.into_owned());
         })
         .wait()
         .map_err(Error::zenoh)?;
-    let alive = Arc::new(AtomicU8::new(UNKNOWN));
     let a = Arc::clone(&alive);
     let _live = session
         .liveliness()
@@ -126,12 +143,16 @@ pub fn run(
         .map_err(Error::zenoh)?;
     ready();
 
-    let mut rep: Option<Replica<'_>> = None;
     while !stop.is_set() {
-        let bytes = match rx.recv_timeout(Duration::from_millis(100)) {
+        let got = rx.recv_timeout(Duration::from_millis(100));
+        let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = st.error.take() {
+            return Err(e);
+        }
+        let bytes = match got {
             Ok(b) => b,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if let Some(r) = &rep {
+                if let Some(r) = &st.rep {
                     r.region
                         .note_primary_alive(alive.load(Ordering::Relaxed) == UP);
                 }
@@ -139,39 +160,69 @@ pub fn run(
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
-        let msg = match region_wire::decode(&bytes) {
-            Ok(m) if m.kind == Kind::Delta => m,
-            _ => {
-                if let Some(r) = rep.as_mut() {
-                    r.stats.bad += 1;
-                }
-                continue;
-            }
-        };
-        if rep.as_ref().is_none_or(|r| r.source != msg.incarnation) {
-            let region = match rep.take() {
-                Some(r) => r.region,
-                None => open_or_create(&opts.region, &msg)?,
-            };
-            rep = Some(Replica::start(
-                &session,
-                net.key(name, "snapshot"),
-                region,
-                &msg,
-                opts.timeout(),
-            )?);
-        }
-        let r = rep.as_mut().expect("set above");
-        r.on_delta(&msg)?;
-        let up = alive.load(Ordering::Relaxed) != DOWN;
-        r.region.note_primary(&PrimaryNews {
-            version: msg.version,
-            alive: up,
-            writer_alive: msg.writer_alive(),
-            catching_up: r.applied < r.target,
-        });
+        let res = handle(
+            &mut st,
+            &bytes,
+            &session,
+            net.key(name, "snapshot"),
+            opts,
+            &alive,
+        );
+        shared.queued.fetch_sub(1, Ordering::AcqRel);
+        res?;
     }
-    Ok(rep.map(|r| r.stats).unwrap_or_default())
+    let mut st = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(st.rep.take().map(|r| r.stats).unwrap_or_default())
+}
+
+/// What the subscriber's callback and the bridge's thread share.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+    /// Messages sent to the bridge's thread and not handled yet.
+    queued: AtomicUsize,
+}
+
+#[derive(Default)]
+struct State {
+    rep: Option<Replica>,
+    /// An error of the fast path, for the bridge's thread to return.
+    error: Option<Error>,
+}
+
+/// The bridge's thread: one message that the fast path left.
+fn handle(
+    st: &mut State,
+    bytes: &[u8],
+    session: &zenoh::Session,
+    snapshot_key: String,
+    opts: &RegionInOptions,
+    alive: &AtomicU8,
+) -> Result<()> {
+    let msg = match region_wire::decode(bytes) {
+        Ok(m) if m.kind == Kind::Delta => m,
+        _ => {
+            if let Some(r) = st.rep.as_mut() {
+                r.stats.bad += 1;
+            }
+            return Ok(());
+        }
+    };
+    if st.rep.as_ref().is_none_or(|r| r.source != msg.incarnation) {
+        let region = match st.rep.take() {
+            Some(r) => r.region,
+            None => open_or_create(&opts.region, &msg)?,
+        };
+        st.rep = Some(Replica::start(
+            session.clone(),
+            snapshot_key,
+            region,
+            &msg,
+            opts.timeout(),
+        )?);
+    }
+    let r = st.rep.as_mut().expect("set above");
+    r.on_delta(&msg, alive.load(Ordering::Relaxed) != DOWN)
 }
 
 impl RegionInOptions {
@@ -204,16 +255,16 @@ fn open_or_create(name: &str, m: &Msg<'_>) -> Result<Region> {
     Ok(r)
 }
 
-impl<'a> Replica<'a> {
+impl Replica {
     /// Makes `region` a replica of the primary that sent `m`: goes on from what it applied if
     /// it replicated that primary before; repairs what a bridge that died mid-apply left.
     fn start(
-        session: &'a zenoh::Session,
+        session: zenoh::Session,
         snapshot_key: String,
         region: Region,
         m: &Msg<'_>,
         timeout: Duration,
-    ) -> Result<Replica<'a>> {
+    ) -> Result<Replica> {
         let st = region
             .become_replica(m.incarnation)
             .map_err(Error::Region)?;
@@ -238,21 +289,36 @@ impl<'a> Replica<'a> {
         Ok(r)
     }
 
-    fn on_delta(&mut self, m: &Msg<'_>) -> Result<()> {
+    /// Whether `m` is a delta of this primary that [`Replica::on_delta`] applies without a
+    /// fetch (or finds already held).
+    fn follows(&self, m: &Msg<'_>) -> bool {
+        m.kind == Kind::Delta
+            && m.incarnation == self.source
+            && (m.version <= self.applied || (m.base <= self.applied && m.flags & JUMP == 0))
+    }
+
+    /// A delta (or heartbeat) from the primary, which is `alive` as far as its liveliness
+    /// token tells.
+    fn on_delta(&mut self, m: &Msg<'_>, alive: bool) -> Result<()> {
         if m.version <= self.applied {
             self.stats.stale += 1;
-            return Ok(());
-        }
-        if m.base <= self.applied && m.flags & JUMP == 0 {
+        } else if m.base <= self.applied && m.flags & JUMP == 0 {
             self.apply(m, Some(m.version))?;
             self.stats.deltas += 1;
             self.stats.delta_bytes += m.data.len() as u64;
-            return Ok(());
+        } else {
+            // Something was missed: fetch what changed after what is held. A replica that
+            // holds nothing of this primary (applied 0) takes every chunk.
+            let since = (self.applied != 0).then_some(self.applied);
+            self.fetch(since, 0..u64::MAX)?;
         }
-        // Something was missed: fetch what changed after what is held. A replica that holds
-        // nothing of this primary (applied 0) takes every chunk.
-        let since = (self.applied != 0).then_some(self.applied);
-        self.fetch(since, 0..u64::MAX)
+        self.region.note_primary(&PrimaryNews {
+            version: m.version,
+            alive,
+            writer_alive: m.writer_alive(),
+            catching_up: self.applied < self.target,
+        });
+        Ok(())
     }
 
     fn apply(&mut self, m: &Msg<'_>, applied: Option<u64>) -> Result<()> {

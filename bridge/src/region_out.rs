@@ -139,6 +139,9 @@ pub fn run(
     let publisher = session
         .declare_publisher(net.key(name, "delta"))
         .congestion_control(CongestionControl::Block)
+        // Sent at once, not held up to a millisecond for a fuller batch: a delta carries
+        // every change since the last one already.
+        .express(true)
         .wait()
         .map_err(Error::zenoh)?;
     let (qtx, qrx) = mpsc::channel::<ZQuery>();

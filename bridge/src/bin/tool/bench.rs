@@ -1,4 +1,5 @@
-//! `shmio-bridge-tool bench [--count64 N] [--count64k N] [--repeat R]`: the queue bridge's rate
+//! `shmio-bridge-tool bench [--what queue|region|all] [--count64 N] [--count64k N] [--passes N]
+//! [--pings N]`: region replication (see `region_bench`), and the queue bridge's rate
 //! across two network-namespace hosts, beside Zenoh's own publish/subscribe rate and a plain
 //! TCP stream between the same namespaces, for 64 B and 64 KiB records, in one run; each
 //! figure is the best of R runs (3 by default: the machine is shared). Needs root.
@@ -16,7 +17,7 @@ use shmio_bridge::netns::{Hosts, Proc};
 
 use crate::roles::arg;
 
-const T: Duration = Duration::from_secs(120);
+pub(crate) const T: Duration = Duration::from_secs(120);
 
 fn secs(line: &str) -> f64 {
     line.split_whitespace()
@@ -25,14 +26,14 @@ fn secs(line: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-struct Bench {
-    hosts: Hosts,
-    tool: PathBuf,
-    bridge: PathBuf,
+pub(crate) struct Bench {
+    pub(crate) hosts: Hosts,
+    pub(crate) tool: PathBuf,
+    pub(crate) bridge: PathBuf,
 }
 
 impl Bench {
-    fn start<'a>(
+    pub(crate) fn start<'a>(
         &self,
         on_b: bool,
         prog: &PathBuf,
@@ -98,7 +99,7 @@ impl Bench {
     }
 
     /// Messages per second, one Zenoh put each.
-    fn zenoh(&self, size: usize, count: u64) -> Result<f64, String> {
+    pub(crate) fn zenoh(&self, size: usize, count: u64) -> Result<f64, String> {
         let (s, n) = (size.to_string(), count.to_string());
         let ep = "tcp/198.18.0.2:7448";
         let mut sub = self.start(true, &self.tool, ["zsub", "--count", &n, "--listen", ep]);
@@ -109,7 +110,7 @@ impl Bench {
     }
 
     /// Records per second on a plain TCP stream.
-    fn tcp(&self, size: usize, count: u64) -> Result<f64, String> {
+    pub(crate) fn tcp(&self, size: usize, count: u64) -> Result<f64, String> {
         let (s, n) = (size.to_string(), count.to_string());
         let mut recv = self.start(
             true,
@@ -149,6 +150,21 @@ pub fn main(args: &[String]) -> i32 {
         bridge: exe.with_file_name("shmio-bridge"),
         tool: exe,
     };
+    let what: String = arg(args, "--what").unwrap_or_else(|| "all".into());
+    if what != "region" && !queue_table(&bench, args) {
+        return 1;
+    }
+    if what != "queue"
+        && let Err(e) = crate::region_bench::table(&bench, args)
+    {
+        eprintln!("bench: {e}");
+        return 1;
+    }
+    0
+}
+
+/// The queue bridge's table; false if a run went wrong.
+fn queue_table(bench: &Bench, args: &[String]) -> bool {
     let runs = [
         (64usize, arg(args, "--count64").unwrap_or(1_000_000u64)),
         (65536, arg(args, "--count64k").unwrap_or(20_000)),
@@ -175,9 +191,9 @@ pub fn main(args: &[String]) -> i32 {
             ),
             Err(e) => {
                 eprintln!("bench: {e}");
-                return 1;
+                return false;
             }
         }
     }
-    0
+    true
 }

@@ -6,7 +6,9 @@
 //! shmio-bridge-tool check QUEUE [--count N] [--timeout-ms N] [--slow-us N]
 //! shmio-bridge-tool zpub|zsub|tcp-send|tcp-recv ...   (the benchmark's baselines)
 //! shmio-bridge-tool router --listen ENDPOINT          (a Zenoh router, as zenohd)
-//! shmio-bridge-tool region-write|region-read|region-state NAME ...   (see `region.rs`)
+//! shmio-bridge-tool region-write|region-read|region-state|region-ping|region-pong NAME ...
+//! shmio-bridge-tool tcp-echo|tcp-ping|zlat-pub|zlat-sub ...  (TCP round trips and Zenoh's
+//!                                                      one-way latency, for the benchmark)
 //! shmio-bridge-tool bench [--seconds S]               (needs root: makes its own hosts)
 //! ```
 //! Records are those of `shmio-qtool` (`shmio_tests::fill_record`): the sequence number the
@@ -17,6 +19,7 @@
 
 mod bench;
 mod region;
+mod region_bench;
 mod roles;
 
 fn main() {
@@ -32,11 +35,17 @@ fn main() {
         Some("region-write") => region::write(&args[1..]),
         Some("region-read") => region::read(&args[1..]),
         Some("region-state") => region::state(&args[1..]),
+        Some("region-ping") => region::ping(&args[1..]),
+        Some("region-pong") => region::pong(&args[1..]),
+        Some("tcp-echo") => roles::tcp_echo(&args[1..]),
+        Some("zlat-pub") => roles::zlat_pub(&args[1..]),
+        Some("zlat-sub") => roles::zlat_sub(&args[1..]),
+        Some("tcp-ping") => roles::tcp_ping(&args[1..]),
         Some("bench") => bench::main(&args[1..]),
         _ => {
             eprintln!(
                 "usage: shmio-bridge-tool produce|check|zpub|zsub|tcp-send|tcp-recv|router|bench|\
-                 region-write|region-read|region-state ..."
+                 region-write|region-read|region-state|region-ping|region-pong|tcp-echo|tcp-ping|zlat-pub|zlat-sub ..."
             );
             2
         }

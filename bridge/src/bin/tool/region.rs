@@ -61,9 +61,11 @@ fn open(name: &str) -> Option<Region> {
 }
 
 /// `region-write NAME [--size N] [--block N] [--chunk N] [--passes N] [--first-pass N]
-/// [--blocks N] [--pause-us N] [--claim] [--open] [--go-file PATH] [--then hold|exit]`: creates the region
+/// [--blocks N] [--pause-us N] [--fast] [--claim] [--open] [--go-file PATH]
+/// [--then hold|exit]`: creates the region
 /// (or opens it with `--open`), then writes `passes` passes of blocks (numbered from
-/// `first-pass`, so that another run writes other bytes; the first `blocks` only), each block by one consistent write. Prints `ready`, then
+/// `first-pass`, so that another run writes other bytes; the first `blocks` only), each block by one consistent write. `--fast` (the benchmark):
+/// blocks of one byte value per pass and their index, no pattern or checksum to compute. Prints `ready`, then
 /// `done passes=N writes=N version=V hash=H secs=S`.
 pub fn write(args: &[String]) -> i32 {
     let Some(name) = args.first() else { return 2 };
@@ -102,9 +104,17 @@ pub fn write(args: &[String]) -> i32 {
     let mut block = vec![0u8; bs];
     let t0 = Instant::now();
     let mut writes = 0u64;
+    let fast = flag(args, "--fast");
     for pass in first..first + passes {
+        if fast {
+            block.fill(pass as u8);
+        }
         for i in 0..blocks {
-            fill_block(&mut block, pass, i as u32);
+            if fast {
+                block[..4].copy_from_slice(&(i as u32).to_le_bytes());
+            } else {
+                fill_block(&mut block, pass, i as u32);
+            }
             if let Err(e) = r.write((i * bs) as u64, &block) {
                 eprintln!("write: {e}");
                 return 1;
@@ -254,4 +264,95 @@ fn probe(r: &Region, until: Option<&str>) -> (String, bool) {
         }
     };
     (line, met)
+}
+
+/// Percentiles of `v` (sorted here), in microseconds: p50, p99, max.
+pub fn percentiles_us(v: &mut [u64]) -> (f64, f64, f64) {
+    v.sort_unstable();
+    let at = |q: f64| {
+        v.get(((v.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+    };
+    let us = |x: Option<u64>| x.map_or(f64::NAN, |n| n as f64 / 1e3);
+    (us(at(0.5)), us(at(0.99)), us(v.last().copied()))
+}
+
+/// `region-ping NAME --count N [--interval-us U] [--go-file PATH]`: creates a 4 MiB region,
+/// then writes 1 KiB blocks, block k holding `k + 1` and the time of the write
+/// (`CLOCK_MONOTONIC`, one clock for every namespace of the machine), one consistent write
+/// each, `interval` apart. N is at most 4,096 (one block each).
+pub fn ping(args: &[String]) -> i32 {
+    let Some(name) = args.first() else { return 2 };
+    let count: usize = arg::<usize>(args, "--count").unwrap_or(1000).min(4096);
+    let pause = Duration::from_micros(arg(args, "--interval-us").unwrap_or(2000));
+    let r = match Region::create(name, 4 << 20, &RegionOptions::new()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot create {name}: {e}");
+            return 2;
+        }
+    };
+    say("ready");
+    if let Some(go) = arg::<String>(args, "--go-file") {
+        while !std::path::Path::new(&go).exists() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let mut block = [0u8; 1024];
+    for k in 0..count {
+        block[..8].copy_from_slice(&(k as u64 + 1).to_le_bytes());
+        block[8..16].copy_from_slice(&monotonic_ns().to_le_bytes());
+        if let Err(e) = r.write(k as u64 * 1024, &block) {
+            eprintln!("write: {e}");
+            return 1;
+        }
+        std::thread::sleep(pause);
+    }
+    say(&format!("done count={count}"));
+    0
+}
+
+/// `region-pong NAME --count N`: on the replica, waits for each block of `region-ping` in turn
+/// (`wait_changed`, then a consistent read) and prints `latency count=N p50_us=.. p99_us=..
+/// max_us=..`, from the write on the primary to the read here.
+pub fn pong(args: &[String]) -> i32 {
+    let Some(name) = args.first() else { return 2 };
+    let count: usize = arg::<usize>(args, "--count").unwrap_or(1000).min(4096);
+    let Some(r) = open(name) else { return 2 };
+    say("ready");
+    let mut lat = Vec::with_capacity(count);
+    let mut seen = r.version();
+    let mut block = [0u8; 16];
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for k in 0..count {
+        loop {
+            if let Err(e) = r.read(k as u64 * 1024, &mut block) {
+                eprintln!("read: {e}");
+                return 1;
+            }
+            let now = monotonic_ns();
+            if u64::from_le_bytes(block[..8].try_into().expect("8")) == k as u64 + 1 {
+                let t = u64::from_le_bytes(block[8..16].try_into().expect("8"));
+                lat.push(now.saturating_sub(t));
+                break;
+            }
+            if Instant::now() > deadline {
+                eprintln!("block {k} never arrived");
+                return 1;
+            }
+            match r.wait_changed(seen, Some(Duration::from_millis(100))) {
+                Ok(v) => seen = v,
+                Err(Error::Timeout) => {}
+                Err(e) => {
+                    eprintln!("wait_changed: {e}");
+                    return 1;
+                }
+            }
+        }
+    }
+    let (p50, p99, max) = percentiles_us(&mut lat);
+    say(&format!(
+        "latency count={count} p50_us={p50:.1} p99_us={p99:.1} max_us={max:.1}"
+    ));
+    0
 }

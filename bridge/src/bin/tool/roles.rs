@@ -227,6 +227,7 @@ fn net_of(args: &[String]) -> NetOptions {
     NetOptions {
         listen: all("--listen"),
         connect: all("--connect"),
+        low_latency: flag(args, "--low-latency"),
         ..NetOptions::default()
     }
 }
@@ -338,4 +339,116 @@ pub fn router(args: &[String]) -> i32 {
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
+}
+
+/// `tcp-echo --listen-on ADDR:PORT [--size N]`: sends back every `size`-byte message, until
+/// the peer closes.
+pub fn tcp_echo(args: &[String]) -> i32 {
+    let size: usize = arg(args, "--size").unwrap_or(1024);
+    let on: String = arg(args, "--listen-on").expect("--listen-on ADDR:PORT");
+    let l = TcpListener::bind(&on).expect("bind");
+    say("ready");
+    let (mut s, _) = l.accept().expect("accept");
+    let _ = s.set_nodelay(true);
+    let mut buf = vec![0u8; size];
+    while s.read_exact(&mut buf).is_ok() {
+        if s.write_all(&buf).is_err() {
+            break;
+        }
+    }
+    0
+}
+
+/// `tcp-ping --to ADDR:PORT [--size N] [--count N] [--interval-us U]`: round trips of
+/// `size`-byte messages through `tcp-echo`, `interval` apart; prints `rtt count=N p50_us=..
+/// p99_us=.. max_us=..`.
+pub fn tcp_ping(args: &[String]) -> i32 {
+    let size: usize = arg(args, "--size").unwrap_or(1024);
+    let count: usize = arg(args, "--count").unwrap_or(1000);
+    let pause = Duration::from_micros(arg(args, "--interval-us").unwrap_or(2000));
+    let to: String = arg(args, "--to").expect("--to ADDR:PORT");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut s = loop {
+        match TcpStream::connect(&to) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => {
+                eprintln!("connect {to}: {e}");
+                return 2;
+            }
+        }
+    };
+    let _ = s.set_nodelay(true);
+    let mut buf = vec![7u8; size];
+    let mut rtt = Vec::with_capacity(count);
+    for _ in 0..count {
+        let t = Instant::now();
+        if s.write_all(&buf).is_err() || s.read_exact(&mut buf).is_err() {
+            return 1;
+        }
+        rtt.push(t.elapsed().as_nanos() as u64);
+        std::thread::sleep(pause);
+    }
+    let (p50, p99, max) = crate::region::percentiles_us(&mut rtt);
+    say(&format!(
+        "rtt count={count} p50_us={p50:.1} p99_us={p99:.1} max_us={max:.1}"
+    ));
+    0
+}
+
+/// `zlat-pub --count N [--interval-us U] [--connect|--listen E]`: one 1 KiB put (express, its
+/// send time inside) every `interval`, after a second for the subscriber to be seen.
+pub fn zlat_pub(args: &[String]) -> i32 {
+    let count: usize = arg(args, "--count").unwrap_or(1000);
+    let pause = Duration::from_micros(arg(args, "--interval-us").unwrap_or(2000));
+    let session = net_of(args).open().expect("zenoh session");
+    let publisher = session
+        .declare_publisher("shmio/bench/lat")
+        .congestion_control(CongestionControl::Block)
+        .express(true)
+        .wait()
+        .expect("publisher");
+    say("ready");
+    std::thread::sleep(Duration::from_secs(1));
+    let mut msg = vec![0u8; 1024];
+    for k in 0..count {
+        msg[..8].copy_from_slice(&(k as u64).to_le_bytes());
+        msg[8..16].copy_from_slice(&monotonic_ns().to_le_bytes());
+        if publisher.put(msg.clone()).wait().is_err() {
+            return 1;
+        }
+        std::thread::sleep(pause);
+    }
+    0
+}
+
+/// `zlat-sub --count N [--listen|--connect E]`: prints `latency count=N p50_us=.. p99_us=..
+/// max_us=..` of `zlat-pub`'s puts, from the put to the subscriber's callback.
+pub fn zlat_sub(args: &[String]) -> i32 {
+    let count: usize = arg(args, "--count").unwrap_or(1000);
+    let session = net_of(args).open().expect("zenoh session");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _sub = session
+        .declare_subscriber("shmio/bench/lat")
+        .callback(move |s| {
+            let now = monotonic_ns();
+            let b = s.payload().to_bytes();
+            let t = u64::from_le_bytes(b[8..16].try_into().expect("8"));
+            let _ = tx.send(now.saturating_sub(t));
+        })
+        .wait()
+        .expect("subscriber");
+    say("ready");
+    let mut lat = Vec::with_capacity(count);
+    while lat.len() < count {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(l) => lat.push(l),
+            Err(_) => return 4,
+        }
+    }
+    let (p50, p99, max) = crate::region::percentiles_us(&mut lat);
+    say(&format!(
+        "latency count={count} p50_us={p50:.1} p99_us={p99:.1} max_us={max:.1}"
+    ));
+    0
 }
