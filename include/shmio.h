@@ -1649,6 +1649,19 @@ enum shmio_status shmio_region_chunk_size(const struct shmio_region *r, uint64_t
 enum shmio_status shmio_region_incarnation(const struct shmio_region *r, uint64_t *out);
 
 /**
+ * The length of the file a region of `size` bytes with change-tracking chunks of
+ * `chunk_size` bytes (0: 4096) takes: the header page, the data rounded up to a page, and
+ * the change-tracking table. What `shmio_region_create` needs free on the file system. A size
+ * or chunk size `shmio_region_create` refuses -> `SHMIO_ERR_INVALID_ARGUMENT`.
+ *
+ * Ownership: `out` is the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `out` must be NULL or valid for writing a `uint64_t`.
+ */
+enum shmio_status shmio_region_file_len(uint64_t size, uint32_t chunk_size, uint64_t *out);
+
+/**
  * Fills `*s` with a non-replica's state (all zero) and sets `struct_size`.
  *
  * Ownership: `s` is the caller's. Does not block. Thread-safe.

@@ -65,16 +65,20 @@ impl shmio_region_options {
                 self.flags
             )));
         }
-        let chunk = match self.chunk_size {
-            0 => region::DEFAULT_CHUNK,
-            c => u64::from(c),
-        };
         Ok(RegionOptions::new()
             .mode(self.mode)
             .o_sync(self.flags & SHMIO_REGION_O_SYNC != 0)
             .populate(self.flags & SHMIO_REGION_POPULATE != 0)
             .lock_in_ram(self.flags & SHMIO_REGION_MLOCK != 0)
-            .chunk_size(chunk))
+            .chunk_size(chunk_arg(self.chunk_size)))
+    }
+}
+
+/// A chunk size as C passes it: 0 is the default (4096).
+fn chunk_arg(c: u32) -> u64 {
+    match c {
+        0 => region::DEFAULT_CHUNK,
+        c => u64::from(c),
     }
 }
 

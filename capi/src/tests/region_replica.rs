@@ -219,6 +219,27 @@ fn touch_range_chunk_size_and_incarnation_check_their_arguments() {
             shmio_region_incarnation(ptr::null(), &mut v),
             SHMIO_ERR_NULL_POINTER
         );
+        // The file's length, as create reserves it.
+        assert_eq!(shmio_region_file_len(1 << 16, 0, &mut v), SHMIO_OK);
+        let len = std::fs::metadata(bridge.path()).unwrap().len();
+        assert_eq!(v, len);
+        assert_eq!(
+            Some(v),
+            shmio_core::region::file_len(1 << 16, shmio_core::region::DEFAULT_CHUNK)
+        );
+        assert_eq!(shmio_region_file_len(1 << 16, 64, &mut v), SHMIO_OK);
+        assert!(v > len, "a finer table is larger");
+        for (size, chunk) in [(0, 0), (1 << 41, 0), (4096, 100), (4096, 32)] {
+            assert_eq!(
+                shmio_region_file_len(size, chunk, &mut v),
+                SHMIO_ERR_INVALID_ARGUMENT,
+                "{size} {chunk}"
+            );
+        }
+        assert_eq!(
+            shmio_region_file_len(4096, 0, ptr::null_mut()),
+            SHMIO_ERR_NULL_POINTER
+        );
         shmio_region_close(r);
     }
 }
