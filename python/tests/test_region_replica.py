@@ -266,3 +266,22 @@ def test_writer_claim_dies_with_its_process(rname: str) -> None:
         assert r.writer() == RegionWriter(child.pid, False)
         with r.claim_writer():
             assert r.writer() == RegionWriter(os.getpid(), True)
+
+
+def test_a_forked_child_shares_the_claim_and_its_release_leaves_the_parents(rname: str) -> None:
+    with Region.create(rname, 4096) as r, r.claim_writer() as c:
+        pid = os.fork()
+        if pid == 0:  # the child: its release closes only its copy of the claim
+            code = 0
+            try:
+                c.release()
+                code = 0 if r.writer() == RegionWriter(os.getppid(), True) else 3
+            except BaseException:
+                code = 4
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+        assert not c.released
+        assert r.writer() == RegionWriter(os.getpid(), True)
+        with pytest.raises(shmio.WriterExists):
+            r.claim_writer()
