@@ -189,6 +189,26 @@
 #define SHMIO_REGION_MLOCK 4
 
 /**
+ * A time the state reports as never (`heard_ms`, `staleness_ms`).
+ */
+#define SHMIO_REGION_NEVER UINT64_MAX
+
+/**
+ * Writer state: no process ever claimed the region's writer role.
+ */
+#define SHMIO_REGION_WRITER_NONE 0
+
+/**
+ * Writer state: the claiming process lives and holds its claim.
+ */
+#define SHMIO_REGION_WRITER_ALIVE 1
+
+/**
+ * Writer state: the last claim was released, or its process died.
+ */
+#define SHMIO_REGION_WRITER_DEAD 2
+
+/**
  * Knob: `/proc/sys/vm/dirty_background_ratio`.
  */
 #define SHMIO_VM_DIRTY_BACKGROUND_RATIO 0
@@ -333,6 +353,22 @@ typedef enum shmio_status {
    */
   SHMIO_ERR_NO_SPACE = 24,
   /**
+   * A replica region last known in sync with its primary longer ago than the reader
+   * allows, never in sync yet, or catching up (`shmio_region_read_fresh`,
+   * `shmio_region_check_fresh`; the message says how stale). Nothing was read.
+   */
+  SHMIO_ERR_STALE = 25,
+  /**
+   * A local write (or touch) to a replica region: only its replication bridge writes it
+   * (`shmio_region_promote` makes it writable).
+   */
+  SHMIO_ERR_READ_ONLY = 26,
+  /**
+   * `shmio_region_claim_writer`: a live process (the message gives its pid) claimed the
+   * region's writer role already.
+   */
+  SHMIO_ERR_WRITER_EXISTS = 27,
+  /**
    * Poller: the fd is not registered.
    */
   SHMIO_ERR_NOT_REGISTERED = 30,
@@ -378,6 +414,13 @@ typedef struct shmio_producer shmio_producer;
  * called on the same handle from several threads at once.
  */
 typedef struct shmio_region shmio_region;
+
+/**
+ * A claim on a region's writer role (opaque), from `shmio_region_claim_writer`. Independent
+ * of the region handle it came from: it may be released before or after that handle is
+ * closed.
+ */
+typedef struct shmio_region_claim shmio_region_claim;
 
 /**
  * A bounded blocking multi-producer multi-consumer queue of `void *` items (opaque). Every
@@ -587,6 +630,14 @@ typedef struct shmio_region_options {
    * `SHMIO_REGION_*` flags, or-ed (default 0).
    */
   uint32_t flags;
+  /**
+   * Create: the granularity of change tracking in bytes, a power of two from 64 to 1 MiB;
+   * 0 (the default) means 4096. A write marks at least one chunk changed, and a replica
+   * receives whole chunks. Open reads it from the file and ignores this field. Added after
+   * the first version of this struct: a caller whose `struct_size` ends before it gets the
+   * default.
+   */
+  uint32_t chunk_size;
 } shmio_region_options;
 
 /**
@@ -618,6 +669,68 @@ typedef struct shmio_page_cache {
    */
   uint64_t recently_evicted;
 } shmio_page_cache;
+
+/**
+ * A region's replication state (see `shmio_region_replica`). Fill it with
+ * `shmio_region_replica_stats_init` first: that sets `struct_size`, which lets later versions
+ * add fields at the end.
+ */
+typedef struct shmio_region_replica_stats {
+  /**
+   * Size of this struct as the caller knows it; set by `shmio_region_replica_stats_init`.
+   * `shmio_region_replica` sets it to the number of bytes it filled in.
+   */
+  uint32_t struct_size;
+  /**
+   * 1 if the region is a replica, 0 if not (then every other field is 0).
+   */
+  uint32_t is_replica;
+  /**
+   * The primary's incarnation (`shmio_region_incarnation` on the primary).
+   */
+  uint64_t source;
+  /**
+   * The primary version this replica holds every change up to.
+   */
+  uint64_t applied;
+  /**
+   * The newest primary version heard of.
+   */
+  uint64_t seen;
+  /**
+   * Primary versions heard of but not applied yet (`seen - applied`).
+   */
+  uint64_t lag;
+  /**
+   * Milliseconds since the primary (or its bridge) was last heard;
+   * `SHMIO_REGION_NEVER` (`UINT64_MAX`): never.
+   */
+  uint64_t heard_ms;
+  /**
+   * Milliseconds since this replica was last known to hold the primary's newest version:
+   * an upper bound on how old what a reader reads here is (plus the network's one-way
+   * delay); `SHMIO_REGION_NEVER`: never.
+   */
+  uint64_t staleness_ms;
+  /**
+   * 1 if the primary's bridge is alive (as its Zenoh liveliness token says), else 0.
+   */
+  uint32_t primary_alive;
+  /**
+   * The primary region's claimed writer: `SHMIO_REGION_WRITER_NONE` (none claimed it),
+   * `SHMIO_REGION_WRITER_ALIVE` or `SHMIO_REGION_WRITER_DEAD`.
+   */
+  uint32_t writer_state;
+  /**
+   * 1 while the bridge fetches a snapshot (the data may be a mix of versions until it is
+   * done; fresh reads refuse), else 0.
+   */
+  uint32_t catching_up;
+  /**
+   * Always 0 (keeps the struct free of padding).
+   */
+  uint32_t reserved;
+} shmio_region_replica_stats;
 
 /**
  * The six `vm.dirty_*` knobs.
@@ -1271,7 +1384,8 @@ enum shmio_status shmio_queue_stats_get(const char *name,
 enum shmio_status shmio_queue_unlink(const char *name);
 
 /**
- * Fills `*opts` with the defaults: mode 0600, no flags, and `struct_size`.
+ * Fills `*opts` with the defaults: mode 0600, no flags, chunk size 0 (4096), and
+ * `struct_size`.
  *
  * Ownership: `opts` is the caller's. Does not block. Thread-safe.
  *
@@ -1286,7 +1400,8 @@ enum shmio_status shmio_region_options_init(struct shmio_region_options *opts);
  * name, placed in `$SHMIO_DIR` or `/dev/shm`, or a path (anything containing '/'): a RAM
  * disk, a disk file system for durability, a network file system. The file is created
  * exclusively (`SHMIO_ERR_ALREADY_EXISTS` if it exists) with the options' mode exactly. A size
- * of 0 or above 2^40 -> `SHMIO_ERR_INVALID_ARGUMENT`. `opts` NULL means the defaults. The
+ * of 0 or above 2^40, or a `chunk_size` that is not 0 or a power of two from 64 to 1 MiB ->
+ * `SHMIO_ERR_INVALID_ARGUMENT`. `opts` NULL means the defaults. The
  * file's blocks are reserved at creation: a file system too small for it ->
  * `SHMIO_ERR_NO_SPACE` (nothing left behind), never a SIGBUS on a later store.
  *
@@ -1365,7 +1480,8 @@ enum shmio_status shmio_region_data(const struct shmio_region *r, void **ptr_out
  * Writes `len` bytes from `data` at `offset` so that no reader ever sees them half-done, and
  * moves the version (`*version_out`, if not NULL, receives the new one). Writers in every
  * process are serialised by a robust lock; this blocks while another writer holds it. A
- * range past the end -> `SHMIO_ERR_INVALID_ARGUMENT`. `data` may be NULL only if `len` is 0;
+ * range past the end -> `SHMIO_ERR_INVALID_ARGUMENT`; a replica (written by its bridge only)
+ * -> `SHMIO_ERR_READ_ONLY`. `data` may be NULL only if `len` is 0;
  * `data` inside this region's own mapping (from `shmio_region_data`) ->
  * `SHMIO_ERR_INVALID_ARGUMENT` (copy through a separate buffer).
  *
@@ -1404,7 +1520,9 @@ enum shmio_status shmio_region_read(const struct shmio_region *r,
 
 /**
  * Publishes changes made through raw access: moves the version and wakes waiters.
- * `*version_out` (if not NULL) receives the new version.
+ * `*version_out` (if not NULL) receives the new version. Marks no chunk changed: a replica
+ * receives the changed bytes only if `shmio_region_touch_range` names them. On a replica ->
+ * `SHMIO_ERR_READ_ONLY`.
  *
  * Ownership: none. Blocking: briefly, behind other writers. Thread-safe.
  *
@@ -1489,6 +1607,175 @@ enum shmio_status shmio_region_flush_all(const struct shmio_region *r);
  */
 enum shmio_status shmio_region_cache_stat(const struct shmio_region *r,
                                           struct shmio_page_cache *out);
+
+/**
+ * Publishes changes made through raw access to `len` bytes at `offset`: moves the version,
+ * marks those bytes' chunks changed (so that a replica receives them) and wakes waiters.
+ * `*version_out` (if not NULL) receives the new version. A range that wholly covers the torn
+ * range clears it, as a consistent write would (the caller says it rewrote those bytes). A
+ * range past the end -> `SHMIO_ERR_INVALID_ARGUMENT`; on a replica -> `SHMIO_ERR_READ_ONLY`.
+ * `shmio_region_touch` moves the version without marking any chunk.
+ *
+ * Ownership: none. Blocking: briefly, behind other writers. Thread-safe.
+ *
+ * # Safety
+ * `r` must be NULL or a live handle; `version_out` NULL or valid for writing a `uint64_t`.
+ */
+enum shmio_status shmio_region_touch_range(const struct shmio_region *r,
+                                           uint64_t offset,
+                                           uint64_t len,
+                                           uint64_t *version_out);
+
+/**
+ * The change-tracking chunk size in bytes (`shmio_region_options.chunk_size` at creation).
+ *
+ * Ownership: `out` is the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `r` must be NULL or a live handle; `out` NULL or valid for writing a `uint64_t`.
+ */
+enum shmio_status shmio_region_chunk_size(const struct shmio_region *r, uint64_t *out);
+
+/**
+ * A random number drawn when the region was created: another file created under the same
+ * name later has another (and its versions start from 0 again). A replica's
+ * `shmio_region_replica_stats.source` is its primary's incarnation.
+ *
+ * Ownership: `out` is the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `r` must be NULL or a live handle; `out` NULL or valid for writing a `uint64_t`.
+ */
+enum shmio_status shmio_region_incarnation(const struct shmio_region *r, uint64_t *out);
+
+/**
+ * The length of the file a region of `size` bytes with change-tracking chunks of
+ * `chunk_size` bytes (0: 4096) takes: the header page, the data rounded up to a page, and
+ * the change-tracking table. What `shmio_region_create` needs free on the file system. A size
+ * or chunk size `shmio_region_create` refuses -> `SHMIO_ERR_INVALID_ARGUMENT`.
+ *
+ * Ownership: `out` is the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `out` must be NULL or valid for writing a `uint64_t`.
+ */
+enum shmio_status shmio_region_file_len(uint64_t size, uint32_t chunk_size, uint64_t *out);
+
+/**
+ * Fills `*s` with a non-replica's state (all zero) and sets `struct_size`.
+ *
+ * Ownership: `s` is the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `s` must be NULL (-> `SHMIO_ERR_NULL_POINTER`) or valid for writing a
+ * `shmio_region_replica_stats`.
+ */
+enum shmio_status shmio_region_replica_stats_init(struct shmio_region_replica_stats *s);
+
+/**
+ * The region's replication state, read from its header (any process may ask; the bridge
+ * that keeps the replica writes it). On a region that is no replica: `is_replica` 0, every
+ * other field 0, and `SHMIO_OK`. `s->struct_size` smaller than this library's first version
+ * of the struct -> `SHMIO_ERR_INVALID_ARGUMENT` (fill it with
+ * `shmio_region_replica_stats_init`).
+ *
+ * Ownership: `s` is the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `r` must be NULL or a live handle; `s` NULL or a struct filled by
+ * `shmio_region_replica_stats_init`, writable for its `struct_size` bytes.
+ */
+enum shmio_status shmio_region_replica(const struct shmio_region *r,
+                                       struct shmio_region_replica_stats *s);
+
+/**
+ * `SHMIO_OK` if the region is no replica, or a replica last known in sync with its primary
+ * at most `max_staleness_ms` ago (and not catching up); otherwise `SHMIO_ERR_STALE`, with a
+ * message giving how long ago it was in sync and the versions applied and seen. For readers
+ * that read through `shmio_region_data` or check before a series of reads.
+ *
+ * Ownership: none. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `r` must be NULL or a live handle.
+ */
+enum shmio_status shmio_region_check_fresh(const struct shmio_region *r, uint64_t max_staleness_ms);
+
+/**
+ * `shmio_region_read`, refused with `SHMIO_ERR_STALE` (nothing copied) when the region is a
+ * replica last known in sync with its primary longer than `max_staleness_ms` ago, never in
+ * sync yet, or catching up (see `shmio_region_replica_stats.staleness_ms`). On a region that
+ * is no replica it is a plain consistent read. Other errors, ownership and blocking as for
+ * `shmio_region_read`.
+ *
+ * # Safety
+ * As for `shmio_region_read`.
+ */
+enum shmio_status shmio_region_read_fresh(const struct shmio_region *r,
+                                          uint64_t offset,
+                                          void *buf,
+                                          size_t len,
+                                          uint64_t max_staleness_ms,
+                                          uint64_t *version_out);
+
+/**
+ * Makes a replica a primary of its own (failover): local writes are allowed again, the
+ * region gets a new incarnation, and its version moves past every change it received.
+ * `*version_out` (if not NULL) receives the new version. A region that is no replica is left
+ * alone (its current version is reported). The old primary's changes are refused from then
+ * on: stop the replica's bridge.
+ *
+ * Ownership: none. Blocking: briefly, behind writers. Thread-safe.
+ *
+ * # Safety
+ * `r` must be NULL or a live handle; `version_out` NULL or valid for writing a `uint64_t`.
+ */
+enum shmio_status shmio_region_promote(const struct shmio_region *r, uint64_t *version_out);
+
+/**
+ * Claims the region's writer role: `*out` receives the claim, held until
+ * `shmio_region_claim_release` or the process's death (however it dies: the kernel drops
+ * it). A live process holding it already (this one included, through another claim) ->
+ * `SHMIO_ERR_WRITER_EXISTS`, the message naming its pid. Claiming is optional and does not
+ * stop anyone else from writing; `shmio_region_writer` and a replica's
+ * `shmio_region_replica_stats.writer_state` report it.
+ *
+ * Ownership: on success `*out` receives a claim to release with
+ * `shmio_region_claim_release`; on failure `*out` is set to NULL. A child forked while the
+ * claim is held shares it (the claim ends when both have released it or exited). Does not
+ * block. Thread-safe.
+ *
+ * # Safety
+ * `r` must be NULL or a live handle; `out` NULL or valid for writing a pointer.
+ */
+enum shmio_status shmio_region_claim_writer(const struct shmio_region *r,
+                                            struct shmio_region_claim **out);
+
+/**
+ * Releases the claim and frees it. NULL is a no-op.
+ *
+ * Ownership: takes the claim; it is invalid afterwards. Does not block. Must not race with
+ * another call on the same claim.
+ *
+ * # Safety
+ * `claim` must be NULL or a live claim from `shmio_region_claim_writer`.
+ */
+void shmio_region_claim_release(struct shmio_region_claim *claim);
+
+/**
+ * The region's claimed writer: `*state_out` receives `SHMIO_REGION_WRITER_NONE` (no process
+ * ever claimed it), `SHMIO_REGION_WRITER_ALIVE` or `SHMIO_REGION_WRITER_DEAD`, and `*pid_out`
+ * (if not NULL) the pid that made the last claim, in its PID namespace (0 with `NONE`).
+ *
+ * Ownership: outputs are the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `r` must be NULL or a live handle; `state_out` NULL or valid for writing a `uint32_t`;
+ * `pid_out` NULL or valid for writing a `uint32_t`.
+ */
+enum shmio_status shmio_region_writer(const struct shmio_region *r,
+                                      uint32_t *state_out,
+                                      uint32_t *pid_out);
 
 /**
  * Creates a hand-off queue holding at most `capacity` items (`capacity` 0 ->

@@ -292,3 +292,81 @@ pub(crate) unsafe fn write_opt<T>(out: Option<Out<T>>, v: T) {
         unsafe { o.write(v) }
     }
 }
+
+/// The `struct_size` a caller's struct begins with, at least `min` (the first version's
+/// size, at least 4).
+///
+/// # Safety
+/// `p` must be readable for the `u32` its struct begins with.
+unsafe fn struct_size<T>(p: NonNull<T>, min: usize, what: &'static str) -> Result<usize> {
+    debug_assert!(min >= size_of::<u32>());
+    // SAFETY: readable (contract).
+    let size = unsafe { p.cast::<u32>().as_ptr().read() } as usize;
+    if size < min {
+        return Err(Failure::invalid(format!(
+            "{what}->struct_size {size} is smaller than {min}: fill the struct with its _init \
+             function"
+        )));
+    }
+    Ok(size)
+}
+
+/// Reads a caller's input struct that begins with its `struct_size` (a `u32`): a struct of an
+/// older, smaller version (at least `min` bytes, the first version's size) is read as far as
+/// it goes, and the fields it lacks keep their values in `defaults`; a larger one (a newer
+/// header) is read up to our size. `what` names the argument in the message.
+///
+/// # Safety
+/// `p` must point to a readable struct of at least its own `struct_size` bytes (the caller's
+/// contract). `T` must begin with a `u32` and consist of integer fields without padding, so
+/// that every byte pattern is a valid `T`.
+pub(crate) unsafe fn read_sized<T: Copy>(
+    p: NonNull<T>,
+    min: usize,
+    defaults: T,
+    what: &'static str,
+) -> Result<T> {
+    // SAFETY: `p` is readable for at least the `u32` its struct begins with (contract).
+    let size = unsafe { struct_size(p, min, what) }?;
+    let mut out = defaults;
+    // SAFETY: the caller's struct is readable for `size` bytes and we copy at most that many,
+    // into our own `T` of `size_of::<T>()` bytes; every byte pattern is a valid `T`
+    // (contract). The two do not overlap (`out` is a local).
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            p.as_ptr().cast::<u8>(),
+            (&raw mut out).cast::<u8>(),
+            size.min(size_of::<T>()),
+        )
+    };
+    Ok(out)
+}
+
+/// Writes `v` to a caller's output struct that begins with its `struct_size` (a `u32`, set by
+/// the struct's _init function): at most `struct_size` bytes of it, so that a caller built
+/// with an older, smaller version of the struct (at least `min` bytes, the first version's
+/// size) gets the fields it knows, and a newer, larger one keeps its tail. `struct_size` is
+/// then set to the number of bytes written. `what` names the argument in the message.
+///
+/// # Safety
+/// `p` must point to a struct writable for at least its own `struct_size` bytes whose first
+/// `u32` is readable (the caller's contract). `T` must begin with a `u32` and consist of
+/// integer fields without padding (so that every byte of `v` is initialised).
+pub(crate) unsafe fn write_sized<T: Copy>(
+    p: NonNull<T>,
+    min: usize,
+    v: T,
+    what: &'static str,
+) -> Result<()> {
+    // SAFETY: the struct's first `u32` is readable (contract).
+    let size = unsafe { struct_size(p, min, what) }?;
+    let n = size.min(size_of::<T>());
+    // SAFETY: `v` is a local `T` without padding (contract), so its `n <= size_of::<T>()`
+    // bytes are initialised; the caller's struct is writable for `size >= n` bytes and does not
+    // overlap our local. `n >= min >= 4`, so the first `u32` lies in what was written.
+    unsafe {
+        std::ptr::copy_nonoverlapping((&raw const v).cast::<u8>(), p.as_ptr().cast::<u8>(), n);
+        p.cast::<u32>().as_ptr().write(n as u32);
+    }
+    Ok(())
+}

@@ -68,6 +68,16 @@ pub enum shmio_status {
     /// bytes needed and available). Nothing is left behind. Blocks are reserved at creation,
     /// so an object that was created never runs out of space later (no SIGBUS).
     SHMIO_ERR_NO_SPACE = 24,
+    /// A replica region last known in sync with its primary longer ago than the reader
+    /// allows, never in sync yet, or catching up (`shmio_region_read_fresh`,
+    /// `shmio_region_check_fresh`; the message says how stale). Nothing was read.
+    SHMIO_ERR_STALE = 25,
+    /// A local write (or touch) to a replica region: only its replication bridge writes it
+    /// (`shmio_region_promote` makes it writable).
+    SHMIO_ERR_READ_ONLY = 26,
+    /// `shmio_region_claim_writer`: a live process (the message gives its pid) claimed the
+    /// region's writer role already.
+    SHMIO_ERR_WRITER_EXISTS = 27,
     /// Poller: the fd is not registered.
     SHMIO_ERR_NOT_REGISTERED = 30,
     /// Poller: a call from a thread that may not make it now: an RT-signal poller waited on
@@ -79,8 +89,8 @@ pub enum shmio_status {
 use shmio_status::*;
 
 impl shmio_status {
-    /// Every status, in numeric order (0..=24, then the poller's from 30).
-    pub(crate) const ALL: [shmio_status; 27] = [
+    /// Every status, in numeric order (0..=27, then the poller's from 30).
+    pub(crate) const ALL: [shmio_status; 30] = [
         SHMIO_OK,
         SHMIO_ERR_INVALID_ARGUMENT,
         SHMIO_ERR_NULL_POINTER,
@@ -106,6 +116,9 @@ impl shmio_status {
         SHMIO_ERR_FORKED,
         SHMIO_ERR_CANCELLED,
         SHMIO_ERR_NO_SPACE,
+        SHMIO_ERR_STALE,
+        SHMIO_ERR_READ_ONLY,
+        SHMIO_ERR_WRITER_EXISTS,
         SHMIO_ERR_NOT_REGISTERED,
         SHMIO_ERR_WRONG_THREAD,
     ];
@@ -143,6 +156,9 @@ impl shmio_status {
             SHMIO_ERR_FORKED => c"handle inherited through fork()",
             SHMIO_ERR_CANCELLED => c"wait cancelled",
             SHMIO_ERR_NO_SPACE => c"no space on the file system",
+            SHMIO_ERR_STALE => c"stale replica: out of sync with its primary too long",
+            SHMIO_ERR_READ_ONLY => c"read-only: a replica is written by its bridge only",
+            SHMIO_ERR_WRITER_EXISTS => c"a live writer claimed the region already",
             SHMIO_ERR_NOT_REGISTERED => c"fd not registered",
             SHMIO_ERR_WRONG_THREAD => c"wrong thread for this poller",
         }
@@ -187,6 +203,9 @@ pub(crate) fn of(kind: ErrorKind) -> shmio_status {
         K::BufferTooSmall => SHMIO_ERR_BUFFER_TOO_SMALL,
         K::Overrun => SHMIO_ERR_OVERRUN,
         K::Torn => SHMIO_ERR_TORN,
+        K::Stale => SHMIO_ERR_STALE,
+        K::ReadOnly => SHMIO_ERR_READ_ONLY,
+        K::WriterExists => SHMIO_ERR_WRITER_EXISTS,
         K::Unsupported => SHMIO_ERR_UNSUPPORTED,
         K::Cancelled => SHMIO_ERR_CANCELLED,
         K::Forked => SHMIO_ERR_FORKED,

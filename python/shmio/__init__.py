@@ -46,6 +46,8 @@ from ._errors import (
     FileInUse,
     WakerExists,
     ReentrantCall,
+    ReadOnly,
+    Stale,
     Torn,
     WrongThread,
     BufferTooSmall,
@@ -67,9 +69,11 @@ from ._errors import (
     Unsupported,
     VersionMismatch,
     WouldBlock,
+    WriterExists,
 )
 from . import _shmio, vm
 from ._event import Event
+from ._region import RegionWriter, ReplicaState
 from ._shmio import (
     BACKSTOP,
     LAYOUT_VERSION,
@@ -78,6 +82,7 @@ from ._shmio import (
     Poller,
     Region,
     Waker,
+    WriterClaim,
     MAX_CONSUMERS,
     MAX_SLOT_SIZE,
     MAX_SLOTS,
@@ -94,6 +99,9 @@ __all__ = [
     "Consumer",
     "RecordView",
     "Region",
+    "ReplicaState",
+    "RegionWriter",
+    "WriterClaim",
     "Poller",
     "Waker",
     "Event",
@@ -137,6 +145,9 @@ __all__ = [
     "FileInUse",
     "WakerExists",
     "ReentrantCall",
+    "Stale",
+    "ReadOnly",
+    "WriterExists",
 ]
 
 Name = str | os.PathLike[str]

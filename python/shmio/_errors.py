@@ -38,6 +38,9 @@ __all__ = [
     "FileInUse",
     "WakerExists",
     "ReentrantCall",
+    "Stale",
+    "ReadOnly",
+    "WriterExists",
 ]
 
 
@@ -208,3 +211,27 @@ class ReentrantCall(ShmioError, RuntimeError):
     whose call it interrupted, or used a handle whose lock its thread holds. Raised instead of
     deadlocking. From a signal handler, non-blocking calls and ``close()`` work (the interrupted
     call then raises :class:`Closed`)."""
+
+
+class Stale(ShmioError):
+    """``Region.read_fresh`` / ``check_fresh``: the region is a replica last known in sync
+    with its primary longer ago than ``max_staleness`` seconds (``staleness`` seconds ago, or
+    ``None``: never), or it is catching up. ``applied`` is the primary version it holds every
+    change up to, ``seen`` the newest it heard of. Nothing was read."""
+
+    staleness: float | None
+    max_staleness: float
+    applied: int
+    seen: int
+
+
+class ReadOnly(ShmioError):
+    """A local write (or touch) to a replica region: only its bridge writes it (see
+    ``Region.promote``)."""
+
+
+class WriterExists(ShmioError):
+    """``Region.claim_writer``: a live process (``pid``, in its PID namespace) claimed the
+    region's writer role already."""
+
+    pid: int

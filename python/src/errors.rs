@@ -6,6 +6,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 
 use std::path::Path;
+use std::time::Duration;
 
 use shmio::queue::Error;
 use shmio::{ErrorKind, IoError, poll, region, vm};
@@ -22,6 +23,8 @@ pub(crate) struct ErrDesc {
     io: Option<(i32, Option<String>)>,
     filename: Option<String>,
     attrs: Vec<(&'static str, i64)>,
+    /// Attributes in seconds (`None`: never).
+    seconds: Vec<(&'static str, Option<f64>)>,
 }
 
 impl ErrDesc {
@@ -32,6 +35,7 @@ impl ErrDesc {
             io: None,
             filename: None,
             attrs: Vec::new(),
+            seconds: Vec::new(),
         }
     }
 
@@ -55,6 +59,11 @@ impl ErrDesc {
 
     fn attr(mut self, name: &'static str, v: impl TryInto<i64>) -> ErrDesc {
         self.attrs.push((name, v.try_into().unwrap_or(i64::MAX)));
+        self
+    }
+
+    fn secs(mut self, name: &'static str, d: Option<Duration>) -> ErrDesc {
+        self.seconds.push((name, d.map(|d| d.as_secs_f64())));
         self
     }
 
@@ -92,6 +101,9 @@ fn class_of(kind: ErrorKind) -> &'static str {
         K::BufferTooSmall => "BufferTooSmall",
         K::Overrun => "Overrun",
         K::Torn => "Torn",
+        K::Stale => "Stale",
+        K::ReadOnly => "ReadOnly",
+        K::WriterExists => "WriterExists",
         K::Unsupported => "Unsupported",
         // Only a wait that `close()` (from another thread) interrupts sees this.
         K::Cancelled => "Closed",
@@ -153,9 +165,37 @@ impl From<region::Error> for ErrDesc {
                 needed, available, ..
             } => d.attr("needed", needed).attr("available", available),
             E::Torn { offset, len } => d.attr("offset", offset).attr("len", len),
+            E::Stale {
+                staleness,
+                applied,
+                seen,
+            } => d
+                .attr("applied", applied)
+                .attr("seen", seen)
+                .secs("staleness", staleness),
+            E::WriterExists { pid } => d.attr("pid", pid),
             _ => d,
         }
     }
+}
+
+/// A fresh read's `Stale` (or any other error of it): the message and the attribute
+/// `max_staleness` also give the bound (`max`, in seconds, as the caller gave it), and the
+/// message whether the replica is catching up.
+pub(crate) fn stale(py: Python<'_>, e: region::Error, max: f64, catching_up: bool) -> PyErr {
+    if e.kind() != ErrorKind::Stale {
+        return to_py(py, e);
+    }
+    let why = if catching_up {
+        ", and it is catching up (fetching a snapshot)"
+    } else {
+        ""
+    };
+    let d = ErrDesc::from(e);
+    let msg = format!("{}; allowed: {max} s{why}", d.msg);
+    let mut d = d.message(&msg);
+    d.seconds.push(("max_staleness", Some(max)));
+    to_py(py, d)
 }
 
 impl From<vm::Error> for ErrDesc {
@@ -200,6 +240,9 @@ fn build_error(py: Python<'_>, e: ErrDesc) -> PyResult<PyErr> {
         exc.setattr("filename", f)?;
     }
     for (name, v) in e.attrs {
+        exc.setattr(name, v)?;
+    }
+    for (name, v) in e.seconds {
         exc.setattr(name, v)?;
     }
     Ok(PyErr::from_value(exc))

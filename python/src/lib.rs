@@ -27,7 +27,7 @@
 //! Layout: `lib.rs` registers the module; `errors` maps every core error to its exception
 //! class; `glue` holds the handle lock, the GIL-released waits, argument conversion and buffers;
 //! one module per capability holds its classes and functions: `queue` (`producer`, `consumer`,
-//! `record_view`, `export`), `region`, `poll`, `vm`.
+//! `record_view`, `export`), `region` (`replica`, `claim`), `poll`, `vm`.
 
 use pyo3::prelude::*;
 
@@ -49,6 +49,7 @@ fn _shmio(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(queue::unlink, m)?)?;
     m.add_function(wrap_pyfunction!(queue::stats, m)?)?;
     m.add_class::<region::PyRegion>()?;
+    m.add_class::<region::PyWriterClaim>()?;
     m.add_class::<poll::PyPoller>()?;
     m.add_class::<poll::PyWaker>()?;
     m.add_function(wrap_pyfunction!(vm::vm_knobs, m)?)?;

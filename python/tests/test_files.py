@@ -77,7 +77,7 @@ TOO_BIG = """
     try:
         shmio.Region.create(os.path.join(d, "r"), 16 << 20)
     except shmio.NoSpace as e:
-        check(e, os.path.join(d, "r"), lambda n: n == (16 << 20) + 4096)
+        check(e, os.path.join(d, "r"), lambda n: n == shmio.Region.file_len(16 << 20))
     else:
         raise AssertionError("Region.create: no NoSpace")
     print("ok")

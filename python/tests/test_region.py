@@ -167,8 +167,9 @@ def test_flush_and_cache_stat(rname: str, tmp_path) -> None:
             pytest.skip("cachestat(2) needs Linux 6.5")
         assert st["page_size"] == shmio.vm.page_size()
         assert st["cached"] >= 1
-        # The data was just flushed; only the header page (its counters) may still be dirty.
-        assert st["dirty"] <= 1
+        # The data was just flushed; only the header page (its counters) and the page of the
+        # change-tracking table (16 chunks) may still be dirty.
+        assert st["dirty"] <= 2
         assert set(st) == {
             "page_size", "cached", "dirty", "writeback", "evicted", "recently_evicted"
         }

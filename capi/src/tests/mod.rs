@@ -1,7 +1,8 @@
 //! Unit tests driving the exported functions exactly as C would, one file per capability
-//! (`queue`, `tqueue`, `region`, `vm`, `poll`, files on a small file system in `files`), plus
-//! the conventions every function shares (`args`: argument checks; `status`: status codes,
-//! the last error, panics). The helpers here make and open queues.
+//! (`queue`, `tqueue`, `region`, `region_replica` (change tracking, replicas, the writer
+//! claim), `vm`, `poll`, files on a small file system in `files`), plus the conventions every
+//! function shares (`args`: argument checks; `status`: status codes, the last error, panics).
+//! The helpers here make and open queues.
 
 use std::ffi::{CStr, CString, c_char, c_int};
 use std::mem::MaybeUninit;
@@ -17,6 +18,7 @@ mod files;
 mod poll;
 mod queue;
 mod region;
+mod region_replica;
 mod status;
 mod tqueue;
 mod vm;

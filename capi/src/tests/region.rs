@@ -6,11 +6,11 @@ use std::ptr;
 use crate::region::*;
 use crate::status::shmio_status::{self, *};
 
-fn name(tag: &str) -> CString {
+pub(super) fn name(tag: &str) -> CString {
     CString::new(format!("shmio-capi-region-{tag}-{}", std::process::id())).unwrap()
 }
 
-struct Unlink(CString);
+pub(super) struct Unlink(pub(super) CString);
 impl Drop for Unlink {
     fn drop(&mut self) {
         // SAFETY: a valid C string.
@@ -18,7 +18,7 @@ impl Drop for Unlink {
     }
 }
 
-fn create(n: &CString, size: u64) -> (*mut shmio_region, shmio_status) {
+pub(super) fn create(n: &CString, size: u64) -> (*mut shmio_region, shmio_status) {
     let mut r = ptr::null_mut();
     // SAFETY: valid string, NULL options (defaults), valid out pointer.
     let s = unsafe { shmio_region_create(n.as_ptr(), size, ptr::null(), &mut r) };

@@ -17,11 +17,11 @@ fn version_matches_core() {
 fn status_str_covers_every_status() {
     let mut seen = std::collections::HashSet::new();
     for (i, s) in shmio_status::ALL.iter().enumerate() {
-        // 0..=24 dense, then the poller's statuses from 30.
-        let want = if i <= 24 {
+        // 0..=27 dense, then the poller's statuses from 30.
+        let want = if i <= 27 {
             i as u32
         } else {
-            30 + (i as u32 - 25)
+            30 + (i as u32 - 28)
         };
         assert_eq!(*s as u32, want, "ALL is in numeric order");
         assert_eq!(shmio_status::from_u32(want), Some(*s));
@@ -35,7 +35,11 @@ fn status_str_covers_every_status() {
     assert_eq!(SHMIO_ERR_CANCELLED as u32, 23);
     assert_eq!(SHMIO_ERR_NO_SPACE as u32, 24);
     assert_eq!(text(shmio_status_str(24)), "no space on the file system");
-    assert_eq!(text(shmio_status_str(25)), "unknown status");
+    assert_eq!(SHMIO_ERR_STALE as u32, 25);
+    assert_eq!(SHMIO_ERR_READ_ONLY as u32, 26);
+    assert_eq!(SHMIO_ERR_WRITER_EXISTS as u32, 27);
+    assert!(text(shmio_status_str(25)).starts_with("stale replica"));
+    assert_eq!(text(shmio_status_str(28)), "unknown status");
     assert_eq!(text(shmio_status_str(29)), "unknown status");
     assert_eq!(SHMIO_ERR_NOT_REGISTERED as u32, 30);
     assert_eq!(SHMIO_ERR_WRONG_THREAD as u32, 31);
@@ -263,6 +267,20 @@ fn kinds_of_one_capability_keep_their_documented_status() {
     assert_eq!(
         of_region(&region::Error::Torn { offset: 0, len: 1 }),
         SHMIO_ERR_TORN
+    );
+    let stale = region::Error::Stale {
+        staleness: None,
+        applied: 1,
+        seen: 2,
+    };
+    assert_eq!(of_region(&stale), SHMIO_ERR_STALE);
+    assert_eq!(
+        of_region(&region::Error::ReadOnly(String::from("x"))),
+        SHMIO_ERR_READ_ONLY
+    );
+    assert_eq!(
+        of_region(&region::Error::WriterExists { pid: 1 }),
+        SHMIO_ERR_WRITER_EXISTS
     );
     assert_eq!(
         of_vm(&vm::Error::Parse {

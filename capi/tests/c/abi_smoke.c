@@ -1,7 +1,8 @@
 /* Compiled and run by capi/tests/c_abi.rs: the header compiles cleanly as strict C11 and the
  * library links and works from C. scripts/c_sanitize.sh also runs it built with ASan and UBSan
  * and under valgrind; the fork below is there for them too (a child of a process with keeper
- * threads and shmio's fork handlers). */
+ * threads and shmio's fork handlers). region_replica() runs the region's change-tracking,
+ * replica and writer-claim calls, the replica state written into the header as a bridge would. */
 #define _POSIX_C_SOURCE 200809L
 #include "shmio.h"
 
@@ -9,6 +10,7 @@
 #include <string.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CHECK(expr, want)                                                                   \
@@ -21,6 +23,115 @@
       return 1;                                                                             \
     }                                                                                       \
   } while (0)
+
+/* Offsets in the region file's header (tests/src/layout.rs, module `region`) of the replication
+ * state its bridge writes: the role word (1: replica), the primary's incarnation, and when the
+ * replica was last in sync (Unix ns). The smoke test plays the bridge through them. */
+#define R_HEADER 4096
+#define R_ROLE 512
+#define R_SOURCE 520
+#define R_SYNCED 552
+
+static uint64_t unix_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Change tracking, the replica state, fresh reads, promotion and the writer claim. */
+static int region_replica(const char *queue_name) {
+  char rname[80];
+  snprintf(rname, sizeof rname, "%s-region", queue_name);
+
+  /* A caller of the first version of the options struct (no chunk_size) still works. */
+  struct {
+    uint32_t struct_size, mode, flags;
+  } v1 = {12, 0600, 0};
+  shmio_region *r = NULL;
+  CHECK(shmio_region_create(rname, 8192, (const shmio_region_options *)(const void *)&v1, &r),
+        SHMIO_OK);
+  uint64_t chunk = 0, inc = 0, v = 0;
+  CHECK(shmio_region_chunk_size(r, &chunk), SHMIO_OK);
+  if (chunk != 4096) return 20;
+  shmio_region_close(r);
+  CHECK(shmio_region_unlink(rname), SHMIO_OK);
+
+  shmio_region_options ro;
+  CHECK(shmio_region_options_init(&ro), SHMIO_OK);
+  ro.chunk_size = 100;
+  CHECK(shmio_region_create(rname, 8192, &ro, &r), SHMIO_ERR_INVALID_ARGUMENT);
+  ro.chunk_size = 256;
+  CHECK(shmio_region_create(rname, 8192, &ro, &r), SHMIO_OK);
+  CHECK(shmio_region_chunk_size(r, &chunk), SHMIO_OK);
+  CHECK(shmio_region_incarnation(r, &inc), SHMIO_OK);
+  if (chunk != 256) return 21;
+
+  void *data = NULL;
+  size_t len = 0;
+  CHECK(shmio_region_data(r, &data, &len), SHMIO_OK);
+  memcpy(data, "raw!", 4);
+  CHECK(shmio_region_touch_range(r, 0, 4, &v), SHMIO_OK);
+  if (v != 1) return 22;
+  CHECK(shmio_region_touch_range(r, 8190, 4, &v), SHMIO_ERR_INVALID_ARGUMENT);
+
+  /* A primary: no replica state, fresh reads are plain reads. */
+  shmio_region_replica_stats rs;
+  CHECK(shmio_region_replica_stats_init(&rs), SHMIO_OK);
+  CHECK(shmio_region_replica(r, &rs), SHMIO_OK);
+  if (rs.struct_size != sizeof rs || rs.is_replica != 0 || rs.staleness_ms != 0) return 23;
+  char buf[8] = {0};
+  CHECK(shmio_region_read_fresh(r, 0, buf, 4, 0, &v), SHMIO_OK);
+  if (memcmp(buf, "raw!", 4) != 0) return 24;
+
+  /* The writer claim. */
+  uint32_t state = 9, pid = 9;
+  shmio_region_claim *claim = NULL, *again = NULL;
+  CHECK(shmio_region_writer(r, &state, &pid), SHMIO_OK);
+  if (state != SHMIO_REGION_WRITER_NONE) return 25;
+  CHECK(shmio_region_claim_writer(r, &claim), SHMIO_OK);
+  CHECK(shmio_region_claim_writer(r, &again), SHMIO_ERR_WRITER_EXISTS);
+  if (again != NULL) return 26;
+  CHECK(shmio_region_writer(r, &state, &pid), SHMIO_OK);
+  if (state != SHMIO_REGION_WRITER_ALIVE || pid != (uint32_t)getpid()) return 27;
+  shmio_region_claim_release(claim);
+  shmio_region_claim_release(NULL);
+  CHECK(shmio_region_writer(r, &state, NULL), SHMIO_OK);
+  if (state != SHMIO_REGION_WRITER_DEAD) return 28;
+
+  /* Play the bridge: make it a replica of primary 0x5eed, last in sync 10 s ago. */
+  unsigned char *header = (unsigned char *)data - R_HEADER;
+  uint32_t role = 1;
+  uint64_t source = 0x5eed, synced = unix_ns() - 10000000000u;
+  memcpy(header + R_SOURCE, &source, 8);
+  memcpy(header + R_SYNCED, &synced, 8);
+  memcpy(header + R_ROLE, &role, 4);
+  CHECK(shmio_region_replica(r, &rs), SHMIO_OK);
+  if (rs.is_replica != 1 || rs.source != 0x5eed || rs.heard_ms != SHMIO_REGION_NEVER ||
+      rs.staleness_ms < 9000 || rs.staleness_ms > 600000)
+    return 29;
+  memset(buf, 0, sizeof buf);
+  CHECK(shmio_region_read_fresh(r, 0, buf, 4, 1000, &v), SHMIO_ERR_STALE);
+  if (strstr(shmio_last_error_message(), "allowed: 1000 ms") == NULL || buf[0] != 0) return 30;
+  CHECK(shmio_region_check_fresh(r, 1000), SHMIO_ERR_STALE);
+  CHECK(shmio_region_read_fresh(r, 0, buf, 4, 600000, &v), SHMIO_OK);
+  if (memcmp(buf, "raw!", 4) != 0) return 31;
+  CHECK(shmio_region_write(r, 0, "mine", 4, NULL), SHMIO_ERR_READ_ONLY);
+  CHECK(shmio_region_touch_range(r, 0, 4, NULL), SHMIO_ERR_READ_ONLY);
+
+  /* Failover: a primary of its own, with a new incarnation. */
+  uint64_t inc2 = 0;
+  CHECK(shmio_region_promote(r, &v), SHMIO_OK);
+  CHECK(shmio_region_incarnation(r, &inc2), SHMIO_OK);
+  if (inc2 == inc) return 32;
+  CHECK(shmio_region_write(r, 0, "mine", 4, NULL), SHMIO_OK);
+  CHECK(shmio_region_replica(r, &rs), SHMIO_OK);
+  if (rs.is_replica != 0) return 33;
+  CHECK(shmio_region_replica(NULL, &rs), SHMIO_ERR_NULL_POINTER);
+
+  shmio_region_close(r);
+  CHECK(shmio_region_unlink(rname), SHMIO_OK);
+  return 0;
+}
 
 int main(void) {
   char name[64];
@@ -126,6 +237,9 @@ int main(void) {
   CHECK(shmio_tqueue_close(q), SHMIO_OK);
   CHECK(shmio_tqueue_pop(q, &out, -1), SHMIO_ERR_CLOSED);
   shmio_tqueue_free(q);
+
+  int rc = region_replica(name);
+  if (rc != 0) return rc;
 
   puts("c abi smoke: ok");
   return 0;

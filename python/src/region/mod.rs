@@ -1,5 +1,11 @@
 //! `Region`: a named region of shared memory, with consistent reads and writes and its data
-//! exported through the buffer protocol.
+//! exported through the buffer protocol (here); its change-tracking and replication methods
+//! (`replica`), and the writer claim (`claim`: the `WriterClaim` class).
+
+mod claim;
+mod replica;
+
+pub(crate) use claim::PyWriterClaim;
 
 use std::ffi::c_int;
 use std::sync::Arc;
@@ -16,12 +22,19 @@ use crate::errors::{closed_handle, to_py};
 use crate::glue::{HandleLock, PyBuf, handle_repr, lock, timeout_arg, wait_op};
 use crate::vm::page_cache_dict;
 
-fn region_options(mode: u32, o_sync: bool, populate: bool, lock: bool) -> region::RegionOptions {
+fn region_options(
+    mode: u32,
+    o_sync: bool,
+    populate: bool,
+    lock: bool,
+    chunk_size: u64,
+) -> region::RegionOptions {
     region::RegionOptions::new()
         .mode(mode)
         .o_sync(o_sync)
         .populate(populate)
         .lock_in_ram(lock)
+        .chunk_size(chunk_size)
 }
 
 /// A named region of shared memory. Exposes its data through the buffer protocol
@@ -51,12 +64,23 @@ impl PyRegion {
     }
 }
 
+const _: () = assert!(
+    region::DEFAULT_CHUNK == 4096,
+    "Region.create's chunk_size default"
+);
+
 #[pymethods]
 impl PyRegion {
     /// Creates a region of `size` zeroed bytes (AlreadyExists if the file exists; NoSpace if
-    /// its file system cannot hold it: the blocks are reserved here).
+    /// its file system cannot hold it: the blocks are reserved here). `chunk_size`: the
+    /// granularity of change tracking, a power of two from 64 to 1 MiB.
     #[staticmethod]
-    #[pyo3(signature = (name, size, *, mode=0o600, o_sync=false, populate=false, lock=false))]
+    // A literal default (`region::DEFAULT_CHUNK`, checked below), so that the signature
+    // Python sees shows it.
+    #[pyo3(signature = (
+        name, size, *, mode=0o600, o_sync=false, populate=false, lock=false, chunk_size=4096,
+    ))]
+    #[allow(clippy::too_many_arguments)] // Python's keyword arguments
     fn create(
         py: Python<'_>,
         name: std::path::PathBuf,
@@ -65,9 +89,10 @@ impl PyRegion {
         o_sync: bool,
         populate: bool,
         lock: bool,
+        chunk_size: u64,
     ) -> PyResult<PyRegion> {
         let name = name.to_string_lossy().into_owned();
-        let opts = region_options(mode, o_sync, populate, lock);
+        let opts = region_options(mode, o_sync, populate, lock, chunk_size);
         let r = py
             .detach(|| region::Region::create(&name, size, &opts))
             .map_err(|e| to_py(py, e))?;
@@ -85,7 +110,8 @@ impl PyRegion {
         lock: bool,
     ) -> PyResult<PyRegion> {
         let name = name.to_string_lossy().into_owned();
-        let opts = region_options(0o600, o_sync, populate, lock);
+        // The chunk size is the file's.
+        let opts = region_options(0o600, o_sync, populate, lock, region::DEFAULT_CHUNK);
         let r = py
             .detach(|| region::Region::open(&name, &opts))
             .map_err(|e| to_py(py, e))?;
@@ -107,21 +133,7 @@ impl PyRegion {
         n: usize,
     ) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
         let r = self.get(py)?;
-        // Checked before allocating, so that a huge `n` is OutOfBounds, not MemoryError.
-        let size = r.len() as u64;
-        if offset.checked_add(n as u64).is_none_or(|end| end > size) {
-            let e = region::Error::OutOfBounds {
-                offset,
-                len: n as u64,
-                size,
-            };
-            return Err(to_py(py, e));
-        }
-        pyo3::types::PyBytes::new_with(py, n, |buf| {
-            py.detach(|| r.read(offset, buf))
-                .map(|_| ())
-                .map_err(|e| to_py(py, e))
-        })
+        read_bytes(py, &r, offset, n)
     }
 
     /// Copies `len(buffer)` bytes at `offset` into a writable bytes-like `buffer`,
@@ -289,6 +301,30 @@ impl PyRegion {
 }
 
 crate::glue::closing_context_manager!(PyRegion);
+
+/// `n` bytes at `offset` of `r`, read consistently with the GIL released.
+fn read_bytes<'py>(
+    py: Python<'py>,
+    r: &region::Region,
+    offset: u64,
+    n: usize,
+) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+    // Checked before allocating, so that a huge `n` is OutOfBounds, not MemoryError.
+    let size = r.len() as u64;
+    if offset.checked_add(n as u64).is_none_or(|end| end > size) {
+        let e = region::Error::OutOfBounds {
+            offset,
+            len: n as u64,
+            size,
+        };
+        return Err(to_py(py, e));
+    }
+    pyo3::types::PyBytes::new_with(py, n, |buf| {
+        py.detach(|| r.read(offset, buf))
+            .map(|_| ())
+            .map_err(|e| to_py(py, e))
+    })
+}
 
 /// Whether `ptr..ptr+len` overlaps the region's data (a view of the region passed back in).
 fn overlaps_mapping(r: &region::Region, ptr: usize, len: usize) -> bool {

@@ -1,4 +1,6 @@
-//! The shared region: create/open, raw and consistent access, change notification, flush.
+//! The shared region: create/open, raw and consistent access, change notification, flush
+//! (here); change tracking (`track.rs`), replicas (`replica.rs`) and the writer claim
+//! (`claim.rs`).
 
 use std::ffi::{c_char, c_int, c_void};
 use std::mem::MaybeUninit;
@@ -6,8 +8,8 @@ use std::mem::MaybeUninit;
 use shmio_core::region::{self, Region, RegionOptions};
 
 use crate::ffi::{
-    Failure, Out, Result, boundary, byte_len, handle_ref, non_null, non_null_const, str_arg,
-    timeout, write_opt,
+    Failure, Out, Result, boundary, byte_len, handle_ref, non_null, non_null_const, read_sized,
+    str_arg, timeout, write_opt,
 };
 use crate::status::shmio_status;
 use crate::vm::shmio_page_cache;
@@ -34,15 +36,26 @@ pub struct shmio_region_options {
     pub mode: u32,
     /// `SHMIO_REGION_*` flags, or-ed (default 0).
     pub flags: u32,
+    /// Create: the granularity of change tracking in bytes, a power of two from 64 to 1 MiB;
+    /// 0 (the default) means 4096. A write marks at least one chunk changed, and a replica
+    /// receives whole chunks. Open reads it from the file and ignores this field. Added after
+    /// the first version of this struct: a caller whose `struct_size` ends before it gets the
+    /// default.
+    pub chunk_size: u32,
 }
 
 const OPTIONS_SIZE: u32 = size_of::<shmio_region_options>() as u32;
+
+/// The size of the first version of `shmio_region_options` (`struct_size`, `mode`, `flags`):
+/// the smallest `struct_size` accepted.
+const OPTIONS_SIZE_V1: usize = std::mem::offset_of!(shmio_region_options, chunk_size);
 
 impl shmio_region_options {
     pub(crate) const DEFAULT: shmio_region_options = shmio_region_options {
         struct_size: OPTIONS_SIZE,
         mode: 0o600,
         flags: 0,
+        chunk_size: 0,
     };
 
     pub(crate) fn to_core(self) -> Result<RegionOptions> {
@@ -56,11 +69,21 @@ impl shmio_region_options {
             .mode(self.mode)
             .o_sync(self.flags & SHMIO_REGION_O_SYNC != 0)
             .populate(self.flags & SHMIO_REGION_POPULATE != 0)
-            .lock_in_ram(self.flags & SHMIO_REGION_MLOCK != 0))
+            .lock_in_ram(self.flags & SHMIO_REGION_MLOCK != 0)
+            .chunk_size(chunk_arg(self.chunk_size)))
     }
 }
 
-/// Reads a caller's options struct, or the defaults for NULL.
+/// A chunk size as C passes it: 0 is the default (4096).
+fn chunk_arg(c: u32) -> u64 {
+    match c {
+        0 => region::DEFAULT_CHUNK,
+        c => u64::from(c),
+    }
+}
+
+/// Reads a caller's options struct, or the defaults for NULL. A struct of the first version
+/// (without `chunk_size`) is read as far as it goes; the rest are the defaults.
 ///
 /// # Safety
 /// `opts` must be NULL or point to a readable options struct of at least `struct_size` bytes.
@@ -68,19 +91,9 @@ unsafe fn options_arg(opts: *const shmio_region_options) -> Result<RegionOptions
     let o = match std::ptr::NonNull::new(opts.cast_mut()) {
         None => shmio_region_options::DEFAULT,
         Some(p) => {
-            let p = p.as_ptr();
-            // SAFETY: `p` points to a readable options struct (contract); `struct_size` is its
-            // first field, read alone before trusting the rest.
-            let size = unsafe { (&raw const (*p).struct_size).read() };
-            if size < OPTIONS_SIZE {
-                return Err(Failure::invalid(format!(
-                    "opts->struct_size {size} is smaller than {OPTIONS_SIZE}: fill the options \
-                     with shmio_region_options_init"
-                )));
-            }
-            // SAFETY: as above; the caller's struct is at least as large as ours and every bit
-            // pattern is a valid `shmio_region_options` (all `u32`).
-            unsafe { p.read() }
+            // SAFETY: readable for `struct_size` bytes (contract); the struct begins with
+            // `struct_size` and holds only `u32`s, without padding.
+            unsafe { read_sized(p, OPTIONS_SIZE_V1, shmio_region_options::DEFAULT, "opts") }?
         }
     };
     o.to_core()
@@ -92,7 +105,8 @@ pub struct shmio_region {
     inner: Region,
 }
 
-/// Fills `*opts` with the defaults: mode 0600, no flags, and `struct_size`.
+/// Fills `*opts` with the defaults: mode 0600, no flags, chunk size 0 (4096), and
+/// `struct_size`.
 ///
 /// Ownership: `opts` is the caller's. Does not block. Thread-safe.
 ///
@@ -115,7 +129,8 @@ pub unsafe extern "C" fn shmio_region_options_init(
 /// name, placed in `$SHMIO_DIR` or `/dev/shm`, or a path (anything containing '/'): a RAM
 /// disk, a disk file system for durability, a network file system. The file is created
 /// exclusively (`SHMIO_ERR_ALREADY_EXISTS` if it exists) with the options' mode exactly. A size
-/// of 0 or above 2^40 -> `SHMIO_ERR_INVALID_ARGUMENT`. `opts` NULL means the defaults. The
+/// of 0 or above 2^40, or a `chunk_size` that is not 0 or a power of two from 64 to 1 MiB ->
+/// `SHMIO_ERR_INVALID_ARGUMENT`. `opts` NULL means the defaults. The
 /// file's blocks are reserved at creation: a file system too small for it ->
 /// `SHMIO_ERR_NO_SPACE` (nothing left behind), never a SIGBUS on a later store.
 ///
@@ -253,7 +268,8 @@ pub unsafe extern "C" fn shmio_region_data(
 /// Writes `len` bytes from `data` at `offset` so that no reader ever sees them half-done, and
 /// moves the version (`*version_out`, if not NULL, receives the new one). Writers in every
 /// process are serialised by a robust lock; this blocks while another writer holds it. A
-/// range past the end -> `SHMIO_ERR_INVALID_ARGUMENT`. `data` may be NULL only if `len` is 0;
+/// range past the end -> `SHMIO_ERR_INVALID_ARGUMENT`; a replica (written by its bridge only)
+/// -> `SHMIO_ERR_READ_ONLY`. `data` may be NULL only if `len` is 0;
 /// `data` inside this region's own mapping (from `shmio_region_data`) ->
 /// `SHMIO_ERR_INVALID_ARGUMENT` (copy through a separate buffer).
 ///
@@ -304,6 +320,28 @@ fn refuse_overlap(r: &shmio_region, ptr: *const u8, len: usize, what: &str) -> R
     Ok(())
 }
 
+/// A consistent read's destination, `len` bytes at `buf`, checked: a length no slice can
+/// have, NULL with a length, or a buffer inside the region's own mapping are refused.
+///
+/// # Safety
+/// `buf` must be NULL or writable for `len` bytes, and not otherwise accessed during the call
+/// (it may be uninitialised).
+unsafe fn read_buf<'a>(
+    r: &shmio_region,
+    buf: *mut c_void,
+    len: usize,
+) -> Result<&'a mut [MaybeUninit<u8>]> {
+    let len = byte_len(len, "len")?;
+    if len == 0 {
+        return Ok(&mut []);
+    }
+    let buf = non_null(buf, "buf")?;
+    refuse_overlap(r, buf.as_ptr().cast::<u8>(), len, "buf")?;
+    // SAFETY: not NULL, writable for `len <= isize::MAX` bytes, not otherwise accessed during
+    // the call (contract); it may be uninitialised, which `MaybeUninit` allows.
+    Ok(unsafe { std::slice::from_raw_parts_mut(buf.as_ptr().cast::<MaybeUninit<u8>>(), len) })
+}
+
 /// Copies `len` bytes at `offset` into `buf`, consistently: never a mix of two writes.
 /// `*version_out` (if not NULL) receives the version the copy belongs to. A range that
 /// overlaps data whose writer died mid-write -> `SHMIO_ERR_TORN` (until rewritten); past the
@@ -327,17 +365,9 @@ pub unsafe extern "C" fn shmio_region_read(
     boundary("shmio_region_read", || {
         // SAFETY: a live handle (contract).
         let r = unsafe { handle_ref(r, "r") }?;
-        let len = byte_len(len, "len")?;
         let version_out = Out::optional(version_out);
-        let buf: &mut [MaybeUninit<u8>] = if len == 0 {
-            &mut []
-        } else {
-            let buf = non_null(buf, "buf")?;
-            refuse_overlap(r, buf.as_ptr().cast::<u8>(), len, "buf")?;
-            // SAFETY: not NULL, writable for `len <= isize::MAX` bytes, not otherwise accessed
-            // during the call (contract); it may be uninitialised, which `MaybeUninit` allows.
-            unsafe { std::slice::from_raw_parts_mut(buf.as_ptr().cast::<MaybeUninit<u8>>(), len) }
-        };
+        // SAFETY: writable for `len` bytes when not NULL (contract).
+        let buf = unsafe { read_buf(r, buf, len) }?;
         let v = r.inner.read_uninit(offset, buf)?;
         // SAFETY: NULL or writable by the contract.
         unsafe { write_opt(version_out, v) };
@@ -346,7 +376,9 @@ pub unsafe extern "C" fn shmio_region_read(
 }
 
 /// Publishes changes made through raw access: moves the version and wakes waiters.
-/// `*version_out` (if not NULL) receives the new version.
+/// `*version_out` (if not NULL) receives the new version. Marks no chunk changed: a replica
+/// receives the changed bytes only if `shmio_region_touch_range` names them. On a replica ->
+/// `SHMIO_ERR_READ_ONLY`.
 ///
 /// Ownership: none. Blocking: briefly, behind other writers. Thread-safe.
 ///
@@ -357,13 +389,48 @@ pub unsafe extern "C" fn shmio_region_touch(
     r: *const shmio_region,
     version_out: *mut u64,
 ) -> shmio_status {
-    boundary("shmio_region_touch", || {
+    // SAFETY: forwarded contract.
+    unsafe { change("shmio_region_touch", r, version_out, Region::touch) }
+}
+
+/// The body of the calls that change a region and report its new version: `f` runs on the
+/// live handle `r`, and its version goes to `*version_out` (if not NULL).
+///
+/// # Safety
+/// `r` must be NULL or a live handle; `version_out` NULL or valid for writing a `uint64_t`.
+unsafe fn change(
+    func: &'static str,
+    r: *const shmio_region,
+    version_out: *mut u64,
+    f: impl FnOnce(&Region) -> region::Result<u64>,
+) -> shmio_status {
+    boundary(func, || {
         // SAFETY: a live handle (contract).
         let r = unsafe { handle_ref(r, "r") }?;
         let version_out = Out::optional(version_out);
-        let v = r.inner.touch()?;
+        let v = f(&r.inner)?;
         // SAFETY: NULL or writable by the contract.
         unsafe { write_opt(version_out, v) };
+        Ok(())
+    })
+}
+
+/// The body of the calls that report one number of a region: `f`'s, to `*out`.
+///
+/// # Safety
+/// `r` must be NULL or a live handle; `out` NULL or valid for writing a `uint64_t`.
+unsafe fn report(
+    func: &'static str,
+    r: *const shmio_region,
+    out: *mut u64,
+    f: impl FnOnce(&Region) -> u64,
+) -> shmio_status {
+    boundary(func, || {
+        // SAFETY: a live handle (contract).
+        let r = unsafe { handle_ref(r, "r") }?;
+        let out = Out::new(out, "out")?;
+        // SAFETY: writable by the contract.
+        unsafe { out.write(f(&r.inner)) };
         Ok(())
     })
 }
@@ -379,14 +446,8 @@ pub unsafe extern "C" fn shmio_region_version(
     r: *const shmio_region,
     out: *mut u64,
 ) -> shmio_status {
-    boundary("shmio_region_version", || {
-        // SAFETY: a live handle (contract).
-        let r = unsafe { handle_ref(r, "r") }?;
-        let out = Out::new(out, "out")?;
-        // SAFETY: writable by the contract.
-        unsafe { out.write(r.inner.version()) };
-        Ok(())
-    })
+    // SAFETY: forwarded contract.
+    unsafe { report("shmio_region_version", r, out, Region::version) }
 }
 
 /// Sleeps until the version differs from `seen`, then stores the new version in
@@ -508,3 +569,15 @@ pub unsafe extern "C" fn shmio_region_cache_stat(
         Ok(())
     })
 }
+
+// After this file's functions, so that the header lists them after these (cbindgen writes
+// functions in the order it parses them).
+mod track;
+
+mod replica;
+
+mod claim;
+
+pub use claim::*;
+pub use replica::*;
+pub use track::*;
