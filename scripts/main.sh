@@ -51,7 +51,7 @@ step "benchmark (--quick, under a minute): shmio vs iceoryx2, pipe, Unix socket,
 ./target/release/shmio-bench --quick
 
 step "queue bridge: two network-namespace hosts, 64 B and 64 KiB records through shmio-bridge vs Zenoh raw vs TCP"
-./target/release/shmio-bridge-tool bench --count64 300000 --count64k 3000 --repeat 1
+./target/release/shmio-bridge-tool bench --count64 300000 --count64k 3000 --pings 500 --passes 8
 
 step "region: the memory-sync note's test (4 MiB region vs malloc, 256 passes)"
 ./examples-c/build/memsync -n 256 -p "shmio_memsync_$$" | grep -E 'Sec\.|Sync/Priv'

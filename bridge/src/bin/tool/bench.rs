@@ -1,8 +1,8 @@
 //! `shmio-bridge-tool bench [--what queue|region|all] [--count64 N] [--count64k N] [--passes N]
 //! [--pings N]`: region replication (see `region_bench`), and the queue bridge's rate
 //! across two network-namespace hosts, beside Zenoh's own publish/subscribe rate and a plain
-//! TCP stream between the same namespaces, for 64 B and 64 KiB records, in one run; each
-//! figure is the best of R runs (3 by default: the machine is shared). Needs root.
+//! TCP stream between the same namespaces, for 64 B and 64 KiB records, in one run (one run of
+//! each: on a shared machine, run it more than once before quoting a figure). Needs root.
 //!
 //! - bridge: a producer on A (back-pressure queue) sends N records; `queue-out` on A,
 //!   `queue-in` on B; a consumer on B receives them. Timed on B from the first record to the
