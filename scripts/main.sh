@@ -50,7 +50,7 @@ done
 step "benchmark (--quick, under a minute): shmio vs iceoryx2, pipe, Unix socket, POSIX mq, the fcntl design, and the limits"
 ./target/release/shmio-bench --quick
 
-step "queue bridge: two network-namespace hosts, 64 B and 64 KiB records through shmio-bridge vs Zenoh raw vs TCP"
+step "bridge: two network-namespace hosts: a queue (64 B, 64 KiB records) and a replicated region (latency, 4 MiB passes), beside Zenoh raw and TCP"
 ./target/release/shmio-bridge-tool bench --count64 300000 --count64k 3000 --pings 500 --passes 8
 
 step "region: the memory-sync note's test (4 MiB region vs malloc, 256 passes)"
