@@ -6,32 +6,16 @@
 //! Needs root; where network namespaces cannot be created each test says so and passes.
 //! Every wait is bounded, and the namespaces, mounts and processes go even when a test fails.
 
-use std::sync::Mutex;
+mod common;
+
 use std::time::Duration;
 
-use shmio_bridge::netns::{Hosts, Proc, field};
+use shmio_bridge::netns::{Hosts, Proc};
 use shmio_tests::monotonic_ns;
 
-const BRIDGE: &str = env!("CARGO_BIN_EXE_shmio-bridge");
-const TOOL: &str = env!("CARGO_BIN_EXE_shmio-bridge-tool");
+use common::{BRIDGE, LEASE, LEASE_MS, SERIAL, T, TOOL, hosts, num};
+
 const ENDPOINT: &str = "tcp/198.18.0.1:7447";
-/// The lease the bridges run with in these tests: the bound on noticing a silent link.
-const LEASE_MS: u64 = 1000;
-const LEASE: &str = "1000";
-const T: Duration = Duration::from_secs(60);
-
-/// One test at a time: each moves a lot through two processes per host, on a small machine.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn hosts() -> Option<Hosts> {
-    match Hosts::create() {
-        Ok(h) => Some(h),
-        Err(e) => {
-            eprintln!("SKIPPED: network namespaces cannot be created here ({e})");
-            None
-        }
-    }
-}
 
 /// `queue-out` for queue `q` on host A, ready.
 fn queue_out(h: &Hosts) -> Proc {
@@ -65,10 +49,6 @@ fn bridges(h: &Hosts, extra_in: &[&str]) -> (Proc, Proc) {
     let mut inb = h.start(&h.b, BRIDGE, args);
     inb.line("ready", T).unwrap();
     (out, inb)
-}
-
-fn num(line: &str, key: &str) -> u64 {
-    field(line, key).unwrap_or_else(|| panic!("no {key}= in {line:?}"))
 }
 
 #[test]

@@ -6,35 +6,16 @@
 //! Needs root; where network namespaces cannot be created each test says so and passes.
 //! Every wait is bounded, and the namespaces, mounts and processes go even when a test fails.
 
-use std::sync::Mutex;
+mod common;
+
 use std::time::Duration;
 
-use shmio_bridge::netns::{Hosts, Proc, field};
+use shmio_bridge::netns::{Hosts, Proc};
 use shmio_tests::monotonic_ns;
 
-const BRIDGE: &str = env!("CARGO_BIN_EXE_shmio-bridge");
-const TOOL: &str = env!("CARGO_BIN_EXE_shmio-bridge-tool");
+use common::{BRIDGE, LEASE, LEASE_MS, SERIAL, T, TOOL, hosts, num};
+
 const ENDPOINT: &str = "tcp/198.18.0.1:7448";
-/// The Zenoh lease of these tests: the bound on noticing a silent link or a dead bridge.
-const LEASE_MS: u64 = 1000;
-const LEASE: &str = "1000";
-const T: Duration = Duration::from_secs(60);
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn hosts() -> Option<Hosts> {
-    match Hosts::create() {
-        Ok(h) => Some(h),
-        Err(e) => {
-            eprintln!("SKIPPED: network namespaces cannot be created here ({e})");
-            None
-        }
-    }
-}
-
-fn num(line: &str, key: &str) -> u64 {
-    field(line, key).unwrap_or_else(|| panic!("no {key}= in {line:?}"))
-}
 
 fn signed(line: &str, key: &str) -> i64 {
     line.split_whitespace()
@@ -43,34 +24,21 @@ fn signed(line: &str, key: &str) -> i64 {
         .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
 }
 
-fn region_out(h: &Hosts) -> Proc {
-    let args = [
-        "region-out",
-        "--region",
-        "r",
-        "--listen",
-        ENDPOINT,
-        "--lease-ms",
-        LEASE,
-    ];
-    let mut p = h.start(&h.a, BRIDGE, args);
+/// A bridge for region `r` on host `on` (`region-out` listening on A, `region-in` connecting
+/// on B), ready.
+fn region_bridge(h: &Hosts, on: &shmio_bridge::netns::Host, cmd: &str, how: &str) -> Proc {
+    let args = [cmd, "--region", "r", how, ENDPOINT, "--lease-ms", LEASE];
+    let mut p = h.start(on, BRIDGE, args);
     p.line("ready", T).unwrap();
     p
 }
 
+fn region_out(h: &Hosts) -> Proc {
+    region_bridge(h, &h.a, "region-out", "--listen")
+}
+
 fn region_in(h: &Hosts) -> Proc {
-    let args = [
-        "region-in",
-        "--region",
-        "r",
-        "--connect",
-        ENDPOINT,
-        "--lease-ms",
-        LEASE,
-    ];
-    let mut p = h.start(&h.b, BRIDGE, args);
-    p.line("ready", T).unwrap();
-    p
+    region_bridge(h, &h.b, "region-in", "--connect")
 }
 
 /// The writer on A: `extra` after the region's name; ready (the region exists).

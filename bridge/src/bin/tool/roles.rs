@@ -279,20 +279,27 @@ pub fn zsub(args: &[String]) -> i32 {
     }
 }
 
+/// Connects to `to`, retrying for 10 s while nobody listens yet.
+fn connect(to: &str) -> Option<TcpStream> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpStream::connect(to) {
+            Ok(s) => return Some(s),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => {
+                eprintln!("connect {to}: {e}");
+                return None;
+            }
+        }
+    }
+}
+
 /// A plain TCP stream: `--size`-byte records through a buffered writer, until killed.
 pub fn tcp_send(args: &[String]) -> i32 {
     let size: usize = arg(args, "--size").unwrap_or(64);
     let to: String = arg(args, "--to").expect("--to ADDR:PORT");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let stream = loop {
-        match TcpStream::connect(&to) {
-            Ok(s) => break s,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => {
-                eprintln!("connect {to}: {e}");
-                return 2;
-            }
-        }
+    let Some(stream) = connect(&to) else {
+        return 2;
     };
     let mut w = std::io::BufWriter::with_capacity(256 << 10, stream);
     let rec = vec![7u8; size];
@@ -367,16 +374,8 @@ pub fn tcp_ping(args: &[String]) -> i32 {
     let count: usize = arg(args, "--count").unwrap_or(1000);
     let pause = Duration::from_micros(arg(args, "--interval-us").unwrap_or(2000));
     let to: String = arg(args, "--to").expect("--to ADDR:PORT");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut s = loop {
-        match TcpStream::connect(&to) {
-            Ok(s) => break s,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => {
-                eprintln!("connect {to}: {e}");
-                return 2;
-            }
-        }
+    let Some(mut s) = connect(&to) else {
+        return 2;
     };
     let _ = s.set_nodelay(true);
     let mut buf = vec![7u8; size];
