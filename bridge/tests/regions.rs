@@ -105,7 +105,7 @@ fn stop(p: &mut Proc) -> String {
 fn memsync_across_hosts_every_block_whole_and_the_regions_identical() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let Some(h) = hosts() else { return };
-    let mut w = writer_waiting(&h, &["--passes", "3", "--claim"]);
+    let mut w = writer_waiting(&h, &["--passes", "3", "--claim", "--then", "hold"]);
     let mut out = region_out(&h);
     let mut inb = region_in(&h);
     state_until(&h, &h.b, "fresh", 30_000);
