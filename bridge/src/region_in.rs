@@ -209,10 +209,12 @@ fn handle(
         }
     };
     if st.rep.as_ref().is_none_or(|r| r.source != msg.incarnation) {
+        // A first message, or a primary recreated (another incarnation, perhaps another size).
         let region = match st.rep.take() {
             Some(r) => r.region,
             None => open_or_create(&opts.region, &msg)?,
         };
+        same_geometry(&region, &msg)?;
         st.rep = Some(Replica::start(
             session.clone(),
             snapshot_key,
@@ -243,16 +245,23 @@ fn open_or_create(name: &str, m: &Msg<'_>) -> Result<Region> {
         other => other,
     }
     .map_err(Error::Region)?;
+    same_geometry(&r, m)?;
+    Ok(r)
+}
+
+/// [`Error::Geometry`] unless the local region has the primary's size and chunk.
+fn same_geometry(r: &Region, m: &Msg<'_>) -> Result<()> {
     if r.len() as u64 != m.size || r.chunk_size() != u64::from(m.chunk) {
         return Err(Error::Geometry(format!(
-            "the local region {name} has {} bytes in chunks of {}, the primary {} in chunks of {}",
+            "the local region {} has {} bytes in chunks of {}, the primary {} in chunks of {}",
+            r.path().display(),
             r.len(),
             r.chunk_size(),
             m.size,
             m.chunk
         )));
     }
-    Ok(r)
+    Ok(())
 }
 
 impl Replica {

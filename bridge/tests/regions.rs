@@ -374,3 +374,29 @@ fn two_replicas_follow_one_primary_through_a_zenoh_router() {
     }
     stop(&mut out);
 }
+
+#[test]
+fn a_local_region_of_another_geometry_is_refused_not_overwritten() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(h) = hosts() else { return };
+    let mut w = writer(&h, &[]);
+    w.line("done", T).unwrap();
+    let mut local = h.start(
+        &h.b,
+        TOOL,
+        ["region-write", "r", "--size", "1048576", "--passes", "1"],
+    );
+    let small = local.line("done", T).unwrap();
+    let mut out = region_out(&h);
+    let mut inb = region_in(&h);
+    let status = inb.wait(T).unwrap();
+    assert_eq!(status.code(), Some(1), "region-in must refuse: {status:?}");
+    let b = state(&h, &h.b);
+    assert!(b.contains("replica=0"), "left alone: {b}");
+    assert_eq!(
+        num(&b, "hash"),
+        num(&small, "hash"),
+        "its bytes untouched: {b}"
+    );
+    stop(&mut out);
+}
