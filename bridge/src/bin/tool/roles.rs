@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use shmio::queue::{Consumer, Error, Policy, Producer, QueueOptions, Start};
 use shmio_bridge::config::NetOptions;
-use shmio_tests::{check_record, fill_record, monotonic_ns};
+use shmio_tests::{EndLine, check_record, fill_record, monotonic_ns};
 use zenoh::Wait;
 use zenoh::qos::CongestionControl;
 
@@ -101,28 +101,6 @@ pub fn produce(args: &[String]) -> i32 {
     }
 }
 
-/// What `check` has seen of the sequence numbers the records carry.
-#[derive(Default)]
-struct Track {
-    first: Option<u64>,
-    last: Option<u64>,
-    dup: u64,
-    order: u64,
-    gaps: u64,
-}
-
-impl Track {
-    fn saw(&mut self, seq: u64) {
-        match self.last {
-            Some(l) if seq == l => self.dup += 1,
-            Some(l) if seq < l => self.order += 1,
-            Some(l) => self.gaps += seq - l - 1,
-            None => self.first = Some(seq),
-        }
-        self.last = Some(self.last.map_or(seq, |l| l.max(seq)));
-    }
-}
-
 fn opt(v: Option<u64>) -> String {
     v.map_or_else(|| "-".into(), |v| v.to_string())
 }
@@ -153,7 +131,7 @@ pub fn check(args: &[String]) -> i32 {
     let slow = Duration::from_micros(arg(args, "--slow-us").unwrap_or(0));
     let (follow, seq_only) = (flag(args, "--follow"), flag(args, "--seq-only"));
     let mut buf = vec![0u8; c.info().slot_size as usize];
-    let (mut track, mut received, mut torn) = (Track::default(), 0u64, 0u64);
+    let (mut track, mut received, mut torn) = (EndLine::default(), 0u64, 0u64);
     let (mut t_first, mut t_last) = (None, Instant::now());
     let (status, code) = loop {
         if received == count {
