@@ -347,12 +347,12 @@ fn the_benchmark_runs_and_prints_its_ratios() {
     let out = std::process::Command::new(TOOL)
         .args([
             "bench",
+            "--what",
+            "queue",
             "--count64",
             "20000",
             "--count64k",
             "300",
-            "--repeat",
-            "1",
         ])
         .output()
         .unwrap();

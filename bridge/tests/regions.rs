@@ -400,3 +400,38 @@ fn a_local_region_of_another_geometry_is_refused_not_overwritten() {
     );
     stop(&mut out);
 }
+
+#[test]
+fn the_region_benchmark_runs_and_prints_its_ratios() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let out = std::process::Command::new(TOOL)
+        .args([
+            "bench", "--what", "region", "--pings", "50", "--passes", "2",
+        ])
+        .output()
+        .unwrap();
+    let (text, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{text} {err}");
+    if err.contains("SKIPPED") {
+        return;
+    }
+    let latency: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("replication p50"))
+        .collect();
+    assert_eq!(
+        latency.len(),
+        2,
+        "default and low-latency transports: {text}"
+    );
+    for l in latency {
+        assert!(l.contains("x RTT") && l.contains("zenoh raw p50"), "{l}");
+    }
+    assert!(
+        text.contains("written and replicated") && text.contains("target >= 0.8x"),
+        "{text}"
+    );
+}
