@@ -255,6 +255,51 @@ fn overwrite_counts_lost() {
 }
 
 #[test]
+fn set_resume_picks_where_a_lapped_consumer_resumes() {
+    // 10 records into 4 slots, the consumer at 0: the first record it receives after the lap.
+    for (resume, behind, first) in [
+        (SHMIO_RESUME_HALF_RING, 0, 8),
+        (SHMIO_RESUME_NEWEST, 0, 9),
+        (SHMIO_RESUME_BEHIND, 3, 7),
+        (SHMIO_RESUME_OLDEST, 0, 6),
+    ] {
+        let name = Name::new("resume");
+        let p = create(&name, Some(&options(|o| o.slots = 4)));
+        let c = open(&name, SHMIO_START_OLDEST, 0);
+        // SAFETY: valid handles and buffers throughout.
+        unsafe {
+            assert_eq!(
+                shmio_consumer_set_resume(ptr::null_mut(), resume, behind),
+                SHMIO_ERR_NULL_POINTER
+            );
+            assert_eq!(
+                shmio_consumer_set_resume(c, 4, 0),
+                SHMIO_ERR_INVALID_ARGUMENT
+            );
+            assert_eq!(shmio_consumer_set_resume(c, resume, behind), SHMIO_OK);
+            for i in 0..10u8 {
+                assert_eq!(
+                    shmio_producer_send(p, [i].as_ptr().cast(), 1, 0, ptr::null_mut()),
+                    SHMIO_OK
+                );
+            }
+            let mut buf = [0u8; 256];
+            let (mut len, mut seq) = (0, 0);
+            assert_eq!(
+                shmio_consumer_recv(c, buf.as_mut_ptr().cast(), buf.len(), 0, &mut len, &mut seq),
+                SHMIO_OK
+            );
+            assert_eq!((seq, buf[0]), (first, first as u8), "resume {resume}");
+            let mut lost = 0;
+            assert_eq!(shmio_consumer_lost(c, &mut lost), SHMIO_OK);
+            assert_eq!(lost, first);
+            shmio_consumer_close(c);
+            shmio_producer_close(p);
+        }
+    }
+}
+
+#[test]
 fn corrupt_and_foreign_files_give_documented_codes() {
     use std::io::{Seek, SeekFrom, Write};
     let name = Name::new("corrupt");
