@@ -81,7 +81,7 @@ fn overwrite_mode_reports_exact_loss() {
     let _u = Unlink(q.clone());
     let mut p = Producer::create(&q, &QueueOptions::new().slots(8).slot_size(16)).unwrap();
     let mut c = Consumer::open(&q, Start::Oldest).unwrap();
-    assert_eq!(c.resume(), Resume::HalfRing);
+    assert_eq!(c.resume(), Resume::NearOldest);
     c.set_resume(Resume::Oldest);
     for i in 0..20u64 {
         p.send(&i.to_le_bytes()).unwrap();
@@ -109,6 +109,7 @@ fn drain(c: &mut Consumer) -> Vec<u64> {
 fn lapped_overwrite_consumer_resumes_per_its_policy_and_counts_every_skipped_record() {
     // 20 records into 8 slots, the consumer at 0: where it resumes after the lap.
     for (resume, first) in [
+        (Resume::NearOldest, 13),
         (Resume::HalfRing, 16),
         (Resume::Newest, 19),
         (Resume::Behind(3), 17),

@@ -179,12 +179,13 @@ class Queue:
         name: Name,
         *,
         start: Literal["newest", "oldest"] | int = "newest",
-        resume: Literal["half-ring", "newest", "oldest"] | int = "half-ring",
+        resume: Literal["near-oldest", "half-ring", "newest", "oldest"] | int = "near-oldest",
     ) -> Consumer:
         """Joins a queue as a new consumer. ``start``: ``"newest"`` (the most recent record,
         as the original demo), ``"oldest"`` (the oldest record still held) or a sequence
         number. ``resume``: where the consumer resumes after the producer lapped it
-        (overwrite mode): ``"half-ring"`` (half a ring behind the head), ``"newest"`` (the
+        (overwrite mode): ``"near-oldest"`` (an eighth of a ring after the oldest record still
+        held), ``"half-ring"`` (half a ring behind the head), ``"newest"`` (the
         newest committed record), ``"oldest"`` (the oldest still held, which the producer
         overwrites next) or a count of records behind the head; every record skipped is
         counted in ``lost``."""

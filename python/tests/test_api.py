@@ -80,7 +80,15 @@ def test_info_and_stats(qname: str) -> None:
 
 @pytest.mark.parametrize(
     "resume, first",
-    [(None, 8), ("half-ring", 8), ("newest", 9), (3, 7), (0, 10), ("oldest", 6)],
+    [
+        (None, 7),
+        ("near-oldest", 7),
+        ("half-ring", 8),
+        ("newest", 9),
+        (3, 7),
+        (0, 10),
+        ("oldest", 6),
+    ],
 )
 def test_overwrite_counts_lost_records(qname: str, resume: str | int | None, first: int) -> None:
     # 10 records into 4 slots, the consumer at 0: where it resumes after the lap.

@@ -1,5 +1,5 @@
 //! A slow overwrite consumer lapped by a fast producer, between real processes: it keeps
-//! reading (it resumes where it can keep up, `Resume::HalfRing` by default), every record is
+//! reading (it resumes where it can keep up, `Resume::NearOldest` by default), every record is
 //! either received or counted lost, and no `try_recv` walks the ring after an overrun.
 
 mod common;
@@ -88,7 +88,7 @@ fn lapped_overwrite_consumer_keeps_reading_and_counts_every_loss() {
 
 #[test]
 fn every_resume_policy_counts_every_loss_between_processes() {
-    for (i, resume) in ["newest", "oldest", "100"].iter().enumerate() {
+    for (i, resume) in ["half-ring", "newest", "oldest", "100"].iter().enumerate() {
         let (received, lost, _, max_cpu_ns, max_ns) =
             run(&format!("lap{i}"), &format!("--resume {resume}"));
         assert_eq!(

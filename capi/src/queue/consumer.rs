@@ -297,7 +297,7 @@ pub unsafe extern "C" fn shmio_consumer_set_spin_ns(
 /// Sets where the consumer resumes after the producer lapped it (overwrite mode; it fell a
 /// whole ring behind): `resume` is a `SHMIO_RESUME_*` value (other values ->
 /// `SHMIO_ERR_INVALID_ARGUMENT`, nothing changed); `behind` is used only with
-/// `SHMIO_RESUME_BEHIND`. `SHMIO_RESUME_HALF_RING` by default. Every record skipped is counted
+/// `SHMIO_RESUME_BEHIND`. `SHMIO_RESUME_NEAR_OLDEST` by default. Every record skipped is counted
 /// by `shmio_consumer_lost` whichever is chosen.
 ///
 /// Ownership: nothing changes hands. Does not block. One thread at a time per handle.

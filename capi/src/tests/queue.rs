@@ -267,6 +267,7 @@ fn overwrite_counts_lost() {
 fn set_resume_picks_where_a_lapped_consumer_resumes() {
     // 10 records into 4 slots, the consumer at 0: the first record it receives after the lap.
     for (resume, behind, first) in [
+        (SHMIO_RESUME_NEAR_OLDEST, 0, 7),
         (SHMIO_RESUME_HALF_RING, 0, 8),
         (SHMIO_RESUME_NEWEST, 0, 9),
         (SHMIO_RESUME_BEHIND, 3, 7),
@@ -285,7 +286,7 @@ fn set_resume_picks_where_a_lapped_consumer_resumes() {
             SHMIO_ERR_NULL_POINTER
         );
         assert_eq!(
-            shmio_consumer_set_resume(c, 4, 0),
+            shmio_consumer_set_resume(c, 5, 0),
             SHMIO_ERR_INVALID_ARGUMENT
         );
         shmio_consumer_close(c);

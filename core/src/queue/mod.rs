@@ -96,22 +96,28 @@ pub enum Start {
 /// [`Consumer::set_resume`]; a back-pressure queue never laps a consumer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Resume {
-    /// Half a ring behind the head (the default): a reader that is a little slower than the
-    /// producer then reads half a ring's worth of records before it is lapped again, and it
-    /// reads slots the producer finished with a while ago.
+    /// An eighth of a ring (at least one record) after the oldest record still held (the
+    /// default). Far enough from the slot the producer overwrites next that a reader slower
+    /// than a running producer reads an eighth of a ring before the next lap, instead of
+    /// chasing it; close enough to the oldest that a reader that was descheduled while the
+    /// producer stopped (or also waited for the CPU) still gets nearly the whole ring.
     #[default]
+    NearOldest,
+    /// Half a ring behind the head: more records before the next lap than
+    /// [`NearOldest`](Self::NearOldest), but half the ring skipped.
     HalfRing,
     /// At the newest committed record: the fewest records before it is lapped again are
-    /// behind it, so it goes longest without a loss, but it reads right behind the producer.
+    /// behind it, so it goes longest without a loss, but it skips nearly the whole ring and
+    /// reads right behind the producer.
     Newest,
     /// This many records behind the head: `Behind(1)` is [`Newest`](Self::Newest),
     /// `Behind(0)` the next record to be committed; a count past what the ring holds resumes
     /// at the oldest record still held.
     Behind(u64),
-    /// At the oldest record still held (the only behaviour before this option): the slot the producer
-    /// overwrites next, so a reader slower than the producer is lapped again and again. So that
-    /// no call walks unboundedly, a read lapped more than [`MAX_LAPS_PER_READ`] times in one
-    /// call then resumes at the newest record.
+    /// At the oldest record still held (the only behaviour before this option): the slot the
+    /// producer overwrites next, so a reader slower than a running producer is lapped again
+    /// and again. So that no call walks unboundedly, a read lapped more than
+    /// [`MAX_LAPS_PER_READ`] times in one call then resumes at the newest record.
     Oldest,
 }
 
@@ -124,6 +130,7 @@ impl Resume {
     /// (`None`: at the oldest record still held).
     pub(crate) fn behind(self, slot_count: u64) -> Option<u64> {
         match self {
+            Resume::NearOldest => Some(slot_count - (slot_count / 8).max(1)),
             Resume::HalfRing => Some(slot_count / 2),
             Resume::Newest => Some(1),
             Resume::Behind(k) => Some(k),

@@ -212,11 +212,14 @@ fn start_arg(py: Python<'_>, start: &Bound<'_, PyAny>) -> PyResult<Start> {
     }
 }
 
-/// `resume=`: "half-ring", "newest", "oldest", or a count of records behind the head.
+/// `resume=`: "near-oldest", "half-ring", "newest", "oldest", or a count of records behind the
+/// head.
 fn resume_arg(py: Python<'_>, resume: &Bound<'_, PyAny>) -> PyResult<Resume> {
-    const WHAT: &str = "resume must be 'half-ring', 'newest', 'oldest' or a count >= 0";
+    const WHAT: &str =
+        "resume must be 'near-oldest', 'half-ring', 'newest', 'oldest' or a count >= 0";
     if let Ok(s) = resume.cast::<PyString>() {
         return match s.to_str()? {
+            "near-oldest" => Ok(Resume::NearOldest),
             "half-ring" => Ok(Resume::HalfRing),
             "newest" => Ok(Resume::Newest),
             "oldest" => Ok(Resume::Oldest),

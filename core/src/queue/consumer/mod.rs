@@ -229,7 +229,7 @@ impl Consumer {
     }
 
     /// Where this consumer resumes after the producer lapped it (overwrite mode):
-    /// [`Resume::HalfRing`] by default.
+    /// [`Resume::NearOldest`] by default.
     pub fn resume(&self) -> Resume {
         self.resume
     }

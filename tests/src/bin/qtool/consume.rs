@@ -23,11 +23,13 @@ pub fn consume(name: &str, args: &[String]) -> i32 {
     }
     match arg::<String>(args, "--resume").as_deref() {
         None => {}
+        Some("near-oldest") => c.set_resume(Resume::NearOldest),
         Some("half-ring") => c.set_resume(Resume::HalfRing),
         Some("newest") => c.set_resume(Resume::Newest),
         Some("oldest") => c.set_resume(Resume::Oldest),
         Some(n) => c.set_resume(Resume::Behind(
-            n.parse().expect("--resume half-ring|newest|oldest|N"),
+            n.parse()
+                .expect("--resume near-oldest|half-ring|newest|oldest|N"),
         )),
     }
     let work = Duration::from_nanos(arg(args, "--work-ns").unwrap_or(0));

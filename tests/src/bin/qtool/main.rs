@@ -11,7 +11,7 @@
 //!                          [--zero-copy] [--text] [--timeout-ms N] [--hold] [--survive]
 //!                          [--quiet] [--hold-read-us N] [--spin-us N] [--after-dead-ms N]
 //!                          [--seed N] [--poll] [--flush-each]
-//!                          [--resume half-ring|newest|oldest|N] [--work-ns N]
+//!                          [--resume near-oldest|half-ring|newest|oldest|N] [--work-ns N]
 //! shmio-qtool scribble PATH SEED MS
 //! ```
 //! Producer prints `ready` once it holds the queue, `sent N` at the end. Consumer prints
