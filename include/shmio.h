@@ -150,6 +150,34 @@
 #define SHMIO_START_SEQUENCE 2
 
 /**
+ * Consumer resume after being lapped (overwrite mode): an eighth of a ring (at least one
+ * record) after the oldest record still held (default).
+ */
+#define SHMIO_RESUME_NEAR_OLDEST 0
+
+/**
+ * Consumer resume after being lapped: half a ring behind the head.
+ */
+#define SHMIO_RESUME_HALF_RING 1
+
+/**
+ * Consumer resume after being lapped: at the newest committed record.
+ */
+#define SHMIO_RESUME_NEWEST 2
+
+/**
+ * Consumer resume after being lapped: `behind` records behind the head (1: the newest
+ * committed, 0: the next to be committed; past what the ring holds: the oldest held).
+ */
+#define SHMIO_RESUME_BEHIND 3
+
+/**
+ * Consumer resume after being lapped: at the oldest record still held (the slot the producer
+ * overwrites next; a reader slower than the producer is lapped again and again).
+ */
+#define SHMIO_RESUME_OLDEST 4
+
+/**
  * Producer state: no producer (it closed cleanly).
  */
 #define SHMIO_PRODUCER_NONE 0
@@ -1323,6 +1351,22 @@ enum shmio_status shmio_consumer_lost(const struct shmio_consumer *c, uint64_t *
  * `c` must be NULL or a live consumer handle.
  */
 enum shmio_status shmio_consumer_set_spin_ns(struct shmio_consumer *c, uint64_t spin_ns);
+
+/**
+ * Sets where the consumer resumes after the producer lapped it (overwrite mode; it fell a
+ * whole ring behind): `resume` is a `SHMIO_RESUME_*` value (other values ->
+ * `SHMIO_ERR_INVALID_ARGUMENT`, nothing changed); `behind` is used only with
+ * `SHMIO_RESUME_BEHIND`. `SHMIO_RESUME_NEAR_OLDEST` by default. Every record skipped is counted
+ * by `shmio_consumer_lost` whichever is chosen.
+ *
+ * Ownership: nothing changes hands. Does not block. One thread at a time per handle.
+ *
+ * # Safety
+ * `c` must be NULL or a live consumer handle.
+ */
+enum shmio_status shmio_consumer_set_resume(struct shmio_consumer *c,
+                                            uint32_t resume,
+                                            uint64_t behind);
 
 /**
  * `*pos_out` receives the sequence number of the next record this consumer reads.

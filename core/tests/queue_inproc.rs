@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use shmio::queue::{self, Consumer, Error, Policy, Producer, QueueOptions, Start};
+use shmio::queue::{self, Consumer, Error, Policy, Producer, QueueOptions, Resume, Start};
 
 static N: AtomicU32 = AtomicU32::new(0);
 
@@ -81,9 +81,20 @@ fn overwrite_mode_reports_exact_loss() {
     let _u = Unlink(q.clone());
     let mut p = Producer::create(&q, &QueueOptions::new().slots(8).slot_size(16)).unwrap();
     let mut c = Consumer::open(&q, Start::Oldest).unwrap();
+    assert_eq!(c.resume(), Resume::NearOldest);
+    c.set_resume(Resume::Oldest);
     for i in 0..20u64 {
         p.send(&i.to_le_bytes()).unwrap();
     }
+    let got = drain(&mut c);
+    // 20 records into 8 slots with the producer idle: the last 8 are intact, 12 are gone.
+    assert_eq!(got, (12..20).collect::<Vec<_>>());
+    assert_eq!(c.lost(), 12);
+    assert_eq!(c.lost() + got.len() as u64, 20);
+}
+
+/// Every record `try_recv` gives until it would block, checking each payload names its seq.
+fn drain(c: &mut Consumer) -> Vec<u64> {
     let mut got = Vec::new();
     let mut buf = [0u8; 16];
     while let Ok((seq, n)) = c.recv_seq_for(&mut buf, Some(Duration::ZERO)) {
@@ -91,10 +102,39 @@ fn overwrite_mode_reports_exact_loss() {
         assert_eq!(u64::from_le_bytes(buf[..8].try_into().unwrap()), seq);
         got.push(seq);
     }
-    // 20 records into 8 slots with the producer idle: the last 8 are intact, 12 are gone.
-    assert_eq!(got, (12..20).collect::<Vec<_>>());
-    assert_eq!(c.lost(), 12);
-    assert_eq!(c.lost() + got.len() as u64, 20);
+    got
+}
+
+#[test]
+fn lapped_overwrite_consumer_resumes_per_its_policy_and_counts_every_skipped_record() {
+    // 20 records into 8 slots, the consumer at 0: where it resumes after the lap.
+    for (resume, first) in [
+        (Resume::NearOldest, 13),
+        (Resume::HalfRing, 16),
+        (Resume::Newest, 19),
+        (Resume::Behind(3), 17),
+        (Resume::Behind(0), 20),
+        (Resume::Behind(100), 12),
+        (Resume::Oldest, 12),
+    ] {
+        let q = name("resume");
+        let _u = Unlink(q.clone());
+        let mut p = Producer::create(&q, &QueueOptions::new().slots(8).slot_size(16)).unwrap();
+        let mut c = Consumer::open(&q, Start::Oldest).unwrap();
+        c.set_resume(resume);
+        assert_eq!(c.resume(), resume);
+        for i in 0..20u64 {
+            p.send(&i.to_le_bytes()).unwrap();
+        }
+        let got = drain(&mut c);
+        assert_eq!(got, (first..20).collect::<Vec<_>>(), "{resume:?}");
+        assert_eq!(c.lost(), first, "{resume:?}");
+        assert_eq!(c.position(), 20, "{resume:?}");
+        // The next records arrive in order, nothing more lost.
+        p.send(&20u64.to_le_bytes()).unwrap();
+        assert_eq!(drain(&mut c), vec![20], "{resume:?}");
+        assert_eq!(c.lost() + c.received(), 21, "{resume:?}");
+    }
 }
 
 #[test]

@@ -186,11 +186,21 @@ class Queue:
         )
 
     @staticmethod
-    def open(name: Name, *, start: Literal["newest", "oldest"] | int = "newest") -> Consumer:
+    def open(
+        name: Name,
+        *,
+        start: Literal["newest", "oldest"] | int = "newest",
+        resume: Literal["near-oldest", "half-ring", "newest", "oldest"] | int = "near-oldest",
+    ) -> Consumer:
         """Joins a queue as a new consumer. ``start``: ``"newest"`` (the most recent record,
         as the original demo), ``"oldest"`` (the oldest record still held) or a sequence
-        number."""
-        return _shmio.open(os.fspath(name), start)
+        number. ``resume``: where the consumer resumes after the producer lapped it
+        (overwrite mode): ``"near-oldest"`` (an eighth of a ring after the oldest record still
+        held), ``"half-ring"`` (half a ring behind the head), ``"newest"`` (the
+        newest committed record), ``"oldest"`` (the oldest still held, which the producer
+        overwrites next) or a count of records behind the head; every record skipped is
+        counted in ``lost``."""
+        return _shmio.open(os.fspath(name), start, resume)
 
     @staticmethod
     def take_over(name: Name) -> Producer:

@@ -78,15 +78,38 @@ def test_info_and_stats(qname: str) -> None:
     assert st["consumers"] == []
 
 
-def test_overwrite_counts_lost_records(qname: str) -> None:
-    with Queue.create(qname, slots=4, slot_size=8) as tx, Queue.open(qname, start="oldest") as rx:
+@pytest.mark.parametrize(
+    "resume, first",
+    [
+        (None, 7),
+        ("near-oldest", 7),
+        ("half-ring", 8),
+        ("newest", 9),
+        (3, 7),
+        (0, 10),
+        ("oldest", 6),
+    ],
+)
+def test_overwrite_counts_lost_records(qname: str, resume: str | int | None, first: int) -> None:
+    # 10 records into 4 slots, the consumer at 0: where it resumes after the lap.
+    kw = {} if resume is None else {"resume": resume}
+    with Queue.create(qname, slots=4, slot_size=8) as tx, Queue.open(
+        qname, start="oldest", **kw
+    ) as rx:
         for i in range(10):
             tx.send(bytes([i]))
         got = []
         while (rec := rx.try_recv()) is not None:
             got.append(rec[0])
-        assert got == [6, 7, 8, 9]
-        assert rx.lost == 6
+        assert got == list(range(first, 10))
+        assert rx.lost == first
+
+
+@pytest.mark.parametrize("resume", ["sometimes", -1, 1.5])
+def test_bad_resume_is_refused(qname: str, resume: object) -> None:
+    with Queue.create(qname, slots=4, slot_size=8):
+        with pytest.raises(shmio.InvalidArgument):
+            Queue.open(qname, resume=resume)  # type: ignore[arg-type]
 
 
 def test_backpressure_try_send_and_timeout(qname: str) -> None:
@@ -372,7 +395,9 @@ def test_every_core_error_has_a_class() -> None:
 
 
 def test_overwritten_view_raises_overrun_and_counts_the_loss(qname: str) -> None:
-    with Queue.create(qname, slots=2, slot_size=8) as tx, Queue.open(qname, start="oldest") as rx:
+    with Queue.create(qname, slots=2, slot_size=8) as tx, Queue.open(
+        qname, start="oldest", resume="oldest"
+    ) as rx:
         tx.send(b"first")
         view = rx.recv_view()
         with pytest.raises(shmio.Overrun):

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use shmio_core::queue::{self, Consumer};
 
-use super::{shmio_queue_info, start_from_c};
+use super::{resume_from_c, shmio_queue_info, start_from_c};
 use crate::ffi::{
     Out, boundary, byte_len, handle_mut, handle_ref, non_null, str_arg, timeout, write_opt,
 };
@@ -290,6 +290,30 @@ pub unsafe extern "C" fn shmio_consumer_set_spin_ns(
         // SAFETY: a live handle, used by this thread alone (contract).
         let c = unsafe { handle_mut(c, "c") }?;
         c.inner.set_spin(Duration::from_nanos(spin_ns));
+        Ok(())
+    })
+}
+
+/// Sets where the consumer resumes after the producer lapped it (overwrite mode; it fell a
+/// whole ring behind): `resume` is a `SHMIO_RESUME_*` value (other values ->
+/// `SHMIO_ERR_INVALID_ARGUMENT`, nothing changed); `behind` is used only with
+/// `SHMIO_RESUME_BEHIND`. `SHMIO_RESUME_NEAR_OLDEST` by default. Every record skipped is counted
+/// by `shmio_consumer_lost` whichever is chosen.
+///
+/// Ownership: nothing changes hands. Does not block. One thread at a time per handle.
+///
+/// # Safety
+/// `c` must be NULL or a live consumer handle.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmio_consumer_set_resume(
+    c: *mut shmio_consumer,
+    resume: u32,
+    behind: u64,
+) -> shmio_status {
+    boundary("shmio_consumer_set_resume", || {
+        // SAFETY: a live handle, used by this thread alone (contract).
+        let c = unsafe { handle_mut(c, "c") }?;
+        c.inner.set_resume(resume_from_c(resume, behind)?);
         Ok(())
     })
 }

@@ -2,7 +2,7 @@
 //! (here), the producer (`producer.rs`), the consumer (`consumer.rs`), and inspection and
 //! removal of a queue file (`stats.rs`).
 
-use shmio_core::queue::{Policy, QueueInfo, QueueOptions, Start};
+use shmio_core::queue::{Policy, QueueInfo, QueueOptions, Resume, Start};
 
 use crate::ffi::{Failure, Out, Result, boundary};
 use crate::status::shmio_status;
@@ -31,6 +31,20 @@ pub const SHMIO_START_NEWEST: u32 = 0;
 pub const SHMIO_START_OLDEST: u32 = 1;
 /// Consumer start: the sequence number passed as `seq` (not ahead of the producer).
 pub const SHMIO_START_SEQUENCE: u32 = 2;
+
+/// Consumer resume after being lapped (overwrite mode): an eighth of a ring (at least one
+/// record) after the oldest record still held (default).
+pub const SHMIO_RESUME_NEAR_OLDEST: u32 = 0;
+/// Consumer resume after being lapped: half a ring behind the head.
+pub const SHMIO_RESUME_HALF_RING: u32 = 1;
+/// Consumer resume after being lapped: at the newest committed record.
+pub const SHMIO_RESUME_NEWEST: u32 = 2;
+/// Consumer resume after being lapped: `behind` records behind the head (1: the newest
+/// committed, 0: the next to be committed; past what the ring holds: the oldest held).
+pub const SHMIO_RESUME_BEHIND: u32 = 3;
+/// Consumer resume after being lapped: at the oldest record still held (the slot the producer
+/// overwrites next; a reader slower than the producer is lapped again and again).
+pub const SHMIO_RESUME_OLDEST: u32 = 4;
 
 /// Producer state: no producer (it closed cleanly).
 pub const SHMIO_PRODUCER_NONE: u32 = 0;
@@ -97,6 +111,19 @@ fn policy_to_c(p: Policy) -> u32 {
     match p {
         Policy::Overwrite => SHMIO_POLICY_OVERWRITE,
         Policy::BackPressure => SHMIO_POLICY_BACKPRESSURE,
+    }
+}
+
+fn resume_from_c(resume: u32, behind: u64) -> Result<Resume> {
+    match resume {
+        SHMIO_RESUME_NEAR_OLDEST => Ok(Resume::NearOldest),
+        SHMIO_RESUME_HALF_RING => Ok(Resume::HalfRing),
+        SHMIO_RESUME_NEWEST => Ok(Resume::Newest),
+        SHMIO_RESUME_BEHIND => Ok(Resume::Behind(behind)),
+        SHMIO_RESUME_OLDEST => Ok(Resume::Oldest),
+        _ => Err(Failure::invalid(format!(
+            "resume {resume} is not a SHMIO_RESUME_* value"
+        ))),
     }
 }
 

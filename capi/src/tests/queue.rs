@@ -225,14 +225,18 @@ fn round_trip_copy_zero_copy_and_stats() {
     }
 }
 
-#[test]
-fn overwrite_counts_lost() {
+/// Sends 10 one-byte records (0, 1, ...) into a 4-slot overwrite queue with one consumer opened
+/// at `start` (its resume policy set first, if given), then receives one: (its sequence
+/// number, its byte, the consumer's loss count).
+fn lap_once(start: u32, resume: Option<(u32, u64)>) -> (u64, u8, u64) {
     let name = Name::new("ow");
-    let o = options(|o| o.slots = 4);
-    let p = create(&name, Some(&o));
-    let c = open(&name, SHMIO_START_NEWEST, 0);
+    let p = create(&name, Some(&options(|o| o.slots = 4)));
+    let c = open(&name, start, 0);
     // SAFETY: valid handles and buffers throughout.
     unsafe {
+        if let Some((resume, behind)) = resume {
+            assert_eq!(shmio_consumer_set_resume(c, resume, behind), SHMIO_OK);
+        }
         for i in 0..10u8 {
             assert_eq!(
                 shmio_producer_send(p, [i].as_ptr().cast(), 1, 0, ptr::null_mut()),
@@ -240,15 +244,51 @@ fn overwrite_counts_lost() {
             );
         }
         let mut buf = [0u8; 256];
-        let (mut len, mut seq) = (0, 0);
+        let (mut len, mut seq, mut lost) = (0, 0, 0);
         assert_eq!(
             shmio_consumer_recv(c, buf.as_mut_ptr().cast(), buf.len(), 0, &mut len, &mut seq),
             SHMIO_OK
         );
-        assert!(seq > 0);
-        let mut lost = 0;
         assert_eq!(shmio_consumer_lost(c, &mut lost), SHMIO_OK);
-        assert_eq!(lost, seq);
+        shmio_consumer_close(c);
+        shmio_producer_close(p);
+        (seq, buf[0], lost)
+    }
+}
+
+#[test]
+fn overwrite_counts_lost() {
+    let (seq, _, lost) = lap_once(SHMIO_START_NEWEST, None);
+    assert!(seq > 0);
+    assert_eq!(lost, seq);
+}
+
+#[test]
+fn set_resume_picks_where_a_lapped_consumer_resumes() {
+    // 10 records into 4 slots, the consumer at 0: the first record it receives after the lap.
+    for (resume, behind, first) in [
+        (SHMIO_RESUME_NEAR_OLDEST, 0, 7),
+        (SHMIO_RESUME_HALF_RING, 0, 8),
+        (SHMIO_RESUME_NEWEST, 0, 9),
+        (SHMIO_RESUME_BEHIND, 3, 7),
+        (SHMIO_RESUME_OLDEST, 0, 6),
+    ] {
+        let got = lap_once(SHMIO_START_OLDEST, Some((resume, behind)));
+        assert_eq!(got, (first, first as u8, first), "resume {resume}");
+    }
+    let name = Name::new("resume");
+    let p = create(&name, None);
+    let c = open(&name, SHMIO_START_OLDEST, 0);
+    // SAFETY: valid handles.
+    unsafe {
+        assert_eq!(
+            shmio_consumer_set_resume(ptr::null_mut(), SHMIO_RESUME_NEWEST, 0),
+            SHMIO_ERR_NULL_POINTER
+        );
+        assert_eq!(
+            shmio_consumer_set_resume(c, 5, 0),
+            SHMIO_ERR_INVALID_ARGUMENT
+        );
         shmio_consumer_close(c);
         shmio_producer_close(p);
     }

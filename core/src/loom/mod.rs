@@ -6,7 +6,8 @@
 //! the atomics) of small scenarios built from the very functions of [`crate::queue::ring`]:
 //!
 //! - overwrite: a producer laps a two-slot ring while a consumer reads; every record the
-//!   consumer accepts is whole, in order, and `received + lost` is exact;
+//!   consumer accepts is whole, in order, and `received + lost` is exact, whether it resumes at
+//!   the oldest record still held or near the head ([`ring::resume_at`]);
 //! - back-pressure: the producer never reuses a slot the consumer has not released, so the
 //!   consumer gets every record, whole, in order;
 //! - wake-up: the sleep announcement of `queue::wait` and the producer's `publish`/`must_wake`
@@ -66,10 +67,16 @@ impl Ring {
         ring::publish(&self.head, seq);
     }
 
+    /// One read attempt at `seq`, resuming at the oldest record still held after an overrun.
+    pub fn read(&self, seq: u64) -> Result<Option<[u64; 2]>, u64> {
+        self.read_resuming(seq, None)
+    }
+
     /// One read attempt at `seq`, as `Consumer::next_record` + the copy + `check` do: the
     /// stamp alone says whether the record is there. `Ok(None)`: not written yet.
-    /// `Err(next)`: overwritten (or torn); resume at `next`.
-    pub fn read(&self, seq: u64) -> Result<Option<[u64; 2]>, u64> {
+    /// `Err(next)`: overwritten (or torn); resume at `next`, `behind` records behind the head
+    /// (`None`: the oldest still held), as [`ring::resume_at`] says.
+    pub fn read_resuming(&self, seq: u64, behind: Option<u64>) -> Result<Option<[u64; 2]>, u64> {
         let i = self.idx(seq);
         match ring::begin_read(&self.stamps[i], &self.lens[i], seq) {
             SlotState::Ready(len) => {
@@ -85,7 +92,8 @@ impl Ring {
                 }
             }
             SlotState::Overwritten { occupant } => {
-                Err(ring::resume_after_overrun(seq, occupant, self.n()))
+                let head = ring::committed(&self.head);
+                Err(ring::resume_at(seq, occupant, head, self.n(), behind))
             }
             SlotState::Unexpected(_) => Ok(None),
         }

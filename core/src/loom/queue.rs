@@ -10,7 +10,22 @@ use ::loom::thread;
 
 #[test]
 fn overwrite_reader_accepts_only_whole_records_and_counts_loss_exactly() {
-    ::loom::model(|| {
+    overwrite_reader(None);
+}
+
+/// The same with the reader resuming near the head after an overrun (`Resume::Behind(0)`, the
+/// next record to be committed; `Newest`; and `Behind(2)`, half a ring in a 4-slot ring and
+/// the oldest-held floor of `ring::resume_at` in this 2-slot one): a resume near the head never
+/// accepts a torn record and never miscounts the loss.
+#[test]
+fn overwrite_reader_resuming_near_the_head_counts_loss_exactly() {
+    for behind in [0, 1, 2] {
+        overwrite_reader(Some(behind));
+    }
+}
+
+fn overwrite_reader(behind: Option<u64>) {
+    ::loom::model(move || {
         const TOTAL: u64 = 3;
         let r = Arc::new(Ring::new(2));
         let p = {
@@ -25,7 +40,7 @@ fn overwrite_reader_accepts_only_whole_records_and_counts_loss_exactly() {
         // Read whatever the stamps show, once while the producer runs and again after.
         let mut step = |done: bool| {
             while c < TOTAL {
-                match r.read(c) {
+                match r.read_resuming(c, behind) {
                     Ok(Some(w)) => {
                         assert_eq!(w, [c, c], "torn or foreign record accepted");
                         received.push(c);

@@ -91,6 +91,54 @@ pub enum Start {
     Sequence(u64),
 }
 
+/// Where a consumer of an overwrite-mode queue resumes after the producer lapped it (it fell a
+/// whole ring behind). Every record it skips is counted in [`Consumer::lost`]. Set with
+/// [`Consumer::set_resume`]; a back-pressure queue never laps a consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Resume {
+    /// An eighth of a ring (at least one record) after the oldest record still held (the
+    /// default). Far enough from the slot the producer overwrites next that a reader slower
+    /// than a running producer reads an eighth of a ring before the next lap, instead of
+    /// chasing it; close enough to the oldest that a reader that was descheduled while the
+    /// producer stopped (or also waited for the CPU) still gets nearly the whole ring.
+    #[default]
+    NearOldest,
+    /// Half a ring behind the head: more records before the next lap than
+    /// [`NearOldest`](Self::NearOldest), but half the ring skipped.
+    HalfRing,
+    /// At the newest committed record: the fewest records before it is lapped again are
+    /// behind it, so it goes longest without a loss, but it skips nearly the whole ring and
+    /// reads right behind the producer.
+    Newest,
+    /// This many records behind the head: `Behind(1)` is [`Newest`](Self::Newest),
+    /// `Behind(0)` the next record to be committed; a count past what the ring holds resumes
+    /// at the oldest record still held.
+    Behind(u64),
+    /// At the oldest record still held (the only behaviour before this option): the slot the
+    /// producer overwrites next, so a reader slower than a running producer is lapped again
+    /// and again. So that no call walks unboundedly, a read lapped more than
+    /// [`MAX_LAPS_PER_READ`] times in one call then resumes at the newest record.
+    Oldest,
+}
+
+/// How many times one read may resume after being lapped under its [`Resume`] policy before
+/// it resumes at the newest committed record instead (bounding the work of one `try_recv`).
+pub const MAX_LAPS_PER_READ: u32 = 4;
+
+impl Resume {
+    /// How many records behind the head this policy resumes in a ring of `slot_count` slots
+    /// (`None`: at the oldest record still held).
+    pub(crate) fn behind(self, slot_count: u64) -> Option<u64> {
+        match self {
+            Resume::NearOldest => Some(slot_count - (slot_count / 8).max(1)),
+            Resume::HalfRing => Some(slot_count / 2),
+            Resume::Newest => Some(1),
+            Resume::Behind(k) => Some(k),
+            Resume::Oldest => None,
+        }
+    }
+}
+
 /// Creation options. `QueueOptions::new()` gives 1024 slots of 256 bytes, overwrite mode,
 /// 64 consumer slots and mode 0600.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -170,9 +170,30 @@ pub(crate) fn has_space(seq: u64, min_cursor: u64, slot_count: u64) -> bool {
     seq < min_cursor.saturating_add(slot_count)
 }
 
-/// Where an overwrite-mode reader that found record `seq` overwritten by `occupant` resumes:
-/// every record up to `occupant - slot_count` has been, or is being, overwritten.
+/// Where an overwrite-mode reader that found record `seq` overwritten by `occupant` resumes at
+/// the earliest: every record up to `occupant - slot_count` has been, or is being, overwritten.
 #[inline]
 pub(crate) fn resume_after_overrun(seq: u64, occupant: u64, slot_count: u64) -> u64 {
     (occupant + 1).saturating_sub(slot_count).max(seq + 1)
+}
+
+/// Where an overwrite-mode reader that found record `seq` overwritten by `occupant` resumes
+/// under its policy: `behind` records behind `head` (a head it read after the stamp; a stale
+/// one only moves the answer earlier), never before [`resume_after_overrun`]'s answer (so never
+/// at a record known to be overwritten, and always past `seq`). `None` resumes at the oldest
+/// record still held, which the producer overwrites next. Every record from `seq` up to the
+/// answer is lost; the caller counts them.
+#[inline]
+pub(crate) fn resume_at(
+    seq: u64,
+    occupant: u64,
+    head: u64,
+    slot_count: u64,
+    behind: Option<u64>,
+) -> u64 {
+    let oldest = resume_after_overrun(seq, occupant, slot_count);
+    match behind {
+        None => oldest,
+        Some(k) => head.saturating_sub(k).max(oldest),
+    }
 }

@@ -18,7 +18,7 @@ use pyo3::types::{PyDict, PyList, PyString};
 
 use shmio::queue::{
     self, Canceller, Consumer, Error, Policy, Producer, ProducerStatus, QueueInfo, QueueOptions,
-    QueueStats, Start,
+    QueueStats, Resume, Start,
 };
 
 use crate::errors::{invalid, to_py};
@@ -212,6 +212,26 @@ fn start_arg(py: Python<'_>, start: &Bound<'_, PyAny>) -> PyResult<Start> {
     }
 }
 
+/// `resume=`: "near-oldest", "half-ring", "newest", "oldest", or a count of records behind the
+/// head.
+fn resume_arg(py: Python<'_>, resume: &Bound<'_, PyAny>) -> PyResult<Resume> {
+    const WHAT: &str =
+        "resume must be 'near-oldest', 'half-ring', 'newest', 'oldest' or a count >= 0";
+    if let Ok(s) = resume.cast::<PyString>() {
+        return match s.to_str()? {
+            "near-oldest" => Ok(Resume::NearOldest),
+            "half-ring" => Ok(Resume::HalfRing),
+            "newest" => Ok(Resume::Newest),
+            "oldest" => Ok(Resume::Oldest),
+            other => Err(invalid(py, format!("{WHAT}, not {other:?}"))),
+        };
+    }
+    resume
+        .extract::<u64>()
+        .map(Resume::Behind)
+        .map_err(|_| invalid(py, WHAT))
+}
+
 /// Creates a queue and becomes its producer.
 #[pyfunction]
 #[pyo3(signature = (name, slots=1024, slot_size=256, policy="overwrite", max_consumers=64, mode=0o600))]
@@ -257,19 +277,24 @@ pub(crate) fn take_over(py: Python<'_>, name: &str) -> PyResult<PyProducer> {
 
 /// Opens a queue as a new consumer.
 #[pyfunction]
-#[pyo3(signature = (name, start=None))]
+#[pyo3(signature = (name, start=None, resume=None))]
 pub(crate) fn open(
     py: Python<'_>,
     name: &str,
     start: Option<&Bound<'_, PyAny>>,
+    resume: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<PyConsumer> {
     let start = match start {
         None => Start::Newest,
         Some(s) => start_arg(py, s)?,
     };
-    let c = py
+    let resume = resume.map(|r| resume_arg(py, r)).transpose()?;
+    let mut c = py
         .detach(|| Consumer::open(name, start))
         .map_err(|e| to_py(py, e))?;
+    if let Some(r) = resume {
+        c.set_resume(r);
+    }
     let (cancel, origin) = (c.canceller(), c.origin());
     Ok(PyConsumer {
         state: Handle::new(

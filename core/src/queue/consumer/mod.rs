@@ -13,7 +13,7 @@ use super::cancel::Canceller;
 use super::layout::{ConsumerSlot, MAX_SEQ, Shared, consumer_byte, resolve};
 use super::ring;
 use super::wait::{self, Deadline};
-use super::{Error, Policy, Result, Start};
+use super::{Error, Policy, Result, Resume, Start};
 use crate::fork::Origin;
 use crate::sys::fork;
 use crate::sys::robust::{Claim, Keeper, KeeperCtl, Owner, SharedWord};
@@ -37,6 +37,8 @@ pub struct Consumer {
     pending: Option<u64>,
     /// How long a blocking read spins before it sleeps.
     spin: Duration,
+    /// Where it resumes after being lapped (overwrite mode).
+    resume: Resume,
     cancel: Canceller,
     /// The process the handle was opened in (see [`crate::fork`]).
     origin: Origin,
@@ -166,6 +168,7 @@ impl Consumer {
             poll,
             pending: None,
             spin: wait::SPIN_FOR,
+            resume: Resume::default(),
             cancel: Canceller::new(),
             origin: Origin::current(),
         })
@@ -223,6 +226,18 @@ impl Consumer {
     /// a busy stream out of the kernel. Values above one second are clamped to one second.
     pub fn set_spin(&mut self, spin: Duration) {
         self.spin = spin.min(wait::MAX_SPIN);
+    }
+
+    /// Where this consumer resumes after the producer lapped it (overwrite mode):
+    /// [`Resume::NearOldest`] by default.
+    pub fn resume(&self) -> Resume {
+        self.resume
+    }
+
+    /// Sets where this consumer resumes after the producer lapped it ([`Resume`]). Every
+    /// record skipped is counted in [`lost`](Self::lost) either way.
+    pub fn set_resume(&mut self, resume: Resume) {
+        self.resume = resume;
     }
 
     /// Whether record `seq`, read in place, is still intact. If not, the cursor stays and the

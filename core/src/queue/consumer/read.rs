@@ -41,7 +41,7 @@ impl Consumer {
                 "a zero-copy read is open: release it first".into(),
             ));
         }
-        let (seq, ptr, len) = self.next_record(&Deadline::after(timeout))?;
+        let (seq, ptr, len) = self.next_record(&Deadline::after(timeout), &mut 0)?;
         self.pending = Some(seq);
         Ok((seq, ptr, len))
     }

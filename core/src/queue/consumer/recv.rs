@@ -9,7 +9,7 @@ use super::notify::ARMED_PRODUCER;
 use crate::queue::layout::MAX_SEQ;
 use crate::queue::ring::{self, SlotState};
 use crate::queue::wait::{self, DataWait, Deadline, ROLE_READER};
-use crate::queue::{Error, Policy, Result};
+use crate::queue::{Error, MAX_LAPS_PER_READ, Policy, Result};
 use crate::sys::robust::{Owner, owner_of};
 
 impl Consumer {
@@ -57,8 +57,9 @@ impl Consumer {
             ));
         }
         let deadline = Deadline::after(timeout);
+        let mut laps = 0;
         loop {
-            let (seq, ptr, len) = self.next_record(&deadline)?;
+            let (seq, ptr, len) = self.next_record(&deadline, &mut laps)?;
             if len > buf.len() {
                 if self.check(seq) {
                     return Err(Error::BufferTooSmall { needed: len });
@@ -88,12 +89,21 @@ impl Consumer {
     }
 
     /// Waits for the record at the cursor and locates it: (seq, payload, checked length).
-    /// Skips, and counts, records lost to overwriting.
+    /// Skips, and counts, records lost to overwriting, resuming per the consumer's [`Resume`]
+    /// policy; `laps` counts the resumes of this read (across the caller's retries after a torn
+    /// copy): past [`MAX_LAPS_PER_READ`] it resumes at the newest committed record, so one call
+    /// never chases the producer through the ring.
+    ///
+    /// [`Resume`]: crate::queue::Resume
     ///
     /// Fast path: the slot stamp alone says whether the record is complete, so a consumer that
     /// keeps up reads neither the head nor anything else the producer writes per record but the
     /// slot itself. Only when the slot is not ready yet does it wait on the head.
-    pub(super) fn next_record(&mut self, deadline: &Deadline) -> Result<(u64, *const u8, usize)> {
+    pub(super) fn next_record(
+        &mut self,
+        deadline: &Deadline,
+        laps: &mut u32,
+    ) -> Result<(u64, *const u8, usize)> {
         let n = u64::from(self.shared.layout.slot_count);
         let max = self.shared.layout.slot_size as usize;
         let mut waited = false;
@@ -120,7 +130,14 @@ impl Consumer {
                             "slot for record {c} names record {occupant}, past any sequence number"
                         )));
                     }
-                    let next = ring::resume_after_overrun(c, occupant, n);
+                    *laps += 1;
+                    let behind = if *laps > MAX_LAPS_PER_READ {
+                        Some(1)
+                    } else {
+                        self.resume.behind(n)
+                    };
+                    let head = ring::committed(&self.shared.header().prod.0.head);
+                    let next = ring::resume_at(c, occupant, head.min(MAX_SEQ), n, behind);
                     self.lost += next - c;
                     self.me().lost.store(self.lost, Ordering::Relaxed);
                     self.set_cursor(next);

@@ -2,9 +2,9 @@
 
 use std::io::Write;
 use std::os::fd::RawFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use shmio::queue::{Consumer, Error, Start};
+use shmio::queue::{Consumer, Error, Resume, Start};
 use shmio_tests::{EndLine, Rng, check_record, monotonic_ns};
 
 use crate::{arg, flag, opened, seed, spin};
@@ -21,6 +21,22 @@ pub fn consume(name: &str, args: &[String]) -> i32 {
     if let Some(d) = spin(args) {
         c.set_spin(d);
     }
+    match arg::<String>(args, "--resume").as_deref() {
+        None => {}
+        Some("near-oldest") => c.set_resume(Resume::NearOldest),
+        Some("half-ring") => c.set_resume(Resume::HalfRing),
+        Some("newest") => c.set_resume(Resume::Newest),
+        Some("oldest") => c.set_resume(Resume::Oldest),
+        Some(n) => c.set_resume(Resume::Behind(
+            n.parse()
+                .expect("--resume near-oldest|half-ring|newest|oldest|N"),
+        )),
+    }
+    let work = Duration::from_nanos(arg(args, "--work-ns").unwrap_or(0));
+    // The longest `try_recv` (`--poll`) in time and in CPU time, and the process's CPU time at
+    // the start.
+    let (mut max_try_ns, mut max_try_cpu_ns) = (0u64, 0u64);
+    let cpu_at_start = cpu_ns(libc::CLOCK_PROCESS_CPUTIME_ID);
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
     let opened = c.position();
@@ -72,7 +88,11 @@ pub fn consume(name: &str, args: &[String]) -> i32 {
     while received < count {
         // (sequence number, what its pattern says, the bytes when --text wants them)
         let res = if let Some(fd) = poll_fd {
-            match c.recv_seq_for(&mut buf, Some(Duration::ZERO)) {
+            let (t, cpu) = (Instant::now(), cpu_ns(libc::CLOCK_THREAD_CPUTIME_ID));
+            let r = c.recv_seq_for(&mut buf, Some(Duration::ZERO));
+            max_try_cpu_ns = max_try_cpu_ns.max(cpu_ns(libc::CLOCK_THREAD_CPUTIME_ID) - cpu);
+            max_try_ns = max_try_ns.max(t.elapsed().as_nanos() as u64);
+            match r {
                 Err(Error::WouldBlock) => {
                     if just_woke {
                         empty += 1;
@@ -157,6 +177,12 @@ pub fn consume(name: &str, args: &[String]) -> i32 {
                 if !slow.is_zero() {
                     std::thread::sleep(slow);
                 }
+                if !work.is_zero() {
+                    let t = Instant::now();
+                    while t.elapsed() < work {
+                        std::hint::spin_loop();
+                    }
+                }
             }
             Err(Error::ProducerDead) if survive => {
                 if !reported_gone {
@@ -195,6 +221,12 @@ pub fn consume(name: &str, args: &[String]) -> i32 {
     }
     if poll_fd.is_some() {
         writeln!(out, "polls {polls} empty {empty}").unwrap();
+        let cpu = cpu_ns(libc::CLOCK_PROCESS_CPUTIME_ID) - cpu_at_start;
+        writeln!(
+            out,
+            "try max_ns {max_try_ns} max_cpu_ns {max_try_cpu_ns} cpu_ns {cpu}"
+        )
+        .unwrap();
     }
     if t_end_ns == 0 {
         t_end_ns = monotonic_ns();
@@ -232,4 +264,16 @@ fn wait_readable(fd: RawFd, timeout: Option<Duration>) -> std::io::Result<bool> 
             return Err(e);
         }
     }
+}
+
+/// CPU time by `clock` (this process's or this thread's), in ns.
+fn cpu_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a live, writable timespec; the clock exists on Linux.
+    let r = unsafe { libc::clock_gettime(clock, &mut ts) };
+    assert_eq!(r, 0, "clock_gettime({clock})");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }

@@ -11,6 +11,7 @@
 //!                          [--zero-copy] [--text] [--timeout-ms N] [--hold] [--survive]
 //!                          [--quiet] [--hold-read-us N] [--spin-us N] [--after-dead-ms N]
 //!                          [--seed N] [--poll] [--flush-each]
+//!                          [--resume near-oldest|half-ring|newest|oldest|N] [--work-ns N]
 //! shmio-qtool scribble PATH SEED MS
 //! ```
 //! Producer prints `ready` once it holds the queue, `sent N` at the end. Consumer prints
@@ -56,7 +57,12 @@
 //! `Consumer::fd()` (`--timeout-ms` bounds each poll) and then calls `try_recv` until
 //! `WouldBlock`; it prints `polls N empty M` before the end line (M: wake-ups after which the
 //! first `try_recv` found nothing). `--flush-each` flushes stdout after every record line
-//! (by default it is flushed only after `opened`, `gone dead` and at the end).
+//! (by default it is flushed only after `opened`, `gone dead` and at the end), and then
+//! `try max_ns N max_cpu_ns C cpu_ns M`: the longest `try_recv` call in time and in this
+//! thread's CPU time (which leaves out time the call was preempted), and the process's CPU
+//! time from the open on. `--resume` sets where an overwrite consumer resumes after being lapped (`N`:
+//! `Resume::Behind(N)`); `--work-ns N` busy-spins N ns after each record (a slow reader that
+//! stays on the CPU).
 
 mod consume;
 mod produce;
