@@ -398,11 +398,14 @@ impl Receiver<'_> {
                 self.stats.duplicates += 1;
                 continue;
             }
-            self.stats.lost_between += pos - self.stats.next_pos;
+            let between = pos - self.stats.next_pos;
+            self.stats.lost_between += between;
             if let Some(last) = self.last_seq
                 && seq > last + 1
             {
-                self.stats.lost_upstream += seq - last - 1;
+                // The records lost between the bridges carried sequence numbers of this gap
+                // too: only the rest were lost on A's ring.
+                self.stats.lost_upstream += (seq - last - 1).saturating_sub(between);
             }
             producer.send(data)?;
             self.last_seq = Some(seq);
