@@ -12,18 +12,25 @@
 //! ceiling for small records), a cache-line ping-pong (the floor for spinning round trips), a
 //! raw futex ping-pong (the floor for blocking round trips) and single-core memcpy bandwidth
 //! (the ceiling for large records). A closing section checks the targets of the benchmark
-//! issue from the figures of this run.
+//! issue from the figures of this run, and the sanity gates (`gates`) fail the run when its
+//! figures cannot be true. Every case runs `--repeat` times; `--pin` (the default) puts the
+//! producer and the children on fixed CPUs (`pin`).
 //!
 //! ```text
 //! shmio-bench [--quick] [--json] [--sizes 8,64,1024,65536] [--systems a,b,...]
 //!             [--patterns 1to1,1to4,rtt-spin,rtt-block] [--trips N] [--count N]
+//!             [--repeat K] [--pin | --no-pin]
+//! shmio-bench --gates-from FILE   (the sanity gates on a saved --json run)
 //! ```
 
 mod channels;
 mod cli;
+mod gates;
 mod iox;
 mod peers;
+mod pin;
 mod report;
+mod ring;
 mod rtt;
 mod systems;
 mod targets;
@@ -44,6 +51,7 @@ fn main() {
         Some("--child-echo") => return child_echo(&args[1..]),
         Some("--child-pingpong") => return child_pingpong(&args[1..]),
         Some("--help") | Some("-h") => return cli::usage(),
+        Some("--gates-from") if args.len() == 2 => return gates::gates_from(&args[1]),
         _ => {}
     }
     cli::check(&args);
@@ -51,11 +59,26 @@ fn main() {
     unlink_mqs_on_panic();
     let run = Settings::parse(&args);
     let mut out = Out::new(run.json);
+    // The machine's CPUs as the run found them (pinning narrows this process to one).
+    let machine = machine();
+    let cpus = pin::start(run.pin);
     if !run.json {
         println!(
-            "# shmio-bench{} — {}",
+            "# shmio-bench{} — {machine}",
             if run.quick { " --quick" } else { "" },
-            machine()
+        );
+        println!(
+            "# each case {} time(s): best, median, spread (max - min) / median; {}",
+            run.repeat,
+            if cpus.is_empty() {
+                "not pinned".to_string()
+            } else {
+                format!(
+                    "pinned: producer on CPU {}, children on CPUs {:?} in turn",
+                    cpus[0],
+                    &cpus[1..]
+                )
+            }
         );
     }
     // Peers first, so that shmio's lines can show the ratios.
@@ -71,6 +94,10 @@ fn main() {
     }
     if !run.json {
         targets(&out, &run.sizes);
+    }
+    gates::enforce(out.rows());
+    if !run.json {
+        println!("\n## Sanity gates: passed ({} cases)", out.rows().len());
     }
 }
 
@@ -107,8 +134,10 @@ fn throughputs(run: &Settings, order: &[Sys], size: usize, out: &mut Out) {
             } else {
                 count
             };
-            let r = throughput(sys, size, consumers, n);
-            out.throughput(sys.name(), pattern, size, &r);
+            let runs: Vec<_> = (0..run.repeat)
+                .map(|_| throughput(sys, size, consumers, n, pattern))
+                .collect();
+            out.throughput(sys.name(), pattern, size, &runs);
         }
     }
 }
@@ -131,7 +160,7 @@ fn round_trips(run: &Settings, order: &[Sys], size: usize, out: &mut Out) {
                 }
             );
         }
-        let mut pp = pingpong(trips, mode);
+        let mut pp: Vec<_> = (0..run.repeat).map(|_| pingpong(trips, mode)).collect();
         out.latency(report::floor(pattern), pattern, size, &mut pp);
         for &sys in order {
             // The fcntl design has no request/response form (its producer always holds
@@ -142,7 +171,9 @@ fn round_trips(run: &Settings, order: &[Sys], size: usize, out: &mut Out) {
             {
                 continue;
             }
-            let mut v = latency(sys, size, trips, mode);
+            let mut v: Vec<_> = (0..run.repeat)
+                .map(|_| latency(sys, size, trips, mode))
+                .collect();
             out.latency(sys.name(), pattern, size, &mut v);
         }
     }
