@@ -7,11 +7,12 @@ pub fn usage() {
     println!(
         "shmio-bench [--quick] [--json] [--sizes 8,64,1024,65536] [--systems a,b,...] \
          [--patterns 1to1,1to4,rtt-spin,rtt-block] [--trips N] [--count N] [--repeat K] \
-         [--pin | --no-pin]\n\
+         [--pin | --no-pin] [--no-gates]\n\
          --quick: 64 B and 64 KiB, fewer records and trips\n\
          --count: records per throughput run; --trips: round trips per latency run\n\
          --repeat: runs of each case (best, median, spread; default 3 quick, 5 full)\n\
          --pin (default with 2+ CPUs): producer and children on fixed CPUs; --no-pin\n\
+         --no-gates: do not fail on the sanity gates (smoke runs too short to measure)\n\
          --gates-from FILE: only check the sanity gates on a --json run's lines\n\
          systems: {}",
         ALL.map(Sys::name).join(", ")
@@ -23,7 +24,7 @@ pub fn check(args: &[String]) {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--quick" | "--json" | "--pin" | "--no-pin" => {}
+            "--quick" | "--json" | "--pin" | "--no-pin" | "--no-gates" => {}
             "--sizes" | "--systems" | "--patterns" | "--trips" | "--count" | "--repeat" => {
                 if it.next().is_none() {
                     eprintln!("shmio-bench: {a} needs a value (see --help)");
@@ -52,6 +53,8 @@ pub struct Settings<'a> {
     pub repeat: usize,
     /// Producer and children on fixed CPUs (`--no-pin` turns it off).
     pub pin: bool,
+    /// Whether the sanity gates fail the run.
+    pub gates: bool,
     count: Option<&'a String>,
 }
 
@@ -101,6 +104,7 @@ impl<'a> Settings<'a> {
         Settings {
             repeat,
             pin: !args.iter().any(|a| a == "--no-pin"),
+            gates: !args.iter().any(|a| a == "--no-gates"),
             quick,
             json,
             sizes,

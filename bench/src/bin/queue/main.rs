@@ -19,7 +19,7 @@
 //! ```text
 //! shmio-bench [--quick] [--json] [--sizes 8,64,1024,65536] [--systems a,b,...]
 //!             [--patterns 1to1,1to4,rtt-spin,rtt-block] [--trips N] [--count N]
-//!             [--repeat K] [--pin | --no-pin]
+//!             [--repeat K] [--pin | --no-pin] [--no-gates]
 //! shmio-bench --gates-from FILE   (the sanity gates on a saved --json run)
 //! ```
 
@@ -95,10 +95,25 @@ fn main() {
     if !run.json {
         targets(&out, &run.sizes);
     }
-    gates::enforce(out.rows());
-    if !run.json {
-        println!("\n## Sanity gates: passed ({} cases)", out.rows().len());
+    if run.gates {
+        gates::enforce(out.rows());
+        if !run.json {
+            println!("\n## Sanity gates: passed ({} cases)", out.rows().len());
+        }
     }
+}
+
+/// Runs every one of `cases` `repeat` times, interleaved: round `r` runs each case once, so
+/// that a load that comes and goes during the run reaches every case alike (and shows in each
+/// case's spread) rather than marking the cases that happened to run under it.
+fn interleave<C, T>(repeat: usize, cases: &[C], mut run: impl FnMut(&C) -> T) -> Vec<Vec<T>> {
+    let mut runs: Vec<Vec<T>> = cases.iter().map(|_| Vec::new()).collect();
+    for _ in 0..repeat {
+        for (c, v) in cases.iter().zip(runs.iter_mut()) {
+            v.push(run(c));
+        }
+    }
+    runs
 }
 
 /// The throughput section for `size`-byte records: the copy ceilings, then every system.
@@ -112,6 +127,7 @@ fn throughputs(run: &Settings, order: &[Sys], size: usize, out: &mut Out) {
         );
     }
     out.ceilings(size, memcpy_gbps(size), racy_copy_gbps(size));
+    let mut cases = Vec::new();
     for &sys in order {
         if !supported(sys, size) {
             if !run.json {
@@ -126,19 +142,21 @@ fn throughputs(run: &Settings, order: &[Sys], size: usize, out: &mut Out) {
             continue;
         }
         for (consumers, pattern) in [(1usize, "1to1"), (4, "1to4")] {
-            if !run.want(pattern) {
-                continue;
+            if run.want(pattern) {
+                cases.push((sys, consumers, pattern));
             }
-            let n = if sys == Sys::Fcntl {
-                count.min(20_000)
-            } else {
-                count
-            };
-            let runs: Vec<_> = (0..run.repeat)
-                .map(|_| throughput(sys, size, consumers, n, pattern))
-                .collect();
-            out.throughput(sys.name(), pattern, size, &runs);
         }
+    }
+    let runs = interleave(run.repeat, &cases, |&(sys, consumers, pattern)| {
+        let n = if sys == Sys::Fcntl {
+            count.min(20_000)
+        } else {
+            count
+        };
+        throughput(sys, size, consumers, n, pattern)
+    });
+    for ((sys, _, pattern), r) in cases.iter().zip(runs) {
+        out.throughput(sys.name(), pattern, size, &r);
     }
 }
 
@@ -160,21 +178,27 @@ fn round_trips(run: &Settings, order: &[Sys], size: usize, out: &mut Out) {
                 }
             );
         }
-        let mut pp: Vec<_> = (0..run.repeat).map(|_| pingpong(trips, mode)).collect();
-        out.latency(report::floor(pattern), pattern, size, &mut pp);
-        for &sys in order {
-            // The fcntl design has no request/response form (its producer always holds
-            // the next slot's lock); the minimal ring cannot block.
-            if sys == Sys::Fcntl
-                || (sys == Sys::Ring && mode == Mode::Block)
-                || !supported(sys, size)
-            {
-                continue;
-            }
-            let mut v: Vec<_> = (0..run.repeat)
-                .map(|_| latency(sys, size, trips, mode))
-                .collect();
-            out.latency(sys.name(), pattern, size, &mut v);
+        // The floor first (`None`), then every system that has the form: the fcntl design
+        // has no request/response form (its producer always holds the next slot's lock); the
+        // minimal ring cannot block.
+        let mut cases = vec![None];
+        cases.extend(
+            order
+                .iter()
+                .filter(|&&sys| {
+                    sys != Sys::Fcntl
+                        && !(sys == Sys::Ring && mode == Mode::Block)
+                        && supported(sys, size)
+                })
+                .map(|&sys| Some(sys)),
+        );
+        let runs = interleave(run.repeat, &cases, |c| match c {
+            None => pingpong(trips, mode),
+            Some(sys) => latency(*sys, size, trips, mode),
+        });
+        for (c, mut v) in cases.iter().zip(runs) {
+            let name = c.map_or(report::floor(pattern), Sys::name);
+            out.latency(name, pattern, size, &mut v);
         }
     }
 }
