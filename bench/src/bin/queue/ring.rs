@@ -36,8 +36,13 @@ pub struct Ring {
     stride: usize,
     slots: u64,
     batch: u64,
+    /// Records the consumer reads before it next publishes its tail.
+    unpublished: u64,
     /// The next record to write (producer) or read (consumer).
     local: u64,
+    /// Its slot's offset in the mapping (kept, not computed: a division per record would
+    /// cost more than the rest of a hand-over).
+    at: usize,
     /// The producer's last look at the consumer's tail.
     tail: u64,
 }
@@ -57,13 +62,20 @@ impl Ring {
             slots: slots as u64,
             // Publishing the tail less often than once a ring would stall the producer.
             batch: TAIL_BATCH.min(slots as u64 / 2),
+            unpublished: 0,
             local: 0,
+            at: SLOTS_AT,
             tail: 0,
         }
     }
 
-    fn slot(&self, seq: u64) -> usize {
-        SLOTS_AT + (seq % self.slots) as usize * self.stride
+    /// Moves on to the next record and its slot.
+    fn advance(&mut self) {
+        self.local += 1;
+        self.at += self.stride;
+        if self.at == SLOTS_AT + self.slots as usize * self.stride {
+            self.at = SLOTS_AT;
+        }
     }
 }
 
@@ -76,7 +88,7 @@ impl Tx for Ring {
                 b.snooze();
             }
         }
-        let off = self.slot(self.local);
+        let off = self.at;
         // SAFETY: the payload is inside the mapping (`Ring::len`), and the consumer is done
         // with this slot (its tail, read with acquire, is past the record it held last).
         unsafe {
@@ -86,14 +98,14 @@ impl Tx for Ring {
                 self.size,
             )
         };
-        self.local += 1;
+        self.advance();
         self.shm.atomic(off).store(self.local, Ordering::Release);
     }
 }
 
 impl Rx for Ring {
     fn recv(&mut self, buf: &mut [u8]) -> u64 {
-        let off = self.slot(self.local);
+        let off = self.at;
         let stamp = self.shm.atomic(off);
         let mut b = Backoff::default();
         while stamp.load(Ordering::Acquire) != self.local + 1 {
@@ -108,8 +120,10 @@ impl Rx for Ring {
                 self.size,
             )
         };
-        self.local += 1;
-        if self.local.is_multiple_of(self.batch) {
+        self.advance();
+        self.unpublished += 1;
+        if self.unpublished == self.batch {
+            self.unpublished = 0;
             self.shm.atomic(0).store(self.local, Ordering::Release);
         }
         seq_of(buf)
