@@ -61,18 +61,24 @@ fn a_consistent_set_passes() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("sanity gates passed (8 cases)"));
 }
 
+/// Asserts that the gates fail `set` with exit status 1 and a line containing `says`.
+fn fails_saying(name: &str, set: &[String], says: &str) {
+    let out = gates_on(name, set);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(says), "{stderr}");
+}
+
 #[test]
 fn an_inverted_ceiling_fails_naming_the_case() {
     // The quick run: the minimal ring at 205 k/s beside shmio's 22 M/s.
     let mut set = sound();
     set[0] = tput("minimal-ring", "1to1", 205e3, 0.1, 1.0);
     set[1] = tput("shmio-bp", "1to1", 22e6, 0.1, 1.0);
-    let out = gates_on("ceiling", &set);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("sanity gate failed: shmio-bp 1to1 64 B: the minimal ring"),
-        "{stderr}"
+    fails_saying(
+        "ceiling",
+        &set,
+        "sanity gate failed: shmio-bp 1to1 64 B: the minimal ring",
     );
 }
 
@@ -84,19 +90,17 @@ fn an_inversion_within_the_spread_passes() {
     assert!(gates_on("spread", &set).status.success());
     // The same inversion with tight repeats fails.
     set[0] = tput("minimal-ring", "1to1", 14e6, 0.05, 1.0);
-    assert_eq!(gates_on("tight", &set).status.code(), Some(1));
+    fails_saying("tight", &set, "shmio-bp 1to1 64 B: the minimal ring");
 }
 
 #[test]
 fn an_inverted_ping_pong_fails_naming_the_case() {
     let mut set = sound();
     set.push(rtt("pipe", 150.0, 0.1));
-    let out = gates_on("pingpong", &set);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("pipe rtt-spin 64 B: the cache-line ping-pong"),
-        "{stderr}"
+    fails_saying(
+        "pingpong",
+        &set,
+        "pipe rtt-spin 64 B: the cache-line ping-pong",
     );
 }
 
@@ -104,12 +108,10 @@ fn an_inverted_ping_pong_fails_naming_the_case() {
 fn a_lossless_system_losing_records_fails_naming_the_case() {
     let mut set = sound();
     set.push(tput("posix-mq", "1to4", 1e5, 0.1, 0.999));
-    let out = gates_on("lost", &set);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("posix-mq 1to4 64 B: a lossless system delivered"),
-        "{stderr}"
+    fails_saying(
+        "lost",
+        &set,
+        "posix-mq 1to4 64 B: a lossless system delivered",
     );
 }
 

@@ -81,12 +81,13 @@ fn main() {
             }
         );
     }
-    // Peers first, so that shmio's lines can show the ratios.
+    // The ceiling and the peers first, so that the other lines can show the ratios.
     let mut order = run.systems.clone();
     order.sort_by_key(|s| match s {
-        Sys::Pipe => 0,
-        Sys::Iceoryx2 => 1,
-        _ => 2,
+        Sys::Ring => 0,
+        Sys::Pipe => 1,
+        Sys::Iceoryx2 => 2,
+        _ => 3,
     });
     for &size in &run.sizes {
         throughputs(&run, &order, size, &mut out);

@@ -110,8 +110,9 @@ impl Out {
         };
         println!(
             "  {system:<20} {pattern:<5} {rate:>12.0}/s {gbps:>8.3} GB/s  median {median:>10.0}/s \
-             spread {:>3.0}%{}{}{lost}",
+             spread {:>3.0}%{}{}{}{lost}",
             spread * 100.0,
+            vs("minimal-ring"),
             vs("pipe"),
             vs("iceoryx2")
         );
