@@ -29,7 +29,18 @@ fn num(line: &str, key: &str) -> f64 {
 fn every_system_reports_every_pattern_and_lossless_ones_lose_nothing() {
     let out = bench()
         .args([
-            "--json", "--sizes", "64,4096", "--count", "3000", "--trips", "300",
+            "--json",
+            "--sizes",
+            "64,4096",
+            "--count",
+            "3000",
+            "--trips",
+            "300",
+            // A smoke run: one repeat each, too short for the gates to mean anything
+            // (tests/gates.rs runs them).
+            "--repeat",
+            "1",
+            "--no-gates",
         ])
         .output()
         .unwrap();
@@ -47,6 +58,16 @@ fn every_system_reports_every_pattern_and_lossless_ones_lose_nothing() {
         match pattern.as_str() {
             "1to1" | "1to4" => {
                 assert!(num(line, "records_per_s") > 0.0, "{line}");
+                assert_eq!(
+                    num(line, "median_per_s"),
+                    num(line, "records_per_s"),
+                    "{line}"
+                );
+                assert_eq!(
+                    (num(line, "spread"), num(line, "repeats")),
+                    (0.0, 1.0),
+                    "{line}"
+                );
                 let delivered = num(line, "delivered");
                 assert!((0.0..=1.0).contains(&delivered), "{line}");
                 if !matches!(system.as_str(), "shmio-overwrite" | "fcntl-lock-shm") {
@@ -114,6 +135,9 @@ fn text_report_ends_with_the_targets() {
             "200",
             "--systems",
             "shmio-bp,pipe,minimal-ring",
+            "--repeat",
+            "2",
+            "--no-gates",
         ])
         .output()
         .unwrap();
@@ -121,6 +145,12 @@ fn text_report_ends_with_the_targets() {
     let s = String::from_utf8_lossy(&out.stdout);
     assert!(s.contains("## Targets (this run)"), "{s}");
     assert!(s.contains("64 B 1->1 throughput, shmio-bp vs pipe"), "{s}");
+    assert!(
+        s.contains("shmio-bp vs minimal-ring (stamp per slot, 128 B stride)"),
+        "{s}"
+    );
+    assert!(s.contains("each case 2 time(s)"), "{s}");
+    assert!(s.contains("median") && s.contains("spread"), "{s}");
     // Peers not run are said to be missing, not invented.
     assert!(
         s.contains("[n/a] 64 B 1->1 throughput, shmio-bp vs iceoryx2"),
@@ -130,7 +160,12 @@ fn text_report_ends_with_the_targets() {
 
 #[test]
 fn bad_arguments_are_refused_with_exit_2() {
-    for args in [&["--bogus"][..], &["--systems", "nope"], &["--sizes"]] {
+    for args in [
+        &["--bogus"][..],
+        &["--systems", "nope"],
+        &["--sizes"],
+        &["--repeat"],
+    ] {
         let out = bench().args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(!String::from_utf8_lossy(&out.stderr).is_empty());

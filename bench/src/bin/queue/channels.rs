@@ -9,7 +9,8 @@ use std::process::{Child, Command, Stdio};
 use shmio::queue::{Consumer, Policy, Producer, QueueOptions, Start};
 
 use crate::iox;
-use crate::peers::{Fcntl, MqRx, MqTx, Ring, Rx, ShmioRx, ShmioTx, StreamRx, StreamTx, Tx};
+use crate::peers::{Fcntl, MqRx, MqTx, Rx, ShmioRx, ShmioTx, StreamRx, StreamTx, Tx};
+use crate::ring::Ring;
 use crate::systems::{Mode, Sys, capacity};
 
 pub fn chan_path(base: &str, k: usize) -> String {
@@ -224,13 +225,20 @@ pub fn spawn_ready(args: &[&dyn std::fmt::Display], inherit: Option<OwnedFd>) ->
     cmd.args(args.iter().map(ToString::to_string))
         .stdout(Stdio::piped())
         .stdin(Stdio::null());
-    if let Some(fd) = &inherit {
-        let raw = fd.as_raw_fd();
+    let raw = inherit.as_ref().map(|fd| fd.as_raw_fd());
+    let cpu = crate::pin::next_child();
+    if raw.is_some() || cpu.is_some() {
         use std::os::unix::process::CommandExt;
-        // SAFETY: between fork and exec we only clear FD_CLOEXEC on one descriptor.
+        // SAFETY: between fork and exec we only clear FD_CLOEXEC on one descriptor and set
+        // the child's CPU affinity: two system calls, no allocation.
         unsafe {
             cmd.pre_exec(move || {
-                libc::fcntl(raw, libc::F_SETFD, 0);
+                if let Some(raw) = raw {
+                    libc::fcntl(raw, libc::F_SETFD, 0);
+                }
+                if let Some(set) = &cpu {
+                    crate::pin::apply(set);
+                }
                 Ok(())
             });
         }

@@ -6,9 +6,14 @@ use crate::systems::{ALL, Sys};
 pub fn usage() {
     println!(
         "shmio-bench [--quick] [--json] [--sizes 8,64,1024,65536] [--systems a,b,...] \
-         [--patterns 1to1,1to4,rtt-spin,rtt-block] [--trips N] [--count N]\n\
-         --quick: 64 B and 64 KiB, fewer records and trips (under a minute)\n\
+         [--patterns 1to1,1to4,rtt-spin,rtt-block] [--trips N] [--count N] [--repeat K] \
+         [--pin | --no-pin] [--no-gates]\n\
+         --quick: 64 B and 64 KiB, fewer records and trips\n\
          --count: records per throughput run; --trips: round trips per latency run\n\
+         --repeat: runs of each case (best, median, spread; default 3 quick, 5 full)\n\
+         --pin (default with 2+ CPUs): producer and children on fixed CPUs; --no-pin\n\
+         --no-gates: do not fail on the sanity gates (smoke runs too short to measure)\n\
+         --gates-from FILE: only check the sanity gates on a --json run's lines\n\
          systems: {}",
         ALL.map(Sys::name).join(", ")
     );
@@ -19,8 +24,8 @@ pub fn check(args: &[String]) {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--quick" | "--json" => {}
-            "--sizes" | "--systems" | "--patterns" | "--trips" | "--count" => {
+            "--quick" | "--json" | "--pin" | "--no-pin" | "--no-gates" => {}
+            "--sizes" | "--systems" | "--patterns" | "--trips" | "--count" | "--repeat" => {
                 if it.next().is_none() {
                     eprintln!("shmio-bench: {a} needs a value (see --help)");
                     std::process::exit(2);
@@ -44,6 +49,12 @@ pub struct Settings<'a> {
     /// GB moved per throughput run (unless `--count` says how many records).
     pub budget: f64,
     pub trips: u64,
+    /// Runs of each case.
+    pub repeat: usize,
+    /// Producer and children on fixed CPUs (`--no-pin` turns it off).
+    pub pin: bool,
+    /// Whether the sanity gates fail the run.
+    pub gates: bool,
     count: Option<&'a String>,
 }
 
@@ -87,7 +98,13 @@ impl<'a> Settings<'a> {
         let trips: u64 = opt("--trips").map_or(if quick { 10_000 } else { 100_000 }, |t| {
             t.parse().expect("--trips")
         });
+        let repeat: usize = opt("--repeat").map_or(if quick { 3 } else { 5 }, |k| {
+            k.parse::<usize>().expect("--repeat").max(1)
+        });
         Settings {
+            repeat,
+            pin: !args.iter().any(|a| a == "--no-pin"),
+            gates: !args.iter().any(|a| a == "--no-gates"),
             quick,
             json,
             sizes,

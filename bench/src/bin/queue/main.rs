@@ -12,18 +12,25 @@
 //! ceiling for small records), a cache-line ping-pong (the floor for spinning round trips), a
 //! raw futex ping-pong (the floor for blocking round trips) and single-core memcpy bandwidth
 //! (the ceiling for large records). A closing section checks the targets of the benchmark
-//! issue from the figures of this run.
+//! issue from the figures of this run, and the sanity gates (`gates`) fail the run when its
+//! figures cannot be true. Every case runs `--repeat` times; `--pin` (the default) puts the
+//! producer and the children on fixed CPUs (`pin`).
 //!
 //! ```text
 //! shmio-bench [--quick] [--json] [--sizes 8,64,1024,65536] [--systems a,b,...]
 //!             [--patterns 1to1,1to4,rtt-spin,rtt-block] [--trips N] [--count N]
+//!             [--repeat K] [--pin | --no-pin] [--no-gates]
+//! shmio-bench --gates-from FILE   (the sanity gates on a saved --json run)
 //! ```
 
 mod channels;
 mod cli;
+mod gates;
 mod iox;
 mod peers;
+mod pin;
 mod report;
+mod ring;
 mod rtt;
 mod systems;
 mod targets;
@@ -44,6 +51,7 @@ fn main() {
         Some("--child-echo") => return child_echo(&args[1..]),
         Some("--child-pingpong") => return child_pingpong(&args[1..]),
         Some("--help") | Some("-h") => return cli::usage(),
+        Some("--gates-from") if args.len() == 2 => return gates::gates_from(&args[1]),
         _ => {}
     }
     cli::check(&args);
@@ -51,19 +59,35 @@ fn main() {
     unlink_mqs_on_panic();
     let run = Settings::parse(&args);
     let mut out = Out::new(run.json);
+    // The machine's CPUs as the run found them (pinning narrows this process to one).
+    let machine = machine();
+    let cpus = pin::start(run.pin);
     if !run.json {
         println!(
-            "# shmio-bench{} — {}",
+            "# shmio-bench{} — {machine}",
             if run.quick { " --quick" } else { "" },
-            machine()
+        );
+        println!(
+            "# each case {} time(s): best, median, spread (max - min) / median; {}",
+            run.repeat,
+            if cpus.is_empty() {
+                "not pinned".to_string()
+            } else {
+                format!(
+                    "pinned: producer on CPU {}, children on CPUs {:?} in turn",
+                    cpus[0],
+                    &cpus[1..]
+                )
+            }
         );
     }
-    // Peers first, so that shmio's lines can show the ratios.
+    // The ceiling and the peers first, so that the other lines can show the ratios.
     let mut order = run.systems.clone();
     order.sort_by_key(|s| match s {
-        Sys::Pipe => 0,
-        Sys::Iceoryx2 => 1,
-        _ => 2,
+        Sys::Ring => 0,
+        Sys::Pipe => 1,
+        Sys::Iceoryx2 => 2,
+        _ => 3,
     });
     for &size in &run.sizes {
         throughputs(&run, &order, size, &mut out);
@@ -72,6 +96,25 @@ fn main() {
     if !run.json {
         targets(&out, &run.sizes);
     }
+    if run.gates {
+        gates::enforce(out.rows());
+        if !run.json {
+            println!("\n## Sanity gates: passed ({} cases)", out.rows().len());
+        }
+    }
+}
+
+/// Runs every one of `cases` `repeat` times, interleaved: round `r` runs each case once, so
+/// that a load that comes and goes during the run reaches every case alike (and shows in each
+/// case's spread) rather than marking the cases that happened to run under it.
+fn interleave<C, T>(repeat: usize, cases: &[C], mut run: impl FnMut(&C) -> T) -> Vec<Vec<T>> {
+    let mut runs: Vec<Vec<T>> = cases.iter().map(|_| Vec::new()).collect();
+    for _ in 0..repeat {
+        for (c, v) in cases.iter().zip(runs.iter_mut()) {
+            v.push(run(c));
+        }
+    }
+    runs
 }
 
 /// The throughput section for `size`-byte records: the copy ceilings, then every system.
@@ -85,6 +128,7 @@ fn throughputs(run: &Settings, order: &[Sys], size: usize, out: &mut Out) {
         );
     }
     out.ceilings(size, memcpy_gbps(size), racy_copy_gbps(size));
+    let mut cases = Vec::new();
     for &sys in order {
         if !supported(sys, size) {
             if !run.json {
@@ -99,17 +143,21 @@ fn throughputs(run: &Settings, order: &[Sys], size: usize, out: &mut Out) {
             continue;
         }
         for (consumers, pattern) in [(1usize, "1to1"), (4, "1to4")] {
-            if !run.want(pattern) {
-                continue;
+            if run.want(pattern) {
+                cases.push((sys, consumers, pattern));
             }
-            let n = if sys == Sys::Fcntl {
-                count.min(20_000)
-            } else {
-                count
-            };
-            let r = throughput(sys, size, consumers, n);
-            out.throughput(sys.name(), pattern, size, &r);
         }
+    }
+    let runs = interleave(run.repeat, &cases, |&(sys, consumers, pattern)| {
+        let n = if sys == Sys::Fcntl {
+            count.min(20_000)
+        } else {
+            count
+        };
+        throughput(sys, size, consumers, n, pattern)
+    });
+    for ((sys, _, pattern), r) in cases.iter().zip(runs) {
+        out.throughput(sys.name(), pattern, size, &r);
     }
 }
 
@@ -131,19 +179,27 @@ fn round_trips(run: &Settings, order: &[Sys], size: usize, out: &mut Out) {
                 }
             );
         }
-        let mut pp = pingpong(trips, mode);
-        out.latency(report::floor(pattern), pattern, size, &mut pp);
-        for &sys in order {
-            // The fcntl design has no request/response form (its producer always holds
-            // the next slot's lock); the minimal ring cannot block.
-            if sys == Sys::Fcntl
-                || (sys == Sys::Ring && mode == Mode::Block)
-                || !supported(sys, size)
-            {
-                continue;
-            }
-            let mut v = latency(sys, size, trips, mode);
-            out.latency(sys.name(), pattern, size, &mut v);
+        // The floor first (`None`), then every system that has the form: the fcntl design
+        // has no request/response form (its producer always holds the next slot's lock); the
+        // minimal ring cannot block.
+        let mut cases = vec![None];
+        cases.extend(
+            order
+                .iter()
+                .filter(|&&sys| {
+                    sys != Sys::Fcntl
+                        && !(sys == Sys::Ring && mode == Mode::Block)
+                        && supported(sys, size)
+                })
+                .map(|&sys| Some(sys)),
+        );
+        let runs = interleave(run.repeat, &cases, |c| match c {
+            None => pingpong(trips, mode),
+            Some(sys) => latency(*sys, size, trips, mode),
+        });
+        for (c, mut v) in cases.iter().zip(runs) {
+            let name = c.map_or(report::floor(pattern), Sys::name);
+            out.latency(name, pattern, size, &mut v);
         }
     }
 }

@@ -2,11 +2,27 @@
 
 use std::collections::HashMap;
 
+use crate::gates::Row;
 use crate::throughput::Throughput;
 
 pub fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// The best of `v` (the highest, or the lowest when `lower` is better), its median, and its
+/// spread: (max - min) / median.
+pub fn best_median_spread(v: &[f64], lower: bool) -> (f64, f64, f64) {
+    let mut s = v.to_vec();
+    let median = pct(&mut s, 0.5);
+    let (min, max) = (s[0], s[s.len() - 1]);
+    let best = if lower { min } else { max };
+    let spread = if median > 0.0 {
+        (max - min) / median
+    } else {
+        0.0
+    };
+    (best, median, spread)
 }
 
 /// The figures of this run, by (system, pattern, size): records/s for throughput patterns,
@@ -16,6 +32,7 @@ pub type Figures = HashMap<(String, &'static str, usize), f64>;
 pub struct Out {
     json: bool,
     figures: Figures,
+    rows: Vec<Row>,
 }
 
 impl Out {
@@ -23,6 +40,7 @@ impl Out {
         Out {
             json,
             figures: HashMap::new(),
+            rows: Vec::new(),
         }
     }
 
@@ -53,16 +71,26 @@ impl Out {
         }
     }
 
-    pub fn throughput(&mut self, system: &str, pattern: &'static str, size: usize, r: &Throughput) {
+    pub fn throughput(
+        &mut self,
+        system: &str,
+        pattern: &'static str,
+        size: usize,
+        runs: &[Throughput],
+    ) {
         // Compare what arrives: a system that laps its consumers is credited only with the
         // records the slowest of them received.
-        let (sent, delivered) = (r.rate, r.delivered);
-        let rate = sent * delivered;
-        self.figures.insert((system.into(), pattern, size), rate);
+        let got: Vec<f64> = runs.iter().map(|r| r.rate * r.delivered).collect();
+        let (rate, median, spread) = best_median_spread(&got, false);
+        let at = got.iter().position(|&g| g == rate).unwrap_or(0);
+        let sent = runs[at].rate;
+        let delivered = runs.iter().map(|r| r.delivered).fold(1.0, f64::min);
+        self.keep(system, pattern, size, (rate, median, spread), delivered);
         let gbps = rate * size as f64 / 1e9;
         if self.json {
             println!(
-                "{{\"system\":\"{system}\",\"pattern\":\"{pattern}\",\"size\":{size},\"records_per_s\":{rate:.0},\"sent_per_s\":{sent:.0},\"gbps\":{gbps:.3},\"delivered\":{delivered:.4}}}"
+                "{{\"system\":\"{system}\",\"pattern\":\"{pattern}\",\"size\":{size},\"records_per_s\":{rate:.0},\"median_per_s\":{median:.0},\"spread\":{spread:.4},\"repeats\":{},\"sent_per_s\":{sent:.0},\"gbps\":{gbps:.3},\"delivered\":{delivered:.4}}}",
+                runs.len()
             );
             return;
         }
@@ -75,24 +103,41 @@ impl Out {
         let lost = if delivered < 1.0 {
             format!(
                 "  (sent {sent:.0}/s, the slowest consumer got {:.1}%)",
-                delivered * 100.0
+                runs[at].delivered * 100.0
             )
         } else {
             String::new()
         };
         println!(
-            "  {system:<20} {pattern:<5} {rate:>12.0}/s {gbps:>8.3} GB/s {}{}{lost}",
+            "  {system:<20} {pattern:<5} {rate:>12.0}/s {gbps:>8.3} GB/s  median {median:>10.0}/s \
+             spread {:>3.0}%{}{}{}{lost}",
+            spread * 100.0,
+            vs("minimal-ring"),
             vs("pipe"),
             vs("iceoryx2")
         );
     }
 
-    pub fn latency(&mut self, system: &str, pattern: &'static str, size: usize, v: &mut [f64]) {
-        let (p50, p99, p999) = (pct(v, 0.5), pct(v, 0.99), pct(v, 0.999));
-        self.figures.insert((system.into(), pattern, size), p50);
+    /// Round trips: `runs` holds each repeat's trips (nanoseconds); the best repeat is the one
+    /// with the lowest p50, and its percentiles are printed.
+    pub fn latency(
+        &mut self,
+        system: &str,
+        pattern: &'static str,
+        size: usize,
+        runs: &mut [Vec<f64>],
+    ) {
+        let p50s: Vec<f64> = runs.iter_mut().map(|v| pct(v, 0.5)).collect();
+        let (p50, median, spread) = best_median_spread(&p50s, true);
+        let at = p50s.iter().position(|&g| g == p50).unwrap_or(0);
+        let repeats = runs.len();
+        let v = &mut runs[at];
+        let (p99, p999) = (pct(v, 0.99), pct(v, 0.999));
+        self.keep(system, pattern, size, (p50, median, spread), 1.0);
         if self.json {
             println!(
-                "{{\"system\":\"{system}\",\"pattern\":\"{pattern}\",\"size\":{size},\"p50_ns\":{p50:.0},\"p99_ns\":{p99:.0},\"p999_ns\":{p999:.0},\"trips\":{}}}",
+                "{{\"system\":\"{system}\",\"pattern\":\"{pattern}\",\"size\":{size},\"p50_ns\":{p50:.0},\"p99_ns\":{p99:.0},\"p999_ns\":{p999:.0},\"median_p50_ns\":{median:.0},\"spread\":{spread:.4},\"repeats\":{},\"trips\":{}}}",
+                repeats,
                 v.len()
             );
             return;
@@ -103,7 +148,36 @@ impl Out {
             .get(&(floor.to_string(), pattern, size))
             .filter(|_| system != floor)
             .map_or(String::new(), |f| format!("  ({:.2}x {floor})", p50 / f));
-        println!("  {system:<20} p50 {p50:>9.0}  p99 {p99:>9.0}  p99.9 {p999:>9.0}{ratio}");
+        println!(
+            "  {system:<20} p50 {p50:>9.0}  p99 {p99:>9.0}  p99.9 {p999:>9.0}  median p50 \
+             {median:>7.0} spread {:>3.0}%{ratio}",
+            spread * 100.0
+        );
+    }
+
+    /// Keeps a case's best figure for the ratios and targets, and its row for the gates.
+    fn keep(
+        &mut self,
+        system: &str,
+        pattern: &'static str,
+        size: usize,
+        (best, _median, spread): (f64, f64, f64),
+        delivered: f64,
+    ) {
+        self.figures.insert((system.into(), pattern, size), best);
+        self.rows.push(Row {
+            system: system.into(),
+            pattern: pattern.into(),
+            size,
+            best,
+            spread,
+            delivered,
+        });
+    }
+
+    /// Every case's figures, for the sanity gates.
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
     }
 
     pub fn get(&self, system: &str, pattern: &'static str, size: usize) -> Option<f64> {

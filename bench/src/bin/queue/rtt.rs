@@ -12,6 +12,7 @@ use crate::systems::{Mode, Sys};
 
 /// Round trips: the parent sends, the child echoes on a second channel. Nanoseconds each.
 pub fn latency(sys: Sys, size: usize, trips: u64, mode: Mode) -> Vec<f64> {
+    crate::pin::new_case();
     let base = format!("sl{}{}", std::process::id(), sys.name());
     for k in 0..2 {
         cleanup(sys, &base, k);
@@ -93,6 +94,7 @@ pub fn child_echo(args: &[String]) {
 /// ping-pong) or sleeping on it (a raw futex ping-pong: every wait a `FUTEX_WAIT`, every
 /// hand-over a `FUTEX_WAKE`).
 pub fn pingpong(trips: u64, mode: Mode) -> Vec<f64> {
+    crate::pin::new_case();
     let path = format!("/dev/shm/shmio-bench-pp-{}", std::process::id());
     let shm = Shm::open(&path, 4096, true);
     let args: [&dyn Display; 4] = [&"--child-pingpong", &path, &trips, &mode.name()];

@@ -43,7 +43,14 @@ pub fn copy_gbps(size: usize, copy: impl Fn(&[u8], &mut [u8])) -> f64 {
 /// Throughput of `count` records of `size` bytes to each of `consumers` consumer processes:
 /// records/s as seen by each consumer (the producer's rate), from the first send to the last
 /// consumer's exit.
-pub fn throughput(sys: Sys, size: usize, consumers: usize, count: u64) -> Throughput {
+pub fn throughput(
+    sys: Sys,
+    size: usize,
+    consumers: usize,
+    count: u64,
+    pattern: &str,
+) -> Throughput {
+    crate::pin::new_case();
     let base = format!("sb{}{}", std::process::id(), sys.name());
     let mode = sys.throughput_mode();
     let channels = if sys.broadcast() { 1 } else { consumers };
@@ -78,7 +85,12 @@ pub fn throughput(sys: Sys, size: usize, consumers: usize, count: u64) -> Throug
     let mut delivered = count;
     for c in children.iter_mut() {
         let st = c.wait().unwrap();
-        assert!(st.success(), "{} consumer failed", sys.name());
+        assert!(
+            st.success(),
+            "{} {pattern} {size} B: a consumer failed (a lossless system lost or reordered \
+             records: see its message above)",
+            sys.name()
+        );
     }
     let secs = t.elapsed().as_secs_f64();
     for c in children.iter_mut() {
