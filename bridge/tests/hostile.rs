@@ -6,6 +6,7 @@ use shmio::region::replica::Delta;
 use shmio::region::track::Changes;
 use shmio::region::{Region, RegionOptions};
 use shmio_bridge::region_wire::{self, Kind, Msg};
+use shmio_tests::Rng;
 
 struct Names(Vec<String>);
 impl Drop for Names {
@@ -13,20 +14,6 @@ impl Drop for Names {
         for n in &self.0 {
             let _ = shmio::region::unlink(n);
         }
-    }
-}
-
-/// xorshift64*, seeded: the same cases every run.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
     }
 }
 
@@ -65,7 +52,7 @@ fn mutated_region_messages_are_refused_or_applied_whole_never_a_panic() {
         data: c.data(),
     }
     .encode();
-    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut rng = Rng::new(0x5eed_1234_abcd_0001);
     let (mut refused, mut applied) = (0u32, 0u32);
     for case in 0..20_000 {
         let mut m = good.clone();
@@ -74,7 +61,7 @@ fn mutated_region_messages_are_refused_or_applied_whole_never_a_panic() {
                 // A byte anywhere (header, ranges or data).
                 0 | 1 if !m.is_empty() => {
                     let at = rng.below(m.len() as u64) as usize;
-                    m[at] = rng.next() as u8;
+                    m[at] = rng.next_u64() as u8;
                 }
                 // A u64 of the header or the ranges set to an edge value.
                 2 if m.len() >= 16 => {
