@@ -56,8 +56,8 @@ struct RegionOutArgs {
     /// A heartbeat after this many milliseconds without a change.
     #[arg(long, default_value_t = 100, value_name = "MS")]
     heartbeat_ms: u64,
-    /// Largest snapshot piece in bytes.
-    #[arg(long, default_value_t = 4 << 20)]
+    /// Largest snapshot piece in bytes (one Zenoh batch by default).
+    #[arg(long, default_value_t = 60 << 10)]
     piece: usize,
     #[command(flatten)]
     net: Net,

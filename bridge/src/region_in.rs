@@ -84,6 +84,16 @@ struct Replica {
     target: u64,
     timeout: Duration,
     stats: RegionInStats,
+    /// The parts of a delta received so far, until its last.
+    assembly: Option<Assembly>,
+}
+
+/// A delta sent as several messages, being put together.
+struct Assembly {
+    version: u64,
+    next: u32,
+    ranges: Vec<(u64, u64)>,
+    data: Vec<u8>,
 }
 
 /// Applies the changes of the primary published as `opts.name` (or the region's name) to the
@@ -114,7 +124,7 @@ pub fn run(
                 && let Ok(m) = region_wire::decode(&bytes)
                 && r.follows(&m)
             {
-                if let Err(e) = r.on_delta(&m, a.load(Ordering::Relaxed) != DOWN) {
+                if let Err(e) = r.on_part(&m, a.load(Ordering::Relaxed) != DOWN) {
                     st.error = Some(e);
                 }
                 return;
@@ -224,7 +234,7 @@ fn handle(
         )?);
     }
     let r = st.rep.as_mut().expect("set above");
-    r.on_delta(&msg, alive.load(Ordering::Relaxed) != DOWN)
+    r.on_part(&msg, alive.load(Ordering::Relaxed) != DOWN)
 }
 
 impl RegionInOptions {
@@ -286,6 +296,7 @@ impl Replica {
             target: 0,
             timeout,
             stats: RegionInStats::default(),
+            assembly: None,
         };
         // A previous bridge died mid-apply: those chunks' generations are 0, so a fetch of
         // their range takes them all again.
@@ -304,6 +315,47 @@ impl Replica {
         m.kind == Kind::Delta
             && m.incarnation == self.source
             && (m.version <= self.applied || (m.base <= self.applied && m.flags & JUMP == 0))
+    }
+
+    /// A message of a delta: the delta is handled once its last part is in. A part out of
+    /// order (one was lost) drops the delta; the next one then shows the gap.
+    fn on_part(&mut self, m: &Msg<'_>, alive: bool) -> Result<()> {
+        if m.parts == 1 {
+            return self.on_delta(m, alive);
+        }
+        match self.assembly.as_mut() {
+            _ if m.part == 0 => {
+                self.assembly = Some(Assembly {
+                    version: m.version,
+                    next: 1,
+                    ranges: m.ranges.clone(),
+                    data: m.data.to_vec(),
+                });
+                return Ok(());
+            }
+            Some(a) if a.version == m.version && a.next == m.part => {
+                a.next += 1;
+                a.ranges.extend_from_slice(&m.ranges);
+                a.data.extend_from_slice(m.data);
+            }
+            _ => {
+                self.assembly = None;
+                self.stats.bad += 1;
+                return Ok(());
+            }
+        }
+        if m.part + 1 < m.parts {
+            return Ok(());
+        }
+        let a = self.assembly.take().expect("matched above");
+        let whole = Msg {
+            ranges: a.ranges,
+            data: &a.data,
+            part: 0,
+            parts: 1,
+            ..m.clone()
+        };
+        self.on_delta(&whole, alive)
     }
 
     /// A delta (or heartbeat) from the primary, which is `alive` as far as its liveliness

@@ -41,17 +41,22 @@ pub struct RegionOutOptions {
     pub piece: usize,
     /// A heartbeat after this long without a delta.
     pub heartbeat: Duration,
+    /// Largest message of a delta in bytes of data: a larger delta goes as several.
+    pub part: usize,
 }
 
 impl RegionOutOptions {
-    /// `region`, deltas of at most 64 MiB, pieces of 4 MiB, a heartbeat every 100 ms.
+    /// `region`, deltas of at most 64 MiB in messages of 60 KiB, snapshot pieces of 60 KiB
+    /// (each fits one Zenoh batch, so Zenoh never fragments them: faster, and the only kind
+    /// of message its low-latency transport carries), a heartbeat every 100 ms.
     pub fn new(region: &str) -> RegionOutOptions {
         RegionOutOptions {
             region: region.into(),
             name: None,
             max_delta: 64 << 20,
-            piece: 4 << 20,
+            piece: 60 << 10,
             heartbeat: Duration::from_millis(100),
+            part: 60 << 10,
         }
     }
 }
@@ -110,6 +115,8 @@ fn message<'a>(r: &Region, kind: Kind, base: u64, flags: u8, c: &'a Changes) -> 
         chunk: r.chunk_size() as u32,
         flags: flags | writer_flags(r),
         torn: c.torn(),
+        part: 0,
+        parts: 1,
         ranges: c.ranges().to_vec(),
         data: c.data(),
     }
@@ -197,7 +204,9 @@ pub fn run(
                 })?;
                 stats.jumps += 1;
             } else {
-                put(&message(&region, Kind::Delta, last, 0, &c))?;
+                for m in parts(message(&region, Kind::Delta, last, 0, &c), opts.part) {
+                    put(&m)?;
+                }
                 stats.deltas += 1;
                 stats.delta_bytes += c.data().len() as u64;
             }
@@ -222,6 +231,45 @@ pub fn run(
         stats.snapshot_bytes = bytes;
     }
     Ok(stats)
+}
+
+/// `m` as messages of at most about `part` bytes of data each (whole chunks; at least one
+/// chunk per message), numbered: Zenoh carries a message larger than its 64 KiB transport
+/// batch in fragments, far more slowly than as many messages of its own.
+fn parts(m: Msg<'_>, part: usize) -> Vec<Msg<'_>> {
+    let chunk = u64::from(m.chunk).max(1);
+    let part = (part as u64 / chunk).max(1) * chunk;
+    // Per message: its ranges, and where its bytes start in `m.data` and how many.
+    type Cut = (Vec<(u64, u64)>, usize, usize);
+    let mut cut: Vec<Cut> = Vec::new();
+    let (mut ranges, mut start, mut len) = (Vec::new(), 0usize, 0u64);
+    for &(off, rlen) in &m.ranges {
+        let mut at = off;
+        while at < off + rlen {
+            let take = (off + rlen - at).min(part - len);
+            ranges.push((at, take));
+            (at, len) = (at + take, len + take);
+            if len == part {
+                cut.push((std::mem::take(&mut ranges), start, len as usize));
+                start += len as usize;
+                len = 0;
+            }
+        }
+    }
+    if len != 0 || cut.is_empty() {
+        cut.push((ranges, start, len as usize));
+    }
+    let n = cut.len() as u32;
+    cut.into_iter()
+        .enumerate()
+        .map(|(i, (ranges, at, len))| Msg {
+            part: i as u32,
+            parts: n,
+            ranges,
+            data: &m.data[at..at + len],
+            ..m.clone()
+        })
+        .collect()
 }
 
 /// Answers one snapshot query in pieces; returns the bytes sent.

@@ -4,7 +4,9 @@
 //! every message   magic "SR", version 1, kind, the primary's incarnation (u64), version (u64)
 //! delta (1)       base (u64): the replica must hold every change up to `base` to apply it;
 //!                 geometry: data size (u64), chunk (u32); flags (u8, 3 bytes pad);
-//!                 torn offset, length (u64, u64; length 0: none); ranges (u32), then per
+//!                 torn offset, length (u64, u64; length 0: none); part, parts (u32, u32: a
+//!                 delta larger than a Zenoh batch goes as several messages, applied together
+//!                 once the last arrives); ranges (u32), then per
 //!                 range offset, length (u64, u64), then the ranges' bytes
 //! piece (2)       a part of a snapshot: the same fields (base unused), flag LAST on the last
 //! query           what a replica asks the snapshot queryable: since (u8 flag + u64), from,
@@ -18,9 +20,9 @@
 use crate::{Error, Result};
 
 const MAGIC: [u8; 2] = *b"SR";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const COMMON: usize = 20;
-const FIXED: usize = COMMON + 8 + 8 + 4 + 4 + 16 + 4;
+const FIXED: usize = COMMON + 8 + 8 + 4 + 4 + 16 + 8 + 4;
 /// Bytes a message adds per range.
 pub const RANGE_OVERHEAD: usize = 16;
 
@@ -61,6 +63,10 @@ pub struct Msg<'a> {
     pub flags: u8,
     /// The primary's torn range.
     pub torn: Option<(u64, u64)>,
+    /// This message's part of the delta, from 0.
+    pub part: u32,
+    /// The delta's parts (at least 1).
+    pub parts: u32,
     /// The changed ranges.
     pub ranges: Vec<(u64, u64)>,
     /// Their bytes.
@@ -91,6 +97,8 @@ impl Msg<'_> {
         let (toff, tlen) = self.torn.unwrap_or((0, 0));
         b.extend_from_slice(&toff.to_le_bytes());
         b.extend_from_slice(&tlen.to_le_bytes());
+        b.extend_from_slice(&self.part.to_le_bytes());
+        b.extend_from_slice(&self.parts.to_le_bytes());
         b.extend_from_slice(&(self.ranges.len() as u32).to_le_bytes());
         for &(off, len) in &self.ranges {
             b.extend_from_slice(&off.to_le_bytes());
@@ -149,6 +157,10 @@ pub fn decode(b: &[u8]) -> Result<Msg<'_>> {
         ));
     }
     let tlen = u64_at(b, 52);
+    let (part, parts) = (u32_at(b, 60), u32_at(b, 64));
+    if parts == 0 || part >= parts {
+        return bad(&format!("part {part} of {parts}"));
+    }
     Ok(Msg {
         kind,
         incarnation: u64_at(b, 4),
@@ -158,6 +170,8 @@ pub fn decode(b: &[u8]) -> Result<Msg<'_>> {
         chunk: u32_at(b, 36),
         flags: b[40],
         torn: (tlen != 0).then(|| (u64_at(b, 44), tlen)),
+        part,
+        parts,
         ranges,
         data,
     })
@@ -217,6 +231,8 @@ mod tests {
             chunk: 4096,
             flags: WRITER_KNOWN | WRITER_ALIVE,
             torn: Some((100, 50)),
+            part: 1,
+            parts: 3,
             ranges: vec![(0, 4096), (8192, 4096)],
             data: &data,
         };

@@ -48,6 +48,8 @@ fn mutated_region_messages_are_refused_or_applied_whole_never_a_panic() {
         chunk: 1024,
         flags: 0,
         torn: None,
+        part: 0,
+        parts: 1,
         ranges: c.ranges().to_vec(),
         data: c.data(),
     }
