@@ -3,6 +3,8 @@
 //! - Under a seccomp filter that refuses `futex_waitv` with `EPERM`, as the default profiles
 //!   of container runtimes did (Podman/CRI-O until 2026): `tests/c/no_futex_waitv.c` installs
 //!   it and runs a `shmio-qtool` under it, so every thread of that process is filtered.
+//! - Under a filter that refuses `membarrier(2)` too (`--membarrier`), in the producer or in the
+//!   consumers: the wake-up handshake falls back to full fences, agreed through the file.
 //! - Across PID namespaces (`unshare -p -f --mount-proc`), where the processes' main threads are
 //!   each pid 1 and their keeper threads have the same thread ids.
 
@@ -44,6 +46,13 @@ fn filtered(args: &[&str]) -> Proc {
     Proc::spawn(launcher(), &all)
 }
 
+/// `shmio-qtool ARGS` under the filter that refuses `membarrier(2)` too.
+fn no_membarrier(args: &[&str]) -> Proc {
+    let mut all = vec!["--membarrier", qtool()];
+    all.extend_from_slice(args);
+    Proc::spawn(launcher(), &all)
+}
+
 // ---- seccomp -------------------------------------------------------------------------------
 
 #[test]
@@ -72,6 +81,54 @@ fn filtered_blocking_consumers_get_every_record() {
         assert_every_record(c, T, 0, COUNT, "closed");
     }
     assert_eq!(p.finish(T).0, 0);
+}
+
+#[test]
+fn the_membarrier_filter_refuses_both_calls() {
+    let (code, lines) = Proc::spawn(launcher(), &["--membarrier", "--check"]).finish(T);
+    assert_eq!(lines, vec!["futex_waitv: EPERM", "membarrier: EPERM"]);
+    assert_eq!(code, 0);
+}
+
+/// A producer slower than its two consumers (so that they sleep between records), each side
+/// spawned by its function; both consumers must get every record, and the sleeper-count word
+/// must end with the barrier agreement `fences` (see `common::fence_bits`).
+fn sleepers_get_every_record(
+    tag: &str,
+    producer: impl Fn(&[&str]) -> Proc,
+    consumer: impl Fn(&[&str]) -> Proc,
+    fences: (bool, bool),
+) {
+    let q = QueueName::new(tag);
+    const COUNT: u64 = 1000;
+    let line = format!(
+        "produce {q} --policy bp --slots 64 --count {COUNT} --interval-us 200 --wait-consumers 2"
+    );
+    let mut p = producer(&words(&line));
+    p.expect_line("ready", T);
+    let lines = from_oldest(&q, &["", "--zero-copy"]);
+    for c in start_all(&consumer, &lines, "opened 0", T) {
+        assert_every_record(c, T, 0, COUNT, "closed");
+    }
+    assert_eq!(p.finish(T).0, 0);
+    assert_eq!(fence_bits(&q), fences, "(fences requested, acknowledged)");
+}
+
+#[test]
+fn membarrier_refused_to_consumers_they_ask_the_light_producer_for_fences() {
+    // The consumers ask, sleep in 1 ms slices until the producer acknowledges (on its next
+    // record), then sleep as usual; no wake-up is lost for good.
+    sleepers_get_every_record("mb-cons", Proc::qtool, no_membarrier, (true, true));
+}
+
+#[test]
+fn membarrier_refused_to_the_producer_it_fences_from_the_start() {
+    sleepers_get_every_record("mb-prod", no_membarrier, Proc::qtool, (false, true));
+}
+
+#[test]
+fn membarrier_allowed_everywhere_the_producer_stays_light() {
+    sleepers_get_every_record("mb-all", Proc::qtool, Proc::qtool, (false, false));
 }
 
 #[test]

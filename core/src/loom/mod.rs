@@ -11,11 +11,20 @@
 //! - back-pressure: the producer never reuses a slot the consumer has not released, so the
 //!   consumer gets every record, whole, in order;
 //! - wake-up: the sleep announcement of `queue::wait` and the producer's `publish`/`must_wake`
-//!   never lose a wake-up (a lost one is a deadlock, which loom reports);
+//!   never lose a wake-up (a lost one is a deadlock, which loom reports), in each of the three
+//!   ways the barriers pair: the consumer's `membarrier(2)` with the producer's compiler fence,
+//!   a consumer refused `membarrier` asking a light producer for fences (sleeping in slices
+//!   until it acknowledged), and a producer that fences from the start;
 //! - joining: a back-pressure consumer that joins while the producer runs (its slot holding a
 //!   stale cursor from a dead predecessor) never has a record it claimed overwritten;
 //! - the region's sequence lock ([`crate::region::seqlock`]): a reader racing two writes never
 //!   accepts a mix of them, and one that reads after the writes accepts the last.
+//!
+//! Loom has no `membarrier(2)`. Where a model says the heavy barrier ran, the producer's light
+//! barrier is modelled as the full fence the kernel's barrier makes of it (the IPI runs one on
+//! the producer's CPU, between its head store and its sleeper load or before both); where it
+//! says the barrier was refused, the light barrier is modelled as nothing at all
+//! ([`light_is_fence`]).
 //!
 //! The payload is modelled as atomic words (the real queue copies bytes with `memcpy`; the
 //! stamp check discards what a concurrent rewrite tore).
@@ -98,6 +107,28 @@ impl Ring {
             SlotState::Unexpected(_) => Ok(None),
         }
     }
+}
+
+thread_local! {
+    /// What `ring::light_barrier` stands for in the running model: loom runs a model's
+    /// threads as coroutines on the test's own thread, so one flag per test thread is one per
+    /// model.
+    static LIGHT_IS_FENCE: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Whether the producer's light barrier is modelled as a full fence (the consumers' heavy
+/// barrier runs) or as nothing (it is refused).
+pub(crate) fn light_is_fence() -> bool {
+    LIGHT_IS_FENCE.with(|c| c.get())
+}
+
+/// Runs `f` (a `loom::model` call) with the light barrier modelled as `fence` or as nothing.
+#[cfg(test)]
+pub(crate) fn with_light_barrier<R>(fence: bool, f: impl FnOnce() -> R) -> R {
+    let before = LIGHT_IS_FENCE.with(|c| c.replace(fence));
+    let r = f();
+    LIGHT_IS_FENCE.with(|c| c.set(before));
+    r
 }
 
 #[cfg(test)]

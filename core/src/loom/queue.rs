@@ -1,5 +1,5 @@
-//! Queue scenarios: overwrite, back-pressure, wake-up, sleeper-count reset, joining, and the
-//! back-pressure producer's sleep, each built from [`crate::queue::ring`]'s functions on the
+//! Queue scenarios: overwrite, back-pressure, wake-up (with each pairing of barriers),
+//! sleeper-count reset, joining, and the back-pressure producer's sleep, each built from [`crate::queue::ring`]'s functions on the
 //! heap [`Ring`](super::Ring).
 
 use super::Ring;
@@ -124,41 +124,84 @@ impl Futex {
 }
 
 /// `queue::wait::wake_consumers`: after a publish, wake the sleepers if any announced it.
-fn wake_consumers(r: &Ring, f: &Futex) {
-    if ring::must_wake(&r.waiters) {
+fn wake_consumers(r: &Ring, f: &Futex, light: &mut bool) {
+    if ring::must_wake(&r.waiters, light) {
         r.notify.fetch_add(1, Ordering::SeqCst);
         f.wake_all();
     }
 }
 
+/// How the two sides of the wake-up handshake get their barriers in a model.
+#[derive(Clone, Copy)]
+enum Barriers {
+    /// The consumer's `membarrier(2)` runs; the producer publishes with a compiler fence.
+    Membarrier,
+    /// `membarrier` is refused to the consumer; the producer starts light and must switch to
+    /// fences when it sees the request.
+    Refused,
+    /// The producer's process could not register: it fences from the start.
+    ProducerFences,
+}
+
 #[test]
 fn sleeping_consumer_is_never_left_asleep() {
-    ::loom::model(|| {
-        let r = Arc::new(Ring::new(2));
-        let f = Futex::new();
-        let p = {
-            let (r, f) = (Arc::clone(&r), Arc::clone(&f));
-            thread::spawn(move || {
-                r.write(0);
-                wake_consumers(&r, &f);
-            })
-        };
-        // `queue::wait::wait_for_data` for cursor 0, without the spin.
-        loop {
-            if ring::committed(&r.head) > 0 {
-                break;
+    for barriers in [
+        Barriers::Membarrier,
+        Barriers::Refused,
+        Barriers::ProducerFences,
+    ] {
+        sleeping_consumer(barriers);
+    }
+}
+
+fn sleeping_consumer(barriers: Barriers) {
+    let heavy = matches!(barriers, Barriers::Membarrier);
+    // Two records, so that a refused consumer may sleep again after the producer saw its
+    // request (on the first) and publishes the second with a fence. A consumer that loops on
+    // short slices spins: bound the preemptions.
+    const TOTAL: u64 = 2;
+    let mut b = ::loom::model::Builder::new();
+    b.preemption_bound = Some(3);
+    crate::loom::with_light_barrier(heavy, || {
+        b.check(move || {
+            let r = Arc::new(Ring::new(2));
+            let f = Futex::new();
+            // `Producer::claim`.
+            let registered = !matches!(barriers, Barriers::ProducerFences);
+            let mut light = ring::producer_may_be_light(&r.waiters, registered);
+            let p = {
+                let (r, f) = (Arc::clone(&r), Arc::clone(&f));
+                thread::spawn(move || {
+                    for s in 0..TOTAL {
+                        r.write(s);
+                        wake_consumers(&r, &f, &mut light);
+                    }
+                })
+            };
+            // `queue::wait::wait_for_data` for each record, without the spin.
+            for s in 0..TOTAL {
+                loop {
+                    if ring::committed(&r.head) > s {
+                        break;
+                    }
+                    let a = ring::announce_sleep(&r.waiters, || heavy);
+                    let n = r.notify.load(Ordering::Acquire);
+                    if ring::committed(&r.head) > s {
+                        ring::retract_sleep(&r.waiters, a.epoch);
+                        break;
+                    }
+                    if a.exact {
+                        f.wait(&r.notify, n);
+                    } else {
+                        // A timed slice that ran out.
+                        thread::yield_now();
+                    }
+                    ring::retract_sleep(&r.waiters, a.epoch);
+                }
+                assert_eq!(r.read(s), Ok(Some([s, s])));
             }
-            let e = ring::announce_sleep(&r.waiters);
-            let n = r.notify.load(Ordering::Acquire);
-            if ring::committed(&r.head) > 0 {
-                ring::retract_sleep(&r.waiters, e);
-                break;
-            }
-            f.wait(&r.notify, n);
-            ring::retract_sleep(&r.waiters, e);
-        }
-        assert_eq!(r.read(0), Ok(Some([0, 0])));
-        p.join().unwrap();
+            p.join().unwrap();
+        })
     });
 }
 
@@ -180,14 +223,14 @@ fn reset_of_the_sleeper_count_never_strands_a_sleeper() {
                 r.notify.fetch_add(1, Ordering::SeqCst);
                 f.wake_all();
                 r.write(0);
-                wake_consumers(&r, &f);
+                wake_consumers(&r, &f, &mut true);
             })
         };
         loop {
             if ring::committed(&r.head) > 0 {
                 break;
             }
-            let e = ring::announce_sleep(&r.waiters);
+            let e = ring::announce_sleep(&r.waiters, || true).epoch;
             let n = r.notify.load(Ordering::Acquire);
             if ring::epoch_of(&r.waiters) != e {
                 ring::retract_sleep(&r.waiters, e);
@@ -202,7 +245,7 @@ fn reset_of_the_sleeper_count_never_strands_a_sleeper() {
         }
         assert_eq!(r.read(0), Ok(Some([0, 0])));
         p.join().unwrap();
-        assert_eq!(r.waiters.load(Ordering::SeqCst) & 0xffff_ffff, 0);
+        assert_eq!(r.waiters.load(Ordering::SeqCst) & 0x3fff_ffff, 0);
     });
 }
 
@@ -243,8 +286,9 @@ fn joining_backpressure_consumer_never_loses_a_claimed_record() {
                         thread::yield_now();
                     }
                     r.write(s);
-                    // The fence of `must_wake` after every publish.
-                    let _ = ring::must_wake(&r.waiters);
+                    // The barrier of `must_wake` after every publish (light: the consumer's
+                    // join barrier is `membarrier`).
+                    let _ = ring::must_wake(&r.waiters, &mut true);
                 }
             })
         };
@@ -254,7 +298,7 @@ fn joining_backpressure_consumer_never_loses_a_claimed_record() {
         let provisional = r.head.load(Ordering::SeqCst).saturating_sub(r.n());
         ring::release_to(&r.cursor, provisional);
         epoch.fetch_add(1, Ordering::SeqCst);
-        ring::join_fence();
+        assert!(ring::join_barrier(&r.waiters, || true));
         let head = r.head.load(Ordering::Acquire);
         let start = head.saturating_add(1).saturating_sub(r.n());
         ring::release_to(&r.cursor, start);

@@ -27,7 +27,10 @@ use crate::sys::{fork, ofd, sigbus};
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMIOQ\0\x01");
 /// Bumped whenever the file layout changes incompatibly. Version 2: per-consumer producer
 /// death words, per-role sleep words, the sleeper count with its epoch, liveness locks.
-pub const LAYOUT_VERSION: u32 = 2;
+/// Version 3: the wake-up handshake is asymmetric (a producer may publish with a compiler fence
+/// only, consumers issue `membarrier(2)` before sleeping), with the fence request and
+/// acknowledgement bits in the sleeper count; a version-2 consumer would not issue the barrier.
+pub const LAYOUT_VERSION: u32 = 3;
 /// Bytes in front of every payload.
 pub(crate) const SLOT_HEADER: u64 = 16;
 /// Largest sequence number a valid file holds (in the head, a cursor or a stamp): 2^62
@@ -146,7 +149,7 @@ pub(crate) struct ConsumerSlot {
 /// Set in a consumer's `sleep` word while that role is counted in `Header::waiters`.
 pub(crate) const SLEEP_COUNTED: u32 = 0x8000_0000;
 
-/// File offset of the producer's owner word (layout version 2; tests scribble it).
+/// File offset of the producer's owner word (layout versions 2 and 3; tests scribble it).
 pub const OWNER_WORD_OFFSET: u64 = 384;
 
 /// The header in front of each payload.

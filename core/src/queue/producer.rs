@@ -10,8 +10,8 @@ use super::layout::{MAX_SEQ, PRODUCER_BYTE, Shared, link_into_place, resolve};
 use super::wait::{self, Deadline};
 use super::{Error, Policy, QueueOptions, Result, ring};
 use crate::fork::Origin;
-use crate::sys::fork;
 use crate::sys::robust::{Claim, Keeper, SharedWord};
+use crate::sys::{fork, membarrier};
 
 /// The single writer of a queue. Created with [`Producer::create`], or taken over from a dead
 /// or closed producer with [`Producer::open`]. Dropping it closes the queue for consumers
@@ -35,6 +35,9 @@ pub struct Producer {
     spin: Duration,
     /// Wake-up system calls made for sleeping consumers.
     wake_calls: u64,
+    /// Whether publishes are ordered before the sleeper check by a compiler fence only
+    /// (`membarrier(2)` registered; see `ring::must_wake`), rather than a full fence.
+    light: bool,
     cancel: Canceller,
     /// The process the handle was opened in (see [`crate::fork`]).
     origin: Origin,
@@ -131,6 +134,7 @@ impl Producer {
             next += 1;
         }
         let epoch = h.space.0.consumers_epoch.load(Ordering::SeqCst);
+        let light = ring::producer_may_be_light(&h.waiters.0, membarrier::registered());
         Ok(Producer {
             shared,
             keeper,
@@ -141,6 +145,7 @@ impl Producer {
             idle_wakes: 0,
             spin: wait::SPIN_FOR,
             wake_calls: 0,
+            light,
             cancel: Canceller::new(),
             origin: Origin::current(),
         })
@@ -282,7 +287,12 @@ impl Producer {
         let (slot, _) = self.shared.slot(seq);
         ring::end_write(&slot.stamp, &slot.len, seq, len as u32);
         ring::publish(&self.shared.header().prod.0.head, seq);
-        wait::wake_consumers(&self.shared, &mut self.idle_wakes, &mut self.wake_calls);
+        wait::wake_consumers(
+            &self.shared,
+            &mut self.light,
+            &mut self.idle_wakes,
+            &mut self.wake_calls,
+        );
         self.next = seq + 1;
         self.pending = false;
         Ok(seq)

@@ -40,32 +40,126 @@ pub(crate) fn publish(head: &AtomicU64, seq: u64) {
     head.store(seq.wrapping_add(1), Ordering::Release);
 }
 
-/// The sleeper count's low 32 bits; the high 32 bits are its epoch.
-const COUNT_MASK: u64 = 0xffff_ffff;
+/// The sleeper count: the low 30 bits of the word; bits 30 and 31 are [`FENCE_ACK`] and
+/// [`FENCE_REQ`], the high 32 bits the count's epoch.
+const COUNT_MASK: u64 = 0x3fff_ffff;
+
+/// Set (for the file's lifetime) by a consumer that could not issue a heavy barrier
+/// (`membarrier(2)` refused): producers must order each publish before their sleeper check
+/// with a full fence again.
+pub(crate) const FENCE_REQ: u64 = 1 << 31;
+
+/// Set by a producer once it fences every publish because of [`FENCE_REQ`]: a consumer that
+/// sees it may sleep without a heavy barrier and without a time limit.
+pub(crate) const FENCE_ACK: u64 = 1 << 30;
+
+/// The light barrier of the producer's hot path: a compiler fence only. The consumer about to
+/// sleep issues the heavy one (`membarrier(2)`), which makes this one a full fence wherever it
+/// matters (see [`must_wake`]). Under loom, where no such system call exists, the model
+/// chooses what it stands for (see `crate::loom`).
+#[inline]
+fn light_barrier() {
+    #[cfg(not(loom))]
+    std::sync::atomic::compiler_fence(Ordering::SeqCst);
+    #[cfg(loom)]
+    if crate::loom::light_is_fence() {
+        fence(Ordering::SeqCst);
+    }
+}
 
 /// Producer, after [`publish`]: whether any consumer may be asleep and needs a futex wake.
 ///
-/// The SeqCst fence pairs with the one in [`announce_sleep`] (a Dekker handshake): either the
-/// consumer's fence comes first, and this load sees its announcement, or ours does, and the
-/// consumer's re-check of the head sees the record. Either way no wake-up is lost. The same
-/// fence orders the head store before the producer's next load of the consumer epoch.
+/// A Dekker handshake with [`announce_sleep`]: the consumer counts itself, then a barrier, then
+/// re-checks the head; the producer stores the head, then a barrier, then loads the count.
+/// Either the consumer's barrier comes first, and this load sees its announcement, or ours
+/// does, and the consumer's re-check sees the record. The same barrier orders the head store
+/// before the producer's next load of the consumer epoch (see [`join_barrier`]).
+///
+/// With `light` (this process is registered for `membarrier(2)` and no consumer asked for
+/// fences) our barrier is [`light_barrier`], a compiler fence: the consumer's
+/// `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` runs a full barrier on our CPU, so our head
+/// store is either before it (visible to the re-check) or our load after it (sees the count).
+/// Otherwise, and from the first time a [`FENCE_REQ`] is seen on (acknowledged with
+/// [`FENCE_ACK`]), it is a `SeqCst` fence.
 #[inline]
-pub(crate) fn must_wake(waiters: &AtomicU64) -> bool {
+pub(crate) fn must_wake(waiters: &AtomicU64, light: &mut bool) -> bool {
+    if *light {
+        light_barrier();
+        let v = waiters.load(Ordering::Relaxed);
+        if v & FENCE_REQ == 0 {
+            return v & COUNT_MASK != 0;
+        }
+        *light = false;
+        acknowledge_fences(waiters);
+    }
     fence(Ordering::SeqCst);
     waiters.load(Ordering::Relaxed) & COUNT_MASK != 0
 }
 
-/// Consumer, before sleeping: count itself among the sleepers; returns the count's epoch.
+/// Producer: from now on every publish is fenced (a consumer asked with [`FENCE_REQ`]); tell
+/// the consumers. The fence orders every head store before it ahead of the acknowledgement, so
+/// a consumer that reads the acknowledgement (acquiring) sees them.
+#[inline]
+pub(crate) fn acknowledge_fences(waiters: &AtomicU64) {
+    fence(Ordering::SeqCst);
+    waiters.fetch_or(FENCE_ACK, Ordering::SeqCst);
+}
+
+/// Producer, on taking the role: whether it may use the light barrier: its process is
+/// registered (`registered`) and no consumer of the file ever asked for fences (if one did, the
+/// request is acknowledged here, before the first publish).
+#[inline]
+pub(crate) fn producer_may_be_light(waiters: &AtomicU64, registered: bool) -> bool {
+    if registered && waiters.load(Ordering::SeqCst) & FENCE_REQ == 0 {
+        return true;
+    }
+    acknowledge_fences(waiters);
+    false
+}
+
+/// What [`announce_sleep`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Announced {
+    /// The count's epoch the share was counted in.
+    pub(crate) epoch: u32,
+    /// Whether a sleep without a time limit is safe: the heavy barrier ran, or the producer
+    /// acknowledged that it fences every publish. If not, the producer may still publish with
+    /// a compiler fence only, and may miss this announcement until it sees [`FENCE_REQ`]: sleep
+    /// in short slices (no wake-up is lost for longer than one).
+    pub(crate) exact: bool,
+}
+
+/// Consumer, before sleeping: count itself among the sleepers, then the heavy barrier
+/// (`heavy`, `membarrier(2)`: whether it ran); returns the count's epoch. Where the heavy
+/// barrier is refused, asks producers for fences ([`FENCE_REQ`]) and reports whether one
+/// acknowledged it.
+///
 /// After this, read the futex word's value with `Acquire`, check with [`epoch_of`] that the
 /// epoch did not move (else retract and start over), re-check the head, and only then sleep
 /// (see `queue::wait`). The read must acquire: if it sees a bump made after a publish, the
 /// re-check must see that publish too, or the sleeper would wait for a wake-up that already
 /// happened.
 #[inline]
-pub(crate) fn announce_sleep(waiters: &AtomicU64) -> u32 {
+pub(crate) fn announce_sleep(waiters: &AtomicU64, heavy: impl FnOnce() -> bool) -> Announced {
     let v = waiters.fetch_add(1, Ordering::Relaxed);
     fence(Ordering::SeqCst);
-    (v >> 32) as u32
+    let epoch = (v >> 32) as u32;
+    if heavy() {
+        return Announced { epoch, exact: true };
+    }
+    Announced {
+        epoch,
+        exact: request_fences(waiters),
+    }
+}
+
+/// A process that cannot issue the heavy barrier: asks every producer of the file to fence
+/// ([`FENCE_REQ`], for good); returns whether one acknowledged ([`FENCE_ACK`]). The
+/// read-modify-write reads the acknowledgement with `SeqCst`, so the head stores before it are
+/// visible from here on.
+#[inline]
+pub(crate) fn request_fences(waiters: &AtomicU64) -> bool {
+    waiters.fetch_or(FENCE_REQ, Ordering::SeqCst) & FENCE_ACK != 0
 }
 
 /// The sleeper count's current epoch.
@@ -83,14 +177,15 @@ pub(crate) fn retract_sleep(waiters: &AtomicU64, epoch: u32) {
     });
 }
 
-/// Producer: drops every share of the count and opens a new epoch. Shares left behind by
+/// Producer: drops every share of the count and opens a new epoch (keeping [`FENCE_REQ`] and
+/// [`FENCE_ACK`]). Shares left behind by
 /// consumers that died between counting themselves and recording it (which nobody can tell
 /// apart) vanish with it; live sleepers must then be woken (bump the futex word and wake all),
 /// and they count themselves again in the new epoch.
 #[inline]
 pub(crate) fn reset_sleepers(waiters: &AtomicU64) {
     let _ = waiters.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |v| {
-        Some((((v >> 32) as u32).wrapping_add(1) as u64) << 32)
+        Some((((v >> 32) as u32).wrapping_add(1) as u64) << 32 | v & (FENCE_REQ | FENCE_ACK))
     });
 }
 
@@ -157,11 +252,15 @@ pub(crate) fn announce_space_wait(flag: &AtomicU32) {
 }
 
 /// Consumer, on joining: after publishing a provisional cursor and bumping the epoch, the
-/// fence orders both before its read of the head, pairing with the fence in [`must_wake`]
-/// that orders the producer's head store before its next epoch load.
+/// barrier orders both before its read of the head, pairing with the barrier in [`must_wake`]
+/// that orders the producer's head store before its next epoch load: a `SeqCst` fence, then the
+/// heavy barrier (`heavy`, for a producer whose barrier is light); returns whether that ran,
+/// or else whether a producer acknowledged fences ([`request_fences`]). If neither, the caller
+/// must not rely on the head it reads next (see `Consumer::open`).
 #[inline]
-pub(crate) fn join_fence() {
+pub(crate) fn join_barrier(waiters: &AtomicU64, heavy: impl FnOnce() -> bool) -> bool {
     fence(Ordering::SeqCst);
+    heavy() || request_fences(waiters)
 }
 
 /// Back-pressure producer: may record `seq` be written, given the slowest live cursor?

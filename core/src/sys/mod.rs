@@ -13,6 +13,7 @@
 //! | `robust.rs`, `rlock.rs` | robust owner words and the robust lock, on `futex.rs` | — |
 //! | `fork.rs` | `pthread_atfork` handlers | raw |
 //! | `cachestat.rs` | page-cache state of a file | raw |
+//! | `membarrier.rs` | expedited global memory barriers | raw |
 //! | `time.rs`, `process.rs` | the monotonic clock; tids, pids, page size | nix |
 //!
 //! nix serves every call it has a wrapper for whose types fit. Raw `libc` stays where nix has
@@ -31,6 +32,7 @@ pub(crate) mod eventfd;
 pub(crate) mod fcntl;
 pub(crate) mod fork;
 pub(crate) mod futex;
+pub(crate) mod membarrier;
 pub(crate) mod ofd;
 pub(crate) mod pipe;
 pub(crate) mod poll;

@@ -79,13 +79,25 @@ pub fn words(line: &str) -> Vec<&str> {
     line.split_whitespace().collect()
 }
 
-/// The low 32 bits of the queue's sleeper count: how many consumers are counted asleep.
-pub fn waiters(q: &QueueName) -> u32 {
+/// The low 32 bits of the queue's sleeper-count word.
+fn waiters_word(q: &QueueName) -> u32 {
     let f = std::fs::File::open(q.path()).unwrap();
     let mut b = [0u8; 4];
     f.read_exact_at(&mut b, shmio_tests::layout::queue::WAITERS)
         .unwrap();
     u32::from_le_bytes(b)
+}
+
+/// The queue's sleeper count: how many consumers are counted asleep (the low 30 bits).
+pub fn waiters(q: &QueueName) -> u32 {
+    waiters_word(q) & 0x3fff_ffff
+}
+
+/// The barrier agreement in the sleeper-count word: (a consumer asked producers to fence
+/// because `membarrier(2)` was refused to it, a producer fences every publish).
+pub fn fence_bits(q: &QueueName) -> (bool, bool) {
+    let w = waiters_word(q);
+    (w & 1 << 31 != 0, w & 1 << 30 != 0)
 }
 
 /// Writes `bytes` at `off` of the file at `path`, as a peer scribbling it would.

@@ -15,8 +15,8 @@ use super::ring;
 use super::wait::{self, Deadline};
 use super::{Error, Policy, Result, Resume, Start};
 use crate::fork::Origin;
-use crate::sys::fork;
 use crate::sys::robust::{Claim, Keeper, KeeperCtl, Owner, SharedWord};
+use crate::sys::{fork, membarrier};
 use notify::{PollState, notifier_loop};
 
 pub use read::ReadGuard;
@@ -132,7 +132,13 @@ impl Consumer {
         ring::release_to(&me.cursor, provisional);
         // SeqCst (a release): a producer whose epoch load sees the bump also sees the cursor.
         h.space.0.consumers_epoch.fetch_add(1, Ordering::SeqCst);
-        ring::join_fence();
+        if !ring::join_barrier(&h.waiters.0, membarrier::global_expedited)
+            && shared.layout.policy == Policy::BackPressure
+        {
+            // No heavy barrier and no acknowledged fences yet: the producer's epoch load may
+            // not see the bump while it writes on (only back-pressure relies on it).
+            wait::await_fence_ack(&shared);
+        }
         let head = h.prod.0.head.load(Ordering::Acquire);
         if head > MAX_SEQ {
             return Err(Error::Corrupt(format!(

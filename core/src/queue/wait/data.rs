@@ -9,6 +9,7 @@ use super::{Backstop, Deadline, sleep_on, spin_until};
 use crate::queue::layout::{ConsumerSlot, PRODUCER_BYTE, SLEEP_COUNTED, Shared};
 use crate::queue::{Error, Result, ring};
 use crate::sys::futex::{self, FUTEX_WAITERS, WaitOutcome};
+use crate::sys::membarrier;
 use crate::sys::robust::{Owner, mark_waiting};
 
 /// Test hook: `SHMIO_TEST_HOOK=die-after-announce` kills the process (SIGKILL) right after a
@@ -20,6 +21,10 @@ fn hook_die_after_announce() -> bool {
         std::env::var_os("SHMIO_TEST_HOOK").is_some_and(|v| v == "die-after-announce")
     })
 }
+
+/// The longest sleep of a consumer that could not issue the heavy barrier before its fence
+/// request was acknowledged (see [`ring::Announced`]).
+const UNACKED_SLICE: Duration = Duration::from_millis(1);
 
 /// What a consumer-side wait ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +104,8 @@ pub(crate) fn wait_for_data(
         // Count in `waiters`, then record it in the slot (and undo in the reverse order): a
         // death in between over-counts, which costs wake system calls until the producer resets
         // the count (see `wake_consumers`), never a lost wake-up.
-        let epoch = ring::announce_sleep(&h.waiters.0);
+        let announced = ring::announce_sleep(&h.waiters.0, membarrier::global_expedited);
+        let epoch = announced.epoch;
         if hook_die_after_announce() {
             // SIGKILL ends the process here.
             let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
@@ -113,7 +119,14 @@ pub(crate) fn wait_for_data(
             words[1] = (&me.death, dw);
             let k = extra.len().min(2);
             words[2..2 + k].copy_from_slice(&extra[..k]);
-            sleep_on(&words[..2 + k], &deadline.slice())
+            // Not exact: the producer may not see us until it sees the fence request; a
+            // short slice bounds what a wake-up lost meanwhile costs.
+            let until = if announced.exact {
+                deadline.slice()
+            } else {
+                deadline.slice_within(UNACKED_SLICE)
+            };
+            sleep_on(&words[..2 + k], &until)
         };
         me.sleep[role].store(0, Ordering::SeqCst);
         ring::retract_sleep(&h.waiters.0, epoch);
@@ -169,15 +182,20 @@ pub(crate) fn wait_for_producer(
 }
 
 /// Producer: wakes every consumer asleep on `notify`, if any announced it sleeps. Counts the
-/// wake system calls in `wake_calls`.
+/// wake system calls in `wake_calls`. `light`: the producer's barrier (see [`ring::must_wake`]).
 ///
 /// `idle_wakes` counts wakes that found nobody asleep: a consumer killed while asleep, or
 /// between counting itself and recording it, leaves its share in the count. After a run of
 /// those, dead consumers are evicted and the count is reset (see [`repair_sleepers`]).
 #[inline]
-pub(crate) fn wake_consumers(shared: &Shared, idle_wakes: &mut u32, wake_calls: &mut u64) {
+pub(crate) fn wake_consumers(
+    shared: &Shared,
+    light: &mut bool,
+    idle_wakes: &mut u32,
+    wake_calls: &mut u64,
+) {
     let h = shared.header();
-    if ring::must_wake(&h.waiters.0) {
+    if ring::must_wake(&h.waiters.0, light) {
         h.prod.0.notify.fetch_add(1, Ordering::SeqCst);
         *wake_calls += 1;
         match futex::wake(&h.prod.0.notify, u32::MAX) {
@@ -203,3 +221,28 @@ fn repair_sleepers(shared: &Shared) {
     h.prod.0.notify.fetch_add(1, Ordering::SeqCst);
     futex::wake_all(&h.prod.0.notify);
 }
+
+/// Consumer that could not issue the heavy barrier, joining a back-pressure queue: waits until a
+/// producer acknowledged its fence request ([`ring::FENCE_ACK`]), which a publishing producer
+/// does on its next record, or until the head stood still for [`IDLE_ENOUGH`]: a producer that
+/// publishes nothing writes nothing, and one idle that long has long made its last head store
+/// visible and will load the consumer epoch afresh. (That second exit is a timing argument, not
+/// a memory-model one: it serves only processes that `membarrier(2)` is refused to.)
+pub(crate) fn await_fence_ack(shared: &Shared) {
+    let h = shared.header();
+    let mut head = ring::committed(&h.prod.0.head);
+    let mut still_since = std::time::Instant::now();
+    while !ring::request_fences(&h.waiters.0) {
+        std::thread::sleep(Duration::from_micros(100));
+        let now = ring::committed(&h.prod.0.head);
+        if now != head {
+            head = now;
+            still_since = std::time::Instant::now();
+        } else if still_since.elapsed() >= IDLE_ENOUGH {
+            return;
+        }
+    }
+}
+
+/// See [`await_fence_ack`].
+const IDLE_ENOUGH: Duration = Duration::from_millis(2);

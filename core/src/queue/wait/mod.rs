@@ -29,7 +29,9 @@ use super::{Error, Result};
 use crate::sys::futex::{self, WaitOutcome};
 use crate::sys::time::{deadline_after, deadline_passed};
 
-pub(crate) use data::{DataWait, wait_for_data, wait_for_producer, wake_consumers};
+pub(crate) use data::{
+    DataWait, await_fence_ack, wait_for_data, wait_for_producer, wake_consumers,
+};
 pub(crate) use liveness::{evict_if_abandoned, evict_if_dead, settle_sleepers};
 pub(crate) use space::{wait_for_consumers, wait_for_space, wake_producer};
 
@@ -115,11 +117,16 @@ impl Deadline {
     }
     /// The end of the next sleep: the deadline, or one backstop period from now if sooner.
     fn slice(&self) -> libc::timespec {
+        self.slice_within(BACKSTOP)
+    }
+
+    /// The end of the next sleep slice, at most `max` from now.
+    fn slice_within(&self, max: Duration) -> libc::timespec {
         let at = match self {
             Deadline::At(t) => Some(t),
             _ => None,
         };
-        crate::sys::time::slice_end(at, BACKSTOP)
+        crate::sys::time::slice_end(at, max)
     }
 }
 
