@@ -17,8 +17,8 @@
 //! | `time.rs`, `process.rs` | the monotonic clock; tids, pids, page size | nix |
 //!
 //! nix serves every call it has a wrapper for whose types fit. Raw `libc` stays where nix has
-//! none (futex, `futex_waitv`, the robust list, `cachestat`, `pthread_atfork`, `sigtimedwait`,
-//! `F_SETSIG`/`F_SETOWN_EX`), and for calls that name a descriptor a caller lent by number
+//! none (futex, `futex_waitv`, the robust list, `cachestat`, `membarrier`, `pthread_atfork`,
+//! `sigtimedwait`, `F_SETSIG`/`F_SETOWN_EX`), and for calls that name a descriptor a caller lent by number
 //! (`RawFd`: the poller's fds): nix takes `AsFd`, and a `BorrowedFd` made from such a number
 //! would promise that it is open, which those callers cannot. Every raw wrapper turns the
 //! kernel's `-1`/`errno` convention into [`io::Result`](std::io::Result) through the
