@@ -17,7 +17,11 @@
  * Timeouts
  *   Every blocking call takes int timeout_ms: < 0 waits without limit, 0 does not wait
  *   (SHMIO_ERR_WOULD_BLOCK), > 0 waits at most that many milliseconds (SHMIO_ERR_TIMEOUT).
- *   A signal may end a wait early with SHMIO_ERR_INTERRUPTED.
+ *   Signals: a handler installed without SA_RESTART ends a queue or region wait early with
+ *   SHMIO_ERR_INTERRUPTED; after one installed with SA_RESTART the wait goes on to its
+ *   deadline, as read(2) does. shmio_poller_wait returns SHMIO_ERR_INTERRUPTED after any
+ *   handler, as epoll_wait(2) does. Where futex_waitv(2) is missing (Linux < 5.16) or refused
+ *   (a seccomp filter), any handler ends queue and region waits too.
  *
  * Ownership
  *   Handles returned through an out parameter are owned by the caller and released with the

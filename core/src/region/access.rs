@@ -262,12 +262,14 @@ impl Region {
             // Sleep at most one backstop period: a writer that dies mid-write never wakes us,
             // and the next round's lock finds it dead, repairs, and moves the version.
             let until = crate::sys::time::slice_end(deadline.as_ref(), crate::queue::BACKSTOP);
-            let res = futex::wait(seq, expected, Some(&until));
+            // The queue's sleep, so that a signal ends both kinds of wait alike (see
+            // `futex::sleep`: `SA_RESTART` handlers do not end it, others do).
+            let res = futex::sleep(&[(seq, expected)], &until);
             waiters.fetch_sub(1, Ordering::Relaxed);
             match res {
                 Ok(WaitOutcome::Interrupted) => return Err(Error::Interrupted),
                 Ok(_) => {}
-                Err(e) => return Err(Error::io("futex", None, e)),
+                Err((call, e)) => return Err(Error::io(call, None, e)),
             }
         }
     }

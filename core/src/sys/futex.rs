@@ -13,7 +13,7 @@
 //!   `Documentation/userspace-api/futex2.rst`
 
 use std::io;
-use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU32};
+use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicU32, Ordering};
 
 use super::syscall;
 
@@ -148,6 +148,43 @@ pub(crate) fn waitv(
         ts,
         libc::CLOCK_MONOTONIC,
     )))
+}
+
+/// Whether `futex_waitv` is usable: absent before Linux 5.16 (`ENOSYS`), refused by container
+/// seccomp profiles (`EPERM`). Without it, [`sleep`] cuts sleeps into 10 ms slices on the
+/// first word, so that the other words' changes are still noticed promptly.
+static NO_WAITV: AtomicU32 = AtomicU32::new(0);
+
+/// Sleeps until one of `words` is woken or changes, or the absolute `until` passes: with
+/// [`waitv`], or where that is missing or refused, with [`wait`] on the first word in 10 ms
+/// slices (a slice that ends reports `Woken(0)`, so the caller re-reads every word).
+///
+/// Signals: `futex_waitv` with a deadline is restarted by the kernel after a handler installed
+/// with `SA_RESTART` (its absolute deadline unchanged), and ends with
+/// [`WaitOutcome::Interrupted`] after any other handler, as `read(2)` does. `FUTEX_WAIT` with a
+/// deadline ends with `Interrupted` after any handler, so where `futex_waitv` is missing so does
+/// this. On error, the name of the call that failed.
+pub(crate) fn sleep(
+    words: &[(&AtomicU32, u32)],
+    until: &libc::timespec,
+) -> Result<WaitOutcome, (&'static str, io::Error)> {
+    if NO_WAITV.load(Ordering::Relaxed) == 0 {
+        match waitv(words, Some(until)) {
+            Ok(o) => return Ok(o),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
+                NO_WAITV.store(1, Ordering::Relaxed);
+            }
+            Err(e) => return Err(("futex_waitv", e)),
+        }
+    }
+    let slice = super::time::deadline_after(std::time::Duration::from_millis(10));
+    let short = (until.tv_sec, until.tv_nsec) < (slice.tv_sec, slice.tv_nsec);
+    let (word, expected) = words[0];
+    match wait(word, expected, Some(if short { until } else { &slice })) {
+        Ok(WaitOutcome::TimedOut) if !short => Ok(WaitOutcome::Woken(0)),
+        Ok(o) => Ok(o),
+        Err(e) => Err(("futex", e)),
+    }
 }
 
 /// `struct robust_list` from `<linux/futex.h>`: a node of a thread's robust list. The kernel

@@ -22,7 +22,7 @@ mod data;
 mod liveness;
 mod space;
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use super::{Error, Result};
@@ -148,28 +148,8 @@ impl Backstop {
     }
 }
 
-/// Whether `futex_waitv` is usable: absent before Linux 5.16 (`ENOSYS`), refused by container
-/// seccomp profiles (`EPERM`). Without it, sleeps are cut into 10 ms slices on the first word,
-/// so that the other words' changes are still noticed promptly.
-static NO_WAITV: AtomicU32 = AtomicU32::new(0);
-
-/// Sleeps until one of `words` is woken or changes, or `until` passes.
+/// Sleeps until one of `words` is woken or changes, or `until` passes (see [`futex::sleep`],
+/// also for what a signal does).
 fn sleep_on(words: &[(&AtomicU32, u32)], until: &libc::timespec) -> Result<WaitOutcome> {
-    if NO_WAITV.load(Ordering::Relaxed) == 0 {
-        match futex::waitv(words, Some(until)) {
-            Ok(o) => return Ok(o),
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
-                NO_WAITV.store(1, Ordering::Relaxed);
-            }
-            Err(e) => return Err(Error::io("futex_waitv", None, e)),
-        }
-    }
-    let slice = deadline_after(Duration::from_millis(10));
-    let short = (until.tv_sec, until.tv_nsec) < (slice.tv_sec, slice.tv_nsec);
-    let (word, expected) = words[0];
-    match futex::wait(word, expected, Some(if short { until } else { &slice })) {
-        Ok(WaitOutcome::TimedOut) if !short => Ok(WaitOutcome::Woken(0)),
-        Ok(o) => Ok(o),
-        Err(e) => Err(Error::io("futex", None, e)),
-    }
+    futex::sleep(words, until).map_err(|(call, e)| Error::io(call, None, e))
 }
