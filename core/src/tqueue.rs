@@ -28,9 +28,10 @@ use std::time::{Duration, Instant};
 /// Errors of the hand-off queue. Failed pushes give the item back.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Error<T> {
-    /// `try_` call: full (push) or empty (pop).
+    /// `try_` call: full (a push, which gives its item back) or empty (a pop: `None`); the
+    /// message says which.
     WouldBlock(Option<T>),
-    /// The timeout expired first.
+    /// The timeout expired first (full or empty, as for `WouldBlock`).
     Timeout(Option<T>),
     /// The queue is closed (push), or closed and drained (pop).
     Closed(Option<T>),
@@ -62,9 +63,12 @@ impl<T> Error<T> {
 
 impl<T> fmt::Display for Error<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A failed push gives its item back, a failed pop has none: that tells full from empty.
         f.write_str(match self {
-            Error::WouldBlock(_) => "hand-off queue is full or empty",
-            Error::Timeout(_) => "timed out",
+            Error::WouldBlock(Some(_)) => "hand-off queue is full",
+            Error::WouldBlock(None) => "hand-off queue is empty",
+            Error::Timeout(Some(_)) => "timed out: the hand-off queue stayed full",
+            Error::Timeout(None) => "timed out: the hand-off queue stayed empty",
             Error::Closed(_) => "hand-off queue is closed",
             Error::InvalidCapacity => "capacity must be at least 1",
         })

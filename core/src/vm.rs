@@ -173,6 +173,8 @@ pub enum Error {
     InvalidArgument(String),
     /// Not allowed (writing a knob needs `CAP_SYS_ADMIN` in the initial namespace).
     PermissionDenied(PathBuf),
+    /// No file at this path (`file_cache` of a missing file, a knob this kernel lacks).
+    NotFound(PathBuf),
     /// A `/proc` file did not have the expected form.
     Parse {
         /// The file.
@@ -190,25 +192,27 @@ crate::error::io_variant!(Error);
 
 crate::error::kind_by_name! {
     Error {
-        InvalidArgument, PermissionDenied, Parse, Unsupported, Io,
+        InvalidArgument, PermissionDenied, NotFound, Parse, Unsupported, Io,
     }
 }
 
 impl Error {
-    /// `op` failed with `source` on `path`: [`Error::PermissionDenied`] if refused, else
-    /// [`Error::Io`].
+    /// `op` failed with `source` on `path`: [`Error::PermissionDenied`] if refused,
+    /// [`Error::NotFound`] if there is no such file, else [`Error::Io`].
     fn io(op: &'static str, path: &Path, source: io::Error) -> Error {
-        if source.kind() == io::ErrorKind::PermissionDenied {
-            Error::PermissionDenied(path.to_path_buf())
-        } else {
-            Error::Io(IoError::new(op, source).at(Some(path)))
+        match source.kind() {
+            io::ErrorKind::PermissionDenied => Error::PermissionDenied(path.to_path_buf()),
+            io::ErrorKind::NotFound => Error::NotFound(path.to_path_buf()),
+            _ => Error::Io(IoError::new(op, source).at(Some(path))),
         }
     }
 
     /// The file the error names, if any.
     pub fn path(&self) -> Option<&Path> {
         match self {
-            Error::PermissionDenied(p) | Error::Parse { path: p, .. } => Some(p),
+            Error::PermissionDenied(p) | Error::NotFound(p) | Error::Parse { path: p, .. } => {
+                Some(p)
+            }
             Error::Io(e) => e.path.as_deref(),
             _ => None,
         }
@@ -220,6 +224,7 @@ impl fmt::Display for Error {
         match self {
             Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
             Error::PermissionDenied(p) => write!(f, "permission denied: {}", p.display()),
+            Error::NotFound(p) => write!(f, "no such file: {}", p.display()),
             Error::Parse { path, what } => write!(f, "cannot parse {}: {what}", path.display()),
             Error::Unsupported(m) => write!(f, "unsupported: {m}"),
             Error::Io(e) => e.fmt(f),

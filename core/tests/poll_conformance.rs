@@ -414,13 +414,32 @@ fn rtsig_poller_is_bound_to_its_thread() {
         Poller::new(Backend::RtSigOneFd),
         Err(Error::RtSigInUse)
     ));
-    let e = std::thread::spawn(move || {
+    let (a, _peer) = pair();
+    let (b, _peer_b) = pair();
+    let (fa, fb) = (a.as_raw_fd(), b.as_raw_fd());
+    p.register(fa, 1, Interest::READABLE).unwrap();
+    let (p, errors) = std::thread::spawn(move || {
         let mut ev = Events::with_capacity(1);
-        p.wait(&mut ev, NOW).unwrap_err()
+        // Registering and changing an interest arm the file for the owner thread: refused from
+        // another one, as waiting is. Deregistering only restores the file: any thread.
+        let errors = [
+            p.register(fb, 2, Interest::READABLE).unwrap_err(),
+            p.modify(fa, 3, Interest::WRITABLE).unwrap_err(),
+            p.wait(&mut ev, NOW).unwrap_err(),
+        ];
+        (p, errors)
     })
     .join()
     .unwrap();
-    assert!(matches!(e, Error::WrongThread { .. }), "{e:?}");
+    for e in &errors {
+        assert!(matches!(e, Error::WrongThread { .. }), "{e:?}");
+    }
+    let mut p = p;
+    // Nothing changed: `b` is not registered, `a` still is, with its token.
+    assert!(matches!(p.deregister(fb), Err(Error::NotRegistered(_))));
+    std::thread::spawn(move || p.deregister(fa).unwrap())
+        .join()
+        .unwrap();
 }
 
 #[test]

@@ -21,7 +21,6 @@ pub(crate) struct ErrDesc {
     class: &'static str,
     msg: String,
     io: Option<(i32, Option<String>)>,
-    filename: Option<String>,
     attrs: Vec<(&'static str, i64)>,
     /// Attributes in seconds (`None`: never).
     seconds: Vec<(&'static str, Option<f64>)>,
@@ -33,7 +32,6 @@ impl ErrDesc {
             class,
             msg,
             io: None,
-            filename: None,
             attrs: Vec::new(),
             seconds: Vec::new(),
         }
@@ -41,17 +39,20 @@ impl ErrDesc {
 
     /// A core error of `kind` with message `msg`, naming the file `path` (if any) and carrying
     /// the failed system call `io` (if any). A system-call error and `NoSpace` are built as
-    /// `OSError(errno, message[, path])` (so that `str()` keeps the message); `NotFound`,
-    /// `AlreadyExists` and `PermissionDenied` get `filename`.
+    /// `OSError(errno, message[, path])` (so that `str()` keeps the message), and so are
+    /// `NotFound`, `AlreadyExists` and `PermissionDenied` without one, with the errno of
+    /// Python's own class of that kind.
     fn of(kind: ErrorKind, msg: String, path: Option<&Path>, io: Option<&IoError>) -> ErrDesc {
         let mut d = ErrDesc::new(class_of(kind), msg);
         let shown = |p: &Path| p.display().to_string();
         match (kind, io) {
             (_, Some(io)) => d.io = Some((io.raw_os_error().unwrap_or(0), path.map(shown))),
             (ErrorKind::NoSpace, None) => d.io = Some((libc::ENOSPC, path.map(shown))),
-            (ErrorKind::NotFound | ErrorKind::AlreadyExists | ErrorKind::PermissionDenied, _) => {
-                d.filename = path.map(shown);
-            }
+            // The errno Python's own classes of these kinds carry, so that the exception prints
+            // `[Errno 2] <message>: '<path>'` and code testing `e.errno` works.
+            (ErrorKind::NotFound, None) => d.io = Some((libc::ENOENT, path.map(shown))),
+            (ErrorKind::AlreadyExists, None) => d.io = Some((libc::EEXIST, path.map(shown))),
+            (ErrorKind::PermissionDenied, None) => d.io = Some((libc::EACCES, path.map(shown))),
             _ => {}
         }
         d
@@ -236,9 +237,6 @@ fn build_error(py: Python<'_>, e: ErrDesc) -> PyResult<PyErr> {
         Some((errno, None)) => cls.call1((errno, e.msg))?,
         None => cls.call1((e.msg,))?,
     };
-    if let Some(f) = e.filename {
-        exc.setattr("filename", f)?;
-    }
     for (name, v) in e.attrs {
         exc.setattr(name, v)?;
     }

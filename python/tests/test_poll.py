@@ -89,21 +89,23 @@ def test_registration_errors(pair) -> None:
 
 
 def test_rtsig_poller_is_bound_to_its_thread(pair) -> None:
-    a, _ = pair
+    a, b = pair
     with Poller("rtsig") as p:
         p.register(a, 1)
         errors: list[BaseException] = []
 
         def other() -> None:
-            try:
-                p.poll(0)
-            except BaseException as e:  # noqa: BLE001
-                errors.append(e)
+            for call in (lambda: p.register(b, 2), lambda: p.modify(a, 3), lambda: p.poll(0)):
+                try:
+                    call()
+                except BaseException as e:  # noqa: BLE001
+                    errors.append(e)
 
         t = threading.Thread(target=other)
         t.start()
         t.join()
-        assert len(errors) == 1 and isinstance(errors[0], shmio.WrongThread), errors
+        assert len(errors) == 3, errors
+        assert all(isinstance(e, shmio.WrongThread) for e in errors), errors
         with pytest.raises(shmio.RtSigInUse):
             Poller("rtsig")
 

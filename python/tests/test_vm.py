@@ -54,6 +54,8 @@ def test_file_cache(tmp_path: Path) -> None:
         pytest.skip("cachestat(2) needs Linux 6.5")
     assert st["page_size"] == vm.page_size() == os.sysconf("SC_PAGE_SIZE")
     assert st["cached"] >= 1
-    with pytest.raises(shmio.SyscallError) as e:
+    with pytest.raises(shmio.NotFound) as e:
         vm.file_cache(tmp_path / "missing")
+    assert isinstance(e.value, FileNotFoundError)
     assert e.value.errno == errno.ENOENT
+    assert e.value.filename == str(tmp_path / "missing")

@@ -8,8 +8,7 @@ use shmio_core::queue::Producer;
 
 use super::{OPTIONS_SIZE, shmio_queue_info, shmio_queue_options};
 use crate::ffi::{
-    Failure, Out, boundary, byte_len, handle_mut, handle_ref, non_null_const, str_arg, timeout,
-    write_opt,
+    Failure, Out, boundary, handle_mut, handle_ref, non_null_const, str_arg, timeout, write_opt,
 };
 use crate::status::shmio_status;
 
@@ -146,7 +145,12 @@ pub unsafe extern "C" fn shmio_producer_send(
     boundary("shmio_producer_send", || {
         // SAFETY: a live handle, used by this thread alone (contract).
         let p = unsafe { handle_mut(p, "p") }?;
-        let len = byte_len(len, "len")?;
+        // Before the pointer checks: any length above the slot size is `TOO_LARGE`, as
+        // documented, whatever `data` is (a C caller's `(size_t)-1` too).
+        let max = p.inner.info().slot_size as usize;
+        if len > max {
+            return Err(shmio_core::queue::Error::TooLarge { len, max }.into());
+        }
         let seq_out = Out::optional(seq_out);
         let data: &[u8] = if len == 0 {
             &[]

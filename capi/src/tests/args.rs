@@ -204,7 +204,8 @@ fn bad_enumerations_and_ranges_are_invalid_arguments() {
         let data = [0u8; 1];
         assert_eq!(
             shmio_producer_send(p, data.as_ptr().cast(), usize::MAX, 0, ptr::null_mut()),
-            SHMIO_ERR_INVALID_ARGUMENT
+            SHMIO_ERR_TOO_LARGE,
+            "any length above the slot size, as documented"
         );
         assert_eq!(
             shmio_producer_commit(p, 1, ptr::null_mut()),

@@ -92,6 +92,15 @@ fn round_trip_copy_zero_copy_and_stats() {
             shmio_producer_send(p, big.as_ptr().cast(), big.len(), 0, ptr::null_mut()),
             SHMIO_ERR_TOO_LARGE
         );
+        // Any length above the slot size, whatever the pointer: `TOO_LARGE`, not a pointer
+        // or size complaint.
+        for len in [65, usize::MAX, isize::MAX as usize + 1] {
+            assert_eq!(
+                shmio_producer_send(p, ptr::null(), len, 0, ptr::null_mut()),
+                SHMIO_ERR_TOO_LARGE,
+                "len {len}"
+            );
+        }
         let mut small = [0u8; 2];
         let mut len = 0usize;
         assert_eq!(

@@ -115,6 +115,7 @@ fn core_error_kinds_map_alike_in_every_capability() {
             vec![
                 of_queue(&queue::Error::NotFound(p())),
                 of_region(&region::Error::NotFound(p())),
+                of_vm(&vm::Error::NotFound(p())),
             ],
         ),
         (

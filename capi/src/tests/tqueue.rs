@@ -19,8 +19,15 @@ fn tqueue_push_pop_timeout_close() {
         assert_eq!(shmio_tqueue_push(q, p0, 0), SHMIO_OK);
         assert_eq!(shmio_tqueue_push(q, ptr::null_mut(), 0), SHMIO_OK);
         assert_eq!(shmio_tqueue_push(q, p1, 0), SHMIO_ERR_WOULD_BLOCK);
+        // The same status for full and empty (EAGAIN), told apart by the message.
+        assert_eq!(last_message(), "shmio_tqueue_push: hand-off queue is full");
         let t = Instant::now();
         assert_eq!(shmio_tqueue_push(q, p1, 15), SHMIO_ERR_TIMEOUT);
+        assert!(
+            last_message().ends_with("stayed full"),
+            "{}",
+            last_message()
+        );
         assert!(t.elapsed() >= Duration::from_millis(15));
         let mut len = 0;
         assert_eq!(shmio_tqueue_len(q, &mut len), SHMIO_OK);
@@ -32,7 +39,13 @@ fn tqueue_push_pop_timeout_close() {
         assert_eq!(shmio_tqueue_pop(q, &mut item, -1), SHMIO_OK);
         assert!(item.is_null());
         assert_eq!(shmio_tqueue_pop(q, &mut item, 0), SHMIO_ERR_WOULD_BLOCK);
+        assert_eq!(last_message(), "shmio_tqueue_pop: hand-off queue is empty");
         assert_eq!(shmio_tqueue_pop(q, &mut item, 10), SHMIO_ERR_TIMEOUT);
+        assert!(
+            last_message().ends_with("stayed empty"),
+            "{}",
+            last_message()
+        );
 
         // A blocked popper on another thread is woken by close.
         let addr = q.expose_provenance();
@@ -47,6 +60,14 @@ fn tqueue_push_pop_timeout_close() {
         assert_eq!(shmio_tqueue_close(q), SHMIO_OK);
         shmio_tqueue_free(q);
     }
+}
+
+/// This thread's last error message.
+fn last_message() -> String {
+    // SAFETY: the library's string, valid until this thread's next call.
+    unsafe { std::ffi::CStr::from_ptr(shmio_last_error_message()) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Pops from the queue at `addr` until a failure; returns it and the items popped.

@@ -35,7 +35,7 @@ fn vm_knobs_and_errors() {
         let bad = CString::new("/nonexistent/shmio").unwrap();
         assert_eq!(
             shmio_vm_file_cache(bad.as_ptr(), c.as_mut_ptr()),
-            SHMIO_ERR_IO
+            SHMIO_ERR_NOT_FOUND
         );
     }
 }

@@ -239,6 +239,21 @@ impl RtSig {
     }
 
     /// A signal naming `dup` (`si_fd`): taken for the fd that duplicate stands for.
+    /// Refuses a caller other than the thread that made the poller ([`Error::WrongThread`]):
+    /// its signals go to that thread, which alone waits for them, and registering or changing
+    /// an interest arms the file for it. (Deregistering only restores the file and closes the
+    /// duplicate: any thread may.)
+    fn on_owner_thread(&self) -> Result<()> {
+        let caller = crate::sys::process::gettid();
+        if caller != self.tid {
+            return Err(Error::WrongThread {
+                owner: self.tid,
+                caller,
+            });
+        }
+        Ok(())
+    }
+
     fn take_signal(&mut self, signo: u32, dup: RawFd, overflow: &mut bool, st: &mut Stats) {
         st.signals += 1;
         if signo == libc::SIGIO as u32 {
@@ -447,6 +462,7 @@ impl Selector for RtSig {
         interest: Interest,
         st: &mut Stats,
     ) -> Result<()> {
+        self.on_owner_thread()?;
         self.regs.vacant(fd)?;
         let io = |op, e| Error::io(op, Some(fd), e);
         st.syscalls += 1;
@@ -517,6 +533,7 @@ impl Selector for RtSig {
     }
 
     fn modify(&mut self, fd: RawFd, token: u64, interest: Interest, st: &mut Stats) -> Result<()> {
+        self.on_owner_thread()?;
         let r = self.regs.get_mut(fd).ok_or(Error::NotRegistered(fd))?;
         r.token = token;
         r.interest = interest;
@@ -550,13 +567,7 @@ impl Selector for RtSig {
     }
 
     fn wait(&mut self, out: &mut Events, timeout: Option<Duration>, st: &mut Stats) -> Result<()> {
-        let caller = crate::sys::process::gettid();
-        if caller != self.tid {
-            return Err(Error::WrongThread {
-                owner: self.tid,
-                caller,
-            });
-        }
+        self.on_owner_thread()?;
         // A timeout too large for an Instant is no limit (as epoll and poll saturate it).
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         self.mark += 1;
