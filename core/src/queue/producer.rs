@@ -238,17 +238,95 @@ impl Producer {
             });
         }
         let (_, buf, _) = self.reserve_raw(timeout)?;
+        self.copy_in(buf.as_ptr(), data);
+        self.commit_raw(data.len())
+    }
+
+    /// Copies `data` into the payload area `buf` of the slot being written.
+    fn copy_in(&self, buf: *mut u8, data: &[u8]) {
+        debug_assert!(data.len() <= self.shared.layout.slot_size as usize);
         if self.shared.layout.policy == Policy::Overwrite {
-            // SAFETY: `buf` is the payload area of the reserved slot, `slot_size >= data.len()`
-            // bytes inside our mapping, and `data` is a separate slice of our own memory. A
-            // lapped consumer may be copying the slot meanwhile: atomic stores.
-            unsafe { crate::racy::store(buf.as_ptr(), data.as_ptr(), data.len()) };
+            // SAFETY: `buf` is the payload area of the slot being written, `slot_size >=
+            // data.len()` bytes inside our mapping (both callers check the length), and `data`
+            // is a separate slice of our own memory. A lapped consumer may be copying the slot
+            // meanwhile: atomic stores.
+            unsafe { crate::racy::store(buf, data.as_ptr(), data.len()) };
         } else {
             // SAFETY: as above; in back-pressure mode no consumer reads a slot before its
             // commit, so nothing races with this copy.
-            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), buf.as_ptr(), data.len()) };
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), buf, data.len()) };
         }
-        self.commit_raw(data.len())
+    }
+
+    /// Sends each record of `records`, in order; returns how many were sent. Each is published
+    /// as it is written (a consumer that keeps up reads it at once), but sleeping consumers
+    /// are woken once, after the batch (and before any wait for space), not per record.
+    ///
+    /// Waits for space in back-pressure mode up to `timeout` in all (`None`: no limit,
+    /// `Some(ZERO)`: not at all). Like `write(2)`, a batch that cannot go on after at least one
+    /// record (no space within the timeout, a record larger than the slot size) ends there and
+    /// returns the count: the next call, starting at the first record not sent, reports why.
+    /// With none sent, fails as [`send_for`](Self::send_for) does.
+    pub fn send_many<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = &'a [u8]>,
+        timeout: Option<Duration>,
+    ) -> Result<usize> {
+        self.usable()?;
+        if self.pending {
+            return Err(Error::InvalidArgument(
+                "a reservation is already open: commit or abort it first".into(),
+            ));
+        }
+        let max = self.shared.layout.slot_size as usize;
+        let deadline = Deadline::after(timeout);
+        let (mut sent, mut unwoken) = (0, false);
+        for data in records {
+            let seq = self.next;
+            let room = if data.len() > max {
+                Err(Error::TooLarge {
+                    len: data.len(),
+                    max,
+                })
+            } else if self.shared.layout.policy == Policy::BackPressure && !self.has_room(seq) {
+                // Consumers asleep on records of this batch must hear of them before we
+                // sleep, or they would never free the space we wait for.
+                if std::mem::take(&mut unwoken) {
+                    self.wake();
+                }
+                self.ensure_space(seq, &deadline)
+            } else {
+                Ok(())
+            };
+            if let Err(e) = room {
+                if sent == 0 {
+                    return Err(e);
+                }
+                break;
+            }
+            let (slot, payload) = self.shared.slot(seq);
+            ring::begin_write(&slot.stamp, seq);
+            self.copy_in(payload, data);
+            ring::end_write(&slot.stamp, &slot.len, seq, data.len() as u32);
+            ring::publish(&self.shared.header().prod.0.head, seq);
+            self.next = seq + 1;
+            sent += 1;
+            unwoken = true;
+        }
+        if unwoken {
+            self.wake();
+        }
+        Ok(sent)
+    }
+
+    /// Wakes the consumers asleep on the notify word, if any announced it.
+    fn wake(&mut self) {
+        wait::wake_consumers(
+            &self.shared,
+            &mut self.light,
+            &mut self.idle_wakes,
+            &mut self.wake_calls,
+        );
     }
 
     /// Binding-level reservation: returns the sequence number, the slot's payload pointer and
@@ -287,12 +365,7 @@ impl Producer {
         let (slot, _) = self.shared.slot(seq);
         ring::end_write(&slot.stamp, &slot.len, seq, len as u32);
         ring::publish(&self.shared.header().prod.0.head, seq);
-        wait::wake_consumers(
-            &self.shared,
-            &mut self.light,
-            &mut self.idle_wakes,
-            &mut self.wake_calls,
-        );
+        self.wake();
         self.next = seq + 1;
         self.pending = false;
         Ok(seq)
@@ -304,7 +377,17 @@ impl Producer {
         self.pending = false;
     }
 
+    /// Back-pressure: whether record `seq` may be written without a scan of the cursors (no
+    /// consumer joined since the last scan, and `seq` is below the limit it found).
+    fn has_room(&self, seq: u64) -> bool {
+        let space = &self.shared.header().space.0;
+        space.consumers_epoch.load(Ordering::SeqCst) == self.epoch && seq < self.limit
+    }
+
     fn ensure_space(&mut self, seq: u64, deadline: &Deadline) -> Result<()> {
+        if self.has_room(seq) {
+            return Ok(());
+        }
         let epoch = self
             .shared
             .header()
@@ -312,9 +395,6 @@ impl Producer {
             .0
             .consumers_epoch
             .load(Ordering::SeqCst);
-        if epoch == self.epoch && seq < self.limit {
-            return Ok(());
-        }
         self.epoch = epoch;
         self.limit = 0;
         self.limit =

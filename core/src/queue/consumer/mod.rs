@@ -1,5 +1,6 @@
 //! The consumer side.
 
+mod batch;
 mod notify;
 mod read;
 mod recv;

@@ -56,10 +56,21 @@ impl Consumer {
                 "a zero-copy read is open: release it first".into(),
             ));
         }
-        let deadline = Deadline::after(timeout);
+        self.recv_one(buf, &Deadline::after(timeout), true)
+    }
+
+    /// Receives the next record into `buf` (see [`recv_uninit_for`](Self::recv_uninit_for)).
+    /// With `publish` false, the consumer moves past it without publishing its cursor and
+    /// counters (a batch publishes them once, with [`publish_position`](Self::publish_position)).
+    pub(super) fn recv_one(
+        &mut self,
+        buf: &mut [MaybeUninit<u8>],
+        deadline: &Deadline,
+        publish: bool,
+    ) -> Result<(u64, usize)> {
         let mut laps = 0;
         loop {
-            let (seq, ptr, len) = self.next_record(&deadline, &mut laps)?;
+            let (seq, ptr, len) = self.next_record(deadline, &mut laps)?;
             if len > buf.len() {
                 if self.check(seq) {
                     return Err(Error::BufferTooSmall { needed: len });
@@ -74,7 +85,12 @@ impl Consumer {
             // A page patched by the SIGBUS handler during the copy: the bytes are not the record.
             self.shared.intact(false)?;
             if self.check(seq) {
-                self.advance(seq + 1);
+                if publish {
+                    self.advance(seq + 1);
+                } else {
+                    self.received += 1;
+                    self.cursor = seq + 1;
+                }
                 return Ok((seq, len));
             }
         }
