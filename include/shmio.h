@@ -570,6 +570,20 @@ typedef struct shmio_queue_info {
 } shmio_queue_info;
 
 /**
+ * One record of a batch to send: `len` bytes at `data` (NULL only if `len` is 0).
+ */
+typedef struct shmio_buf {
+  /**
+   * The record's bytes.
+   */
+  const void *data;
+  /**
+   * How many.
+   */
+  size_t len;
+} shmio_buf;
+
+/**
  * A snapshot of a queue's state (see `shmio_queue_stats_get`).
  */
 typedef struct shmio_queue_stats {
@@ -1394,6 +1408,62 @@ enum shmio_status shmio_consumer_position(const struct shmio_consumer *c, uint64
  * `shmio_queue_info`.
  */
 enum shmio_status shmio_consumer_info(const struct shmio_consumer *c, struct shmio_queue_info *out);
+
+/**
+ * Sends the `n` records of `recs` in order, as `shmio_producer_send` would one by one, but
+ * wakes sleeping consumers once, after the batch (and before any wait for space), not per
+ * record. `*sent_out` receives how many were sent. Waits for space per `timeout_ms` for the
+ * batch as a whole (back-pressure mode only; see `shmio_producer_send`).
+ *
+ * Like write(2), a batch that cannot go on after at least one record (no space within the
+ * timeout, a record longer than the slot size) returns `SHMIO_OK` with `*sent_out < n`; the
+ * next call, from the first record not sent, reports why. With none sent, the status says
+ * why (`SHMIO_ERR_TOO_LARGE`, `SHMIO_ERR_WOULD_BLOCK`, `SHMIO_ERR_TIMEOUT`, ...). `n == 0`
+ * sends nothing and succeeds. Every record is checked before any is sent: a record with
+ * `data` NULL and `len` > 0 -> `SHMIO_ERR_NULL_POINTER` (nothing sent).
+ *
+ * Ownership: `recs` and the bytes they point to are only read during the call. Blocking: see
+ * `timeout_ms`. One thread at a time per handle.
+ *
+ * # Safety
+ * `p` must be NULL or a live producer handle; `recs` NULL or readable for `n` `shmio_buf`s,
+ * each `data` readable for its `len` bytes (when not NULL); `sent_out` NULL or valid for
+ * writing a `size_t`.
+ */
+enum shmio_status shmio_producer_send_many(struct shmio_producer *p,
+                                           const struct shmio_buf *recs,
+                                           size_t n,
+                                           int timeout_ms,
+                                           size_t *sent_out);
+
+/**
+ * Receives up to `max` records by copy into `buf` (`cap` bytes), back to back: record `i` is
+ * `lens[i]` bytes long and follows record `i - 1`; `*n_out` receives how many (at least 1 on
+ * success). Waits per `timeout_ms` (see `shmio_consumer_recv`) only for the first record;
+ * takes the others only if they are already committed and fit in what is left of `buf`. The
+ * consumer's position is published once, after the batch: a back-pressure producer is woken
+ * (if it waits for space) once.
+ *
+ * Fails as `shmio_consumer_recv` does when no record was received; if the first record does
+ * not fit: `SHMIO_ERR_BUFFER_TOO_SMALL`, `lens[0]` receives the size needed, and nothing is
+ * consumed. `max == 0` -> `SHMIO_ERR_INVALID_ARGUMENT`. A failure after the first record (the
+ * producer gone, say) ends the batch; the next call reports it. `buf` may be NULL only if
+ * `cap` is 0.
+ *
+ * Ownership: `buf` and `lens` are the caller's, written during the call only. Blocking: see
+ * `timeout_ms`. One thread at a time per handle.
+ *
+ * # Safety
+ * `c` must be NULL or a live consumer handle; `buf` writable for `cap` bytes (when not NULL);
+ * `lens` NULL or writable for `max` `size_t`s; `n_out` NULL or valid for writing a `size_t`.
+ */
+enum shmio_status shmio_consumer_recv_many(struct shmio_consumer *c,
+                                           void *buf,
+                                           size_t cap,
+                                           size_t *lens,
+                                           size_t max,
+                                           int timeout_ms,
+                                           size_t *n_out);
 
 /**
  * Opens the queue `name` without joining it and reports its state in `*out`. The first

@@ -17,7 +17,7 @@ use crate::status::shmio_status;
 /// One reader of a queue, with its own cursor (opaque). Use from one thread at a time; it may
 /// move between threads.
 pub struct shmio_consumer {
-    inner: Consumer,
+    pub(super) inner: Consumer,
 }
 
 /// Opens the queue `name` as a new consumer (every consumer receives every record). `start` is

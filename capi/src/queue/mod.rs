@@ -1,6 +1,6 @@
 //! The shared-memory broadcast queue: the options, geometry and enumerations both ends share
-//! (here), the producer (`producer.rs`), the consumer (`consumer.rs`), and inspection and
-//! removal of a queue file (`stats.rs`).
+//! (here), the producer (`producer.rs`), the consumer (`consumer.rs`), batches of records
+//! (`batch.rs`), and inspection and removal of a queue file (`stats.rs`).
 
 use shmio_core::queue::{Policy, QueueInfo, QueueOptions, Resume, Start};
 
@@ -13,8 +13,11 @@ mod producer;
 
 mod consumer;
 
+mod batch;
+
 mod stats;
 
+pub use batch::*;
 pub use consumer::*;
 pub use producer::*;
 pub use stats::*;

@@ -15,7 +15,7 @@ use crate::status::shmio_status;
 /// The single writer of a queue (opaque). Use from one thread at a time; it may move between
 /// threads.
 pub struct shmio_producer {
-    inner: Producer,
+    pub(super) inner: Producer,
 }
 
 /// Creates the queue `name` (failing with `SHMIO_ERR_ALREADY_EXISTS` if the file exists) and

@@ -14,6 +14,7 @@ use crate::status::shmio_status::*;
 use crate::*;
 
 mod args;
+mod batch;
 mod files;
 mod poll;
 mod queue;

@@ -28,6 +28,20 @@ impl Consumer {
         lens: &mut [usize],
         timeout: Option<Duration>,
     ) -> Result<usize> {
+        // SAFETY: `[u8]` and `[MaybeUninit<u8>]` have the same layout, and the callee only
+        // writes initialised bytes into it.
+        let buf = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
+        self.recv_many_uninit(buf, lens, timeout)
+    }
+
+    /// Like [`recv_many`](Self::recv_many) into a buffer that need not be initialised (as a C
+    /// caller's). On success the first `lens[..n].sum()` bytes are initialised.
+    pub fn recv_many_uninit(
+        &mut self,
+        buf: &mut [MaybeUninit<u8>],
+        lens: &mut [usize],
+        timeout: Option<Duration>,
+    ) -> Result<usize> {
         self.usable()?;
         if self.pending.is_some() {
             return Err(Error::InvalidArgument(
@@ -39,9 +53,6 @@ impl Consumer {
                 "no room for any record: `lens` is empty".into(),
             ));
         }
-        // SAFETY: `[u8]` and `[MaybeUninit<u8>]` have the same layout, and `recv_one` only
-        // writes initialised bytes into it.
-        let buf = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
         let res = self.recv_one(buf, &Deadline::after(timeout), false);
         let mut at = match res {
             Ok((_, len)) => len,
