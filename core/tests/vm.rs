@@ -75,10 +75,13 @@ fn file_cache_of_a_written_file() {
         Err(e) => panic!("{e}"),
     }
     let _ = std::fs::remove_file(&path);
-    assert!(matches!(
-        vm::file_cache("/nonexistent/shmio"),
-        Err(vm::Error::Io(_))
-    ));
+    match vm::file_cache("/nonexistent/shmio") {
+        Err(e @ vm::Error::NotFound(_)) => {
+            assert_eq!(e.kind(), shmio::ErrorKind::NotFound);
+            assert_eq!(e.to_string(), "no such file: /nonexistent/shmio");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

@@ -52,13 +52,13 @@ impl ConsumerState {
     }
 
     /// The open consumer, for `wait_call` (after `prepare`).
-    fn open_consumer(&mut self) -> Result<&mut Consumer, Error> {
+    pub(super) fn open_consumer(&mut self) -> Result<&mut Consumer, Error> {
         self.consumer
             .as_mut()
             .ok_or_else(|| closed_error(Self::WHAT))
     }
 
-    fn peek(&self, py: Python<'_>) -> PyResult<&Consumer> {
+    pub(super) fn peek(&self, py: Python<'_>) -> PyResult<&Consumer> {
         self.consumer
             .as_ref()
             .ok_or_else(|| closed_handle(py, "consumer"))

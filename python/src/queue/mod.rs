@@ -2,6 +2,7 @@
 //! queue handles' shared state (`Handle`, `wait_call`) and conversions; the handle classes are
 //! in `producer`, `consumer` and `record_view`, the zero-copy exporter in `export`.
 
+mod batch;
 mod consumer;
 mod export;
 mod producer;

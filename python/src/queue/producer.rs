@@ -23,7 +23,7 @@ struct Reserved {
     len: usize,
 }
 
-struct ProducerState {
+pub(super) struct ProducerState {
     producer: Option<Producer>,
     reserved: Option<Reserved>,
 }
@@ -36,14 +36,14 @@ impl QueueState for ProducerState {
 }
 
 impl ProducerState {
-    fn producer(&mut self) -> Result<&mut Producer, Error> {
+    pub(super) fn producer(&mut self) -> Result<&mut Producer, Error> {
         self.producer
             .as_mut()
             .ok_or_else(|| closed_error(Self::WHAT))
     }
 
     /// The open producer, or the closed-handle error (for the calls that do not wait).
-    fn get(&self, py: Python<'_>) -> PyResult<&Producer> {
+    pub(super) fn get(&self, py: Python<'_>) -> PyResult<&Producer> {
         self.producer
             .as_ref()
             .ok_or_else(|| closed_handle(py, Self::WHAT))
@@ -60,7 +60,7 @@ impl ProducerState {
 /// The single writer of a queue.
 #[pyclass(module = "shmio._shmio", name = "Producer", frozen)]
 pub(crate) struct PyProducer {
-    state: Handle<ProducerState>,
+    pub(super) state: Handle<ProducerState>,
 }
 
 impl PyProducer {
