@@ -194,8 +194,9 @@ impl From<Stats> for shmio_poller_stats {
 
 /// Creates a poller using `backend` (`SHMIO_BACKEND_*`). The RT-signal backends block their
 /// signal (`SIGRTMIN+2`) and SIGIO in the calling thread and direct every registered fd's
-/// signals to it: register, modify and wait only from this thread (else
-/// `SHMIO_ERR_WRONG_THREAD`; deregister from any); one RT-signal poller per thread (else
+/// signals to it: wait only from this thread (else `SHMIO_ERR_WRONG_THREAD`: only it can take
+/// its signals); register, modify and deregister work from any thread, since the signals of an
+/// armed file go to this thread whoever armed it. One RT-signal poller per thread (else
 /// `SHMIO_ERR_ALREADY_EXISTS`).
 ///
 /// Ownership: `*out` is owned by the caller; free it with `shmio_poller_free`. Does not block.

@@ -71,7 +71,7 @@ from ._errors import (
     WouldBlock,
     WriterExists,
 )
-from . import _shmio, vm
+from . import _shmio, aio, vm
 from ._event import Event
 from ._region import RegionWriter, ReplicaState
 from ._shmio import (
@@ -91,6 +91,8 @@ from ._shmio import (
     RecordView,
 )
 
+aio._install()  # the handles' async methods: Consumer.arecv, async for, Producer.asend, ...
+
 __version__ = _shmio.__version__  # the workspace Cargo.toml's version, compiled in
 
 __all__ = [
@@ -106,6 +108,7 @@ __all__ = [
     "Waker",
     "Event",
     "vm",
+    "aio",
     "REGION_MAX_SIZE",
     "QUEUE_LAYOUT_VERSION",
     "LAYOUT_VERSION",
@@ -154,8 +157,11 @@ Name = str | os.PathLike[str]
 
 
 class Queue:
-    """Entry points for queues. A queue is named: a bare name lives in ``/dev/shm`` (or
-    ``$SHMIO_DIR``), anything containing ``/`` is a path."""
+    """Entry points for queues. A queue is named: a bare name (1-200 bytes, no ``/``, not
+    ``.`` or ``..``) lives in ``/dev/shm`` (or ``$SHMIO_DIR``); a path starts with ``/``,
+    ``./`` or ``../``. Any other name with a ``/`` raises :class:`InvalidArgument` rather
+    than being taken as a relative path (write ``"./a/b"``, or an absolute path, for that).
+    Regions follow the same rule."""
 
     def __init__(self) -> None:
         raise TypeError("use Queue.create(...) or Queue.open(...)")

@@ -87,7 +87,9 @@ class NoSpace(ShmioError, OSError):
 
 
 class WouldBlock(ShmioError, BlockingIOError):
-    """Nothing to read, or no space in a back-pressure queue, right now."""
+    """Nothing to read, or no space in a back-pressure queue, right now (raised by the core's
+    non-blocking calls; in Python the ``try_`` calls return None instead, and a zero
+    ``timeout`` raises :class:`Timeout` as any timeout that runs out does)."""
 
 
 class Timeout(ShmioError, TimeoutError):

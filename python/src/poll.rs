@@ -16,7 +16,7 @@ use shmio::queue::Error;
 use shmio::fork::Origin;
 
 use crate::errors::{closed_handle, invalid, to_py};
-use crate::glue::{HandleGuard, HandleLock, timeout_arg};
+use crate::glue::{HandleGuard, HandleLock, Unsigned, timeout_arg};
 
 /// `shmio._event.Event`, the named tuple `Poller.poll` returns.
 static EVENT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -134,7 +134,7 @@ impl PyPoller {
         &self,
         py: Python<'_>,
         fd: &Bound<'_, PyAny>,
-        token: u64,
+        token: Unsigned,
         interest: poll::Interest,
         op: fn(&mut poll::Poller, RawFd, u64, poll::Interest) -> poll::Result<()>,
     ) -> PyResult<()> {
@@ -151,7 +151,8 @@ fn interest(readable: bool, writable: bool, oneshot: bool) -> poll::Interest {
     }
 }
 
-fn token_arg(py: Python<'_>, token: u64) -> PyResult<u64> {
+fn token_arg(py: Python<'_>, token: Unsigned) -> PyResult<u64> {
+    let Unsigned(token) = token;
     if token == KICK_TOKEN {
         return Err(invalid(
             py,
@@ -198,7 +199,7 @@ impl PyPoller {
         &self,
         py: Python<'_>,
         fd: &Bound<'_, PyAny>,
-        token: u64,
+        token: Unsigned,
         readable: bool,
         writable: bool,
         oneshot: bool,
@@ -213,7 +214,7 @@ impl PyPoller {
         &self,
         py: Python<'_>,
         fd: &Bound<'_, PyAny>,
-        token: u64,
+        token: Unsigned,
         readable: bool,
         writable: bool,
         oneshot: bool,
@@ -322,7 +323,7 @@ impl PyPoller {
     /// A waker: `wake()` from any thread makes `poll` return an event with `token`. A poller
     /// has one waker: asking again with the same token gives another handle to it, another
     /// token raises `WakerExists`.
-    fn waker(&self, py: Python<'_>, token: u64) -> PyResult<PyWaker> {
+    fn waker(&self, py: Python<'_>, token: Unsigned) -> PyResult<PyWaker> {
         let token = token_arg(py, token)?;
         let mut g = self.lock(py)?;
         let p = g

@@ -126,7 +126,7 @@ pub unsafe extern "C" fn shmio_region_options_init(
 }
 
 /// Creates the region `name` with `size` zeroed bytes of data and maps it. `name` is a bare
-/// name, placed in `$SHMIO_DIR` or `/dev/shm`, or a path (anything containing '/'): a RAM
+/// name, placed in `$SHMIO_DIR` or `/dev/shm`, or a path (starting with '/', './' or '../'): a RAM
 /// disk, a disk file system for durability, a network file system. The file is created
 /// exclusively (`SHMIO_ERR_ALREADY_EXISTS` if it exists) with the options' mode exactly. A size
 /// of 0 or above 2^40, or a `chunk_size` that is not 0 or a power of two from 64 to 1 MiB ->

@@ -61,10 +61,11 @@
 //!
 //! RT signals and threads: signal masks are per thread. An RT-signal poller directs its
 //! signals to the thread that created it (`F_SETOWN_EX`/`F_OWNER_TID`) and blocks its signal
-//! and `SIGIO` in that thread; fds must be registered with it, their interest changed and the
-//! poller waited on from that thread ([`Error::WrongThread`] otherwise; deregistering, which
-//! only restores the file, works from any thread), and a thread holds at most one RT-signal
-//! poller. Because
+//! and `SIGIO` in that thread; it must be waited on from that thread, which alone can take its
+//! signals ([`Error::WrongThread`] otherwise). Registering, changing and deregistering only
+//! arm or restore a file, whose signals go to the creator whichever thread armed it, so they
+//! work from any thread (one call at a time, as for every backend). A thread holds at most one
+//! RT-signal poller. Because
 //! the signals are directed at that thread, other threads' masks do not matter for delivery;
 //! still, to be safe against a process-directed `SIGIO` from other code, call
 //! [`block_rt_signals`] in `main` before spawning threads (threads inherit the mask).

@@ -317,7 +317,8 @@ pub fn queue_dir() -> PathBuf {
     shmfile::shm_dir()
 }
 
-/// Resolves a queue name (`"orders"` → `/dev/shm/orders`) or path (anything with a `/`).
+/// Resolves a queue name (`"orders"` → `/dev/shm/orders`) or path (starting with `/`, `./` or
+/// `../`; a name with a `/` elsewhere is refused).
 pub fn resolve(name: &str) -> Result<PathBuf, Error> {
     Ok(shmfile::resolve(name, "queue")?)
 }

@@ -58,7 +58,7 @@ impl Producer {
     /// Creates a queue (failing if the file exists) and becomes its producer.
     ///
     /// `name` is a bare name, placed in [`super::queue_dir`] (`/dev/shm` by default), or a path
-    /// (anything containing `/`). The file gets `opts.mode` (0600 by default) exactly.
+    /// (starting with `/`, `./` or `../`; see [`super::resolve`]). The file gets `opts.mode` (0600 by default) exactly.
     pub fn create(name: &str, opts: &QueueOptions) -> Result<Producer> {
         let path = resolve(name)?;
         // Held until the last descriptor of the new file that is not registered to be closed

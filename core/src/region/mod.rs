@@ -166,7 +166,7 @@ impl RegionOptions {
 }
 
 /// Resolves a region name (`"prices"` → `/dev/shm/prices`, or `$SHMIO_DIR/prices`) or path
-/// (anything with a `/`).
+/// (starting with `/`, `./` or `../`; a name with a `/` elsewhere is refused).
 pub fn resolve(name: &str) -> Result<PathBuf> {
     Ok(shmfile::resolve(name, "region")?)
 }
@@ -229,7 +229,7 @@ impl fmt::Debug for Region {
 impl Region {
     /// Creates the region `name` with `size` bytes of zeroed data (1 ..= [`MAX_SIZE`]),
     /// failing with [`Error::AlreadyExists`] if the file exists. `name` is a bare name, placed
-    /// in `$SHMIO_DIR` or `/dev/shm`, or a path (anything containing `/`).
+    /// in `$SHMIO_DIR` or `/dev/shm`, or a path (starting with `/`, `./` or `../`).
     pub fn create(name: &str, size: u64, opts: &RegionOptions) -> Result<Region> {
         if size == 0 || size > MAX_SIZE {
             return Err(Error::InvalidArgument(format!(

@@ -101,8 +101,13 @@ pub fn shm_dir() -> PathBuf {
         .map_or_else(|| PathBuf::from("/dev/shm"), PathBuf::from)
 }
 
-/// Resolves a bare name (`"orders"` → `/dev/shm/orders`) or a path (anything with a `/`).
+/// Resolves a bare name (`"orders"` → `$SHMIO_DIR/orders` or `/dev/shm/orders`) or a path.
 /// `what` names the kind of object in messages ("queue", "region").
+///
+/// The rule: a path is what looks like one: it starts with `/` (absolute), `./` or `../`
+/// (relative to the working directory). Anything else is a bare name: 1 to 200 bytes, no `/`,
+/// not `.` or `..`; a name with a `/` inside (`"a/b"`) is refused rather than taken as a
+/// relative path by surprise (write `"./a/b"` for that).
 pub(crate) fn resolve(name: &str, what: &str) -> Result<PathBuf, FileError> {
     if name.is_empty() {
         return Err(FileError::InvalidArgument(format!("empty {what} name")));
@@ -112,8 +117,14 @@ pub(crate) fn resolve(name: &str, what: &str) -> Result<PathBuf, FileError> {
             "{what} name contains a NUL byte"
         )));
     }
-    if name.contains('/') {
+    if name.starts_with('/') || name.starts_with("./") || name.starts_with("../") {
         return Ok(PathBuf::from(name));
+    }
+    if name.contains('/') {
+        return Err(FileError::InvalidArgument(format!(
+            "invalid {what} name {name:?}: a name has no '/' (a path starts with '/', './' or \
+             '../': write \"./{name}\" for one relative to the working directory)"
+        )));
     }
     if name == "." || name == ".." || name.len() > 200 {
         return Err(FileError::InvalidArgument(format!(

@@ -15,6 +15,14 @@ pub(crate) fn timeout_arg(py: Python<'_>, t: Option<f64>) -> PyResult<Option<Dur
     timeout_secs(t).map_err(|msg| invalid(py, msg))
 }
 
+/// `timeout_arg` for the waits of queues and regions, where zero is a deadline already passed:
+/// one attempt, then `Timeout`, as with any timeout that runs out (a wait of one nanosecond).
+/// So `recv(timeout=0)` and `recv(timeout=1e-9)` raise the same; the calls that never wait and
+/// never raise for it are the `try_` ones.
+pub(crate) fn wait_timeout_arg(py: Python<'_>, t: Option<f64>) -> PyResult<Option<Duration>> {
+    Ok(timeout_arg(py, t)?.map(|d| d.max(Duration::from_nanos(1))))
+}
+
 /// `timeout_arg`'s conversion; the error is the message of its `InvalidArgument`. A timeout
 /// too large for a `Duration` is no limit, as infinity is.
 fn timeout_secs(t: Option<f64>) -> Result<Option<Duration>, String> {

@@ -9,7 +9,7 @@ use pyo3::types::{PyBytes, PyList};
 use shmio::queue::Error;
 
 use crate::errors::to_py;
-use crate::glue::{PyBuf, timeout_arg};
+use crate::glue::{PyBuf, Unsigned, wait_timeout_arg};
 
 use super::{PyConsumer, PyProducer, lock_handle, wait_call};
 
@@ -37,7 +37,7 @@ impl PyProducer {
     /// Sleeping consumers are woken once for the batch, not per record. Waits for space (a
     /// back-pressure queue) up to `timeout` seconds for the whole batch (None: no limit); if
     /// that runs out after some were sent, returns the count sent so far; if none was, raises
-    /// `Timeout` (or `WouldBlock` with `timeout=0`). A record larger than the slot size
+    /// `Timeout` (`timeout=0` too). A record larger than the slot size
     /// raises `TooLarge` before anything is sent.
     #[pyo3(signature = (records, timeout=None))]
     fn send_many(
@@ -46,7 +46,7 @@ impl PyProducer {
         records: &Bound<'_, PyAny>,
         timeout: Option<f64>,
     ) -> PyResult<usize> {
-        let timeout = timeout_arg(py, timeout)?;
+        let timeout = wait_timeout_arg(py, timeout)?;
         let max = lock_handle(py, &self.state)?.get(py)?.info().slot_size as usize;
         let mut recs = Vec::new();
         for r in records.try_iter()? {
@@ -96,10 +96,11 @@ impl PyConsumer {
     fn recv_many<'py>(
         &self,
         py: Python<'py>,
-        max: usize,
+        max: Unsigned,
         timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let timeout = timeout_arg(py, timeout)?;
+        let max: usize = max.get(py, "max")?;
+        let timeout = wait_timeout_arg(py, timeout)?;
         if max == 0 {
             return Err(crate::errors::invalid(py, "max must be at least 1"));
         }

@@ -9,7 +9,7 @@ use pyo3::types::{PyBytes, PyDict};
 use shmio::queue::{Consumer, Error};
 
 use crate::errors::{closed_handle, to_py};
-use crate::glue::{PyBuf, handle_repr, spin_arg, timeout_arg};
+use crate::glue::{PyBuf, handle_repr, spin_arg, wait_timeout_arg};
 
 use super::export::{Export, SlotBuffer};
 use super::record_view::RecordView;
@@ -124,7 +124,7 @@ impl PyConsumer {
     /// Receives the next record as bytes, waiting at most `timeout` seconds (None: no limit).
     #[pyo3(signature = (timeout=None))]
     fn recv(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Py<PyAny>> {
-        let timeout = timeout_arg(py, timeout)?;
+        let timeout = wait_timeout_arg(py, timeout)?;
         self.recv_impl(py, timeout)?.map_err(|e| to_py(py, e))
     }
 
@@ -145,7 +145,7 @@ impl PyConsumer {
         buffer: &Bound<'_, PyAny>,
         timeout: Option<f64>,
     ) -> PyResult<usize> {
-        let timeout = timeout_arg(py, timeout)?;
+        let timeout = wait_timeout_arg(py, timeout)?;
         let mut buf = PyBuf::get(buffer, true)?;
         let out = buf.as_mut_slice();
         wait_call(py, &self.state, timeout, |st, t| {
@@ -160,7 +160,7 @@ impl PyConsumer {
     #[pyo3(signature = (timeout=None))]
     fn recv_view(slf: &Bound<'_, Self>, timeout: Option<f64>) -> PyResult<RecordView> {
         let py = slf.py();
-        let timeout = timeout_arg(py, timeout)?;
+        let timeout = wait_timeout_arg(py, timeout)?;
         let this = slf.get();
         let (mut g, read) = wait_call(py, &this.state, timeout, |st, t| {
             st.open_consumer()?
@@ -186,11 +186,11 @@ impl PyConsumer {
 
     /// Waits until a live producer holds the queue: at once if one does, else until a new one
     /// takes over (`Queue.take_over`) after a close or death, at most `timeout` seconds (None:
-    /// no limit); Timeout if none did (WouldBlock for a zero timeout, as `recv`). Reading then
+    /// no limit); Timeout if none did (a zero timeout too, as for `recv`). Reading then
     /// resumes where this consumer stopped.
     #[pyo3(signature = (timeout=None))]
     fn wait_producer(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
-        let timeout = timeout_arg(py, timeout)?;
+        let timeout = wait_timeout_arg(py, timeout)?;
         wait_call(py, &self.state, timeout, |st, t| {
             st.open_consumer()?.wait_producer(t)
         })?

@@ -9,7 +9,7 @@ use pyo3::types::{PyBytes, PyDict, PyMemoryView};
 use shmio::queue::{Error, Producer};
 
 use crate::errors::{closed_handle, invalid, to_py};
-use crate::glue::{PyBuf, handle_repr, spin_arg, timeout_arg};
+use crate::glue::{PyBuf, Unsigned, handle_repr, spin_arg, wait_timeout_arg};
 
 use super::export::{Export, SlotBuffer, release_memoryview};
 use super::{
@@ -116,7 +116,7 @@ impl PyProducer {
     /// Copies a bytes-like record into the queue; returns its sequence number.
     #[pyo3(signature = (data, timeout=None))]
     fn send(&self, py: Python<'_>, data: &Bound<'_, PyAny>, timeout: Option<f64>) -> PyResult<u64> {
-        let timeout = timeout_arg(py, timeout)?;
+        let timeout = wait_timeout_arg(py, timeout)?;
         self.send_impl(py, data, timeout)?.map_err(|e| to_py(py, e))
     }
 
@@ -134,11 +134,12 @@ impl PyProducer {
     #[pyo3(signature = (n=None, timeout=None))]
     fn reserve(
         slf: &Bound<'_, Self>,
-        n: Option<usize>,
+        n: Option<Unsigned>,
         timeout: Option<f64>,
     ) -> PyResult<Py<PyAny>> {
         let py = slf.py();
-        let timeout = timeout_arg(py, timeout)?;
+        let n: Option<usize> = n.map(|n| n.get(py, "n")).transpose()?;
+        let timeout = wait_timeout_arg(py, timeout)?;
         let this = slf.get();
         // Checked on every attempt: the lock is given back while signal handlers run.
         let (mut g, r) = wait_call(py, &this.state, timeout, |st, t| {
@@ -266,16 +267,17 @@ impl PyProducer {
     }
 
     /// Waits until at least `count` live consumers are attached, at most `timeout` seconds
-    /// (None: no limit), and returns how many are; Timeout if fewer joined in time (WouldBlock
-    /// for a zero timeout, as `send`).
+    /// (None: no limit), and returns how many are; Timeout if fewer joined in time (a zero
+    /// timeout too, as for `send`).
     #[pyo3(signature = (count, timeout=None))]
     fn wait_consumers(
         &self,
         py: Python<'_>,
-        count: usize,
+        count: Unsigned,
         timeout: Option<f64>,
     ) -> PyResult<usize> {
-        let timeout = timeout_arg(py, timeout)?;
+        let count: usize = count.get(py, "count")?;
+        let timeout = wait_timeout_arg(py, timeout)?;
         wait_call(py, &self.state, timeout, |st, t| {
             st.producer()?.wait_consumers(count, t)
         })?

@@ -98,10 +98,13 @@ impl RecordView {
         self.memoryview(py)
     }
 
-    #[pyo3(signature = (*_args))]
-    fn __exit__(&self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
-        self.release(py)?;
-        Ok(false)
+    /// Releases the view (see `release`). An exception leaving the `with` block is never
+    /// replaced by the release's failure (a `BufferError` because the traceback keeps a buffer
+    /// on the view alive, say): that failure becomes a note on it, and the slot is given back
+    /// once the buffers are gone (by the consumer's next read).
+    #[pyo3(signature = (*args))]
+    fn __exit__(&self, py: Python<'_>, args: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
+        crate::glue::exit_keeping(py, args, self.release(py))
     }
 
     fn __repr__(&self) -> String {

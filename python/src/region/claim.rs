@@ -55,9 +55,8 @@ impl PyWriterClaim {
 
     /// Releases the claim; exceptions are not suppressed.
     #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> bool {
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) {
         self.release();
-        false
     }
 
     fn __repr__(&self) -> String {

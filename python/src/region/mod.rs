@@ -19,7 +19,7 @@ use pyo3::types::PyDict;
 use shmio::region;
 
 use crate::errors::{closed_handle, to_py};
-use crate::glue::{HandleLock, PyBuf, handle_repr, lock, timeout_arg, wait_op};
+use crate::glue::{HandleLock, PyBuf, Unsigned, handle_repr, lock, wait_op, wait_timeout_arg};
 use crate::vm::page_cache_dict;
 
 fn region_options(
@@ -129,16 +129,23 @@ impl PyRegion {
     fn read<'py>(
         &self,
         py: Python<'py>,
-        offset: u64,
-        n: usize,
+        offset: Unsigned,
+        n: Unsigned,
     ) -> PyResult<Bound<'py, pyo3::types::PyBytes>> {
+        let (offset, n) = (offset.0, n.get(py, "n")?);
         let r = self.get(py)?;
         read_bytes(py, &r, offset, n)
     }
 
     /// Copies `len(buffer)` bytes at `offset` into a writable bytes-like `buffer`,
     /// consistently; returns the version the copy belongs to.
-    fn read_into(&self, py: Python<'_>, offset: u64, buffer: &Bound<'_, PyAny>) -> PyResult<u64> {
+    fn read_into(
+        &self,
+        py: Python<'_>,
+        offset: Unsigned,
+        buffer: &Bound<'_, PyAny>,
+    ) -> PyResult<u64> {
+        let offset = offset.0;
         let r = self.get(py)?;
         let mut buf = PyBuf::get(buffer, true)?;
         let out = buf.as_mut_slice();
@@ -155,7 +162,8 @@ impl PyRegion {
 
     /// Writes a bytes-like `data` at `offset` so that no reader sees it half-done; returns
     /// the new version.
-    fn write(&self, py: Python<'_>, offset: u64, data: &Bound<'_, PyAny>) -> PyResult<u64> {
+    fn write(&self, py: Python<'_>, offset: Unsigned, data: &Bound<'_, PyAny>) -> PyResult<u64> {
+        let offset = offset.0;
         let r = self.get(py)?;
         let buf = PyBuf::get(data, false)?;
         let src = buf.as_slice();
@@ -184,8 +192,9 @@ impl PyRegion {
     /// Waits until the version differs from `seen` and returns it (Timeout after `timeout`
     /// seconds; None: no limit). Releases the GIL; Ctrl-C raises KeyboardInterrupt.
     #[pyo3(signature = (seen, timeout=None))]
-    fn wait_changed(&self, py: Python<'_>, seen: u64, timeout: Option<f64>) -> PyResult<u64> {
-        let timeout = timeout_arg(py, timeout)?;
+    fn wait_changed(&self, py: Python<'_>, seen: Unsigned, timeout: Option<f64>) -> PyResult<u64> {
+        let seen = seen.0;
+        let timeout = wait_timeout_arg(py, timeout)?;
         let r = self.get(py)?;
         match wait_op(py, timeout, |t| r.wait_changed(seen, t))? {
             Ok(v) => Ok(v),
@@ -197,8 +206,12 @@ impl PyRegion {
 
     /// Writes the range's dirty pages back and waits (`msync(MS_SYNC)`); `length=None`: to
     /// the end of the region.
-    #[pyo3(signature = (offset=0, length=None))]
-    fn flush(&self, py: Python<'_>, offset: u64, length: Option<u64>) -> PyResult<()> {
+    #[pyo3(
+        signature = (offset=Unsigned(0), length=None),
+        text_signature = "(self, /, offset=0, length=None)"
+    )]
+    fn flush(&self, py: Python<'_>, offset: Unsigned, length: Option<Unsigned>) -> PyResult<()> {
+        let (offset, length) = (offset.0, length.map(|l| l.0));
         let r = self.get(py)?;
         let length = length.unwrap_or_else(|| (r.len() as u64).saturating_sub(offset));
         py.detach(|| r.flush(offset, length))

@@ -240,9 +240,10 @@ impl RtSig {
 
     /// A signal naming `dup` (`si_fd`): taken for the fd that duplicate stands for.
     /// Refuses a caller other than the thread that made the poller ([`Error::WrongThread`]):
-    /// its signals go to that thread, which alone waits for them, and registering or changing
-    /// an interest arms the file for it. (Deregistering only restores the file and closes the
-    /// duplicate: any thread may.)
+    /// its signals go to that thread, and only that thread can take them from its queue.
+    /// (Registering, changing and deregistering only set up or restore a file, whose signals
+    /// go to the owner whoever arms it: any thread may, one call at a time, which is how
+    /// another thread adds an fd while the owner waits.)
     fn on_owner_thread(&self) -> Result<()> {
         let caller = crate::sys::process::gettid();
         if caller != self.tid {
@@ -462,7 +463,6 @@ impl Selector for RtSig {
         interest: Interest,
         st: &mut Stats,
     ) -> Result<()> {
-        self.on_owner_thread()?;
         self.regs.vacant(fd)?;
         let io = |op, e| Error::io(op, Some(fd), e);
         st.syscalls += 1;
@@ -533,7 +533,6 @@ impl Selector for RtSig {
     }
 
     fn modify(&mut self, fd: RawFd, token: u64, interest: Interest, st: &mut Stats) -> Result<()> {
-        self.on_owner_thread()?;
         let r = self.regs.get_mut(fd).ok_or(Error::NotRegistered(fd))?;
         r.token = token;
         r.interest = interest;

@@ -202,3 +202,23 @@ fn random_names_differ() {
     b.dedup();
     assert_eq!(a.len(), b.len());
 }
+
+#[test]
+fn names_are_paths_only_when_they_look_like_paths() {
+    let dir = shm_dir();
+    assert_eq!(resolve("orders", "queue").unwrap(), dir.join("orders"));
+    assert_eq!(resolve("..orders", "queue").unwrap(), dir.join("..orders"));
+    for path in ["/tmp/q", "./q", "../q", "./a/b"] {
+        assert_eq!(resolve(path, "queue").unwrap(), PathBuf::from(path), "{path}");
+    }
+    for bad in ["a/b", "a/", "orders/../x", "", ".", "..", "a\0b"] {
+        assert!(
+            matches!(resolve(bad, "queue"), Err(FileError::InvalidArgument(_))),
+            "{bad:?}"
+        );
+    }
+    let Err(FileError::InvalidArgument(m)) = resolve("a/b", "region") else {
+        panic!()
+    };
+    assert!(m.contains("write \"./a/b\""), "{m}");
+}
