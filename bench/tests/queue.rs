@@ -165,6 +165,8 @@ fn bad_arguments_are_refused_with_exit_2() {
         &["--systems", "nope"],
         &["--sizes"],
         &["--repeat"],
+        &["--depth", "0"],
+        &["--depth", "many"],
     ] {
         let out = bench().args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -172,5 +174,90 @@ fn bad_arguments_are_refused_with_exit_2() {
     }
     let help = bench().arg("--help").output().unwrap();
     assert!(help.status.success());
-    assert!(String::from_utf8_lossy(&help.stdout).contains("iceoryx2"));
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("iceoryx2"));
+    // --help says which systems honour --depth.
+    assert!(
+        help.contains("--depth N") && help.contains("honoured by shmio"),
+        "{help}"
+    );
+}
+
+#[test]
+fn depth_sets_the_buffered_records_and_lossless_systems_still_lose_nothing() {
+    // 3 rounds up to 4: a ring this short makes every producer wait on its consumers.
+    let out = bench()
+        .args([
+            "--json",
+            "--depth",
+            "3",
+            "--sizes",
+            "64",
+            "--count",
+            "3000",
+            "--patterns",
+            "1to1,1to4",
+            "--repeat",
+            "1",
+            "--no-gates",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "shmio-bench --depth failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with('{') && field(l, "pattern").is_some_and(|p| p.starts_with("1to")))
+        .collect();
+    assert_eq!(rows.len(), 18, "9 systems x 2 patterns: {stdout}");
+    for line in rows {
+        assert_eq!(num(line, "depth"), 4.0, "{line}");
+        if !matches!(
+            field(line, "system"),
+            Some("shmio-overwrite" | "fcntl-lock-shm")
+        ) {
+            assert_eq!(
+                num(line, "delivered"),
+                1.0,
+                "a lossless system lost records: {line}"
+            );
+        }
+    }
+    // The text report says the depth in its header line; without --depth, the defaults.
+    let text = |extra: &[&str]| {
+        let mut args = vec![
+            "--sizes",
+            "64",
+            "--count",
+            "2000",
+            "--systems",
+            "shmio-bp",
+            "--patterns",
+            "1to1",
+            "--repeat",
+            "1",
+            "--no-gates",
+        ];
+        args.extend_from_slice(extra);
+        let out = bench().args(&args).output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let s = text(&["--depth", "100"]);
+    let header = s.lines().nth(1).unwrap();
+    assert!(header.contains("depth: 128 records per channel"), "{s}");
+    assert!(s.contains("128 buffered per channel"), "{s}");
+    let s = text(&[]);
+    assert!(
+        s.lines()
+            .nth(1)
+            .unwrap()
+            .contains("depth: each system's default"),
+        "{s}"
+    );
+    assert!(s.contains("1024 buffered per channel"), "{s}");
 }

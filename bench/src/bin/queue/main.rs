@@ -19,7 +19,7 @@
 //! ```text
 //! shmio-bench [--quick] [--json] [--sizes 8,64,1024,65536] [--systems a,b,...]
 //!             [--patterns 1to1,1to4,rtt-spin,rtt-block] [--trips N] [--count N]
-//!             [--repeat K] [--pin | --no-pin] [--no-gates]
+//!             [--repeat K] [--depth N] [--pin | --no-pin] [--no-gates]
 //! shmio-bench --gates-from FILE   (the sanity gates on a saved --json run)
 //! ```
 
@@ -58,6 +58,7 @@ fn main() {
     raise_mq_limit();
     unlink_mqs_on_panic();
     let run = Settings::parse(&args);
+    systems::set_depth(run.depth);
     let mut out = Out::new(run.json);
     // The machine's CPUs as the run found them (pinning narrows this process to one).
     let machine = machine();
@@ -68,8 +69,12 @@ fn main() {
             if run.quick { " --quick" } else { "" },
         );
         println!(
-            "# each case {} time(s): best, median, spread (max - min) / median; {}",
+            "# each case {} time(s): best, median, spread (max - min) / median; {}; {}",
             run.repeat,
+            run.depth.map_or(
+                "depth: each system's default (1024 records up to 4 KiB, 1 MiB of larger)".into(),
+                |d| format!("depth: {d} records per channel (--depth)")
+            ),
             if cpus.is_empty() {
                 "not pinned".to_string()
             } else {

@@ -245,11 +245,13 @@ pub struct Fcntl {
     pub slots: u64,
     pub size: usize,
 }
+/// The design's slots unless `--depth` says otherwise.
 pub const FCNTL_SLOTS: u64 = 64;
 impl Fcntl {
     /// Opens (the producer: creates) the design's slots at `path` and its lock file beside them.
     pub fn open(path: &str, size: usize, create: bool) -> Fcntl {
-        let shm = Shm::open(path, FCNTL_SLOTS as usize * (size + 8), create);
+        let slots = crate::systems::depth().map_or(FCNTL_SLOTS, |d| d as u64);
+        let shm = Shm::open(path, slots as usize * (size + 8), create);
         let lock = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -261,7 +263,7 @@ impl Fcntl {
             shm,
             lock,
             i: 0,
-            slots: FCNTL_SLOTS,
+            slots,
             size,
         }
     }

@@ -89,8 +89,9 @@ impl Out {
         let gbps = rate * size as f64 / 1e9;
         if self.json {
             println!(
-                "{{\"system\":\"{system}\",\"pattern\":\"{pattern}\",\"size\":{size},\"records_per_s\":{rate:.0},\"median_per_s\":{median:.0},\"spread\":{spread:.4},\"repeats\":{},\"sent_per_s\":{sent:.0},\"gbps\":{gbps:.3},\"delivered\":{delivered:.4}}}",
-                runs.len()
+                "{{\"system\":\"{system}\",\"pattern\":\"{pattern}\",\"size\":{size},\"records_per_s\":{rate:.0},\"median_per_s\":{median:.0},\"spread\":{spread:.4},\"repeats\":{},\"sent_per_s\":{sent:.0},\"gbps\":{gbps:.3},\"delivered\":{delivered:.4},\"depth\":{}}}",
+                runs.len(),
+                crate::systems::capacity(size)
             );
             return;
         }
