@@ -261,3 +261,66 @@ fn depth_sets_the_buffered_records_and_lossless_systems_still_lose_nothing() {
     );
     assert!(s.contains("1024 buffered per channel"), "{s}");
 }
+
+#[test]
+fn the_fcntl_design_shows_its_send_rate_beside_what_arrived() {
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--systems",
+            "fcntl-lock-shm",
+            "--sizes",
+            "64",
+            "--count",
+            "3000",
+            "--patterns",
+            "1to1,1to4",
+            "--repeat",
+            "2",
+            "--no-gates",
+            "--no-pin",
+        ];
+        args.extend_from_slice(extra);
+        let out = bench().args(&args).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{}\n{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    // What arrived, and beside it what was sent, on every line (lapped or not).
+    let s = run(&[]);
+    let lines: Vec<&str> = s
+        .lines()
+        .filter(|l| l.trim_start().starts_with("fcntl-lock-shm"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{s}");
+    for l in lines {
+        assert!(
+            l.contains("(sent ") && l.contains("the slowest consumer got"),
+            "{l}"
+        );
+    }
+    // Its consumers run pinned even with --no-pin, and the header says so.
+    assert!(
+        s.lines()
+            .nth(1)
+            .unwrap()
+            .contains("not pinned (but the fcntl design's cases"),
+        "{s}"
+    );
+    // JSON: the delivered rate never exceeds the send rate it came from.
+    let s = run(&["--json"]);
+    let rows: Vec<&str> = s.lines().filter(|l| l.contains("fcntl-lock-shm")).collect();
+    assert_eq!(rows.len(), 2, "{s}");
+    for l in rows {
+        let (got, sent, delivered) = (
+            num(l, "records_per_s"),
+            num(l, "sent_per_s"),
+            num(l, "delivered"),
+        );
+        assert!(got > 0.0 && got <= sent + 1.0, "{l}");
+        assert!(delivered > 0.0 && delivered <= 1.0, "{l}");
+    }
+}

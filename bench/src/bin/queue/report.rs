@@ -101,7 +101,9 @@ impl Out {
                 .filter(|_| other != system)
                 .map_or(String::new(), |b| format!("{:>7.1}x {other}", rate / b))
         };
-        let lost = if delivered < 1.0 {
+        // Systems that may lap a consumer show their send rate beside what arrived, always.
+        let lossy = crate::systems::Sys::parse(system).is_some_and(|s| !s.lossless());
+        let lost = if delivered < 1.0 || lossy {
             format!(
                 "  (sent {sent:.0}/s, the slowest consumer got {:.1}%)",
                 runs[at].delivered * 100.0
