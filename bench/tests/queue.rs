@@ -183,31 +183,23 @@ fn bad_arguments_are_refused_with_exit_2() {
     );
 }
 
+/// Runs shmio-bench with `args` (split at spaces), which must succeed; returns its stdout.
+fn run_ok(args: &str) -> String {
+    let out = bench().args(args.split_whitespace()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "shmio-bench {args} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn depth_sets_the_buffered_records_and_lossless_systems_still_lose_nothing() {
     // 3 rounds up to 4: a ring this short makes every producer wait on its consumers.
-    let out = bench()
-        .args([
-            "--json",
-            "--depth",
-            "3",
-            "--sizes",
-            "64",
-            "--count",
-            "3000",
-            "--patterns",
-            "1to1,1to4",
-            "--repeat",
-            "1",
-            "--no-gates",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "shmio-bench --depth failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = run_ok(
+        "--json --depth 3 --sizes 64 --count 3000 --patterns 1to1,1to4 --repeat 1 --no-gates",
     );
     let rows: Vec<&str> = stdout
         .lines()
@@ -228,30 +220,17 @@ fn depth_sets_the_buffered_records_and_lossless_systems_still_lose_nothing() {
         }
     }
     // The text report says the depth in its header line; without --depth, the defaults.
-    let text = |extra: &[&str]| {
-        let mut args = vec![
-            "--sizes",
-            "64",
-            "--count",
-            "2000",
-            "--systems",
-            "shmio-bp",
-            "--patterns",
-            "1to1",
-            "--repeat",
-            "1",
-            "--no-gates",
-        ];
-        args.extend_from_slice(extra);
-        let out = bench().args(&args).output().unwrap();
-        assert!(out.status.success());
-        String::from_utf8_lossy(&out.stdout).into_owned()
+    let text = |extra: &str| {
+        run_ok(&format!(
+            "--sizes 64 --count 2000 --systems shmio-bp --patterns 1to1 --repeat 1 --no-gates \
+             {extra}"
+        ))
     };
-    let s = text(&["--depth", "100"]);
+    let s = text("--depth 100");
     let header = s.lines().nth(1).unwrap();
     assert!(header.contains("depth: 128 records per channel"), "{s}");
     assert!(s.contains("128 buffered per channel"), "{s}");
-    let s = text(&[]);
+    let s = text("");
     assert!(
         s.lines()
             .nth(1)
@@ -264,33 +243,14 @@ fn depth_sets_the_buffered_records_and_lossless_systems_still_lose_nothing() {
 
 #[test]
 fn the_fcntl_design_shows_its_send_rate_beside_what_arrived() {
-    let run = |extra: &[&str]| {
-        let mut args = vec![
-            "--systems",
-            "fcntl-lock-shm",
-            "--sizes",
-            "64",
-            "--count",
-            "3000",
-            "--patterns",
-            "1to1,1to4",
-            "--repeat",
-            "2",
-            "--no-gates",
-            "--no-pin",
-        ];
-        args.extend_from_slice(extra);
-        let out = bench().args(&args).output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{}\n{stdout}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
+    let run = |extra: &str| {
+        run_ok(&format!(
+            "--systems fcntl-lock-shm --sizes 64 --count 3000 --patterns 1to1,1to4 --repeat 2 \
+             --no-gates --no-pin {extra}"
+        ))
     };
     // What arrived, and beside it what was sent, on every line (lapped or not).
-    let s = run(&[]);
+    let s = run("");
     let lines: Vec<&str> = s
         .lines()
         .filter(|l| l.trim_start().starts_with("fcntl-lock-shm"))
@@ -311,7 +271,7 @@ fn the_fcntl_design_shows_its_send_rate_beside_what_arrived() {
         "{s}"
     );
     // JSON: the delivered rate never exceeds the send rate it came from.
-    let s = run(&["--json"]);
+    let s = run("--json");
     let rows: Vec<&str> = s.lines().filter(|l| l.contains("fcntl-lock-shm")).collect();
     assert_eq!(rows.len(), 2, "{s}");
     for l in rows {
