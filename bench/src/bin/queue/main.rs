@@ -75,9 +75,11 @@ fn main() {
                 "depth: each system's default (1024 records up to 4 KiB, 1 MiB of larger)".into(),
                 |d| format!("depth: {d} records per channel (--depth)")
             ),
-            if cpus.is_empty() {
+            if cpus.is_empty() && run.systems.contains(&Sys::Fcntl) && pin::allowed().len() > 1 {
                 "not pinned (but the fcntl design's cases, whose consumers must keep up)"
                     .to_string()
+            } else if cpus.is_empty() {
+                "not pinned".to_string()
             } else {
                 format!(
                     "pinned: producer on CPU {}, children on CPUs {:?} in turn",
@@ -157,8 +159,8 @@ fn throughputs(run: &Settings, order: &[Sys], size: usize, out: &mut Out) {
     let runs = interleave(run.repeat, &cases, |&(sys, consumers, pattern)| {
         if sys == Sys::Fcntl {
             // Its consumer must keep up for its figure to mean anything (`peers::Fcntl`): on
-            // a CPU of its own, and over enough records (0.2 s or more) that one preemption
-            // of it does not decide the run.
+            // a CPU of its own, and over enough records (0.2 s or more at its ~0.5 M/s) that
+            // one preemption of it does not decide the run.
             pin::pinned(|| throughput(sys, size, consumers, count.min(100_000), pattern))
         } else {
             throughput(sys, size, consumers, count, pattern)

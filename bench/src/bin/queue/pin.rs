@@ -9,7 +9,8 @@
 //!
 //! The fcntl design's cases run pinned even with `--no-pin` ([`pinned`]): its producer never
 //! waits, so its figure means something only with a consumer that can keep up, on a CPU of
-//! its own (unpinned, sharing CPUs, its consumer received a quarter of the records sent).
+//! its own (unpinned, sharing CPUs with the producer, its consumer received a quarter of the
+//! records sent in a run here).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
