@@ -165,6 +165,8 @@ fn bad_arguments_are_refused_with_exit_2() {
         &["--systems", "nope"],
         &["--sizes"],
         &["--repeat"],
+        &["--depth", "0"],
+        &["--depth", "many"],
     ] {
         let out = bench().args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -172,5 +174,113 @@ fn bad_arguments_are_refused_with_exit_2() {
     }
     let help = bench().arg("--help").output().unwrap();
     assert!(help.status.success());
-    assert!(String::from_utf8_lossy(&help.stdout).contains("iceoryx2"));
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("iceoryx2"));
+    // --help says which systems honour --depth.
+    assert!(
+        help.contains("--depth N") && help.contains("honoured by shmio"),
+        "{help}"
+    );
+}
+
+/// Runs shmio-bench with `args` (split at spaces), which must succeed; returns its stdout.
+fn run_ok(args: &str) -> String {
+    let out = bench().args(args.split_whitespace()).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "shmio-bench {args} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn depth_sets_the_buffered_records_and_lossless_systems_still_lose_nothing() {
+    // 3 rounds up to 4: a ring this short makes every producer wait on its consumers.
+    let stdout = run_ok(
+        "--json --depth 3 --sizes 64 --count 3000 --patterns 1to1,1to4 --repeat 1 --no-gates",
+    );
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with('{') && field(l, "pattern").is_some_and(|p| p.starts_with("1to")))
+        .collect();
+    assert_eq!(rows.len(), 18, "9 systems x 2 patterns: {stdout}");
+    for line in rows {
+        assert_eq!(num(line, "depth"), 4.0, "{line}");
+        if !matches!(
+            field(line, "system"),
+            Some("shmio-overwrite" | "fcntl-lock-shm")
+        ) {
+            assert_eq!(
+                num(line, "delivered"),
+                1.0,
+                "a lossless system lost records: {line}"
+            );
+        }
+    }
+    // The text report says the depth in its header line; without --depth, the defaults.
+    let text = |extra: &str| {
+        run_ok(&format!(
+            "--sizes 64 --count 2000 --systems shmio-bp --patterns 1to1 --repeat 1 --no-gates \
+             {extra}"
+        ))
+    };
+    let s = text("--depth 100");
+    let header = s.lines().nth(1).unwrap();
+    assert!(header.contains("depth: 128 records per channel"), "{s}");
+    assert!(s.contains("128 buffered per channel"), "{s}");
+    let s = text("");
+    assert!(
+        s.lines()
+            .nth(1)
+            .unwrap()
+            .contains("depth: each system's default"),
+        "{s}"
+    );
+    assert!(s.contains("1024 buffered per channel"), "{s}");
+}
+
+#[test]
+fn the_fcntl_design_shows_its_send_rate_beside_what_arrived() {
+    let run = |extra: &str| {
+        run_ok(&format!(
+            "--systems fcntl-lock-shm --sizes 64 --count 3000 --patterns 1to1,1to4 --repeat 2 \
+             --no-gates --no-pin {extra}"
+        ))
+    };
+    // What arrived, and beside it what was sent, on every line (lapped or not).
+    let s = run("");
+    let lines: Vec<&str> = s
+        .lines()
+        .filter(|l| l.trim_start().starts_with("fcntl-lock-shm"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{s}");
+    for l in lines {
+        assert!(
+            l.contains("(sent ") && l.contains("the slowest consumer got"),
+            "{l}"
+        );
+    }
+    // Its consumers run pinned even with --no-pin, and the header says so.
+    assert!(
+        s.lines()
+            .nth(1)
+            .unwrap()
+            .contains("not pinned (but the fcntl design's cases"),
+        "{s}"
+    );
+    // JSON: the delivered rate never exceeds the send rate it came from.
+    let s = run("--json");
+    let rows: Vec<&str> = s.lines().filter(|l| l.contains("fcntl-lock-shm")).collect();
+    assert_eq!(rows.len(), 2, "{s}");
+    for l in rows {
+        let (got, sent, delivered) = (
+            num(l, "records_per_s"),
+            num(l, "sent_per_s"),
+            num(l, "delivered"),
+        );
+        assert!(got > 0.0 && got <= sent + 1.0, "{l}");
+        assert!(delivered > 0.0 && delivered <= 1.0, "{l}");
+    }
 }

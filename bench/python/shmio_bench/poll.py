@@ -5,7 +5,9 @@
 2. A Python-level run of the same pipe chain: N socket pairs, one token circulating (A = 1):
    each read event reads the byte and writes one byte to the next pair. Every
    ``shmio.Poller`` backend against ``selectors.SelectSelector``/``PollSelector``/
-   ``EpollSelector``; microseconds per event, best of a few runs, interleaved.
+   ``EpollSelector``; microseconds per event, best of k runs, interleaved, with the spread of
+   the k runs, (max - min) / median. Every way runs the same k times; at N > 5000 every way
+   runs fewer events per run instead (the O(N) ones cost about 1 ms per event there).
 """
 
 from __future__ import annotations
@@ -34,9 +36,16 @@ SELECTORS: dict[str, Callable[[], selectors.BaseSelector]] = {
 FD_SETSIZE = 1024
 #: Events per configuration for shmio-poll-bench in quick mode (poll at N = 10,000 costs ms each).
 QUICK_NATIVE_EVENTS = 200
+#: Runs of every cell of shmio-poll-bench in quick mode (its default is 5).
+QUICK_NATIVE_REPS = 3
 _FD_SETSIZE_BOUND = ("shmio select", "selectors.SelectSelector")
-#: Backends that scan every fd per wait: at N > 5000, one run of events/20 only.
-_LINEAR = ("shmio select", "shmio poll", "selectors.SelectSelector", "selectors.PollSelector")
+#: Rings larger than this run a twentieth of the events per run (at least 200), every way alike.
+LARGE_N = 5000
+
+
+def events_at(n: int, events: int) -> int:
+    """Events per run at ``n`` pairs, the same for every way."""
+    return max(200, events // 20) if n > LARGE_N else events
 
 
 @dataclass
@@ -44,6 +53,7 @@ class Row:
     way: str
     n: int
     us_per_event: float | None  # None: not applicable (fds above FD_SETSIZE)
+    spread: float | None = None  # (max - min) / median of the runs
 
 
 def _raise_nofile() -> int:
@@ -170,21 +180,14 @@ def python_level(sizes: list[int], events: int, reps: int, steps: Steps | None =
             steps.step(f"Python pipe chain N={n}, {events} events x {reps}")
         ring = _Ring(n)
         try:
-            best: dict[str, float | None] = {}
-            for rep in range(reps):
+            runs: dict[str, list[float]] = {}
+            for _rep in range(reps):
                 for label, f in ways:
+                    runs.setdefault(label, [])
                     if label in _FD_SETSIZE_BOUND and ring.max_fd() >= FD_SETSIZE:
-                        best[label] = None
                         continue
-                    k = events
-                    if label in _LINEAR and n > 5000:
-                        if rep > 0:
-                            continue  # O(N) per event: one short sample is plenty
-                        k = max(200, events // 20)
-                    us = f(ring, k)
-                    prev = best.get(label)
-                    best[label] = us if prev is None else min(prev, us)
-            rows += [Row(label, n, us) for label, us in best.items()]
+                    runs[label].append(f(ring, events_at(n, events)))
+            rows += [_row(label, n, us) for label, us in runs.items()]
         finally:
             ring.close()
         if steps is not None:
@@ -192,21 +195,33 @@ def python_level(sizes: list[int], events: int, reps: int, steps: Steps | None =
     return rows
 
 
+def _row(way: str, n: int, runs: list[float]) -> Row:
+    """A cell from its runs: the best (fewest µs per event) and the spread."""
+    if not runs:
+        return Row(way, n, None)
+    s = sorted(runs)
+    median = s[len(s) // 2]
+    return Row(way, n, s[0], (s[-1] - s[0]) / median if median > 0 else 0.0)
+
+
 _NATIVE_ROW = re.compile(r"^\s*(\d+)\s+(\d+)\s*\|(.*)$")
-_NATIVE_CELL = re.compile(r"n/a \([^)]*\)|\d+ \(\d+\.\d+\)|\d+\.\d+")
+#: A cell: "ns (syscalls) spread%", "n/a (why)", or the closing ratio.
+_NATIVE_CELL = re.compile(r"n/a \([^)]*\)|\d+ \(\d+\.\d+\)\s+\d+%|\d+\.\d+|NaN")
 
 
 def native(quick: bool) -> tuple[list[str], list[list[str]]]:
-    """Runs shmio-poll-bench; returns its column names and rows (cells as printed)."""
+    """Runs shmio-poll-bench; returns its column names and rows (cells as printed, but one
+    space between a cell's parts)."""
     prog = find_program("shmio-poll-bench")
-    out = run_program([prog, str(QUICK_NATIVE_EVENTS)] if quick else [prog])
+    quick_args = [str(QUICK_NATIVE_EVENTS), "--reps", str(QUICK_NATIVE_REPS)]
+    out = run_program([prog, *quick_args] if quick else [prog])
     header = ["N", "A", "raw epoll", "select", "poll", "epoll", "epoll-et", "rtsig",
               "rtsig-onefd", "epoll/raw"]
     rows = []
     for ln in out.splitlines():
         m = _NATIVE_ROW.match(ln)
         if m:
-            rest = _NATIVE_CELL.findall(m.group(3))
+            rest = [" ".join(c.split()) for c in _NATIVE_CELL.findall(m.group(3))]
             rows.append([m.group(1), m.group(2), *rest])
     rows = [r for r in rows if len(r) == len(header)]
     if not rows:
@@ -218,7 +233,7 @@ def run(out: Path, *, quick: bool = False, native_too: bool = True) -> list[Row]
     """Runs the poller benchmarks; writes ``poll.md`` (and ``poll.png``) into ``out``."""
     sizes = [100, 1000] if quick else [100, 1000, 10_000]
     events = 2000 if quick else 20_000
-    reps = 2 if quick else 3
+    reps = 3 if quick else 5
     steps = Steps(len(sizes) + (1 if native_too else 0))
     notes: list[str] = []
     native_table: tuple[list[str], list[list[str]]] | None = None
@@ -242,6 +257,10 @@ def run(out: Path, *, quick: bool = False, native_too: bool = True) -> list[Row]
             "",
             "## shmio-poll-bench (Rust): pipe chain, ns per event (poller syscalls per event)",
             "",
+            f"Best of {QUICK_NATIVE_REPS if quick else 5} runs per cell, interleaved, and their "
+            "spread, (max - min) / median; at N > 5000 every backend runs a tenth of the events "
+            "per run.",
+            "",
             *table(header, nrows, right=0),
         ]
     ns = sorted({r.n for r in rows})
@@ -249,21 +268,25 @@ def run(out: Path, *, quick: bool = False, native_too: bool = True) -> list[Row]
     by = {(r.way, r.n): r.us_per_event for r in rows}
     base = {n: by.get(("selectors.EpollSelector", n)) for n in ns}
 
+    spreads = {(r.way, r.n): r.spread for r in rows}
+
     def cell(way: str, n: int) -> str:
         v = by.get((way, n))
         if v is None:
             return "n/a (fd > 1023)"
         b = base[n]
-        return f"{v:.2f}" + (f" ({b / v:.2f}x)" if b else "")
+        spread = spreads.get((way, n)) or 0.0
+        return f"{v:.2f}" + (f" ({b / v:.2f}x)" if b else "") + f" {spread * 100:.0f}%"
 
     lines += [
         "",
         "## From Python: pipe chain, one active pair (A = 1)",
         "",
         f"Microseconds per event (each: poll, read a byte, write a byte to the next pair), "
-        f"best of {reps}, {events} events per run (poll at N > 5000: one run of "
-        f"{max(200, events // 20)}); in brackets the speed against "
-        "selectors.EpollSelector (the stdlib's DefaultSelector on Linux).",
+        f"best of {reps} runs, interleaved, {events} events per run (at N > {LARGE_N}: "
+        f"{events_at(LARGE_N + 1, events)}, for every way); in brackets the speed against "
+        "selectors.EpollSelector (the stdlib's DefaultSelector on Linux); then the spread of "
+        f"the {reps} runs, (max - min) / median.",
         "",
         *table(["way", *[f"N={n}" for n in ns]], [[w, *[cell(w, n) for n in ns]] for w in labels]),
     ]

@@ -156,6 +156,35 @@ def test_bench_poll_quick_writes_a_table(tmp_path: Path) -> None:
                 "selectors.PollSelector"):
         assert f"| {way} | " in md, md
     assert "| selectors.SelectSelector | " in md and "n/a (fd > 1023)" in md, md
+    # Every cell with its spread: native "ns (syscalls) spread%", Python "µs (ratio) spread%".
+    assert re.search(r"\| 100 \| 1 \| \d+ \(\d+\.\d\d\) \d+% \|", md), md
+    assert re.search(r"\| shmio epoll \| \d+\.\d\d \(\d+\.\d\dx\) \d+% \|", md), md
+    assert "Best of 3 runs per cell" in md and "best of 3 runs" in md, md
+
+
+def test_bench_poll_every_way_gets_the_same_runs_at_every_n(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No way a single sample where the others get k: at a large N (here any N above 50)
+    # every way runs k times, on the same, smaller number of events.
+    from shmio_bench import poll
+
+    runs: dict[str, list[int]] = {}
+
+    def fake(ring: object, events: int, **way: object) -> float:
+        key = str(way.get("backend") or way["make"])
+        runs.setdefault(key, []).append(events)
+        return [3.0, 1.0, 2.0][len(runs[key]) - 1]
+
+    monkeypatch.setattr(poll, "LARGE_N", 50)
+    monkeypatch.setattr(poll, "_on_shmio", fake)
+    monkeypatch.setattr(poll, "_on_selector", fake)
+    rows = poll.python_level([100], events=8000, reps=3)
+    assert len(runs) == len(poll.SHMIO_BACKENDS) + len(poll.SELECTORS), runs
+    assert all(events == [400, 400, 400] for events in runs.values()), runs
+    for r in rows:
+        # best of the three runs, spread (max - min) / median = (3 - 1) / 2
+        assert (r.us_per_event, r.spread) == (1.0, 1.0), r
 
 
 def test_bench_dirty_quick_samples_and_cleans_up(tmp_path: Path) -> None:

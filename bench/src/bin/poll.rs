@@ -4,8 +4,18 @@
 //! loop, in the same run; prints ns per event and system calls per event.
 //!
 //! ```text
-//! shmio-poll-bench [EVENTS_PER_RUN]     (default 20,000 for A=1, 100,000 for A=100)
+//! shmio-poll-bench [EVENTS_PER_RUN] [--reps K]
+//!     EVENTS_PER_RUN: default 20,000 for A=1, 100,000 for A=100; at N > 5,000 a tenth
+//!                     (at least 1,000, or all of a smaller EVENTS_PER_RUN), for every backend
+//!     --reps K:       runs of every cell (default 5)
 //! ```
+//!
+//! Every cell is the best of the same K runs, interleaved (round r runs every backend once),
+//! with its spread, (max - min) / median: no backend gets fewer samples than another. (The O(N)
+//! backends once ran a single sample at N > 5,000, and one unlucky sample of `poll` at 9,900
+//! fds printed 4.7 ms per event where it measures 0.7-1.3 ms.) At N > 5,000 every backend runs
+//! fewer events per run instead, which keeps `poll`'s runs there (about 1 ms per event at
+//! A = 1) to seconds.
 //!
 //! A program, not a test: nothing here is asserted.
 
@@ -156,17 +166,80 @@ fn run_raw_epoll(n: usize, active: usize, events: usize) -> (f64, f64) {
     )
 }
 
-/// Best of `REPS`, the configurations interleaved so that a noisy moment hits all alike.
+/// Runs of every cell unless `--reps` says otherwise.
 const REPS: usize = 5;
 
+/// Rings larger than this run a tenth of the events per run, every backend alike.
+const LARGE_N: usize = 5000;
+
+/// Events per run at `n` pairs: `events`, or at N > [`LARGE_N`] a tenth of it (at least 1,000,
+/// or all of a smaller `events`).
+fn events_at(n: usize, events: usize) -> usize {
+    if n > LARGE_N {
+        (events / 10).max(events.min(1000))
+    } else {
+        events
+    }
+}
+
+/// A cell's runs: the best (fewest ns per event) with its syscalls per event, and the spread
+/// of the ns, (max - min) / median. `None`: the cell did not run.
+fn summary(runs: &[(f64, f64)]) -> Option<((f64, f64), f64)> {
+    let best = *runs.iter().min_by(|x, y| x.0.total_cmp(&y.0))?;
+    let mut ns: Vec<f64> = runs.iter().map(|r| r.0).collect();
+    ns.sort_by(f64::total_cmp);
+    let median = ns[ns.len() / 2];
+    let spread = if median > 0.0 {
+        (ns[ns.len() - 1] - ns[0]) / median
+    } else {
+        0.0
+    };
+    Some((best, spread))
+}
+
+/// One cell as printed: `ns (syscalls) spread%`, or why it did not run.
+fn cell(runs: &[(f64, f64)]) -> String {
+    match summary(runs) {
+        Some(((ns, sys), spread)) => format!("{ns:>7.0} ({sys:.2}) {:>3.0}%", spread * 100.0),
+        // select: an fd above 1023; rtsig: RLIMIT_NOFILE too low for 3 per pair.
+        None => format!("{:>19}", "n/a (fds)"),
+    }
+}
+
+/// The command line: EVENTS_PER_RUN and `--reps K`; exits with status 2 on anything else.
+fn args() -> (Option<usize>, usize) {
+    let usage = || -> ! {
+        eprintln!("usage: shmio-poll-bench [EVENTS_PER_RUN] [--reps K]  (K >= 1, default {REPS})");
+        std::process::exit(2)
+    };
+    let (mut events, mut reps) = (None, REPS);
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        if a == "--reps" {
+            reps = it
+                .next()
+                .and_then(|k| k.parse().ok())
+                .filter(|&k| k > 0)
+                .unwrap_or_else(|| usage());
+        } else if let (None, Ok(e)) = (events, a.parse::<usize>()) {
+            events = Some(e);
+        } else {
+            usage();
+        }
+    }
+    (events, reps)
+}
+
 fn main() {
-    let arg: Option<usize> = std::env::args().nth(1).map(|s| s.parse().unwrap());
+    let (arg, reps) = args();
     let nofile = raise_nofile();
     println!(
-        "pipe-chain dispatch: ns per event (poller syscalls per event), best of {REPS} (poll at N > 5000: 1), interleaved"
+        "pipe-chain dispatch: ns per event (poller syscalls per event) and the spread, (max - \
+         min) / median, of every cell's {reps} runs, best of {reps}, interleaved; at N > \
+         {LARGE_N} a tenth of the events per run, for every backend"
     );
     println!(
-        "{:>6} {:>4} | {:>13} | {:>13} {:>13} {:>13} {:>13} {:>13} {:>13} | {:>9}",
+        "{:>6} {:>4} | {:>19} | {:>19} {:>19} {:>19} {:>19} {:>19} {:>19} | {:>9}",
         "N",
         "A",
         "raw epoll",
@@ -182,14 +255,11 @@ fn main() {
         // With a hard RLIMIT_NOFILE of 20,000, "10,000" becomes 9,900 pairs (printed as is).
         let n = n.min((nofile as usize).saturating_sub(200) / 2);
         for a in [1usize, 100] {
-            let events = arg.unwrap_or(if a == 1 { 20_000 } else { 100_000 });
-            let mut raw = (f64::MAX, 0.0);
-            let mut res = [(f64::MAX, 0.0); 6];
-            for rep in 0..REPS {
-                let r = run_raw_epoll(n, a, events);
-                if r.0 < raw.0 {
-                    raw = r;
-                }
+            let events = events_at(n, arg.unwrap_or(if a == 1 { 20_000 } else { 100_000 }));
+            let mut raw = Vec::new();
+            let mut res: [Vec<(f64, f64)>; 6] = Default::default();
+            for _ in 0..reps {
+                raw.push(run_raw_epoll(n, a, events));
                 for (k, b) in Backend::ALL.into_iter().enumerate() {
                     if b == Backend::Select && 2 * n + 16 > 1024 {
                         continue;
@@ -200,25 +270,18 @@ fn main() {
                     if rt && 3 * n + 200 > nofile as usize {
                         continue;
                     }
-                    if b == Backend::Poll && n > 5000 && rep > 0 {
-                        continue; // O(N) per event: one sample is plenty
-                    }
-                    let r = run_shmio(b, n, a, events);
-                    if r.0 < res[k].0 {
-                        res[k] = r;
-                    }
+                    res[k].push(run_shmio(b, n, a, events));
                 }
             }
-            let mut row = format!("{n:>6} {a:>4} | {:>6.0} ({:.2}) |", raw.0, raw.1);
-            for r in res {
-                if r.0 == f64::MAX {
-                    // select: an fd above 1023; rtsig: RLIMIT_NOFILE too low for 3 per pair.
-                    row += &format!(" {:>13}", "n/a (fds)");
-                } else {
-                    row += &format!(" {:>6.0} ({:.2})", r.0, r.1);
-                }
+            let mut row = format!("{n:>6} {a:>4} | {} |", cell(&raw));
+            for r in &res {
+                row += &format!(" {}", cell(r));
             }
-            row += &format!(" | {:>9.2}", res[2].0 / raw.0);
+            // shmio's epoll against the raw loop, best against best.
+            let ratio = summary(&res[2])
+                .zip(summary(&raw))
+                .map_or(f64::NAN, |((e, _), (r, _))| e.0 / r.0);
+            row += &format!(" | {ratio:>9.2}");
             println!("{row}");
         }
     }

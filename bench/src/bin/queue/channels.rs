@@ -11,7 +11,7 @@ use shmio::queue::{Consumer, Policy, Producer, QueueOptions, Start};
 use crate::iox;
 use crate::peers::{Fcntl, MqRx, MqTx, Rx, ShmioRx, ShmioTx, StreamRx, StreamTx, Tx};
 use crate::ring::Ring;
-use crate::systems::{Mode, Sys, capacity};
+use crate::systems::{Mode, Sys, capacity, depth};
 
 pub fn chan_path(base: &str, k: usize) -> String {
     format!("/dev/shm/{base}-{k}")
@@ -69,6 +69,11 @@ pub fn make_tx(
                     std::fs::File::from_raw_fd(fds[1]),
                 )
             };
+            if sys == Sys::Pipe
+                && let Some(d) = depth()
+            {
+                set_pipe_size(wr.as_raw_fd(), d * size);
+            }
             (Box::new(StreamTx(wr)), Some(rd))
         }
         Sys::Mq => {
@@ -78,10 +83,16 @@ pub fn make_tx(
             attr.mq_maxmsg = mq_depth(size, alive);
             attr.mq_msgsize = size as _;
             created_mq(&name, true);
-            // SAFETY: a valid name and attribute struct.
-            let q = unsafe {
-                libc::mq_open(name.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o600, &attr)
+            let open = |attr: &libc::mq_attr| {
+                // SAFETY: a valid name and attribute struct.
+                unsafe { libc::mq_open(name.as_ptr(), libc::O_CREAT | libc::O_WRONLY, 0o600, attr) }
             };
+            let mut q = open(&attr);
+            // A `--depth` above fs.mqueue.msg_max is refused without CAP_SYS_RESOURCE.
+            if q < 0 && attr.mq_maxmsg > msg_max() {
+                attr.mq_maxmsg = msg_max();
+                q = open(&attr);
+            }
             assert!(q >= 0, "mq_open: {}", std::io::Error::last_os_error());
             (Box::new(MqTx(q)), None)
         }
@@ -151,9 +162,9 @@ pub fn cleanup(sys: Sys, base: &str, k: usize) {
     }
 }
 
-/// Messages per POSIX queue: 10 (fs.mqueue.msg_max's default), fewer when `alive` queues of
-/// `size`-byte messages would exceed RLIMIT_MSGQUEUE (800 KiB per user by default, which we
-/// may not be allowed to raise): four queues of 64 KiB records get 2 messages each.
+/// Messages per POSIX queue: `--depth` or 10 (fs.mqueue.msg_max's default), fewer when `alive`
+/// queues of `size`-byte messages would exceed RLIMIT_MSGQUEUE (800 KiB per user by default,
+/// which we may not be allowed to raise): four queues of 64 KiB records get 2 messages each.
 pub fn mq_depth(size: usize, alive: usize) -> libc::c_long {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
@@ -167,7 +178,30 @@ pub fn mq_depth(size: usize, alive: usize) -> libc::c_long {
     };
     // Each message costs its size plus the kernel's bookkeeping (well under 1 KiB).
     let fit = limit / alive.max(1) / (size + 1024);
-    fit.clamp(1, 10) as libc::c_long
+    fit.clamp(1, depth().unwrap_or(10)) as libc::c_long
+}
+
+/// fs.mqueue.msg_max: the most messages a queue may hold without CAP_SYS_RESOURCE.
+fn msg_max() -> libc::c_long {
+    std::fs::read_to_string("/proc/sys/fs/mqueue/msg_max")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(10)
+}
+
+/// `--depth` for a pipe: its buffer set to `bytes` (the kernel rounds up to a power of two of
+/// pages), or to fs.pipe-max-size when more is refused (without CAP_SYS_RESOURCE).
+fn set_pipe_size(fd: RawFd, bytes: usize) {
+    let max: usize = std::fs::read_to_string("/proc/sys/fs/pipe-max-size")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(1 << 20);
+    for want in [bytes, bytes.min(max)] {
+        // SAFETY: F_SETPIPE_SZ on a pipe we hold; no memory is passed.
+        if unsafe { libc::fcntl(fd, libc::F_SETPIPE_SZ, want as libc::c_int) } >= 0 {
+            return;
+        }
+    }
 }
 
 /// Message queues outlive their processes until unlinked (and count against the user's
@@ -252,7 +286,8 @@ pub fn spawn_ready(args: &[&dyn std::fmt::Display], inherit: Option<OwnedFd>) ->
 
 /// Starts the child end of a run of `sys` on the channels named after `base`, `role` being
 /// `--child-rx` or `--child-echo`: its arguments are the system, `base`, `args`, the number of
-/// the descriptor `fd` it inherits (`-1`: none) and the wait mode.
+/// the descriptor `fd` it inherits (`-1`: none), the wait mode and `--depth` (0: not given;
+/// [`child_depth`] takes it).
 pub fn spawn_peer(
     role: &str,
     sys: Sys,
@@ -263,10 +298,17 @@ pub fn spawn_peer(
 ) -> Child {
     let raw = fd.as_ref().map_or(-1, |f| f.as_raw_fd());
     let (name, mode) = (sys.name(), mode.name());
+    let depth = crate::systems::depth().unwrap_or(0);
     let mut all: Vec<&dyn std::fmt::Display> = vec![&role, &name, &base];
     all.extend_from_slice(args);
-    all.extend([&raw as &dyn std::fmt::Display, &mode]);
+    all.extend([&raw as &dyn std::fmt::Display, &mode, &depth]);
     spawn_ready(&all, fd)
+}
+
+/// In a child started by [`spawn_peer`]: takes the parent's `--depth` (its last argument).
+pub fn child_depth(args: &[String]) {
+    let d: usize = args.last().and_then(|d| d.parse().ok()).unwrap_or(0);
+    crate::systems::set_depth(Some(d));
 }
 
 /// In a child: tells the parent that this end is open ([`spawn_ready`] waits for it).

@@ -1,20 +1,23 @@
 //! The command line: `--help`, the check of the arguments, and the settings of a run.
 
-use crate::systems::{ALL, Sys};
+use crate::systems::{ALL, DEPTH_HONOURED, Sys, round_depth};
 
 /// Prints `--help`.
 pub fn usage() {
     println!(
         "shmio-bench [--quick] [--json] [--sizes 8,64,1024,65536] [--systems a,b,...] \
          [--patterns 1to1,1to4,rtt-spin,rtt-block] [--trips N] [--count N] [--repeat K] \
-         [--pin | --no-pin] [--no-gates]\n\
+         [--depth N] [--pin | --no-pin] [--no-gates]\n\
          --quick: 64 B and 64 KiB, fewer records and trips\n\
          --count: records per throughput run; --trips: round trips per latency run\n\
          --repeat: runs of each case (best, median, spread; default 3 quick, 5 full)\n\
+         --depth N: records each channel buffers, rounded up to a power of two (default: \
+         1024 up to 4 KiB records, 1 MiB's worth of larger ones, at least 4); honoured by {}\n\
          --pin (default with 2+ CPUs): producer and children on fixed CPUs; --no-pin\n\
          --no-gates: do not fail on the sanity gates (smoke runs too short to measure)\n\
          --gates-from FILE: only check the sanity gates on a --json run's lines\n\
          systems: {}",
+        DEPTH_HONOURED,
         ALL.map(Sys::name).join(", ")
     );
 }
@@ -25,9 +28,14 @@ pub fn check(args: &[String]) {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" | "--json" | "--pin" | "--no-pin" | "--no-gates" => {}
-            "--sizes" | "--systems" | "--patterns" | "--trips" | "--count" | "--repeat" => {
-                if it.next().is_none() {
+            "--sizes" | "--systems" | "--patterns" | "--trips" | "--count" | "--repeat"
+            | "--depth" => {
+                let Some(v) = it.next() else {
                     eprintln!("shmio-bench: {a} needs a value (see --help)");
+                    std::process::exit(2);
+                };
+                if a == "--depth" && !v.parse::<usize>().is_ok_and(|d| (1..=1 << 24).contains(&d)) {
+                    eprintln!("shmio-bench: --depth takes 1 ..= 16777216 records, not {v:?}");
                     std::process::exit(2);
                 }
             }
@@ -55,6 +63,8 @@ pub struct Settings<'a> {
     pub pin: bool,
     /// Whether the sanity gates fail the run.
     pub gates: bool,
+    /// `--depth`, rounded up to a power of two (`None`: each system's default).
+    pub depth: Option<usize>,
     count: Option<&'a String>,
 }
 
@@ -105,6 +115,7 @@ impl<'a> Settings<'a> {
             repeat,
             pin: !args.iter().any(|a| a == "--no-pin"),
             gates: !args.iter().any(|a| a == "--no-gates"),
+            depth: opt("--depth").map(|d| round_depth(d.parse().expect("--depth"))),
             quick,
             json,
             sizes,

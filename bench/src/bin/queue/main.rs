@@ -19,7 +19,7 @@
 //! ```text
 //! shmio-bench [--quick] [--json] [--sizes 8,64,1024,65536] [--systems a,b,...]
 //!             [--patterns 1to1,1to4,rtt-spin,rtt-block] [--trips N] [--count N]
-//!             [--repeat K] [--pin | --no-pin] [--no-gates]
+//!             [--repeat K] [--depth N] [--pin | --no-pin] [--no-gates]
 //! shmio-bench --gates-from FILE   (the sanity gates on a saved --json run)
 //! ```
 
@@ -58,6 +58,7 @@ fn main() {
     raise_mq_limit();
     unlink_mqs_on_panic();
     let run = Settings::parse(&args);
+    systems::set_depth(run.depth);
     let mut out = Out::new(run.json);
     // The machine's CPUs as the run found them (pinning narrows this process to one).
     let machine = machine();
@@ -68,9 +69,16 @@ fn main() {
             if run.quick { " --quick" } else { "" },
         );
         println!(
-            "# each case {} time(s): best, median, spread (max - min) / median; {}",
+            "# each case {} time(s): best, median, spread (max - min) / median; {}; {}",
             run.repeat,
-            if cpus.is_empty() {
+            run.depth.map_or(
+                "depth: each system's default (1024 records up to 4 KiB, 1 MiB of larger)".into(),
+                |d| format!("depth: {d} records per channel (--depth)")
+            ),
+            if cpus.is_empty() && run.systems.contains(&Sys::Fcntl) && pin::allowed().len() > 1 {
+                "not pinned (but the fcntl design's cases, whose consumers must keep up)"
+                    .to_string()
+            } else if cpus.is_empty() {
                 "not pinned".to_string()
             } else {
                 format!(
@@ -149,12 +157,14 @@ fn throughputs(run: &Settings, order: &[Sys], size: usize, out: &mut Out) {
         }
     }
     let runs = interleave(run.repeat, &cases, |&(sys, consumers, pattern)| {
-        let n = if sys == Sys::Fcntl {
-            count.min(20_000)
+        if sys == Sys::Fcntl {
+            // Its consumer must keep up for its figure to mean anything (`peers::Fcntl`): on
+            // a CPU of its own, and over enough records (0.2 s or more at its ~0.5 M/s) that
+            // one preemption of it does not decide the run.
+            pin::pinned(|| throughput(sys, size, consumers, count.min(100_000), pattern))
         } else {
-            count
-        };
-        throughput(sys, size, consumers, n, pattern)
+            throughput(sys, size, consumers, count, pattern)
+        }
     });
     for ((sys, _, pattern), r) in cases.iter().zip(runs) {
         out.throughput(sys.name(), pattern, size, &r);

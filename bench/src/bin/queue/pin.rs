@@ -6,6 +6,11 @@
 //! With fewer CPUs than processes the children share: on two CPUs the four consumers of a
 //! 1 -> 4 case all run on the second CPU (time-sliced there, with the producer alone on the
 //! first), which is what a user pinning one producer core and one consumer core gets.
+//!
+//! The fcntl design's cases run pinned even with `--no-pin` ([`pinned`]): its producer never
+//! waits, so its figure means something only with a consumer that can keep up, on a CPU of
+//! its own (unpinned, sharing CPUs with the producer, its consumer received a quarter of the
+//! records sent in a run here).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,10 +37,17 @@ pub fn allowed() -> Vec<usize> {
 
 /// A set holding only `cpu`.
 pub fn only(cpu: usize) -> libc::cpu_set_t {
+    set_of(&[cpu])
+}
+
+/// A set holding `cpus`.
+fn set_of(cpus: &[usize]) -> libc::cpu_set_t {
     // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` came from the allowed list, below CPU_SETSIZE.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
+    for &cpu in cpus {
+        // SAFETY: `cpu` came from the allowed list, below CPU_SETSIZE.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
     set
 }
 
@@ -55,6 +67,23 @@ pub fn start(want: bool) -> Vec<usize> {
     }
     *CPUS.lock().unwrap() = cpus.clone();
     cpus
+}
+
+/// Runs `case` pinned as `--pin` pins (when the run is not pinning already and has two CPUs
+/// or more), then gives this process its CPUs back.
+pub fn pinned<T>(case: impl FnOnce() -> T) -> T {
+    if !CPUS.lock().unwrap().is_empty() {
+        return case();
+    }
+    let cpus = allowed();
+    if cpus.len() < 2 || !apply(&only(cpus[0])) {
+        return case();
+    }
+    *CPUS.lock().unwrap() = cpus.clone();
+    let r = case();
+    CPUS.lock().unwrap().clear();
+    apply(&set_of(&cpus));
+    r
 }
 
 /// A new case begins: its first child goes to the second CPU again.

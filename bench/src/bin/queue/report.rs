@@ -89,8 +89,9 @@ impl Out {
         let gbps = rate * size as f64 / 1e9;
         if self.json {
             println!(
-                "{{\"system\":\"{system}\",\"pattern\":\"{pattern}\",\"size\":{size},\"records_per_s\":{rate:.0},\"median_per_s\":{median:.0},\"spread\":{spread:.4},\"repeats\":{},\"sent_per_s\":{sent:.0},\"gbps\":{gbps:.3},\"delivered\":{delivered:.4}}}",
-                runs.len()
+                "{{\"system\":\"{system}\",\"pattern\":\"{pattern}\",\"size\":{size},\"records_per_s\":{rate:.0},\"median_per_s\":{median:.0},\"spread\":{spread:.4},\"repeats\":{},\"sent_per_s\":{sent:.0},\"gbps\":{gbps:.3},\"delivered\":{delivered:.4},\"depth\":{}}}",
+                runs.len(),
+                crate::systems::capacity(size)
             );
             return;
         }
@@ -100,7 +101,9 @@ impl Out {
                 .filter(|_| other != system)
                 .map_or(String::new(), |b| format!("{:>7.1}x {other}", rate / b))
         };
-        let lost = if delivered < 1.0 {
+        // Systems that may lap a consumer show their send rate beside what arrived, always.
+        let lossy = crate::systems::Sys::parse(system).is_some_and(|s| !s.lossless());
+        let lost = if delivered < 1.0 || lossy {
             format!(
                 "  (sent {sent:.0}/s, the slowest consumer got {:.1}%)",
                 runs[at].delivered * 100.0

@@ -6,7 +6,9 @@ use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::channels::{cleanup, make_rx, make_tx, say_ready, socketpair, spawn_peer, spawn_ready};
+use crate::channels::{
+    child_depth, cleanup, make_rx, make_tx, say_ready, socketpair, spawn_peer, spawn_ready,
+};
 use crate::peers::{Rx, Shm, StreamRx, StreamTx, Tx};
 use crate::systems::{Mode, Sys};
 
@@ -70,6 +72,7 @@ pub fn child_echo(args: &[String]) {
         args[4].parse().unwrap(),
     );
     let mode = Mode::parse(&args[5]);
+    child_depth(args);
     let mut rx = make_rx(sys, base, 0, size, fd, mode);
     let mut tx: Box<dyn Tx> = match sys {
         // SAFETY: our stdout is a pipe to the parent, used only for the echo from here on.

@@ -1,5 +1,7 @@
 //! The systems compared, how their waits wait, and what every one of them shares: the
-//! records each channel buffers and the sequence number a record carries.
+//! records each channel buffers (`--depth`) and the sequence number a record carries.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Sys {
@@ -87,16 +89,43 @@ impl Mode {
     }
 }
 
+/// `--depth`: the records every channel buffers (0: not given, each system's default).
+static DEPTH: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets `--depth` for this process (the parent from its arguments, a child from the parent's).
+pub fn set_depth(depth: Option<usize>) {
+    DEPTH.store(depth.unwrap_or(0), Ordering::Relaxed);
+}
+
+/// `--depth`, if given.
+pub fn depth() -> Option<usize> {
+    Some(DEPTH.load(Ordering::Relaxed)).filter(|&d| d > 0)
+}
+
+/// `--depth N` as the run uses it: rounded up to a power of two (shmio's slot counts are), at
+/// least 2, so that every system that honours it buffers the same number of records.
+pub fn round_depth(n: usize) -> usize {
+    n.max(2).next_power_of_two()
+}
+
 /// Records each channel buffers, the same for every system that lets us choose (shmio,
-/// iceoryx2, the minimal ring): 1024 small records; for large ones about 1 MiB (16 of 64 KiB),
-/// so that the ring stays in a core's L2 cache as iceoryx2's recycled samples do.
+/// iceoryx2, the minimal ring): `--depth`, or by default 1024 small records and for large
+/// ones about 1 MiB (16 of 64 KiB), so that the ring stays in a core's L2 cache as iceoryx2's
+/// recycled samples do.
 pub fn capacity(size: usize) -> usize {
-    if size <= 4096 {
+    depth().unwrap_or(if size <= 4096 {
         1024
     } else {
         ((1 << 20) / size).max(4)
-    }
+    })
 }
+
+/// The systems that buffer `--depth` records, and how (for `--help` and the run's header).
+pub const DEPTH_HONOURED: &str = "shmio (slots), minimal-ring (slots), iceoryx2 (each \
+     subscriber's buffer; history stays 0), fcntl-lock-shm (slots; default 64), posix-mq \
+     (mq_maxmsg, at most fs.mqueue.msg_max unless privileged, and RLIMIT_MSGQUEUE; default \
+     10), pipe (F_SETPIPE_SZ to N records' bytes, at most fs.pipe-max-size unless \
+     privileged; default 64 KiB); unix-stream keeps its default socket buffers";
 
 pub fn seq_of(b: &[u8]) -> u64 {
     let mut a = [0u8; 8];

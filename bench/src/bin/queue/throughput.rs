@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::os::fd::RawFd;
 use std::time::Instant;
 
-use crate::channels::{cleanup, make_rx, make_tx, say_ready, spawn_peer};
+use crate::channels::{child_depth, cleanup, make_rx, make_tx, say_ready, spawn_peer};
 use crate::systems::{Mode, Sys};
 
 /// The ceiling for large records: single-core memcpy of `size`-byte records into a 4 MiB ring
@@ -125,6 +125,7 @@ pub fn child_rx(args: &[String]) {
         args[5].parse().unwrap(),
     );
     let mode = Mode::parse(&args[6]);
+    child_depth(args);
     let mut rx = make_rx(sys, base, k, size, fd, mode);
     say_ready();
     let mut buf = vec![0u8; size];
