@@ -8,9 +8,12 @@ use pyo3::types::PyBytes;
 use shmio::zc::{Cache, Entry};
 
 use super::zerocopy::sent_tuple;
-use super::{ProgressTuple, PySplicer, PyZeroCopy, borrow, fd_obj, progress_tuple, take};
+use super::{
+    ProgressTuple, PySplicer, PyZeroCopy, borrow, close_state, fd_obj, is_closed, progress_tuple,
+    state_repr, take,
+};
 use crate::errors::{closed_handle, to_py};
-use crate::glue::{PyBuf, closing_context_manager, handle_repr};
+use crate::glue::{PyBuf, closing_context_manager};
 
 /// A shared cache: a named region of entries written once and read in place by every process
 /// that opens it. Entries are `(offset, len)` tuples.
@@ -159,27 +162,23 @@ impl PyCache {
 
     #[getter]
     fn closed(&self) -> bool {
-        self.inner.lock().map_or(true, |g| g.is_none())
+        is_closed(&self.inner)
     }
 
     /// Unmaps the cache (once no call uses it). Idempotent.
     fn close(&self, _py: Python<'_>) -> PyResult<()> {
-        if let Ok(mut g) = self.inner.lock() {
-            g.take();
-        }
+        close_state(&self.inner);
         Ok(())
     }
 
     fn __repr__(&self) -> String {
-        let g = self.inner.try_lock().ok();
-        let open = g.as_ref().and_then(|g| g.as_ref()).map(|c| {
+        state_repr("Cache", &self.inner, |c| {
             format!(
                 "{} max_entries={}",
                 c.region().path().display(),
                 c.max_entries()
             )
-        });
-        handle_repr("Cache", open)
+        })
     }
 }
 

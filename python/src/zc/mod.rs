@@ -86,6 +86,27 @@ pub(crate) fn take<'a, T>(
     Ok(g)
 }
 
+/// Whether a handle's state is gone (closed).
+pub(crate) fn is_closed<T>(m: &Mutex<Option<T>>) -> bool {
+    m.lock().unwrap_or_else(|p| p.into_inner()).is_none()
+}
+
+/// Drops a handle's state (idempotent); waits for a call in progress to finish.
+pub(crate) fn close_state<T>(m: &Mutex<Option<T>>) {
+    m.lock().unwrap_or_else(|p| p.into_inner()).take();
+}
+
+/// `repr()` of a handle whose state is `m`, `state` describing an open one (a handle in use by
+/// a call shows as closed rather than waiting).
+pub(crate) fn state_repr<T>(
+    class: &str,
+    m: &Mutex<Option<T>>,
+    state: impl FnOnce(&T) -> String,
+) -> String {
+    let g = m.try_lock().ok();
+    crate::glue::handle_repr(class, g.as_ref().and_then(|g| g.as_ref()).map(state))
+}
+
 /// Sends `count` bytes of the file `file` from `offset` to `sock` with `sendfile(2)` (a copy
 /// through `pread` + `send` where it is refused); returns `(sent, remaining, method)`.
 #[pyfunction]

@@ -6,9 +6,11 @@ use pyo3::prelude::*;
 
 use shmio::zc::{self, Splicer};
 
-use super::{ProgressTuple, borrow, fd_obj, progress_tuple, take};
+use super::{
+    ProgressTuple, borrow, close_state, fd_obj, is_closed, progress_tuple, state_repr, take,
+};
 use crate::errors::to_py;
-use crate::glue::{PyBuf, closing_context_manager, handle_repr};
+use crate::glue::{PyBuf, closing_context_manager};
 
 /// Sends bytes in memory to sockets without a copy through a user-space buffer. The bytes must
 /// not change until a send is done (`remaining == 0`).
@@ -81,24 +83,19 @@ impl PySplicer {
 
     #[getter]
     fn closed(&self) -> bool {
-        self.inner.lock().map_or(true, |g| g.is_none())
+        is_closed(&self.inner)
     }
 
     /// Closes the pipe. Idempotent.
     fn close(&self, _py: Python<'_>) -> PyResult<()> {
-        if let Ok(mut g) = self.inner.lock() {
-            g.take();
-        }
+        close_state(&self.inner);
         Ok(())
     }
 
     fn __repr__(&self) -> String {
-        let g = self.inner.try_lock().ok();
-        let open = g
-            .as_ref()
-            .and_then(|g| g.as_ref())
-            .map(|s| format!("pipe_size={} pending={}", s.pipe_size(), s.pending()));
-        handle_repr("Splicer", open)
+        state_repr("Splicer", &self.inner, |s| {
+            format!("pipe_size={} pending={}", s.pipe_size(), s.pending())
+        })
     }
 }
 

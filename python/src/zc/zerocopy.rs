@@ -7,9 +7,9 @@ use pyo3::prelude::*;
 
 use shmio::zc::{Reaped, Sent, ZeroCopy};
 
-use super::{borrow, fd_arg, fd_obj, take};
+use super::{borrow, close_state, fd_arg, fd_obj, is_closed, state_repr, take};
 use crate::errors::to_py;
-use crate::glue::{PyBuf, closing_context_manager, handle_repr, timeout_arg};
+use crate::glue::{PyBuf, closing_context_manager, timeout_arg};
 
 /// `MSG_ZEROCOPY` sends on one socket (its descriptor number, kept; the socket stays the
 /// caller's). A buffer may be rewritten only once the sends that took its bytes are complete.
@@ -109,28 +109,24 @@ impl PyZeroCopy {
 
     #[getter]
     fn closed(&self) -> bool {
-        self.inner.lock().map_or(true, |g| g.is_none())
+        is_closed(&self.inner)
     }
 
     /// Forgets the state (the socket stays open). Idempotent.
     fn close(&self, _py: Python<'_>) -> PyResult<()> {
-        if let Ok(mut g) = self.inner.lock() {
-            g.take();
-        }
+        close_state(&self.inner);
         Ok(())
     }
 
     fn __repr__(&self) -> String {
-        let g = self.inner.try_lock().ok();
-        let open = g.as_ref().and_then(|g| g.as_ref()).map(|z| {
+        state_repr("ZeroCopy", &self.inner, |z| {
             format!(
                 "fd={} zerocopy={} outstanding={}",
                 self.sock,
                 z.is_zerocopy(),
                 z.outstanding()
             )
-        });
-        handle_repr("ZeroCopy", open)
+        })
     }
 }
 

@@ -1,6 +1,6 @@
 //! `sendfile` and `SendFile`.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::Shutdown;
 
 use super::*;
@@ -130,4 +130,20 @@ fn a_peer_that_disconnects_is_an_error_not_a_signal() {
         });
         assert_eq!(code, 0, "tcp {tcp}: not a disconnect error");
     }
+}
+
+#[test]
+fn a_client_that_disconnects_mid_send_ends_it_with_an_error() {
+    let data = pattern(32 << 20, 12);
+    let (_t, f) = Tmp::file("midsend", &data);
+    let (tx, mut rx) = tcp_pair();
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 100_000];
+        rx.read_exact(&mut buf).unwrap();
+        buf
+        // Closed here with data unread: the peer answers further segments with a reset.
+    });
+    let e = sendfile(&tx, &f, 0, data.len() as u64).unwrap_err();
+    assert!(e.is_disconnect(), "{e}");
+    assert!(reader.join().unwrap() == data[..100_000]);
 }

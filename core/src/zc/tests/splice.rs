@@ -98,3 +98,19 @@ fn splicer_reports_a_vanished_peer() {
     });
     assert_eq!(code, 0);
 }
+
+#[test]
+fn splicer_send_to_a_client_that_disconnects_mid_send() {
+    let data = pattern(32 << 20, 13);
+    let (tx, mut rx) = tcp_pair();
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 100_000];
+        std::io::Read::read_exact(&mut rx, &mut buf).unwrap();
+        buf
+    });
+    let mut sp = Splicer::new().unwrap();
+    let e = sp.send(&tx, &data).unwrap_err();
+    assert!(e.is_disconnect(), "{e}");
+    assert_eq!(sp.pending(), 0);
+    assert!(reader.join().unwrap() == data[..100_000]);
+}
