@@ -37,7 +37,9 @@ pub struct Entry {
 /// to change them.
 ///
 /// Nothing read from the region is trusted: the header and every entry are checked against
-/// the mapping's size, and a bad one is [`Error::Corrupt`].
+/// the mapping's size, and a bad one is [`Error::Corrupt`]. An `add` whose process died
+/// mid-copy leaves the region torn (the region's robust lock records it): lookups then fail
+/// with the region's `Torn` until the cache is made again.
 ///
 /// Layout of the region's data: a 64-byte header (magic `SHMIOZC1`, `max_entries`, entry
 /// size 128, data start, bytes used, entry count), `max_entries` entries of 128 bytes (key
