@@ -271,6 +271,31 @@
 #define SHMIO_VM_DIRTY_EXPIRE_CENTISECS 5
 
 /**
+ * Method: `sendfile(2)`.
+ */
+#define SHMIO_ZC_METHOD_SENDFILE 0
+
+/**
+ * Method: `vmsplice(2)` + `splice(2)` through the splicer's pipe.
+ */
+#define SHMIO_ZC_METHOD_SPLICE 1
+
+/**
+ * Method: `send(MSG_ZEROCOPY)`.
+ */
+#define SHMIO_ZC_METHOD_ZEROCOPY 2
+
+/**
+ * Method: the fallback, a copy (`pread` + `send`, or a plain `send`/`write`).
+ */
+#define SHMIO_ZC_METHOD_COPY 3
+
+/**
+ * The longest cache key, in bytes.
+ */
+#define SHMIO_ZC_MAX_KEY 104
+
+/**
  * Result of every fallible shmio call. The numbers are stable and never reused.
  */
 typedef enum shmio_status {
@@ -455,6 +480,15 @@ typedef struct shmio_region shmio_region;
 typedef struct shmio_region_claim shmio_region_claim;
 
 /**
+ * Sends bytes in memory to sockets without a copy: `vmsplice` maps the caller's pages into a
+ * pipe the splicer owns (made once, reused by every send), `splice` moves them to the socket.
+ * **The bytes must not change until the send is done** (`remaining` 0): the pipe, then the
+ * socket, reference the pages, not a copy. Where splicing is refused the bytes go out with
+ * `send`/`write` (`SHMIO_ZC_METHOD_COPY`). One thread at a time per splicer.
+ */
+typedef struct shmio_splicer shmio_splicer;
+
+/**
  * A bounded blocking multi-producer multi-consumer queue of `void *` items (opaque). Every
  * function on it is thread-safe, except `shmio_tqueue_free`.
  */
@@ -467,6 +501,24 @@ typedef struct shmio_tqueue shmio_tqueue;
  * returns `SHMIO_ERR_FORKED` (it would wake the parent's poller).
  */
 typedef struct shmio_waker shmio_waker;
+
+/**
+ * A shared cache: a region (`/dev/shm/<name>` or a path) holding up to `max_entries` named
+ * entries, each written once by `shmio_zc_cache_add` and read in place by every process that
+ * opens it. Entries never change and are never removed. Nothing read from the region is
+ * trusted: a bad table is `SHMIO_ERR_CORRUPT`. Thread-safe: any number of threads may use one
+ * handle at once.
+ */
+typedef struct shmio_zc_cache shmio_zc_cache;
+
+/**
+ * `MSG_ZEROCOPY` sends on one socket and their completions. The socket references the
+ * caller's pages instead of copying them: **a buffer may be rewritten only after the sends
+ * that took its bytes are complete** — send (a number in `shmio_zc_sent.seq`), then reap or
+ * wait until `shmio_zc_zerocopy_is_complete(zc, seq)`, then rewrite. On a socket that refuses
+ * `SO_ZEROCOPY` (a Unix socket) sends are plain copies, complete at once. One thread at a time.
+ */
+typedef struct shmio_zerocopy shmio_zerocopy;
 
 /**
  * One event.
@@ -856,6 +908,106 @@ typedef struct shmio_vm_system {
    */
   uint64_t nr_writeback;
 } shmio_vm_system;
+
+/**
+ * What a send did. Fill with `shmio_zc_progress_init` first (it sets `struct_size`).
+ */
+typedef struct shmio_zc_progress {
+  /**
+   * Size of this struct as the caller knows it; set by `shmio_zc_progress_init`; the send
+   * sets it to the number of bytes it filled in.
+   */
+  uint32_t struct_size;
+  /**
+   * The path taken: `SHMIO_ZC_METHOD_*`.
+   */
+  uint32_t method;
+  /**
+   * Bytes this call handed to the socket.
+   */
+  uint64_t sent;
+  /**
+   * Bytes still to send (non-zero only on a non-blocking socket that filled up).
+   */
+  uint64_t remaining;
+} shmio_zc_progress;
+
+/**
+ * What one `shmio_zc_zerocopy_send` did. Fill with `shmio_zc_sent_init` first.
+ */
+typedef struct shmio_zc_sent {
+  /**
+   * Size of this struct as the caller knows it; set by `shmio_zc_sent_init`.
+   */
+  uint32_t struct_size;
+  /**
+   * `SHMIO_ZC_METHOD_ZEROCOPY`, or `SHMIO_ZC_METHOD_COPY` when the socket refused
+   * `SO_ZEROCOPY` (the send is then complete at once).
+   */
+  uint32_t method;
+  /**
+   * Bytes the socket took (0: none; the socket is full, or too many pages are pinned for
+   * outstanding sends: reap, wait, send again).
+   */
+  uint64_t len;
+  /**
+   * The send's number (valid when `has_seq` is 1): its bytes may be rewritten once
+   * `shmio_zc_zerocopy_is_complete(zc, seq)` returns true.
+   */
+  uint64_t seq;
+  /**
+   * 1 if the send took bytes and got a number, else 0.
+   */
+  uint32_t has_seq;
+  /**
+   * Always 0 (keeps the struct free of padding).
+   */
+  uint32_t reserved;
+} shmio_zc_sent;
+
+/**
+ * What a reap found. Fill with `shmio_zc_reaped_init` first.
+ */
+typedef struct shmio_zc_reaped {
+  /**
+   * Size of this struct as the caller knows it; set by `shmio_zc_reaped_init`.
+   */
+  uint32_t struct_size;
+  /**
+   * Always 0 (keeps the struct free of padding).
+   */
+  uint32_t reserved;
+  /**
+   * Sends found complete by this call.
+   */
+  uint64_t completed;
+  /**
+   * Of which the kernel copied after all (`SO_EE_CODE_ZEROCOPY_COPIED`; loopback does).
+   */
+  uint64_t copied;
+} shmio_zc_reaped;
+
+/**
+ * Where an entry's bytes are. Fill with `shmio_zc_entry_init` first (it sets `struct_size`).
+ */
+typedef struct shmio_zc_entry {
+  /**
+   * Size of this struct as the caller knows it; set by `shmio_zc_entry_init`.
+   */
+  uint32_t struct_size;
+  /**
+   * Always 0 (keeps the struct free of padding).
+   */
+  uint32_t reserved;
+  /**
+   * Offset of the first byte in the cache region's data.
+   */
+  uint64_t offset;
+  /**
+   * Length in bytes.
+   */
+  uint64_t len;
+} shmio_zc_entry;
 
 #ifdef __cplusplus
 extern "C" {
@@ -2027,6 +2179,306 @@ enum shmio_status shmio_vm_system_get(struct shmio_vm_system *out);
  * `shmio_page_cache`.
  */
 enum shmio_status shmio_vm_file_cache(const char *path, struct shmio_page_cache *out);
+
+/**
+ * Fills `*out` with zeros and sets its `struct_size`.
+ *
+ * Ownership: `out` is the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `out` must be NULL (-> `SHMIO_ERR_NULL_POINTER`) or valid for writing a `shmio_zc_progress`.
+ */
+enum shmio_status shmio_zc_progress_init(struct shmio_zc_progress *out);
+
+/**
+ * Fills `*out` with zeros and sets its `struct_size`.
+ *
+ * Ownership: `out` is the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `out` must be NULL (-> `SHMIO_ERR_NULL_POINTER`) or valid for writing a `shmio_zc_sent`.
+ */
+enum shmio_status shmio_zc_sent_init(struct shmio_zc_sent *out);
+
+/**
+ * Fills `*out` with zeros and sets its `struct_size`.
+ *
+ * Ownership: `out` is the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `out` must be NULL (-> `SHMIO_ERR_NULL_POINTER`) or valid for writing a `shmio_zc_reaped`.
+ */
+enum shmio_status shmio_zc_reaped_init(struct shmio_zc_reaped *out);
+
+/**
+ * Sends `len` bytes of the file `file` from `offset` to `sock` with `sendfile(2)` (any
+ * descriptor it writes to: a TCP or Unix stream socket, a pipe, a file). Blocking `sock`:
+ * returns once all is sent. Non-blocking: returns when the socket is full; call again from
+ * `offset + out->sent` with `len - out->sent`. A range past the file's end ->
+ * `SHMIO_ERR_INVALID_ARGUMENT`, as is a file that shrank during the send (the message says
+ * so; what was sent stays sent). Where `sendfile` is refused (a file system without it, an
+ * O_APPEND target), the bytes go through a 64 KiB buffer (`pread` + `send`):
+ * `out->method` is `SHMIO_ZC_METHOD_COPY`.
+ *
+ * Ownership: borrows both descriptors for the call; `out` is the caller's. Blocks as `sock`
+ * does. Thread-safe.
+ *
+ * # Safety
+ * `out` must be NULL or a struct filled by `shmio_zc_progress_init`, writable for its
+ * `struct_size` bytes; the descriptors stay open during the call.
+ */
+enum shmio_status shmio_zc_sendfile(int sock,
+                                    int file,
+                                    uint64_t offset,
+                                    uint64_t len,
+                                    struct shmio_zc_progress *out);
+
+/**
+ * A splicer whose pipe capacity is raised to `pipe_size` bytes where allowed (0: 1 MiB).
+ *
+ * Ownership: `*out` receives a handle freed with `shmio_zc_splicer_free`. Does not block.
+ * Thread-safe.
+ *
+ * # Safety
+ * `out` must be NULL or valid for writing a pointer.
+ */
+enum shmio_status shmio_zc_splicer_new(size_t pipe_size, struct shmio_splicer **out);
+
+/**
+ * Sends `len` bytes at `data` to `sock`. Non-blocking `sock`: after a return with
+ * `remaining` > 0, bytes may be left in the pipe (`shmio_zc_splicer_pending`): call again
+ * with the rest of the same bytes (`data + out->sent`, `len - out->sent`), or
+ * `shmio_zc_splicer_reset` to abandon the send. A failed send resets the splicer.
+ *
+ * Ownership: borrows `data` and `sock` for the call. Blocks as `sock` does.
+ *
+ * # Safety
+ * `sp` must be NULL or a live splicer used by no other thread during the call; `data`
+ * readable for `len` bytes and unchanged until the send is done; `out` as for
+ * `shmio_zc_sendfile`.
+ */
+enum shmio_status shmio_zc_splicer_send(struct shmio_splicer *sp,
+                                        int sock,
+                                        const void *data,
+                                        size_t len,
+                                        struct shmio_zc_progress *out);
+
+/**
+ * Bytes of the current send in the splicer's pipe (0 for NULL).
+ *
+ * # Safety
+ * `sp` must be NULL or a live splicer.
+ */
+size_t shmio_zc_splicer_pending(const struct shmio_splicer *sp);
+
+/**
+ * Drops what the splicer's pipe holds (an abandoned send). NULL is a no-op.
+ *
+ * # Safety
+ * `sp` must be NULL or a live splicer used by no other thread during the call.
+ */
+void shmio_zc_splicer_reset(struct shmio_splicer *sp);
+
+/**
+ * Frees a splicer (closes its pipe). NULL is a no-op.
+ *
+ * # Safety
+ * `sp` must be NULL or a live splicer, with no call on it in progress and none after.
+ */
+void shmio_zc_splicer_free(struct shmio_splicer *sp);
+
+/**
+ * Enables `SO_ZEROCOPY` on `sock` (falling back to plain sends if refused).
+ *
+ * Ownership: `*out` receives a handle freed with `shmio_zc_zerocopy_free`; the socket stays
+ * the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `out` must be NULL or valid for writing a pointer; `sock` open during the call.
+ */
+enum shmio_status shmio_zc_zerocopy_enable(int sock, struct shmio_zerocopy **out);
+
+/**
+ * 1 if sends are zero-copy (`SO_ZEROCOPY` was accepted), 0 if plain copies or NULL.
+ *
+ * # Safety
+ * `zc` must be NULL or a live handle.
+ */
+uint32_t shmio_zc_zerocopy_is_zerocopy(const struct shmio_zerocopy *zc);
+
+/**
+ * One `send` of what `sock` takes of the `len` bytes at `data` (all of them on a blocking
+ * socket).
+ *
+ * # Safety
+ * `zc` must be NULL or a live handle used by no other thread; `data` readable for `len`
+ * bytes and unchanged until the send is complete; `out` NULL or filled by
+ * `shmio_zc_sent_init`.
+ */
+enum shmio_status shmio_zc_zerocopy_send(struct shmio_zerocopy *zc,
+                                         int sock,
+                                         const void *data,
+                                         size_t len,
+                                         struct shmio_zc_sent *out);
+
+/**
+ * Reaps completions from `sock`'s error queue: without waiting (`timeout_ms` 0), or waiting
+ * up to `timeout_ms` (< 0: no limit) until send `seq` and all before it are complete (an
+ * expired wait returns `SHMIO_OK`: check `shmio_zc_zerocopy_is_complete`). A `seq` not sent
+ * yet -> `SHMIO_ERR_INVALID_ARGUMENT` (when waiting). `out` may be NULL.
+ *
+ * # Safety
+ * `zc` must be NULL or a live handle used by no other thread; `sock` open; `out` NULL or
+ * filled by `shmio_zc_reaped_init`.
+ */
+enum shmio_status shmio_zc_zerocopy_reap(struct shmio_zerocopy *zc,
+                                         int sock,
+                                         uint64_t seq,
+                                         int32_t timeout_ms,
+                                         struct shmio_zc_reaped *out);
+
+/**
+ * 1 if send `seq` is complete (its bytes may be rewritten), else 0 (also for NULL and for a
+ * number not sent yet).
+ *
+ * # Safety
+ * `zc` must be NULL or a live handle.
+ */
+uint32_t shmio_zc_zerocopy_is_complete(const struct shmio_zerocopy *zc, uint64_t seq);
+
+/**
+ * Sends not complete yet (0 for NULL).
+ *
+ * # Safety
+ * `zc` must be NULL or a live handle.
+ */
+uint64_t shmio_zc_zerocopy_outstanding(const struct shmio_zerocopy *zc);
+
+/**
+ * Frees the handle (the socket stays open; unreaped completions stay in its error queue).
+ * NULL is a no-op.
+ *
+ * # Safety
+ * `zc` must be NULL or a live handle, with no call on it in progress and none after.
+ */
+void shmio_zc_zerocopy_free(struct shmio_zerocopy *zc);
+
+/**
+ * Fills `*out` with zeros and sets its `struct_size`.
+ *
+ * Ownership: `out` is the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `out` must be NULL (-> `SHMIO_ERR_NULL_POINTER`) or valid for writing a `shmio_zc_entry`.
+ */
+enum shmio_status shmio_zc_entry_init(struct shmio_zc_entry *out);
+
+/**
+ * Creates the cache region `name` with room for `max_entries` entries (1..=65536) and
+ * `data_bytes` bytes of data (each entry takes its length rounded up to 4 KiB). A file there
+ * already -> `SHMIO_ERR_ALREADY_EXISTS`.
+ *
+ * Ownership: `name` is only read during the call; `*out` receives a handle closed with
+ * `shmio_zc_cache_close`. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `name` must be NULL or a NUL-terminated string; `out` NULL or valid for writing a pointer.
+ */
+enum shmio_status shmio_zc_cache_create(const char *name,
+                                        uint64_t data_bytes,
+                                        uint32_t max_entries,
+                                        struct shmio_zc_cache **out);
+
+/**
+ * Opens the cache region `name` and checks its header.
+ *
+ * # Safety
+ * As for `shmio_zc_cache_create`.
+ */
+enum shmio_status shmio_zc_cache_open(const char *name, struct shmio_zc_cache **out);
+
+/**
+ * Unmaps the cache and frees the handle; the file stays. NULL is a no-op.
+ *
+ * # Safety
+ * `c` must be NULL or a live handle, with no call on it in progress and none after.
+ */
+void shmio_zc_cache_close(struct shmio_zc_cache *c);
+
+/**
+ * Removes the cache region file `name`; processes that have it open keep using it.
+ *
+ * # Safety
+ * `name` must be NULL or a NUL-terminated string.
+ */
+enum shmio_status shmio_zc_cache_unlink(const char *name);
+
+/**
+ * Adds the `len` bytes at `data` as the entry `key` (1..=`SHMIO_ZC_MAX_KEY` bytes of UTF-8),
+ * under the region's writer lock. A key there already -> `SHMIO_ERR_ALREADY_EXISTS`; no entry
+ * or room left -> `SHMIO_ERR_NO_SPACE`. `out` (may be NULL) receives the entry.
+ *
+ * # Safety
+ * `c` must be NULL or a live handle; `key` NULL or NUL-terminated; `data` readable for `len`
+ * bytes; `out` NULL or filled by `shmio_zc_entry_init`.
+ */
+enum shmio_status shmio_zc_cache_add(const struct shmio_zc_cache *c,
+                                     const char *key,
+                                     const void *data,
+                                     size_t len,
+                                     struct shmio_zc_entry *out);
+
+/**
+ * Reads the file at `path` and adds its bytes as the entry `key` (as `shmio_zc_cache_add`).
+ *
+ * # Safety
+ * As for `shmio_zc_cache_add`, with `path` NULL or NUL-terminated.
+ */
+enum shmio_status shmio_zc_cache_add_file(const struct shmio_zc_cache *c,
+                                          const char *key,
+                                          const char *path,
+                                          struct shmio_zc_entry *out);
+
+/**
+ * The entry of `key`; none -> `SHMIO_ERR_NOT_FOUND`.
+ *
+ * # Safety
+ * As for `shmio_zc_cache_add`; `out` must not be NULL.
+ */
+enum shmio_status shmio_zc_cache_lookup(const struct shmio_zc_cache *c,
+                                        const char *key,
+                                        struct shmio_zc_entry *out);
+
+/**
+ * Sends `entry` from byte `from` to `sock` through the splicer, from the mapping itself. On a
+ * non-blocking socket, call again with `from + out->sent` when it is writable. An entry
+ * outside the mapping -> `SHMIO_ERR_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ * `c` a live handle; `entry` filled by a lookup or add; `sp` a live splicer used by no other
+ * thread; `out` filled by `shmio_zc_progress_init`; `sock` open during the call.
+ */
+enum shmio_status shmio_zc_cache_send(const struct shmio_zc_cache *c,
+                                      const struct shmio_zc_entry *entry,
+                                      uint64_t from,
+                                      int sock,
+                                      struct shmio_splicer *sp,
+                                      struct shmio_zc_progress *out);
+
+/**
+ * Sends what `sock` takes of `entry` from byte `from` with `MSG_ZEROCOPY` (entries never
+ * change: nothing to wait for before sending it again; reap to keep the error queue short).
+ *
+ * # Safety
+ * As for `shmio_zc_cache_send`, with `zc` a live zero-copy handle and `out` filled by
+ * `shmio_zc_sent_init`.
+ */
+enum shmio_status shmio_zc_cache_send_zerocopy(const struct shmio_zc_cache *c,
+                                               const struct shmio_zc_entry *entry,
+                                               uint64_t from,
+                                               int sock,
+                                               struct shmio_zerocopy *zc,
+                                               struct shmio_zc_sent *out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -1,7 +1,7 @@
 //! The C ABI of shmio: `libshmio.so`, `libshmio.a` and the generated `include/shmio.h`.
 //!
 //! This crate only converts arguments and maps errors; the logic lives in the `shmio` core
-//! crate. One module per capability (`queue/`, `region`, `vm`, `poll`, `tqueue`); `status`
+//! crate. One module per capability (`queue/`, `region`, `vm`, `poll`, `tqueue`, `zc`); `status`
 //! holds the status codes and the one table from core error kinds to them; `ffi` the
 //! boundary, the last error and the argument checks. Conventions, which the header repeats:
 //!
@@ -23,6 +23,7 @@ mod region;
 mod status;
 mod tqueue;
 mod vm;
+mod zc;
 
 #[cfg(test)]
 mod tests;
@@ -36,6 +37,7 @@ pub use region::*;
 pub use status::shmio_status;
 pub use tqueue::*;
 pub use vm::*;
+pub use zc::*;
 
 use ffi::boundary_value;
 

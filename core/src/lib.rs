@@ -11,6 +11,8 @@
 //! - [`racy`]: views of and copies from memory another process may write meanwhile.
 //! - [`tqueue`]: the in-process hand-off queue (`TQueue`) that separates a module's input
 //!   thread from its processing threads.
+//! - [`zc`]: zero-copy sending: `sendfile`, `vmsplice` + `splice` through a reused pipe,
+//!   `MSG_ZEROCOPY` with completion reaping, and a shared cache of files in a region.
 //!
 //! Every module has its own error type; they share one vocabulary ([`error`]): a failed system
 //! call is an [`IoError`], and every error reports its class as an [`ErrorKind`].
@@ -52,6 +54,8 @@ pub(crate) mod sys;
 pub mod tqueue;
 #[cfg(not(loom))]
 pub mod vm;
+#[cfg(not(loom))]
+pub mod zc;
 
 #[cfg(loom)]
 #[doc(hidden)]

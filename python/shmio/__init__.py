@@ -4,7 +4,8 @@ A broadcast queue in shared memory: one producer, any number of consumer process
 its own cursor; zero copy both ways; blocking waits that release the GIL and honour Ctrl-C.
 Also: :class:`Region` (a named shared mapping with consistent reads and writes, change
 notification and the buffer protocol), :mod:`shmio.vm` (dirty-page knobs and statistics) and
-:class:`Poller` (select, poll, epoll, RT signals behind one API).
+:class:`Poller` (select, poll, epoll, RT signals behind one API) and :mod:`shmio.zc`
+(zero-copy sending: sendfile, splice, MSG_ZEROCOPY, a shared cache).
 
 >>> import shmio
 >>> with shmio.Queue.create("demo_doctest") as tx, shmio.Queue.open("demo_doctest") as rx:
@@ -71,7 +72,7 @@ from ._errors import (
     WouldBlock,
     WriterExists,
 )
-from . import _shmio, aio, vm
+from . import _shmio, aio, vm, zc
 from ._event import Event
 from ._region import RegionWriter, ReplicaState
 from ._shmio import (
@@ -109,6 +110,7 @@ __all__ = [
     "Event",
     "vm",
     "aio",
+    "zc",
     "REGION_MAX_SIZE",
     "QUEUE_LAYOUT_VERSION",
     "LAYOUT_VERSION",

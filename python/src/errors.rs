@@ -1,4 +1,4 @@
-//! Errors: every core error type (queue, region, vm, poll, and the handle lock's refusals)
+//! Errors: every core error type (queue, region, vm, poll, zc, and the handle lock's refusals)
 //! described for Python (`ErrDesc`: an exception class of `shmio._errors`, its message and
 //! attributes) in one place, and raised as an instance of that class (`to_py`).
 
@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use shmio::queue::Error;
-use shmio::{ErrorKind, IoError, poll, region, vm};
+use shmio::{ErrorKind, IoError, poll, region, vm, zc};
 
 use crate::glue::LockError;
 
@@ -202,6 +202,21 @@ pub(crate) fn stale(py: Python<'_>, e: region::Error, max: f64, catching_up: boo
 impl From<vm::Error> for ErrDesc {
     fn from(e: vm::Error) -> ErrDesc {
         ErrDesc::of(e.kind(), e.to_string(), e.path(), e.io_error())
+    }
+}
+
+impl From<zc::Error> for ErrDesc {
+    fn from(e: zc::Error) -> ErrDesc {
+        let d = ErrDesc::of(e.kind(), e.to_string(), e.path(), e.io_error());
+        match e {
+            zc::Error::OutOfBounds { offset, len, size } => {
+                d.attr("offset", offset).attr("len", len).attr("size", size)
+            }
+            zc::Error::Truncated { offset, remaining } => {
+                d.attr("offset", offset).attr("remaining", remaining)
+            }
+            _ => d,
+        }
     }
 }
 

@@ -27,7 +27,7 @@
 //! Layout: `lib.rs` registers the module; `errors` maps every core error to its exception
 //! class; `glue` holds the handle lock, the GIL-released waits, argument conversion and buffers;
 //! one module per capability holds its classes and functions: `queue` (`producer`, `consumer`,
-//! `record_view`, `export`), `region` (`replica`, `claim`), `poll`, `vm`.
+//! `record_view`, `export`), `region` (`replica`, `claim`), `poll`, `vm`, `zc` (`splicer`, `zerocopy`, `cache`).
 
 use pyo3::prelude::*;
 
@@ -37,6 +37,7 @@ mod poll;
 mod queue;
 mod region;
 mod vm;
+mod zc;
 
 #[pymodule]
 fn _shmio(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -59,6 +60,11 @@ fn _shmio(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(vm::vm_system, m)?)?;
     m.add_function(wrap_pyfunction!(vm::vm_file_cache, m)?)?;
     m.add_function(wrap_pyfunction!(vm::vm_page_size, m)?)?;
+    m.add_class::<zc::PySplicer>()?;
+    m.add_class::<zc::PyZeroCopy>()?;
+    m.add_class::<zc::PyCache>()?;
+    m.add_function(wrap_pyfunction!(zc::zc_sendfile, m)?)?;
+    m.add("ZC_MAX_KEY", shmio::zc::MAX_KEY)?;
     m.add("REGION_MAX_SIZE", shmio::region::MAX_SIZE)?;
     m.add("MAX_SLOTS", shmio::queue::MAX_SLOTS)?;
     m.add("MAX_SLOT_SIZE", shmio::queue::MAX_SLOT_SIZE)?;

@@ -1,6 +1,6 @@
 //! Unit tests driving the exported functions exactly as C would, one file per capability
 //! (`queue`, `tqueue`, `region`, `region_replica` (change tracking, replicas, the writer
-//! claim), `vm`, `poll`, files on a small file system in `files`), plus the conventions every
+//! claim), `vm`, `poll`, `zc` (zero-copy sends on real sockets), files on a small file system in `files`), plus the conventions every
 //! function shares (`args`: argument checks; `status`: status codes, the last error, panics).
 //! The helpers here make and open queues.
 
@@ -23,6 +23,7 @@ mod region_replica;
 mod status;
 mod tqueue;
 mod vm;
+mod zc;
 
 /// Waits for the forked child `pid` and returns its exit code (failing the test if it died of a
 /// signal).

@@ -15,6 +15,7 @@
 //! | `cachestat.rs` | page-cache state of a file | raw |
 //! | `membarrier.rs` | expedited global memory barriers | raw |
 //! | `time.rs`, `process.rs` | the monotonic clock; tids, pids, page size | nix |
+//! | `zc.rs` | `sendfile`, `splice`, `vmsplice`, `MSG_ZEROCOPY` and its error queue, the `SIGPIPE` guard | nix; raw |
 //!
 //! nix serves every call it has a wrapper for whose types fit. Raw `libc` stays where nix has
 //! none (futex, `futex_waitv`, the robust list, `cachestat`, `membarrier`, `pthread_atfork`,
@@ -43,6 +44,7 @@ pub(crate) mod select;
 pub(crate) mod sigbus;
 pub(crate) mod signal;
 pub(crate) mod time;
+pub(crate) mod zc;
 
 /// Calls a libc function (`libc::syscall` included), turning a `-1` return into
 /// `Err(io::Error::last_os_error())` and any other into `Ok`; precede it with a `// SAFETY:`
