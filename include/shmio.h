@@ -1042,8 +1042,9 @@ const char *shmio_last_error_message(void);
 /**
  * Creates a poller using `backend` (`SHMIO_BACKEND_*`). The RT-signal backends block their
  * signal (`SIGRTMIN+2`) and SIGIO in the calling thread and direct every registered fd's
- * signals to it: register, modify and wait only from this thread (else
- * `SHMIO_ERR_WRONG_THREAD`; deregister from any); one RT-signal poller per thread (else
+ * signals to it: wait only from this thread (else `SHMIO_ERR_WRONG_THREAD`: only it can take
+ * its signals); register, modify and deregister work from any thread, since the signals of an
+ * armed file go to this thread whoever armed it. One RT-signal poller per thread (else
  * `SHMIO_ERR_ALREADY_EXISTS`).
  *
  * Ownership: `*out` is owned by the caller; free it with `shmio_poller_free`. Does not block.
@@ -1213,7 +1214,8 @@ enum shmio_status shmio_queue_options_init(struct shmio_queue_options *opts);
 /**
  * Creates the queue `name` (failing with `SHMIO_ERR_ALREADY_EXISTS` if the file exists) and
  * becomes its producer. `name` is a bare name, placed in `$SHMIO_DIR` or `/dev/shm`, or a path
- * (anything containing '/'). `opts` NULL means the defaults; otherwise it must have been
+ * (starting with '/', './' or '../'; any other name with a '/' ->
+ * `SHMIO_ERR_INVALID_ARGUMENT`). `opts` NULL means the defaults; otherwise it must have been
  * filled by `shmio_queue_options_init` (`struct_size` is checked). Invalid geometry, policy or
  * mode -> `SHMIO_ERR_INVALID_ARGUMENT`. The file's blocks are reserved at creation: a file
  * system too small for it -> `SHMIO_ERR_NO_SPACE` (nothing left behind), never a SIGBUS later.
@@ -1668,7 +1670,7 @@ enum shmio_status shmio_region_options_init(struct shmio_region_options *opts);
 
 /**
  * Creates the region `name` with `size` zeroed bytes of data and maps it. `name` is a bare
- * name, placed in `$SHMIO_DIR` or `/dev/shm`, or a path (anything containing '/'): a RAM
+ * name, placed in `$SHMIO_DIR` or `/dev/shm`, or a path (starting with '/', './' or '../'): a RAM
  * disk, a disk file system for durability, a network file system. The file is created
  * exclusively (`SHMIO_ERR_ALREADY_EXISTS` if it exists) with the options' mode exactly. A size
  * of 0 or above 2^40, or a `chunk_size` that is not 0 or a power of two from 64 to 1 MiB ->

@@ -20,7 +20,8 @@ pub struct shmio_producer {
 
 /// Creates the queue `name` (failing with `SHMIO_ERR_ALREADY_EXISTS` if the file exists) and
 /// becomes its producer. `name` is a bare name, placed in `$SHMIO_DIR` or `/dev/shm`, or a path
-/// (starting with '/', './' or '../'; any other name with a '/' -> SHMIO_ERR_INVALID_ARGUMENT). `opts` NULL means the defaults; otherwise it must have been
+/// (starting with '/', './' or '../'; any other name with a '/' ->
+/// `SHMIO_ERR_INVALID_ARGUMENT`). `opts` NULL means the defaults; otherwise it must have been
 /// filled by `shmio_queue_options_init` (`struct_size` is checked). Invalid geometry, policy or
 /// mode -> `SHMIO_ERR_INVALID_ARGUMENT`. The file's blocks are reserved at creation: a file
 /// system too small for it -> `SHMIO_ERR_NO_SPACE` (nothing left behind), never a SIGBUS later.

@@ -209,7 +209,11 @@ fn names_are_paths_only_when_they_look_like_paths() {
     assert_eq!(resolve("orders", "queue").unwrap(), dir.join("orders"));
     assert_eq!(resolve("..orders", "queue").unwrap(), dir.join("..orders"));
     for path in ["/tmp/q", "./q", "../q", "./a/b"] {
-        assert_eq!(resolve(path, "queue").unwrap(), PathBuf::from(path), "{path}");
+        assert_eq!(
+            resolve(path, "queue").unwrap(),
+            PathBuf::from(path),
+            "{path}"
+        );
     }
     for bad in ["a/b", "a/", "orders/../x", "", ".", "..", "a\0b"] {
         assert!(
