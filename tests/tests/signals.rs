@@ -85,22 +85,7 @@ fn queue_and_region_waits_treat_signals_alike() {
     let _r = Region::create(&r.0, 4096, &RegionOptions::new()).unwrap();
 
     install(SaFlags::SA_RESTART);
-    for (what, end) in [
-        (
-            "queue recv",
-            under_signals({
-                let q = q.0.clone();
-                move || queue_recv(q)
-            }),
-        ),
-        (
-            "region wait_changed",
-            under_signals({
-                let r = r.0.clone();
-                move || region_wait(r)
-            }),
-        ),
-    ] {
+    for (what, end) in both_waits(&q.0, &r.0) {
         println!("SA_RESTART, {what}: {end:?}");
         assert_eq!(
             end.0,
@@ -115,24 +100,18 @@ fn queue_and_region_waits_treat_signals_alike() {
     }
 
     install(SaFlags::empty());
-    for (what, end) in [
-        (
-            "queue recv",
-            under_signals({
-                let q = q.0.clone();
-                move || queue_recv(q)
-            }),
-        ),
-        (
-            "region wait_changed",
-            under_signals({
-                let r = r.0.clone();
-                move || region_wait(r)
-            }),
-        ),
-    ] {
+    for (what, end) in both_waits(&q.0, &r.0) {
         println!("no SA_RESTART, {what}: {end:?}");
         assert_eq!(end.0, End::Interrupted, "{what}");
         assert!(end.1 < WAIT, "{what}: interrupted only after {:?}", end.1);
     }
+}
+
+/// A queue `recv` on `q` and a region `wait_changed` on `r`, each under signals.
+fn both_waits(q: &str, r: &str) -> [(&'static str, (End, Duration)); 2] {
+    let (q, r) = (q.to_string(), r.to_string());
+    [
+        ("queue recv", under_signals(move || queue_recv(q))),
+        ("region wait_changed", under_signals(move || region_wait(r))),
+    ]
 }

@@ -18,45 +18,38 @@ import shlex
 import sys
 from pathlib import Path
 
-from ._common import MissingProgram, find_program
+from ._common import CORE, OPTIONAL, MissingProgram, find_program
 
 WHAT = ["queue", "region", "poll", "dirty", "all"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m shmio_bench",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ap.add_argument("what", choices=WHAT, help="which benchmark to run")
-    ap.add_argument("--quick", action="store_true", help="short runs")
-    ap.add_argument("--out", type=Path, default=Path("bench-out"), help="output folder")
-    g = ap.add_argument_group("queue")
+def _queue_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("queue")
     g.add_argument(
         "--repeat", type=int, default=None, help="runs per case, best kept (default 1 quick, 3 full)"
     )
     g.add_argument(
-        "--only", action="append", default=None, help="run only these transports (repeatable)"
+        "--only", action="append", default=None, choices=CORE + list(OPTIONAL),
+        metavar="TRANSPORT",
+        help="run only these transports (repeatable): " + ", ".join(CORE + list(OPTIONAL)),
     )
     g.add_argument(
         "--native-args", default="", metavar="ARGS",
         help="extra arguments for shmio-bench, as one string "
         "(e.g. --native-args='--sizes 64 --systems shmio-bp,pipe')",
     )
-    g = ap.add_argument_group("queue, region and poll")
-    g.add_argument(
-        "--no-native",
-        action="store_true",
-        help="skip the native programs (shmio-bench, shmio-region-bench, shmio-poll-bench): "
-        "Python level only. queue runs its Python-level part even when shmio-bench is not "
-        "built (a note says how to build it); region and poll stop with that advice",
-    )
+
+
+def _region_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("region")
     g.add_argument(
         "--disk-dir", type=Path, default=None,
-        help="region: directory on a disk file system for the O_SYNC and flush runs (default .)",
+        help="directory on a disk file system for the O_SYNC and flush runs (default .)",
     )
-    g = ap.add_argument_group("dirty")
+
+
+def _dirty_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("dirty")
     g.add_argument("--rate", type=float, default=1.0, help="MiB written per second (default 1)")
     g.add_argument(
         "--seconds", type=float, default=None, help="how long to write (default 60, quick 4)"
@@ -70,6 +63,59 @@ def main(argv: list[str] | None = None) -> int:
         "--writer", choices=["python", "c"], default="python",
         help="who writes: a Python thread, or examples-c/build/dirty_writer (make -C examples-c)",
     )
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line: one subcommand per benchmark, each with its own ``--help``."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--quick", action="store_true", help="short runs")
+    common.add_argument("--out", type=Path, default=Path("bench-out"), help="output folder")
+    native = argparse.ArgumentParser(add_help=False)
+    native.add_argument(
+        "--no-native",
+        action="store_true",
+        help="skip the native programs (shmio-bench, shmio-region-bench, shmio-poll-bench): "
+        "Python level only. queue runs its Python-level part even when shmio-bench is not "
+        "built (a note says how to build it); region and poll stop with that advice",
+    )
+    ap = argparse.ArgumentParser(
+        prog="python -m shmio_bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = ap.add_subparsers(dest="what", required=True, metavar="{" + ",".join(WHAT) + "}")
+    helps = {
+        "queue": "queue throughput between two processes, shmio against its peers",
+        "region": "region reads and writes, native and from Python",
+        "poll": "shmio.Poller against selectors, and the native dispatch benchmark",
+        "dirty": "dirty pages over time while a file is written at a steady rate",
+        "all": "the four in sequence",
+    }
+    for what in WHAT:
+        parents = [common] if what == "dirty" else [common, native]
+        p = sub.add_parser(what, parents=parents, help=helps[what], description=helps[what])
+        if what in ("queue", "all"):
+            _queue_args(p)
+        if what in ("region", "all"):
+            _region_args(p)
+        if what in ("dirty", "all"):
+            _dirty_args(p)
+        # Every attribute `main` reads, for the subcommands that do not take it.
+        p.set_defaults(
+            **{
+                k: v
+                for k, v in dict(
+                    repeat=None, only=None, native_args="", no_native=False, disk_dir=None,
+                    rate=1.0, seconds=None, interval=0.5, file=None, writer="python",
+                ).items()
+                if not any(a.dest == k for a in p._actions)
+            }
+        )
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser()
     args = ap.parse_args(argv)
     todo = WHAT[:-1] if args.what == "all" else [args.what]
     try:

@@ -135,3 +135,14 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]], right: int = 
 
 def wrote(md: Path, png: Path | None) -> None:
     print(f"wrote {md}" + (f" and {png}" if png else " (matplotlib not installed: no plot)"))
+
+
+# The queue benchmark's transports (here so that ``--help`` lists them without importing
+# shmio): always run, and optional peers by the module each needs.
+CORE = ["shmio", "multiprocessing.Queue", "multiprocessing.Pipe"]
+OPTIONAL = {
+    "faster-fifo": "faster_fifo",
+    "posix_ipc": "posix_ipc",
+    "pyzmq": "zmq",
+    "iceoryx2": "iceoryx2",
+}

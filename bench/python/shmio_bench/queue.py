@@ -39,17 +39,22 @@ from typing import Any
 
 import shmio
 
-from ._common import KIB, MIB, MissingProgram, find_program, human, optional, progress, pyplot
+# The transports (CORE, OPTIONAL) live in _common, so that --help lists them without shmio.
+from ._common import (
+    CORE,
+    KIB,
+    MIB,
+    OPTIONAL,
+    MissingProgram,
+    find_program,
+    human,
+    optional,
+    progress,
+    pyplot,
+)
 from .queue_native import native, native_markdown, native_plot
 
 
-CORE = ["shmio", "multiprocessing.Queue", "multiprocessing.Pipe"]
-OPTIONAL = {
-    "faster-fifo": "faster_fifo",
-    "posix_ipc": "posix_ipc",
-    "pyzmq": "zmq",
-    "iceoryx2": "iceoryx2",
-}
 
 
 @dataclass

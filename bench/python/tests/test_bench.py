@@ -250,3 +250,18 @@ def test_bench_all_quick_python_level(tmp_path: Path) -> None:
         disk.rmdir()
     for name in ("queue.md", "region.md", "poll.md", "dirty.md", "dirty.csv"):
         assert (tmp_path / name).is_file(), name
+
+
+def test_each_subcommand_has_its_own_help_and_only_lists_its_choices() -> None:
+    top = _bench("--help")
+    assert top.returncode == 0 and "{queue,region,poll,dirty,all}" in top.stdout, top.stdout
+    q = _bench("queue", "--help")
+    assert q.returncode == 0, q.stderr
+    for name in ("shmio", "multiprocessing.Queue", "pyzmq", "iceoryx2"):
+        assert name in q.stdout, q.stdout
+    assert "--rate" not in q.stdout, "dirty's options are not queue's"
+    d = _bench("dirty", "--help")
+    assert d.returncode == 0 and "--rate" in d.stdout and "--only" not in d.stdout, d.stdout
+    bad = _bench("queue", "--only", "nope")
+    assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr, bad.stderr
+    assert _bench("poll", "--only", "shmio").returncode == 2, "poll takes no --only"
