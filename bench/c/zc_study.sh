@@ -9,7 +9,7 @@
 # with ratios against read+write. Writes a Markdown table to stdout and target/zc_study.md,
 # the samples to target/zc_study.csv, and target/zc_study.png when matplotlib is importable.
 #
-#   bash bench/c/zc_study.sh            # SCALE=1: about 1-2 GB per case and method
+#   bash bench/c/zc_study.sh            # SCALE=1: 0.2-3.4 GB per case and method, about a minute
 #   SCALE=0.25 bash bench/c/zc_study.sh # a quarter of the requests (at least 1 per client)
 #
 # Bounded: every client run gives up after TIMEOUT seconds (default 60). Not run by
@@ -34,7 +34,7 @@ head -c 4096 /dev/urandom > "$TMP/4KiB"
 OUT=target/zc_study.md
 CSV=target/zc_study.csv
 # case: file clients requests-per-client (SCALE applies to the requests)
-CASES=("64MiB 10 2" "4KiB 100 200" "4KiB 1000 20" "1MiB 100 10" "1MiB 1000 1")
+CASES=("64MiB 10 5" "4KiB 100 500" "4KiB 1000 50" "1MiB 100 20" "1MiB 1000 2")
 
 # Peak sum of Rss and Pss (KiB) over the given pids, every 0.1 s, until $TMP/stop-sampler exists.
 sampler() {
@@ -54,11 +54,11 @@ for c in "${CASES[@]}"; do
   read -r file clients reqs <<<"$c"
   reqs=$(awk -v r="$reqs" -v s="$SCALE" 'BEGIN {n = int(r * s); print n < 1 ? 1 : n}')
   for m in $METHODS; do
-    rm -f "/dev/shm/$CACHE" "$TMP/stop-sampler" "$TMP/peak"
+    rm -f "/dev/shm/$CACHE" "$TMP/stop-sampler" "$TMP/peak" "$TMP/srv"
     examples-c/build/event_server -p 0 -m "$m" -f "$TMP/$file" -c "$CACHE" -w "$WORKERS" \
         -n $((clients + 64)) > "$TMP/srv" 2>&1 &
     srv=$!
-    for _ in $(seq 100); do grep -q '^workers ' "$TMP/srv" && break; sleep 0.05; done
+    for _ in $(seq 100); do grep -qs '^workers ' "$TMP/srv" && break; sleep 0.05; done
     port=$(sed -n 's/^listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$TMP/srv")
     pids="$srv $(sed -n 's/^workers //p' "$TMP/srv")"
     sampler $pids &
