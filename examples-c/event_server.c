@@ -13,20 +13,19 @@
  *   -p  TCP port on 127.0.0.1 (default 8080; 0 picks a free one)
  *   -f  the file served for every path (default: a short built-in text)
  *   -n  most connections at once (default: RLIMIT_NOFILE raised to its hard limit)
- *   -m  how a reply's body is sent: read (the file read into a buffer of each
- *       process, sent with send: one copy per reply; the default), sendfile
- *       (shmio_zc_sendfile from the file), splice (shmio_zc_cache_send: vmsplice +
- *       splice from the file's entry in a shared cache), zerocopy (send with
- *       MSG_ZEROCOPY from the buffer of "read"; completions are reaped from each
- *       socket's error queue as they come; the buffer is never rewritten, so no
- *       send waits for them, except when the kernel refuses more pinned pages)
- *   -c  the shared cache's name for -m splice (default: one made for this run and
- *       removed at exit); an existing cache is opened and the file added if absent
- *   -w  pre-forked worker processes (default 0: serve in this process). The parent
- *       makes the listening socket and the cache, forks WORKERS processes that each
- *       run their own poller (and open the cache themselves), and on SIGINT/SIGTERM
- *       stops them and prints their summed counters. (With rtsig the listener
- *       signals only the last worker that registered it: one worker accepts.)
+ *   -m  how a reply's body is sent: read (the file read into a buffer of each process,
+ *       sent with send: a copy per reply; the default), sendfile (shmio_zc_sendfile from
+ *       the file), splice (shmio_zc_cache_send from the file's entry in a shared cache),
+ *       zerocopy (MSG_ZEROCOPY sends from the buffer of "read"; completions are reaped
+ *       as they come; the buffer is never rewritten, so sends wait for them only when
+ *       the kernel refuses to pin more pages)
+ *   -c  -m splice's cache (default: one made for this run); an existing one is opened
+ *       and the file added if absent; a cache this process made is removed at exit
+ *   -w  pre-forked workers (default 0: serve in this process). The parent makes the
+ *       listening socket and the cache, forks WORKERS processes that each run their
+ *       own poller (and open the cache themselves), and on SIGINT/SIGTERM stops them
+ *       and prints the sums of their counters. (With rtsig the listener signals only
+ *       the worker that registered it last: one worker accepts.)
  *
  * Prints "listening on 127.0.0.1:PORT backend NAME" once ready (then "workers
  * PID..." with -w). Replies carry "X-Worker: PID". On SIGINT or SIGTERM it prints
@@ -398,16 +397,11 @@ static void on_listen(int lfd)
         struct conn *c = conns[fd];
         memset(c, 0, offsetof(struct conn, in));
         c->open = 1;
-        if (method == M_ZEROCOPY && shmio_zc_zerocopy_enable(fd, &c->zc) != SHMIO_OK)
-            c->zc = NULL;  /* plain sends */
-        if (method == M_ZEROCOPY && !c->zc) {
-            fprintf(stderr, "event_server: zerocopy: %s\n", shmio_last_error_message());
-            close(fd);
-            c->open = 0;
-            continue;
-        }
-        if (shmio_poller_register(poller, fd, (uint64_t)fd, SHMIO_INTEREST_READABLE) != SHMIO_OK) {
-            fprintf(stderr, "event_server: register: %s\n", shmio_last_error_message());
+        /* (A socket that refuses SO_ZEROCOPY gets plain sends: not an error.) */
+        if ((method == M_ZEROCOPY && shmio_zc_zerocopy_enable(fd, &c->zc) != SHMIO_OK)
+            || shmio_poller_register(poller, fd, (uint64_t)fd, SHMIO_INTEREST_READABLE)
+                   != SHMIO_OK) {
+            fprintf(stderr, "event_server: accept: %s\n", shmio_last_error_message());
             shmio_zc_zerocopy_free(c->zc);
             c->zc = NULL;
             close(fd);
@@ -462,11 +456,8 @@ static void serve(uint32_t backend, int lfd)
     }
     shmio_poller_stats st;
     shmio_poller_stats_get(poller, &st);
-    k.waits = st.waits;
-    k.events = st.events;
-    k.syscalls = st.syscalls;
-    k.overflows = st.overflows;
-    k.signals = st.signals;
+    k.waits = st.waits, k.events = st.events, k.syscalls = st.syscalls;
+    k.overflows = st.overflows, k.signals = st.signals;
     shmio_poller_free(poller);
     shmio_zc_splicer_free(splicer);
     shmio_zc_cache_close(cache);
@@ -513,10 +504,10 @@ static void run_workers(uint32_t backend, int lfd, int nworkers)
     for (int i = 0; i < nworkers; i++)
         kill(pids[i], SIGTERM);
     for (int i = 0; i < nworkers; i++) {
-        int status;
-        while (waitpid(pids[i], &status, 0) < 0 && errno == EINTR) {
-        }
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        int status = 0, r;
+        while ((r = waitpid(pids[i], &status, 0)) < 0 && errno == EINTR)
+            ;
+        if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
             fprintf(stderr, "event_server: worker %d failed\n", (int)pids[i]);
     }
     struct counters w;
