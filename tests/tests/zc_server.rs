@@ -277,3 +277,29 @@ fn workers_splice() {
 fn workers_zerocopy() {
     workers("zerocopy")
 }
+
+/// A reply larger than loopback's socket buffers to a client that does not read for a while:
+/// every method stops at EAGAIN, serves another client meanwhile, and finishes the reply from
+/// WRITABLE events (edge-triggered epoll, so a send that stopped early would hang here).
+#[test]
+fn partial_sends_continue_from_the_event_loop() {
+    let body: Vec<u8> = (0..16u32 << 20).map(|i| (i % 241) as u8).collect();
+    let f = temp_file("slow", &body);
+    let cache = RegionName::new("zcs-slow");
+    for method in ["read", "sendfile", "splice", "zerocopy"] {
+        let path = f.0.to_str().unwrap();
+        let (srv, port) = start(&["-b", "epoll-et", "-m", method, "-f", path, "-c", &cache.0]);
+        let mut slow = connect(port);
+        slow.get_mut().write_all(GET).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let mut other = connect(port);
+        other.get_mut().write_all(GET).unwrap();
+        assert!(response(&mut other).2 == body, "{method}: the other client");
+        assert!(response(&mut slow).2 == body, "{method}: the slow client");
+        let lines = stop(srv);
+        assert!(
+            line(&lines, "backend epoll-et: ").contains("requests 2,"),
+            "{lines:?}"
+        );
+    }
+}
