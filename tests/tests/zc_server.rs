@@ -303,3 +303,33 @@ fn partial_sends_continue_from_the_event_loop() {
         );
     }
 }
+
+/// Every method on every backend: a 300 kB reply, then two pipelined ones, byte for byte.
+#[test]
+fn every_method_on_every_backend() {
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 239) as u8).collect();
+    let f = temp_file("every", &body);
+    let cache = RegionName::new("zcs-every");
+    let path = f.0.to_str().unwrap();
+    for backend in [
+        "select",
+        "poll",
+        "epoll",
+        "epoll-et",
+        "rtsig",
+        "rtsig-onefd",
+    ] {
+        for method in ["read", "sendfile", "splice", "zerocopy"] {
+            let (srv, port) = start(&["-b", backend, "-m", method, "-f", path, "-c", &cache.0]);
+            let mut c = connect(port);
+            c.get_mut().write_all(GET).unwrap();
+            assert!(response(&mut c).2 == body, "{method} {backend}");
+            c.get_mut().write_all(&GET.repeat(2)).unwrap();
+            assert!(response(&mut c).2 == body, "{method} {backend}: 2nd");
+            assert!(response(&mut c).2 == body, "{method} {backend}: 3rd");
+            let lines = stop(srv);
+            let l = line(&lines, &format!("backend {backend}: "));
+            assert!(l.contains("requests 3,"), "{l}");
+        }
+    }
+}
