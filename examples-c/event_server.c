@@ -105,6 +105,7 @@ static const char *file;     /* -f, or NULL: the built-in text */
 static const char *builtin = "Hello from shmio event_server.\n";
 static size_t body_len;
 static int file_fd = -1;     /* sendfile: the file (a memfd holding the built-in text) */
+static char key[64] = "built-in"; /* splice: the file's cache key (device, inode, size, mtime) */
 static const char *cache_name;
 static shmio_zc_cache *cache; /* splice: this process's handle */
 static shmio_zc_entry entry;  /* splice: the file's entry */
@@ -140,6 +141,8 @@ static void open_body(void)
         if ((file_fd = open(file, O_RDONLY | O_CLOEXEC)) < 0 || fstat(file_fd, &st) != 0)
             fail(file);
         body_len = (size_t)st.st_size;
+        snprintf(key, sizeof key, "%llx:%llx:%zx:%llx", (unsigned long long)st.st_dev,
+                 (unsigned long long)st.st_ino, body_len, (unsigned long long)st.st_mtime);
     } else {
         body_len = strlen(builtin);
         if ((file_fd = memfd_create("event_server", MFD_CLOEXEC)) < 0
@@ -160,7 +163,6 @@ static int open_cache(int may_create)
     }
     if (s != SHMIO_OK)
         die("cache");
-    const char *key = file ? file : "built-in";
     shmio_zc_entry_init(&entry);
     s = shmio_zc_cache_lookup(cache, key, &entry);
     if (s == SHMIO_ERR_NOT_FOUND && may_create)
