@@ -481,6 +481,7 @@ static void run_workers(uint32_t backend, int lfd, int nworkers)
         if ((pids[i] = fork()) < 0)
             fail("fork");
         if (pids[i] == 0) {
+            free(pids);  /* the parent's list: not the worker's */
             close(cp[0]);
             close(stop_pipe[0]);
             close(stop_pipe[1]);

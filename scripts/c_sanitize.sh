@@ -5,7 +5,8 @@
 #     libshmio.so (the ASan runtime comes with the executable; the library's allocations go
 #     through it, so its leaks and bad frees are caught too). abi_smoke also linked to
 #     libshmio.a. The demos run in the multi-process scenarios of tests/tests/c_demos.rs and
-#     tests/tests/poll_c_demos.rs (SHMIO_C_DEMO_DIR points those tests at them).
+#     tests/tests/poll_c_demos.rs and zc_server.rs (SHMIO_C_DEMO_DIR points those tests at
+#     them).
 #  2. The same, plain builds, under valgrind --leak-check=full (valgrind and ASan do not mix),
 #     through wrappers of the demos' names. Suppressions: scripts/valgrind.supp (every run),
 #     scripts/valgrind-fork-child.supp (abi_smoke only); each entry says why.
@@ -60,7 +61,7 @@ run_demo_tests() {
     local dir=$1
     shift
     SHMIO_C_DEMO_DIR=$dir cargo test -p shmio-tests --locked --no-fail-fast \
-        --test c_demos --test poll_c_demos -- "$@"
+        --test c_demos --test poll_c_demos --test zc_server -- "$@"
 }
 
 # logged CMD...: runs CMD, its output also appended to $OUT/asan/output.log.
