@@ -20,9 +20,27 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=SHMIO_UPDATE_HEADER");
 
-    // The header.
-    let config = cbindgen::Config::from_file(manifest.join("cbindgen.toml"))
+    // The header, with the version macros (from the crate's version) after the includes.
+    let mut config = cbindgen::Config::from_file(manifest.join("cbindgen.toml"))
         .expect("capi/cbindgen.toml is valid");
+    let v = |part: &str| env::var(format!("CARGO_PKG_VERSION_{part}")).expect("version part");
+    let (major, minor, patch) = (v("MAJOR"), v("MINOR"), v("PATCH"));
+    config.after_includes = Some(format!(
+        r#"
+/* The version of this header; shmio_version_number() gives the library's. A program built
+ * against MAJOR.MINOR runs with a library of the same MAJOR and at least that MINOR (for 0.x,
+ * the same MINOR too): check with SHMIO_VERSION_COMPATIBLE() at start-up. */
+#define SHMIO_VERSION_MAJOR {major}
+#define SHMIO_VERSION_MINOR {minor}
+#define SHMIO_VERSION_PATCH {patch}
+#define SHMIO_VERSION_NUMBER \
+  ((SHMIO_VERSION_MAJOR << 16) | (SHMIO_VERSION_MINOR << 8) | SHMIO_VERSION_PATCH)
+#define SHMIO_VERSION_COMPATIBLE()                                                   \
+  ((shmio_version_number() >> 16) == SHMIO_VERSION_MAJOR &&                         \
+   (SHMIO_VERSION_MAJOR == 0                                                         \
+        ? ((shmio_version_number() >> 8) & 0xff) == SHMIO_VERSION_MINOR              \
+        : ((shmio_version_number() >> 8) & 0xff) >= SHMIO_VERSION_MINOR))"#
+    ));
     let bindings = cbindgen::Builder::new()
         .with_config(config)
         .with_src(manifest.join("src/lib.rs"))
@@ -48,6 +66,18 @@ fn main() {
         profile_dir.display()
     );
     write_pc(&manifest, &repo, profile_dir);
+
+    // The shared library's SONAME: `libshmio.so.MAJOR`, so that an incompatible release
+    // cannot be picked up by programs built against this one. Programs linked in the tree
+    // find it through `libshmio.so.MAJOR -> libshmio.so` beside the library (made here, before
+    // the library itself exists; scripts/install.sh makes the installed links).
+    let soname = format!("libshmio.so.{major}");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{soname}");
+    let link = profile_dir.join(&soname);
+    if fs::read_link(&link).ok().as_deref() != Some(Path::new("libshmio.so")) {
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink("libshmio.so", &link).expect("symlink libshmio.so.MAJOR");
+    }
 }
 
 fn write_pc(manifest: &Path, repo: &Path, profile_dir: &Path) {

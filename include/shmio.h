@@ -57,6 +57,40 @@
 #include <stddef.h>
 #include <stdbool.h>
 
+/* The version of this header; shmio_version_number() gives the library's. A program built
+ * against MAJOR.MINOR runs with a library of the same MAJOR and at least that MINOR (for 0.x,
+ * the same MINOR too): check with SHMIO_VERSION_COMPATIBLE() at start-up. */
+#define SHMIO_VERSION_MAJOR 0
+#define SHMIO_VERSION_MINOR 1
+#define SHMIO_VERSION_PATCH 0
+#define SHMIO_VERSION_NUMBER \
+  ((SHMIO_VERSION_MAJOR << 16) | (SHMIO_VERSION_MINOR << 8) | SHMIO_VERSION_PATCH)
+#define SHMIO_VERSION_COMPATIBLE()                                                   \
+  ((shmio_version_number() >> 16) == SHMIO_VERSION_MAJOR &&                         \
+   (SHMIO_VERSION_MAJOR == 0                                                         \
+        ? ((shmio_version_number() >> 8) & 0xff) == SHMIO_VERSION_MINOR              \
+        : ((shmio_version_number() >> 8) & 0xff) >= SHMIO_VERSION_MINOR))
+
+/**
+ * Most slots a queue may have (its slot count is rounded up to a power of two, at most this).
+ */
+#define SHMIO_MAX_SLOTS (1 << 24)
+
+/**
+ * Largest record (slot size) in bytes.
+ */
+#define SHMIO_MAX_SLOT_SIZE (1 << 30)
+
+/**
+ * Most consumers attached to one queue at once.
+ */
+#define SHMIO_MAX_CONSUMERS 127
+
+/**
+ * Longest bare queue or region name in bytes (paths are not limited by shmio).
+ */
+#define SHMIO_MAX_NAME_LEN 200
+
 /**
  * Backend: the best available (epoll, level-triggered).
  */
@@ -1012,6 +1046,14 @@ typedef struct shmio_zc_entry {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * The library version as a number: `MAJOR << 16 | MINOR << 8 | PATCH` (compare with the
+ * header's `SHMIO_VERSION_NUMBER`, or use `SHMIO_VERSION_COMPATIBLE()`).
+ *
+ * Does not block. Thread-safe.
+ */
+uint32_t shmio_version_number(void);
 
 /**
  * The library version, "MAJOR.MINOR.PATCH".

@@ -41,6 +41,35 @@ pub use zc::*;
 
 use ffi::boundary_value;
 
+/// The library version as a number: `MAJOR << 16 | MINOR << 8 | PATCH` (compare with the
+/// header's `SHMIO_VERSION_NUMBER`, or use `SHMIO_VERSION_COMPATIBLE()`).
+///
+/// Does not block. Thread-safe.
+#[unsafe(no_mangle)]
+pub extern "C" fn shmio_version_number() -> u32 {
+    const fn parse(s: &str) -> u32 {
+        let (b, mut i, mut n) = (s.as_bytes(), 0, 0u32);
+        while i < b.len() {
+            n = n * 10 + (b[i] - b'0') as u32;
+            i += 1;
+        }
+        n
+    }
+    const N: u32 = parse(env!("CARGO_PKG_VERSION_MAJOR")) << 16
+        | parse(env!("CARGO_PKG_VERSION_MINOR")) << 8
+        | parse(env!("CARGO_PKG_VERSION_PATCH"));
+    N
+}
+
+/// Most slots a queue may have (its slot count is rounded up to a power of two, at most this).
+pub const SHMIO_MAX_SLOTS: u32 = 1 << 24;
+/// Largest record (slot size) in bytes.
+pub const SHMIO_MAX_SLOT_SIZE: u32 = 1 << 30;
+/// Most consumers attached to one queue at once.
+pub const SHMIO_MAX_CONSUMERS: u32 = 127;
+/// Longest bare queue or region name in bytes (paths are not limited by shmio).
+pub const SHMIO_MAX_NAME_LEN: u32 = 200;
+
 /// The library version, "MAJOR.MINOR.PATCH".
 ///
 /// Ownership: a static string, never freed. Does not block. Thread-safe.

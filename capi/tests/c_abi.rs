@@ -143,3 +143,129 @@ fn c_program_links_static_library_and_runs() {
     args.extend(private.split_whitespace().map(str::to_owned));
     link_and_run(&tmp.join("abi_smoke_static"), &args);
 }
+
+/// `nm -D --defined-only` of the shared library: its exported functions.
+fn exported(lib: &Path) -> Vec<String> {
+    let out = run(Command::new("nm").args(["-D", "--defined-only"]).arg(lib));
+    let mut names: Vec<String> = out
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, kind, name) = (f.next()?, f.next()?, f.next()?);
+            // Functions, and any data or other kind: everything exported counts.
+            (kind != "U" && kind != "w" && kind != "v").then(|| name.to_string())
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn the_exports_are_exactly_the_committed_list_and_the_soname_is_major() {
+    let lib = library("libshmio.so");
+    let listed: Vec<String> =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("symbols.txt"))
+            .expect("read capi/symbols.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+    let got = exported(&lib);
+    let added: Vec<_> = got.iter().filter(|s| !listed.contains(s)).collect();
+    let removed: Vec<_> = listed.iter().filter(|s| !got.contains(s)).collect();
+    assert!(
+        added.is_empty() && removed.is_empty(),
+        "exports differ from capi/symbols.txt: added {added:?}, removed {removed:?}"
+    );
+    assert!(got.iter().all(|s| s.starts_with("shmio_")), "{got:?}");
+    let dynamic = run(Command::new("readelf").arg("-d").arg(&lib));
+    let major = env!("CARGO_PKG_VERSION_MAJOR");
+    assert!(
+        dynamic.contains(&format!("Library soname: [libshmio.so.{major}]")),
+        "{dynamic}"
+    );
+}
+
+#[test]
+fn an_installed_copy_alone_builds_and_runs_c_programs_dynamically_and_statically() {
+    library("libshmio.so");
+    library("libshmio.a");
+    if !have("pkg-config") {
+        eprintln!("skipped: pkg-config is not installed");
+        return;
+    }
+    let tmp =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("install-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let prefix = tmp.join("prefix");
+    run(Command::new("bash")
+        .arg(repo().join("scripts/install.sh"))
+        .arg(&prefix)
+        .arg("--from")
+        .arg(profile_dir()));
+    let lib = prefix.join("lib");
+    let version = env!("CARGO_PKG_VERSION");
+    let major = env!("CARGO_PKG_VERSION_MAJOR");
+    // The links, the stripped library and its split-off debug info.
+    assert_eq!(
+        std::fs::read_link(lib.join("libshmio.so")).unwrap(),
+        Path::new(&format!("libshmio.so.{major}"))
+    );
+    assert_eq!(
+        std::fs::read_link(lib.join(format!("libshmio.so.{major}"))).unwrap(),
+        Path::new(&format!("libshmio.so.{version}"))
+    );
+    let sections = |f: &Path| run(Command::new("readelf").arg("-S").arg(f));
+    let real = sections(&lib.join(format!("libshmio.so.{version}")));
+    assert!(
+        !real.contains(".debug_info") && real.contains(".gnu_debuglink"),
+        "{real}"
+    );
+    assert!(
+        sections(&lib.join(format!("debug/libshmio.so.{version}.debug"))).contains(".debug_info")
+    );
+    let pc = |args: &[&str]| -> Vec<String> {
+        run(Command::new("pkg-config")
+            .env("PKG_CONFIG_PATH", lib.join("pkgconfig"))
+            .env_remove("PKG_CONFIG_LIBDIR")
+            .args(args)
+            .arg("shmio"))
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+    };
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c/installed.c");
+    let work = tmp.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    for (name, flags, extra) in [
+        (
+            "dynamic",
+            pc(&["--cflags", "--libs"]),
+            vec![format!("-Wl,-rpath,{}", lib.display())],
+        ),
+        (
+            "static",
+            pc(&["--static", "--cflags", "--libs"]),
+            vec!["-static".to_string()],
+        ),
+    ] {
+        let exe = tmp.join(format!("installed-{name}"));
+        run(Command::new("cc")
+            .args(CFLAGS)
+            .args(&extra)
+            .arg(&src)
+            .args(&flags)
+            .arg("-o")
+            .arg(&exe));
+        // Only the installed copy: no search path into the build tree.
+        let out = run(Command::new(&exe).arg(&work).env_remove("LD_LIBRARY_PATH"));
+        assert_eq!(out.trim(), format!("ok {version}"), "{name}");
+        let dynamic = run(Command::new("readelf").arg("-d").arg(&exe));
+        assert_eq!(
+            dynamic.contains(&format!("[libshmio.so.{major}]")),
+            name == "dynamic",
+            "{name}: {dynamic}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}

@@ -291,3 +291,20 @@ fn kinds_of_one_capability_keep_their_documented_status() {
         SHMIO_ERR_IO
     );
 }
+
+#[test]
+fn the_header_limits_are_the_cores_and_the_version_number_its_version() {
+    use shmio_core::queue;
+    assert_eq!(crate::SHMIO_MAX_SLOTS, queue::MAX_SLOTS);
+    assert_eq!(crate::SHMIO_MAX_SLOT_SIZE, queue::MAX_SLOT_SIZE);
+    assert_eq!(crate::SHMIO_MAX_CONSUMERS, queue::MAX_CONSUMERS);
+    let long = "n".repeat(crate::SHMIO_MAX_NAME_LEN as usize);
+    assert!(queue::resolve(&long).is_ok());
+    assert!(queue::resolve(&format!("{long}n")).is_err());
+    let n = crate::shmio_version_number();
+    let v: Vec<u32> = shmio_core::VERSION
+        .split('.')
+        .map(|p| p.parse().unwrap())
+        .collect();
+    assert_eq!((n >> 16, (n >> 8) & 0xff, n & 0xff), (v[0], v[1], v[2]));
+}
