@@ -69,7 +69,7 @@ pub unsafe extern "C" fn shmio_producer_send_many(
         }
         // The records up to the first one too long for a slot: that one ends the batch (it
         // is the next call's first, which reports `TOO_LARGE`).
-        let max = p.inner.info().slot_size as usize;
+        let max = p.inner.slot_size();
         let fit = recs.iter().position(|r| r.len > max).unwrap_or(recs.len());
         if let Some(len) = recs.first().map(|r| r.len).filter(|_| fit == 0) {
             return Err(queue::Error::TooLarge { len, max }.into());

@@ -148,7 +148,7 @@ pub unsafe extern "C" fn shmio_producer_send(
         let p = unsafe { handle_mut(p, "p") }?;
         // Before the pointer checks: any length above the slot size is `TOO_LARGE`, as
         // documented, whatever `data` is (a C caller's `(size_t)-1` too).
-        let max = p.inner.info().slot_size as usize;
+        let max = p.inner.slot_size();
         if len > max {
             return Err(shmio_core::queue::Error::TooLarge { len, max }.into());
         }

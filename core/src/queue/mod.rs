@@ -311,6 +311,12 @@ macro_rules! handle_common {
                 $crate::queue::info_of(&self.shared)
             }
 
+            /// The slot size: the longest record, in bytes (as `info().slot_size`, without
+            /// building the whole description: for per-call checks).
+            pub fn slot_size(&self) -> usize {
+                self.shared.layout.slot_size as usize
+            }
+
             /// A snapshot of the queue's state.
             pub fn stats(&self) -> $crate::queue::QueueStats {
                 $crate::queue::stats_of(&self.shared)

@@ -47,7 +47,7 @@ impl PyProducer {
         timeout: Option<f64>,
     ) -> PyResult<usize> {
         let timeout = wait_timeout_arg(py, timeout)?;
-        let max = lock_handle(py, &self.state)?.get(py)?.info().slot_size as usize;
+        let max = lock_handle(py, &self.state)?.get(py)?.slot_size();
         let mut recs = Vec::new();
         for r in records.try_iter()? {
             let r = r?;
@@ -104,7 +104,7 @@ impl PyConsumer {
         if max == 0 {
             return Err(crate::errors::invalid(py, "max must be at least 1"));
         }
-        let slot = lock_handle(py, &self.state)?.peek(py)?.info().slot_size as usize;
+        let slot = lock_handle(py, &self.state)?.peek(py)?.slot_size();
         let cap = slot.saturating_mul(max).min(RECV_MANY_BYTES.max(slot));
         let mut buf = vec![0u8; cap];
         let mut lens = vec![0usize; max.min(1 << 16)];
