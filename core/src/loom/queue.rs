@@ -178,13 +178,19 @@ fn sleeping_consumer(barriers: Barriers) {
                     }
                 })
             };
-            // `queue::wait::wait_for_data` for each record, without the spin.
+            // `queue::wait::wait_for_data` for each record, without the spin: its first sleep
+            // announced without the heavy barrier, for a slice.
             for s in 0..TOTAL {
+                let mut first_sleep = true;
                 loop {
                     if ring::committed(&r.head) > s {
                         break;
                     }
-                    let a = ring::announce_sleep(&r.waiters, || heavy);
+                    let a = if std::mem::take(&mut first_sleep) {
+                        ring::announce_sleep_light(&r.waiters)
+                    } else {
+                        ring::announce_sleep(&r.waiters, || heavy)
+                    };
                     let n = r.notify.load(Ordering::Acquire);
                     if ring::committed(&r.head) > s {
                         ring::retract_sleep(&r.waiters, a.epoch);

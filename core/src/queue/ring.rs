@@ -132,7 +132,8 @@ pub(crate) struct Announced {
 /// Consumer, before sleeping: count itself among the sleepers, then the heavy barrier
 /// (`heavy`, `membarrier(2)`: whether it ran); returns the count's epoch. Where the heavy
 /// barrier is refused, asks producers for fences ([`FENCE_REQ`]) and reports whether one
-/// acknowledged it.
+/// acknowledged it. Where producers already acknowledged fences, the heavy barrier is not
+/// needed and not issued.
 ///
 /// After this, read the futex word's value with `Acquire`, check with [`epoch_of`] that the
 /// epoch did not move (else retract and start over), re-check the head, and only then sleep
@@ -141,15 +142,38 @@ pub(crate) struct Announced {
 /// happened.
 #[inline]
 pub(crate) fn announce_sleep(waiters: &AtomicU64, heavy: impl FnOnce() -> bool) -> Announced {
-    let v = waiters.fetch_add(1, Ordering::Relaxed);
-    fence(Ordering::SeqCst);
-    let epoch = (v >> 32) as u32;
-    if heavy() {
-        return Announced { epoch, exact: true };
+    let light = announce_sleep_light(waiters);
+    if light.exact || heavy() {
+        return Announced {
+            epoch: light.epoch,
+            exact: true,
+        };
     }
     Announced {
-        epoch,
+        epoch: light.epoch,
         exact: request_fences(waiters),
+    }
+}
+
+/// Consumer, before a first, short sleep: counts itself among the sleepers as
+/// [`announce_sleep`] does, without the heavy barrier. The answer is exact only where producers
+/// acknowledged fences ([`FENCE_ACK`], read by the count's read-modify-write and acquired by
+/// the fence after it, so the head stores before the acknowledgement are visible).
+///
+/// A producer on the light barrier misses this announcement only if its head store and its
+/// load of the count cross ours within the moment its store takes to become visible (it then
+/// sees our count on its next publish); a sleeper announced this way therefore sleeps one short
+/// slice, and only a sleep that outlasts it pays the heavy barrier (see `queue::wait`). Most
+/// sleeps end with a wake-up well inside the slice, with no `membarrier(2)` at all: the
+/// system call interrupts every CPU running a registered process, and in a virtual machine one
+/// whose virtual CPU is not running can hold it for milliseconds.
+#[inline]
+pub(crate) fn announce_sleep_light(waiters: &AtomicU64) -> Announced {
+    let v = waiters.fetch_add(1, Ordering::Relaxed);
+    fence(Ordering::SeqCst);
+    Announced {
+        epoch: (v >> 32) as u32,
+        exact: v & FENCE_ACK != 0,
     }
 }
 

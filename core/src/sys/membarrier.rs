@@ -72,7 +72,15 @@ const YES: u64 = 1 << 63;
 /// # References
 /// - [membarrier(2)](https://man7.org/linux/man-pages/man2/membarrier.2.html)
 pub(crate) fn global_expedited() -> bool {
+    #[cfg(test)]
+    CALLS.with(|c| c.set(c.get() + 1));
     !test_denied() && membarrier(libc::MEMBARRIER_CMD_GLOBAL_EXPEDITED as libc::c_int).is_ok()
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Unit tests: how many heavy barriers this thread asked for.
+    pub(crate) static CALLS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// Test hook: `SHMIO_TEST_HOOK=no-membarrier` behaves as if a filter refused membarrier (the
