@@ -41,6 +41,10 @@ fn every_system_reports_every_pattern_and_lossless_ones_lose_nothing() {
             "--repeat",
             "1",
             "--no-gates",
+            // The extra sections have a test of their own.
+            "--deep",
+            "none",
+            "--no-load",
         ])
         .output()
         .unwrap();
@@ -167,6 +171,8 @@ fn bad_arguments_are_refused_with_exit_2() {
         &["--repeat"],
         &["--depth", "0"],
         &["--depth", "many"],
+        &["--deep", "0"],
+        &["--deep", "16,x"],
     ] {
         let out = bench().args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -199,7 +205,8 @@ fn run_ok(args: &str) -> String {
 fn depth_sets_the_buffered_records_and_lossless_systems_still_lose_nothing() {
     // 3 rounds up to 4: a ring this short makes every producer wait on its consumers.
     let stdout = run_ok(
-        "--json --depth 3 --sizes 64 --count 3000 --patterns 1to1,1to4 --repeat 1 --no-gates",
+        "--json --depth 3 --sizes 64 --count 3000 --patterns 1to1,1to4 --repeat 1 --no-gates \
+         --deep none --no-load",
     );
     let rows: Vec<&str> = stdout
         .lines()
@@ -283,4 +290,66 @@ fn the_fcntl_design_shows_its_send_rate_beside_what_arrived() {
         assert!(got > 0.0 && got <= sent + 1.0, "{l}");
         assert!(delivered > 0.0 && delivered <= 1.0, "{l}");
     }
+}
+
+#[test]
+fn deep_queue_and_loaded_overwrite_sections_report_their_cases_and_targets() {
+    // 3 and 16 buffered records of 64 KiB (3 rounds up to 4); 64 B and 1 KiB records beside a
+    // CPU-bound process.
+    let stdout = run_ok(
+        "--json --sizes 64 --count 2000 --systems shmio-bp,shmio-bp-zerocopy,shmio-overwrite,\
+         iceoryx2 --patterns 1to1,1to4 --repeat 1 --no-gates --deep 3,16 --load",
+    );
+    let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with('{')).collect();
+    let row = |system: &str, pattern: &str, size: usize| {
+        let want = format!("\"system\":\"{system}\",\"pattern\":\"{pattern}\",\"size\":{size},");
+        let hits: Vec<&&str> = rows.iter().filter(|l| l.contains(&want)).collect();
+        assert_eq!(hits.len(), 1, "{system} {pattern} {size}: {stdout}");
+        *hits[0]
+    };
+    for depth in [4, 16] {
+        for system in ["shmio-bp", "shmio-bp-zerocopy", "iceoryx2"] {
+            for pattern in ["1to1", "1to4"] {
+                let line = row(system, &format!("{pattern}@{depth}"), 65536);
+                assert_eq!(num(line, "depth"), depth as f64, "{line}");
+                assert_eq!(num(line, "delivered"), 1.0, "lossless: {line}");
+            }
+        }
+    }
+    for size in [64, 1024] {
+        for pattern in ["1to1+load", "1to4+load"] {
+            assert_eq!(num(row("shmio-bp", pattern, size), "delivered"), 1.0);
+            let ow = num(row("shmio-overwrite", pattern, size), "delivered");
+            assert!(ow > 0.0 && ow <= 1.0, "{stdout}");
+        }
+    }
+    // No CPU-bound process outlives the run.
+    let burners = std::process::Command::new("pgrep")
+        .args([
+            "-f",
+            &format!("{} --child-burn", env!("CARGO_BIN_EXE_shmio-bench")),
+        ])
+        .output()
+        .unwrap();
+    assert!(burners.stdout.is_empty(), "a CPU burner was left running");
+    // The text report checks the targets on them.
+    let s = run_ok(
+        "--sizes 64 --count 2000 --systems shmio-bp,shmio-overwrite,iceoryx2 --patterns 1to1 \
+         --repeat 1 --no-gates --deep 16 --load",
+    );
+    for target in [
+        "64 KiB 1to1 throughput with 16 buffered, shmio vs iceoryx2: ",
+        "64 B 1to1 received, shmio-overwrite vs shmio-bp: ",
+        "1024 B 1to1 received, shmio-overwrite vs shmio-bp, beside a CPU-bound process: ",
+    ] {
+        assert!(
+            s.lines()
+                .any(|l| l.contains(target) && (l.contains("[met]") || l.contains("[MISSED]"))),
+            "{target}: {s}"
+        );
+    }
+    assert!(
+        s.contains("[n/a] 64 KiB 1to1 throughput with 256 buffered"),
+        "{s}"
+    );
 }

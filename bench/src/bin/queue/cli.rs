@@ -7,12 +7,17 @@ pub fn usage() {
     println!(
         "shmio-bench [--quick] [--json] [--sizes 8,64,1024,65536] [--systems a,b,...] \
          [--patterns 1to1,1to4,rtt-spin,rtt-block] [--trips N] [--count N] [--repeat K] \
-         [--depth N] [--pin | --no-pin] [--no-gates]\n\
+         [--depth N] [--deep D,D,... | --deep none] [--load | --no-load] [--pin | --no-pin] \
+         [--no-gates]\n\
          --quick: 64 B and 64 KiB, fewer records and trips\n\
          --count: records per throughput run; --trips: round trips per latency run\n\
          --repeat: runs of each case (best, median, spread; default 3 quick, 5 full)\n\
          --depth N: records each channel buffers, rounded up to a power of two (default: \
          1024 up to 4 KiB records, 1 MiB's worth of larger ones, at least 4); honoured by {}\n\
+         --deep D,...: also 64 KiB records 1->1 and 1->4 with D buffered records each, shmio \
+         against iceoryx2 (default in a full run: 16,256,1024; in --quick: none)\n\
+         --load: also shmio's overwrite and back-pressure queues at 64 B and 1 KiB beside one \
+         CPU-bound process (default in a full run; --no-load turns it off)\n\
          --pin (default with 2+ CPUs): producer and children on fixed CPUs; --no-pin\n\
          --no-gates: do not fail on the sanity gates (smoke runs too short to measure)\n\
          --gates-from FILE: only check the sanity gates on a --json run's lines\n\
@@ -27,15 +32,28 @@ pub fn check(args: &[String]) {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
-            "--quick" | "--json" | "--pin" | "--no-pin" | "--no-gates" => {}
+            "--quick" | "--json" | "--pin" | "--no-pin" | "--no-gates" | "--load" | "--no-load" => {
+            }
             "--sizes" | "--systems" | "--patterns" | "--trips" | "--count" | "--repeat"
-            | "--depth" => {
+            | "--depth" | "--deep" => {
                 let Some(v) = it.next() else {
                     eprintln!("shmio-bench: {a} needs a value (see --help)");
                     std::process::exit(2);
                 };
                 if a == "--depth" && !v.parse::<usize>().is_ok_and(|d| (1..=1 << 24).contains(&d)) {
                     eprintln!("shmio-bench: --depth takes 1 ..= 16777216 records, not {v:?}");
+                    std::process::exit(2);
+                }
+                if a == "--deep"
+                    && v != "none"
+                    && !v
+                        .split(',')
+                        .all(|d| d.parse::<usize>().is_ok_and(|d| (1..=1 << 16).contains(&d)))
+                {
+                    eprintln!(
+                        "shmio-bench: --deep takes depths of 1 ..= 65536 records (D,D,...) or \
+                         none, not {v:?}"
+                    );
                     std::process::exit(2);
                 }
             }
@@ -65,6 +83,10 @@ pub struct Settings<'a> {
     pub gates: bool,
     /// `--depth`, rounded up to a power of two (`None`: each system's default).
     pub depth: Option<usize>,
+    /// `--deep`: the depths of the deep-queue section, rounded up to powers of two.
+    pub deep: Vec<usize>,
+    /// `--load`: whether the overwrite-under-load section runs.
+    pub load: bool,
     count: Option<&'a String>,
 }
 
@@ -116,6 +138,20 @@ impl<'a> Settings<'a> {
             pin: !args.iter().any(|a| a == "--no-pin"),
             gates: !args.iter().any(|a| a == "--no-gates"),
             depth: opt("--depth").map(|d| round_depth(d.parse().expect("--depth"))),
+            deep: match opt("--deep").map(String::as_str) {
+                Some("none") => Vec::new(),
+                Some(v) => v
+                    .split(',')
+                    .map(|d| round_depth(d.parse().expect("--deep")))
+                    .collect(),
+                None if quick => Vec::new(),
+                None => vec![16, 256, 1024],
+            },
+            load: if quick {
+                args.iter().any(|a| a == "--load")
+            } else {
+                !args.iter().any(|a| a == "--no-load")
+            },
             quick,
             json,
             sizes,

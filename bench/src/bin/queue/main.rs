@@ -12,19 +12,22 @@
 //! ceiling for small records), a cache-line ping-pong (the floor for spinning round trips), a
 //! raw futex ping-pong (the floor for blocking round trips) and single-core memcpy bandwidth
 //! (the ceiling for large records). A closing section checks the targets of the benchmark
-//! issue from the figures of this run, and the sanity gates (`gates`) fail the run when its
+//! issue from the figures of this run (`extra` adds the deep-queue and overwrite-under-load
+//! sections they need), and the sanity gates (`gates`) fail the run when its
 //! figures cannot be true. Every case runs `--repeat` times; `--pin` (the default) puts the
 //! producer and the children on fixed CPUs (`pin`).
 //!
 //! ```text
 //! shmio-bench [--quick] [--json] [--sizes 8,64,1024,65536] [--systems a,b,...]
 //!             [--patterns 1to1,1to4,rtt-spin,rtt-block] [--trips N] [--count N]
-//!             [--repeat K] [--depth N] [--pin | --no-pin] [--no-gates]
+//!             [--repeat K] [--depth N] [--deep D,D,... | --deep none] [--load | --no-load]
+//!             [--pin | --no-pin] [--no-gates]
 //! shmio-bench --gates-from FILE   (the sanity gates on a saved --json run)
 //! ```
 
 mod channels;
 mod cli;
+mod extra;
 mod gates;
 mod iox;
 mod peers;
@@ -50,6 +53,7 @@ fn main() {
         Some("--child-rx") => return child_rx(&args[1..]),
         Some("--child-echo") => return child_echo(&args[1..]),
         Some("--child-pingpong") => return child_pingpong(&args[1..]),
+        Some("--child-burn") => return extra::child_burn(&args[1..]),
         Some("--help") | Some("-h") => return cli::usage(),
         Some("--gates-from") if args.len() == 2 => return gates::gates_from(&args[1]),
         _ => {}
@@ -101,8 +105,10 @@ fn main() {
         throughputs(&run, &order, size, &mut out);
         round_trips(&run, &order, size, &mut out);
     }
+    extra::deep_queues(&run, &mut out);
+    extra::overwrite_under_load(&run, &mut out);
     if !run.json {
-        targets(&out, &run.sizes);
+        targets(&out, &run);
     }
     if run.gates {
         gates::enforce(out.rows());
@@ -115,7 +121,11 @@ fn main() {
 /// Runs every one of `cases` `repeat` times, interleaved: round `r` runs each case once, so
 /// that a load that comes and goes during the run reaches every case alike (and shows in each
 /// case's spread) rather than marking the cases that happened to run under it.
-fn interleave<C, T>(repeat: usize, cases: &[C], mut run: impl FnMut(&C) -> T) -> Vec<Vec<T>> {
+pub(crate) fn interleave<C, T>(
+    repeat: usize,
+    cases: &[C],
+    mut run: impl FnMut(&C) -> T,
+) -> Vec<Vec<T>> {
     let mut runs: Vec<Vec<T>> = cases.iter().map(|_| Vec::new()).collect();
     for _ in 0..repeat {
         for (c, v) in cases.iter().zip(runs.iter_mut()) {

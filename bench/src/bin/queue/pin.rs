@@ -41,7 +41,7 @@ pub fn only(cpu: usize) -> libc::cpu_set_t {
 }
 
 /// A set holding `cpus`.
-fn set_of(cpus: &[usize]) -> libc::cpu_set_t {
+pub fn set_of(cpus: &[usize]) -> libc::cpu_set_t {
     // SAFETY: cpu_set_t is plain data; all-zero is the empty set.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     for &cpu in cpus {
@@ -99,4 +99,10 @@ pub fn next_child() -> Option<libc::cpu_set_t> {
     }
     let k = NEXT.fetch_add(1, Ordering::Relaxed);
     Some(only(cpus[1 + k % (cpus.len() - 1)]))
+}
+
+/// The CPUs of the run: those pinned to, or when not pinning, those this process may use.
+pub fn run_cpus() -> Vec<usize> {
+    let cpus = CPUS.lock().unwrap().clone();
+    if cpus.is_empty() { allowed() } else { cpus }
 }

@@ -44,6 +44,11 @@ impl Out {
         }
     }
 
+    /// Whether the run prints JSON lines (no headings).
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
     /// The copy ceilings of `size`-byte records: memcpy, and shmio's byte-wise atomic copy.
     pub fn ceilings(&mut self, size: usize, gbps: f64, racy: f64) {
         self.figures.insert(("memcpy".into(), "1", size), gbps);
