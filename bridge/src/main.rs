@@ -254,8 +254,15 @@ fn region_in(a: &RegionInArgs) -> Result<(), Error> {
     })?;
     say(&format!(
         "end deltas={} delta_bytes={} stale={} bad={} catchups={} full_copies={} \
-         catchup_bytes={}",
-        s.deltas, s.delta_bytes, s.stale, s.bad, s.catchups, s.full_copies, s.catchup_bytes
+         catchup_bytes={} stalled={}",
+        s.deltas,
+        s.delta_bytes,
+        s.stale,
+        s.bad,
+        s.catchups,
+        s.full_copies,
+        s.catchup_bytes,
+        s.stalled
     ));
     Ok(())
 }

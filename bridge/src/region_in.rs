@@ -37,15 +37,21 @@ pub struct RegionInOptions {
     pub name: Option<String>,
     /// How long a snapshot query may take.
     pub query_timeout: Duration,
+    /// How long a snapshot query may go without a reply before it is given up (a query sent
+    /// while a link was coming back can go unanswered; the next delta or heartbeat, which
+    /// shows the gap again, asks anew). The replica's thread waits no longer than this on a
+    /// silent primary.
+    pub reply_idle: Duration,
 }
 
 impl RegionInOptions {
-    /// `region`, snapshot queries of at most 60 s.
+    /// `region`, snapshot queries of at most 60 s, given up after 3 s without a reply.
     pub fn new(region: &str) -> RegionInOptions {
         RegionInOptions {
             region: region.into(),
             name: None,
             query_timeout: Duration::from_secs(60),
+            reply_idle: Duration::from_secs(3),
         }
     }
 }
@@ -67,6 +73,8 @@ pub struct RegionInStats {
     pub full_copies: u64,
     /// Bytes the fetches received.
     pub catchup_bytes: u64,
+    /// Fetches given up after [`RegionInOptions::reply_idle`] without a reply.
+    pub stalled: u64,
 }
 
 const UNKNOWN: u8 = 0;
@@ -83,6 +91,7 @@ struct Replica {
     /// mix versions.
     target: u64,
     timeout: Duration,
+    reply_idle: Duration,
     stats: RegionInStats,
     /// The parts of a delta received so far, until its last.
     assembly: Option<Assembly>,
@@ -230,17 +239,11 @@ fn handle(
             snapshot_key,
             region,
             &msg,
-            opts.timeout(),
+            (opts.query_timeout, opts.reply_idle),
         )?);
     }
     let r = st.rep.as_mut().expect("set above");
     r.on_part(&msg, alive.load(Ordering::Relaxed) != DOWN)
-}
-
-impl RegionInOptions {
-    fn timeout(&self) -> Duration {
-        self.query_timeout
-    }
 }
 
 /// Opens the local region, or creates it with the primary's geometry; either way it must have
@@ -282,7 +285,7 @@ impl Replica {
         snapshot_key: String,
         region: Region,
         m: &Msg<'_>,
-        timeout: Duration,
+        (timeout, reply_idle): (Duration, Duration),
     ) -> Result<Replica> {
         let st = region
             .become_replica(m.incarnation)
@@ -295,6 +298,7 @@ impl Replica {
             applied: st.applied,
             target: 0,
             timeout,
+            reply_idle,
             stats: RegionInStats::default(),
             assembly: None,
         };
@@ -429,7 +433,18 @@ impl Replica {
             .wait()
             .map_err(Error::zenoh)?;
         let (mut oldest, mut newest) = (u64::MAX, 0u64);
-        while let Ok(reply) = replies.recv() {
+        loop {
+            let reply = match replies.recv_timeout(self.reply_idle) {
+                Ok(Some(reply)) => reply,
+                // Silent: give up (dropping the receiver ends the query); what was applied
+                // stays, and the next message that shows the gap asks again.
+                Ok(None) => {
+                    self.stats.stalled += 1;
+                    return Ok(());
+                }
+                // Every reply is in (or the query timed out).
+                Err(_) => return Ok(()),
+            };
             let Ok(sample) = reply.result() else { continue };
             let bytes = sample.payload().to_bytes();
             let Ok(m) = region_wire::decode(&bytes) else {
@@ -449,6 +464,5 @@ impl Replica {
                 return Ok(());
             }
         }
-        Ok(())
     }
 }
