@@ -131,6 +131,39 @@ fn membarrier_allowed_everywhere_the_producer_stays_light() {
     sleepers_get_every_record("mb-all", Proc::qtool, Proc::qtool, (false, false));
 }
 
+/// A producer faster than its two consumers (so that it sleeps for space, with its spin off,
+/// every few records), each side spawned by its function: both consumers must get every record.
+fn space_waiter_gets_every_slot(
+    tag: &str,
+    producer: impl Fn(&[&str]) -> Proc,
+    consumer: impl Fn(&[&str]) -> Proc,
+) {
+    let q = QueueName::new(tag);
+    const COUNT: u64 = 3000;
+    let line = format!(
+        "produce {q} --policy bp --slots 4 --count {COUNT} --spin-us 0 --wait-consumers 2"
+    );
+    let mut p = producer(&words(&line));
+    p.expect_line("ready", T);
+    let lines = from_oldest(&q, &["--slow-us 50", "--zero-copy --slow-us 50"]);
+    for c in start_all(&consumer, &lines, "opened 0", T) {
+        assert_every_record(c, T, 0, COUNT, "closed");
+    }
+    assert_eq!(p.finish(T).0, 0);
+}
+
+#[test]
+fn membarrier_refused_to_a_producer_waiting_for_space_it_sleeps_in_slices() {
+    // Consumers release behind a compiler fence; the producer cannot make it a full one, so
+    // no sleep of its is longer than 1 ms, and no slot freed is missed for good.
+    space_waiter_gets_every_slot("mb-space-prod", no_membarrier, Proc::qtool);
+}
+
+#[test]
+fn membarrier_refused_to_consumers_they_release_with_a_full_fence() {
+    space_waiter_gets_every_slot("mb-space-cons", Proc::qtool, no_membarrier);
+}
+
 #[test]
 fn filtered_recv_times_out_on_time() {
     let q = QueueName::new("sc-timeout");

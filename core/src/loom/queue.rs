@@ -327,45 +327,67 @@ fn joining_backpressure_consumer_never_loses_a_claimed_record() {
 
 #[test]
 fn sleeping_backpressure_producer_is_never_left_asleep() {
-    ::loom::model(|| {
-        let r = Arc::new(Ring::new(2));
-        let f = Futex::new();
-        let flag = Arc::new(AtomicU32::new(0));
-        let space = Arc::new(AtomicU32::new(0));
-        r.write(0);
-        r.write(1);
-        let c = {
-            let (r, f, flag, space) = (
-                Arc::clone(&r),
-                Arc::clone(&f),
-                Arc::clone(&flag),
-                Arc::clone(&space),
-            );
-            thread::spawn(move || {
-                assert_eq!(r.read(0), Ok(Some([0, 0])));
-                // `Consumer::set_cursor` + `queue::wait::wake_producer`.
-                ring::release_to(&r.cursor, 1);
-                if ring::producer_sleeping(&flag) {
-                    space.fetch_add(1, Ordering::SeqCst);
-                    f.wake_all();
+    // Consumers release behind the light barrier; the producer's heavy barrier makes it a
+    // fence (modelled as one), or is refused (modelled as nothing: the producer then sleeps
+    // in slices only).
+    for heavy in [true, false] {
+        sleeping_producer(heavy);
+    }
+}
+
+fn sleeping_producer(heavy: bool) {
+    let mut b = ::loom::model::Builder::new();
+    // A producer that loops on short slices spins: bound the preemptions.
+    b.preemption_bound = Some(3);
+    crate::loom::with_light_barrier(heavy, || {
+        b.check(move || {
+            let r = Arc::new(Ring::new(2));
+            let f = Futex::new();
+            let flag = Arc::new(AtomicU32::new(0));
+            let space = Arc::new(AtomicU32::new(0));
+            r.write(0);
+            r.write(1);
+            let c = {
+                let (r, f, flag, space) = (
+                    Arc::clone(&r),
+                    Arc::clone(&f),
+                    Arc::clone(&flag),
+                    Arc::clone(&space),
+                );
+                thread::spawn(move || {
+                    assert_eq!(r.read(0), Ok(Some([0, 0])));
+                    // `Consumer::set_cursor` + `queue::wait::wake_producer`, light.
+                    ring::release_to(&r.cursor, 1);
+                    if ring::producer_sleeping(&flag, true) {
+                        space.fetch_add(1, Ordering::SeqCst);
+                        f.wake_all();
+                    }
+                })
+            };
+            // `queue::wait::wait_for_space` for record 2 in a 2-slot ring, without the spin:
+            // its first sleep one slice without the heavy barrier.
+            let mut first_sleep = true;
+            loop {
+                if ring::has_space(2, r.cursor.load(Ordering::Acquire), r.n()) {
+                    break;
                 }
-            })
-        };
-        // `queue::wait::wait_for_space` for record 2 in a 2-slot ring, without the spin.
-        loop {
-            if ring::has_space(2, r.cursor.load(Ordering::Acquire), r.n()) {
-                break;
-            }
-            ring::announce_space_wait(&flag);
-            let sn = space.load(Ordering::Acquire);
-            if ring::has_space(2, r.cursor.load(Ordering::Acquire), r.n()) {
+                ring::announce_space_wait(&flag);
+                let exact = !std::mem::take(&mut first_sleep) && heavy;
+                let sn = space.load(Ordering::Acquire);
+                if ring::has_space(2, r.cursor.load(Ordering::Acquire), r.n()) {
+                    flag.store(0, Ordering::Relaxed);
+                    break;
+                }
+                if exact {
+                    f.wait(&space, sn);
+                } else {
+                    // A timed slice that ran out.
+                    thread::yield_now();
+                }
                 flag.store(0, Ordering::Relaxed);
-                break;
             }
-            f.wait(&space, sn);
-            flag.store(0, Ordering::Relaxed);
-        }
-        r.write(2);
-        c.join().unwrap();
+            r.write(2);
+            c.join().unwrap();
+        })
     });
 }

@@ -260,15 +260,27 @@ pub(crate) fn release_to(cursor: &AtomicU64, next: u64) {
 }
 
 /// Consumer, after [`release_to`]: whether the producer may be asleep waiting for space.
-/// The fence pairs with [`announce_space_wait`], as [`must_wake`] with [`announce_sleep`].
+///
+/// Pairs with [`announce_space_wait`] as [`must_wake`] with [`announce_sleep`], the other way
+/// round: with `light` (this process is registered for `membarrier(2)`) our barrier is
+/// [`light_barrier`], a compiler fence, because a producer about to sleep for space issues
+/// the heavy barrier after announcing itself (see `queue::wait::wait_for_space`), which runs
+/// a full barrier on our CPU: our cursor store is either before it (visible to the
+/// producer's re-scan) or our load after it (sees the announcement). A producer that could
+/// not issue it sleeps in short slices. Without `light`, a `SeqCst` fence.
 #[inline]
-pub(crate) fn producer_sleeping(flag: &AtomicU32) -> bool {
-    fence(Ordering::SeqCst);
+pub(crate) fn producer_sleeping(flag: &AtomicU32, light: bool) -> bool {
+    if light {
+        light_barrier();
+    } else {
+        fence(Ordering::SeqCst);
+    }
     flag.load(Ordering::Relaxed) != 0
 }
 
-/// Back-pressure producer, before sleeping for space: announce it, then read the futex word,
-/// re-scan the cursors, and only then sleep.
+/// Back-pressure producer, before sleeping for space: announce it, then (for consumers on the
+/// light barrier) the heavy barrier, then read the futex word, re-scan the cursors, and only
+/// then sleep.
 #[inline]
 pub(crate) fn announce_space_wait(flag: &AtomicU32) {
     flag.store(1, Ordering::Relaxed);

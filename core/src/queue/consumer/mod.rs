@@ -43,6 +43,9 @@ pub struct Consumer {
     cancel: Canceller,
     /// The process the handle was opened in (see [`crate::fork`]).
     origin: Origin,
+    /// Its process is registered for `membarrier(2)`: a release checks for a sleeping
+    /// producer behind a compiler fence only (see [`ring::producer_sleeping`]).
+    light: bool,
 }
 
 super::handle_common!(Consumer, "consumer");
@@ -164,7 +167,8 @@ impl Consumer {
         };
         ring::release_to(&me.cursor, start);
         me.joined.store(1, Ordering::SeqCst);
-        wait::wake_producer(&shared);
+        // (The join's own wake with a full fence: joining is rare.)
+        wait::wake_producer(&shared, false);
         Ok(Consumer {
             shared,
             keeper,
@@ -178,6 +182,7 @@ impl Consumer {
             resume: Resume::default(),
             cancel: Canceller::new(),
             origin: Origin::current(),
+            light: membarrier::registered(),
         })
     }
 
@@ -259,7 +264,7 @@ impl Consumer {
         match self.shared.layout.policy {
             Policy::BackPressure => {
                 ring::release_to(&self.me().cursor, next);
-                wait::wake_producer(&self.shared);
+                wait::wake_producer(&self.shared, self.light);
             }
             Policy::Overwrite => self.me().cursor.store(next, Ordering::Release),
         }

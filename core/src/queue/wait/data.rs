@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::liveness::{View, evict_dead_consumers, pass_on_death, producer_view};
-use super::{Backstop, Deadline, sleep_on, spin_until};
+use super::{Backstop, Deadline, SHORT_SLICE, sleep_on, spin_until};
 use crate::queue::layout::{ConsumerSlot, PRODUCER_BYTE, SLEEP_COUNTED, Shared};
 use crate::queue::{Error, Result, ring};
 use crate::sys::futex::{self, FUTEX_WAITERS, WaitOutcome};
@@ -21,12 +21,6 @@ fn hook_die_after_announce() -> bool {
         std::env::var_os("SHMIO_TEST_HOOK").is_some_and(|v| v == "die-after-announce")
     })
 }
-
-/// The longest sleep of a consumer whose announcement a producer may miss (see
-/// [`ring::Announced`]): a first sleep announced without the heavy barrier
-/// ([`ring::announce_sleep_light`]), or one that could not issue it before its fence request
-/// was acknowledged.
-const SHORT_SLICE: Duration = Duration::from_millis(1);
 
 /// What a consumer-side wait ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -47,6 +47,13 @@ pub(crate) const MAX_SPIN: Duration = Duration::from_secs(1);
 /// The first part of a spin, spent without yielding the CPU.
 const PURE_SPIN: Duration = Duration::from_micros(2);
 
+/// The longest sleep of a waiter whose announcement the other side may miss: a consumer's or
+/// a back-pressure producer's first sleep of a wait, announced without the heavy barrier (see
+/// `ring::announce_sleep_light`), or any sleep of one whose heavy barrier was refused (a
+/// consumer until its fence request is acknowledged, a producer always). A wake-up lost
+/// meanwhile costs at most this.
+const SHORT_SLICE: Duration = Duration::from_millis(1);
+
 /// The longest a sleep lasts before the sleeper re-checks its peer's liveness by itself.
 pub const BACKSTOP: Duration = Duration::from_millis(200);
 

@@ -5,10 +5,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use super::liveness::{evict_if_abandoned, evict_if_dead};
-use super::{Backstop, Deadline, sleep_on, spin_until};
+use super::{Backstop, Deadline, SHORT_SLICE, sleep_on, spin_until};
 use crate::queue::layout::Shared;
 use crate::queue::{Error, Result, ring};
 use crate::sys::futex::{self, WaitOutcome};
+use crate::sys::membarrier;
 use crate::sys::robust::{Owner, mark_waiting, owner_of};
 
 /// Back-pressure producer: the smallest cursor of the live consumers (`u64::MAX` if none), and
@@ -51,6 +52,7 @@ pub(crate) fn wait_for_space(
     let mut spun = false;
     let mut backstop = Backstop::new();
     let mut check_locks = false;
+    let mut first_sleep = true;
     loop {
         let min = scan_consumers(shared, seq, &mut blockers, check_locks);
         check_locks = false;
@@ -96,6 +98,11 @@ pub(crate) fn wait_for_space(
         shared.intact(true)?;
         let space = &h.space.0;
         ring::announce_space_wait(&space.producer_waiting);
+        // Consumers release with a compiler fence only (`ring::producer_sleeping`): the heavy
+        // barrier makes it a full one, so that the re-scan below sees their cursor stores or
+        // they see the announcement. Not on the first sleep of this wait, which is one short
+        // slice: most end with a wake-up well inside it (see `ring::announce_sleep_light`).
+        let exact = !std::mem::take(&mut first_sleep) && membarrier::global_expedited();
         let sn = space.space_notify.load(Ordering::Acquire);
         let min = scan_consumers(shared, seq, &mut blockers, false);
         if ring::has_space(seq, min, n) {
@@ -117,8 +124,10 @@ pub(crate) fn wait_for_space(
         }
         let res = if gone {
             Ok(WaitOutcome::Changed)
-        } else {
+        } else if exact {
             sleep_on(&words, &deadline.slice())
+        } else {
+            sleep_on(&words, &deadline.slice_within(SHORT_SLICE))
         };
         space.producer_waiting.store(0, Ordering::Relaxed);
         check_locks = backstop.due();
@@ -180,11 +189,63 @@ pub(crate) fn wait_for_consumers(
 }
 
 /// Consumer (back-pressure): after releasing records, wakes the producer if it sleeps.
+/// `light`: the consumer's barrier (see [`ring::producer_sleeping`]).
 #[inline]
-pub(crate) fn wake_producer(shared: &Shared) {
+pub(crate) fn wake_producer(shared: &Shared, light: bool) {
     let space = &shared.header().space.0;
-    if ring::producer_sleeping(&space.producer_waiting) {
+    if ring::producer_sleeping(&space.producer_waiting, light) {
         space.space_notify.fetch_add(1, Ordering::SeqCst);
         futex::wake_all(&space.space_notify);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::queue::{Consumer, Policy, Producer, QueueOptions, Start};
+    use crate::sys::membarrier::CALLS;
+
+    /// A producer blocked for space whose consumer frees a slot within the first slice issues
+    /// no `membarrier(2)` (consumers release behind a compiler fence, and the heavy barrier is
+    /// paid only by a sleep that outlasts the slice); one that waits longer pays it and still
+    /// gets its slot.
+    #[test]
+    fn only_a_space_wait_outlasting_the_first_slice_pays_the_heavy_barrier() {
+        let name = format!("shmio-unit-light-space-{}", std::process::id());
+        let opts = QueueOptions::new()
+            .slots(2)
+            .slot_size(8)
+            .policy(Policy::BackPressure);
+        let mut p = Producer::create(&name, &opts).unwrap();
+        p.set_spin(Duration::ZERO);
+        let mut c = Consumer::open(&name, Start::Oldest).unwrap();
+        const N: u64 = 100;
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 8];
+            for want in 0..N + 3 {
+                std::thread::sleep(Duration::from_micros(if want == N { 20_000 } else { 100 }));
+                assert_eq!(c.recv(&mut buf).unwrap(), 8);
+                assert_eq!(u64::from_le_bytes(buf), want);
+            }
+            c
+        });
+        let calls = || CALLS.with(|c| c.get());
+        // The first two fill the ring; every later send waits for the reader.
+        let before = calls();
+        for i in 0..N + 2 {
+            p.send(&i.to_le_bytes()).unwrap();
+        }
+        let short = calls() - before;
+        assert!(short <= N / 4, "{short} heavy barriers for {N} short waits");
+        // The reader pauses 20 ms before record N: that wait outlasts the slice.
+        let before = calls();
+        p.send(&(N + 2).to_le_bytes()).unwrap();
+        assert!(
+            calls() > before,
+            "a 20 ms wait for space never issued the heavy barrier"
+        );
+        drop(reader.join().unwrap());
+        crate::queue::unlink(&name).unwrap();
     }
 }
