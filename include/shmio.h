@@ -32,16 +32,17 @@
  *   buffers and strings are only read during the call.
  *
  * Structs that may grow
- *   Option, stats and info structs begin with uint32_t struct_size: fill each with its _init
- *   function (or set struct_size = sizeof the struct) before passing it, so that a library
- *   with a newer, longer version of the struct still works with the program. An input
- *   struct is read as far as its struct_size goes (missing fields take their defaults). An
- *   output struct is written no further than its struct_size (a program built against an
- *   older header gets the fields it knows, and nothing past its end), and the call sets
- *   struct_size to the bytes it filled in. A struct_size below the struct's first version ->
- *   SHMIO_ERR_INVALID_ARGUMENT, nothing written. An output array (shmio_queue_stats_get's
- *   consumers) takes its stride from its first element's struct_size: init element 0 (or
- *   all); each element written gets its own struct_size set.
+ *   The option structs and every output struct but shmio_event (stats, info, vm, zero-copy
+ *   results) begin with uint32_t struct_size: fill each with its _init function (or set
+ *   struct_size = sizeof the struct) before passing it, so that a library with a newer,
+ *   longer version of the struct still works with the program. An input struct is read as
+ *   far as its struct_size goes (missing fields take their defaults). An output struct is
+ *   written no further than its struct_size (a program built against an older header gets
+ *   the fields it knows, and nothing past its end), and the call sets struct_size to the
+ *   bytes it filled in. A struct_size below the struct's first version (for the shmio_zc_*
+ *   results: below 8) -> SHMIO_ERR_INVALID_ARGUMENT, nothing written. An output array
+ *   (shmio_queue_stats_get's consumers) takes its stride from its first element's
+ *   struct_size: init element 0 (or all); each element written gets its own struct_size.
  *
  * Thread safety
  *   A producer or consumer handle is used by one thread at a time (it may move between

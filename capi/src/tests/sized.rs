@@ -204,10 +204,8 @@ fn queue_and_poller_structs_honour_struct_size() {
     assert_eq!((qs.live_consumers, qs.reserved), (1, 0));
     let mut poller = ptr::null_mut();
     // SAFETY: a valid out pointer.
-    assert_eq!(
-        unsafe { shmio_poller_new(SHMIO_BACKEND_EPOLL, &mut poller) },
-        SHMIO_OK
-    );
+    let st = unsafe { shmio_poller_new(SHMIO_BACKEND_EPOLL, &mut poller) };
+    assert_eq!(st, SHMIO_OK);
     // SAFETY: as above.
     check_struct("poller stats", &|q| unsafe {
         shmio_poller_stats_get(poller, q)
