@@ -47,7 +47,10 @@ static void usage(FILE *out)
 static void print_knobs(void)
 {
     shmio_vm_knobs k;
-    shmio_status st = shmio_vm_knobs_get(&k);
+    shmio_status st;
+
+    shmio_vm_knobs_init(&k);
+    st = shmio_vm_knobs_get(&k);
     if (st != SHMIO_OK) {
         report_failure(prog, "shmio_vm_knobs_get", st);
         return;
@@ -67,6 +70,9 @@ static void print_second(unsigned sec, const char *file, uint64_t size)
     shmio_vm_thresholds t;
     char cbuf[96];
 
+    shmio_page_cache_init(&c);
+    shmio_vm_system_init(&s);
+    shmio_vm_thresholds_init(&t);
     if (shmio_vm_file_cache(file, &c) == SHMIO_OK)
         snprintf(cbuf, sizeof cbuf, "file dirty %" PRIu64 " writeback %" PRIu64 " cached %" PRIu64
                  " pages", c.dirty, c.writeback, c.cached);

@@ -457,6 +457,7 @@ static void serve(uint32_t backend, int lfd)
         }
     }
     shmio_poller_stats st;
+    shmio_poller_stats_init(&st);
     shmio_poller_stats_get(poller, &st);
     k.waits = st.waits, k.events = st.events, k.syscalls = st.syscalls;
     k.overflows = st.overflows, k.signals = st.signals;

@@ -166,7 +166,10 @@ static shmio_status open_queue(const struct options *o, shmio_producer **out)
 static int describe_queue(shmio_producer *p, const struct options *o)
 {
     shmio_queue_info info;
-    shmio_status st = shmio_producer_info(p, &info);
+    shmio_status st;
+
+    shmio_queue_info_init(&info);
+    st = shmio_producer_info(p, &info);
 
     if (st != SHMIO_OK) {
         report_failure(prog, "shmio_producer_info", st);
@@ -242,7 +245,10 @@ static int wait_for_consumers(const struct options *o)
 {
     while (!g_stop_requested && o->wait_consumers > 0) {
         shmio_queue_stats stats;
-        shmio_status st = shmio_queue_stats_get(o->queue, &stats, NULL, 0, NULL);
+        shmio_status st;
+
+        shmio_queue_stats_init(&stats);
+        st = shmio_queue_stats_get(o->queue, &stats, NULL, 0, NULL);
 
         if (st != SHMIO_OK) {
             report_failure(prog, "shmio_queue_stats_get", st);

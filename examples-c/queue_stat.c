@@ -64,7 +64,11 @@ static int show(const char *queue)
     shmio_queue_stats qs;
     shmio_consumer_stats *cs;
     size_t n = 0;
-    shmio_status st = shmio_queue_stats_get(queue, &qs, NULL, 0, NULL);
+    shmio_status st;
+
+    /* Structs that may grow are filled by their _init first (it sets struct_size). */
+    shmio_queue_stats_init(&qs);
+    st = shmio_queue_stats_get(queue, &qs, NULL, 0, NULL);
 
     if (st != SHMIO_OK) {
         report_failure(prog, "cannot read the queue", st);
@@ -79,6 +83,8 @@ static int show(const char *queue)
         fprintf(stderr, "%s: out of memory\n", prog);
         return EXIT_FAILURE_OTHER;
     }
+    /* The first element's struct_size is the array's stride. */
+    shmio_consumer_stats_init(&cs[0]);
     st = shmio_queue_stats_get(queue, &qs, cs, qs.max_consumers, &n);
     if (st != SHMIO_OK) {
         report_failure(prog, "shmio_queue_stats_get", st);

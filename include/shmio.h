@@ -31,6 +31,19 @@
  *   release, or close; shmio_region_data's pointer is valid until shmio_region_close. Input
  *   buffers and strings are only read during the call.
  *
+ * Structs that may grow
+ *   The option structs and every output struct but shmio_event (stats, info, vm, zero-copy
+ *   results) begin with uint32_t struct_size: fill each with its _init function (or set
+ *   struct_size = sizeof the struct) before passing it, so that a library with a newer,
+ *   longer version of the struct still works with the program. An input struct is read as
+ *   far as its struct_size goes (missing fields take their defaults). An output struct is
+ *   written no further than its struct_size (a program built against an older header gets
+ *   the fields it knows, and nothing past its end), and the call sets struct_size to the
+ *   bytes it filled in. A struct_size below the struct's first version (for the shmio_zc_*
+ *   results: below 8) -> SHMIO_ERR_INVALID_ARGUMENT, nothing written. An output array
+ *   (shmio_queue_stats_get's consumers) takes its stride from its first element's
+ *   struct_size: init element 0 (or all); each element written gets its own struct_size.
+ *
  * Thread safety
  *   A producer or consumer handle is used by one thread at a time (it may move between
  *   threads). shmio_tqueue and shmio_region functions are thread-safe, except
@@ -569,9 +582,18 @@ typedef struct shmio_event {
 } shmio_event;
 
 /**
- * A poller's counters.
+ * A poller's counters. Fill with `shmio_poller_stats_init` first (it sets `struct_size`).
  */
 typedef struct shmio_poller_stats {
+  /**
+   * Size of this struct as the caller knows it; set by `shmio_poller_stats_init`.
+   * `shmio_poller_stats_get` sets it to the number of bytes it filled in.
+   */
+  uint32_t struct_size;
+  /**
+   * Always 0 (keeps the struct free of padding).
+   */
+  uint32_t reserved;
   /**
    * Calls of `shmio_poller_wait`.
    */
@@ -634,9 +656,14 @@ typedef struct shmio_queue_options {
 } shmio_queue_options;
 
 /**
- * A queue's fixed geometry.
+ * A queue's fixed geometry. Fill with `shmio_queue_info_init` first (it sets `struct_size`).
  */
 typedef struct shmio_queue_info {
+  /**
+   * Size of this struct as the caller knows it; set by `shmio_queue_info_init`. The call that
+   * fills the struct sets it to the number of bytes it filled in.
+   */
+  uint32_t struct_size;
   /**
    * `SHMIO_POLICY_*`.
    */
@@ -670,9 +697,19 @@ typedef struct shmio_buf {
 } shmio_buf;
 
 /**
- * A snapshot of a queue's state (see `shmio_queue_stats_get`).
+ * A snapshot of a queue's state (see `shmio_queue_stats_get`). Fill with
+ * `shmio_queue_stats_init` first (it sets `struct_size`).
  */
 typedef struct shmio_queue_stats {
+  /**
+   * Size of this struct as the caller knows it; set by `shmio_queue_stats_init`.
+   * `shmio_queue_stats_get` sets it to the number of bytes it filled in.
+   */
+  uint32_t struct_size;
+  /**
+   * Always 0 (keeps the struct free of padding).
+   */
+  uint32_t reserved;
   /**
    * Records committed so far (the next sequence number the producer writes).
    */
@@ -716,9 +753,17 @@ typedef struct shmio_queue_stats {
 } shmio_queue_stats;
 
 /**
- * One live consumer as seen in the queue file.
+ * One live consumer as seen in the queue file. An array of them is filled by
+ * `shmio_queue_stats_get`: fill its first element (or every element) with
+ * `shmio_consumer_stats_init` first; the first element's `struct_size` is the array's stride.
  */
 typedef struct shmio_consumer_stats {
+  /**
+   * Size of this struct as the caller knows it; set by `shmio_consumer_stats_init`.
+   * `shmio_queue_stats_get` sets it, in each element it fills, to the number of bytes it
+   * filled in.
+   */
+  uint32_t struct_size;
   /**
    * Consumer slot index.
    */
@@ -727,6 +772,10 @@ typedef struct shmio_consumer_stats {
    * Its process id.
    */
   uint32_t pid;
+  /**
+   * Always 0 (keeps the struct free of padding).
+   */
+  uint32_t reserved;
   /**
    * Next sequence number it will read.
    */
@@ -773,9 +822,19 @@ typedef struct shmio_region_options {
 } shmio_region_options;
 
 /**
- * A file's page-cache state (cachestat(2), Linux 6.5+), in pages of `page_size` bytes.
+ * A file's page-cache state (cachestat(2), Linux 6.5+), in pages of `page_size` bytes. Fill
+ * with `shmio_page_cache_init` first (it sets `struct_size`).
  */
 typedef struct shmio_page_cache {
+  /**
+   * Size of this struct as the caller knows it; set by `shmio_page_cache_init`. The call that
+   * fills the struct sets it to the number of bytes it filled in.
+   */
+  uint32_t struct_size;
+  /**
+   * Always 0 (keeps the struct free of padding).
+   */
+  uint32_t reserved;
   /**
    * The page size the counts are in.
    */
@@ -865,9 +924,18 @@ typedef struct shmio_region_replica_stats {
 } shmio_region_replica_stats;
 
 /**
- * The six `vm.dirty_*` knobs.
+ * The six `vm.dirty_*` knobs. Fill with `shmio_vm_knobs_init` first (it sets `struct_size`).
  */
 typedef struct shmio_vm_knobs {
+  /**
+   * Size of this struct as the caller knows it; set by `shmio_vm_knobs_init`. The call that
+   * fills the struct sets it to the number of bytes it filled in.
+   */
+  uint32_t struct_size;
+  /**
+   * Always 0 (keeps the struct free of padding).
+   */
+  uint32_t reserved;
   /**
    * `vm.dirty_background_ratio`: percent of dirtyable memory.
    */
@@ -895,9 +963,19 @@ typedef struct shmio_vm_knobs {
 } shmio_vm_knobs;
 
 /**
- * The thresholds the knobs imply now, in bytes.
+ * The thresholds the knobs imply now, in bytes. Fill with `shmio_vm_thresholds_init` first
+ * (it sets `struct_size`).
  */
 typedef struct shmio_vm_thresholds {
+  /**
+   * Size of this struct as the caller knows it; set by `shmio_vm_thresholds_init`. The call that
+   * fills the struct sets it to the number of bytes it filled in.
+   */
+  uint32_t struct_size;
+  /**
+   * Always 0 (keeps the struct free of padding).
+   */
+  uint32_t reserved;
   /**
    * Memory the ratios apply to: MemFree + Active(file) + Inactive(file) of /proc/meminfo
    * (the kernel also subtracts a small reserve that is not exported).
@@ -922,9 +1000,19 @@ typedef struct shmio_vm_thresholds {
 } shmio_vm_thresholds;
 
 /**
- * System-wide dirty and writeback memory.
+ * System-wide dirty and writeback memory. Fill with `shmio_vm_system_init` first (it sets
+ * `struct_size`).
  */
 typedef struct shmio_vm_system {
+  /**
+   * Size of this struct as the caller knows it; set by `shmio_vm_system_init`. The call that
+   * fills the struct sets it to the number of bytes it filled in.
+   */
+  uint32_t struct_size;
+  /**
+   * Always 0 (keeps the struct free of padding).
+   */
+  uint32_t reserved;
   /**
    * `Dirty:` of /proc/meminfo, in bytes.
    */
@@ -1189,11 +1277,24 @@ enum shmio_status shmio_poller_wait(struct shmio_poller *p,
                                     size_t *n_out);
 
 /**
- * The poller's counters into `*out`, as of the last call on it that ended. Any thread, any
- * time, also during another thread's wait (see `shmio_poller`); never blocks.
+ * Fills `*out` with zeros and sets its `struct_size`.
+ *
+ * Ownership: `out` is the caller's. Does not block. Thread-safe.
  *
  * # Safety
- * `p` must be NULL or a live poller; `out` NULL or writable.
+ * `out` must be NULL (-> `SHMIO_ERR_NULL_POINTER`) or valid for writing a
+ * `shmio_poller_stats`.
+ */
+enum shmio_status shmio_poller_stats_init(struct shmio_poller_stats *out);
+
+/**
+ * The poller's counters into `*out` (filled by `shmio_poller_stats_init`), as of the last
+ * call on it that ended. Any thread, any time, also during another thread's wait (see
+ * `shmio_poller`); never blocks.
+ *
+ * # Safety
+ * `p` must be NULL or a live poller; `out` NULL or a struct filled by
+ * `shmio_poller_stats_init`, writable for its `struct_size` bytes.
  */
 enum shmio_status shmio_poller_stats_get(const struct shmio_poller *p,
                                          struct shmio_poller_stats *out);
@@ -1252,6 +1353,16 @@ int shmio_poll_rt_signal(void);
  * `shmio_queue_options`.
  */
 enum shmio_status shmio_queue_options_init(struct shmio_queue_options *opts);
+
+/**
+ * Fills `*out` with zeros and sets its `struct_size`.
+ *
+ * Ownership: `out` is the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `out` must be NULL (-> `SHMIO_ERR_NULL_POINTER`) or valid for writing a `shmio_queue_info`.
+ */
+enum shmio_status shmio_queue_info_init(struct shmio_queue_info *out);
 
 /**
  * Creates the queue `name` (failing with `SHMIO_ERR_ALREADY_EXISTS` if the file exists) and
@@ -1384,13 +1495,13 @@ enum shmio_status shmio_producer_abort(struct shmio_producer *p);
 enum shmio_status shmio_producer_set_spin_ns(struct shmio_producer *p, uint64_t spin_ns);
 
 /**
- * Writes the queue's geometry to `*out`.
+ * Writes the queue's geometry to `*out`, filled by `shmio_queue_info_init`.
  *
  * Ownership: `out` is the caller's. Does not block. One thread at a time per handle.
  *
  * # Safety
- * `p` must be NULL or a live producer handle; `out` NULL or valid for writing a
- * `shmio_queue_info`.
+ * `p` must be NULL or a live producer handle; `out` NULL or a struct filled by
+ * `shmio_queue_info_init`, writable for its `struct_size` bytes.
  */
 enum shmio_status shmio_producer_info(const struct shmio_producer *p, struct shmio_queue_info *out);
 
@@ -1595,13 +1706,13 @@ enum shmio_status shmio_consumer_set_resume(struct shmio_consumer *c,
 enum shmio_status shmio_consumer_position(const struct shmio_consumer *c, uint64_t *pos_out);
 
 /**
- * Writes the queue's geometry to `*out`.
+ * Writes the queue's geometry to `*out`, filled by `shmio_queue_info_init`.
  *
  * Ownership: `out` is the caller's. Does not block. One thread at a time per handle.
  *
  * # Safety
- * `c` must be NULL or a live consumer handle; `out` NULL or valid for writing a
- * `shmio_queue_info`.
+ * `c` must be NULL or a live consumer handle; `out` NULL or a struct filled by
+ * `shmio_queue_info_init`, writable for its `struct_size` bytes.
  */
 enum shmio_status shmio_consumer_info(const struct shmio_consumer *c, struct shmio_queue_info *out);
 
@@ -1662,17 +1773,46 @@ enum shmio_status shmio_consumer_recv_many(struct shmio_consumer *c,
                                            size_t *n_out);
 
 /**
+ * Fills `*out` with zeros and sets its `struct_size`.
+ *
+ * Ownership: `out` is the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `out` must be NULL (-> `SHMIO_ERR_NULL_POINTER`) or valid for writing a `shmio_queue_stats`.
+ */
+enum shmio_status shmio_queue_stats_init(struct shmio_queue_stats *out);
+
+/**
+ * Fills `*out` with zeros and sets its `struct_size`. For an array, one call on its first
+ * element is enough (it sets the stride), but calling it on every element is fine too.
+ *
+ * Ownership: `out` is the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `out` must be NULL (-> `SHMIO_ERR_NULL_POINTER`) or valid for writing a
+ * `shmio_consumer_stats`.
+ */
+enum shmio_status shmio_consumer_stats_init(struct shmio_consumer_stats *out);
+
+/**
  * Opens the queue `name` without joining it and reports its state in `*out`. The first
  * `cap` live consumers (in slot order) are written to `consumers[0..]` and `*n_out` (if not
  * NULL) receives how many were written; `out->live_consumers` tells how many there are.
  * `consumers` may be NULL only if `cap` is 0.
  *
+ * `out` must be filled by `shmio_queue_stats_init`, and `consumers[0]` (when `cap` > 0) by
+ * `shmio_consumer_stats_init`: its `struct_size` is the array's stride (the caller's
+ * `sizeof(shmio_consumer_stats)`), and each element written receives the fields that fit
+ * in it. A `struct_size` below the struct's first version, or a stride that is not a
+ * multiple of the struct's alignment -> `SHMIO_ERR_INVALID_ARGUMENT`, nothing written.
+ *
  * Ownership: all buffers are the caller's. Does not block. Thread-safe.
  *
  * # Safety
- * `name` must be NULL or a NUL-terminated string; `out` NULL or valid for writing a
- * `shmio_queue_stats`; `consumers` valid for writing `cap` elements (when not NULL); `n_out`
- * NULL or valid for writing a `size_t`.
+ * `name` must be NULL or a NUL-terminated string; `out` NULL or a struct filled by
+ * `shmio_queue_stats_init`, writable for its `struct_size` bytes; `consumers` (when not NULL
+ * and `cap` > 0) readable for its first element's `struct_size` and writable for `cap`
+ * elements of that many bytes; `n_out` NULL or valid for writing a `size_t`.
  */
 enum shmio_status shmio_queue_stats_get(const char *name,
                                         struct shmio_queue_stats *out,
@@ -1913,12 +2053,14 @@ enum shmio_status shmio_region_flush_all(const struct shmio_region *r);
 
 /**
  * The region file's page-cache state (header page included): cached, dirty, writeback pages
- * (cachestat(2); `SHMIO_ERR_UNSUPPORTED` before Linux 6.5).
+ * (cachestat(2); `SHMIO_ERR_UNSUPPORTED` before Linux 6.5), into `*out`, filled by
+ * `shmio_page_cache_init`.
  *
  * Ownership: `out` is the caller's. Does not block. Thread-safe.
  *
  * # Safety
- * `r` must be NULL or a live handle; `out` NULL or valid for writing a `shmio_page_cache`.
+ * `r` must be NULL or a live handle; `out` NULL or a struct filled by
+ * `shmio_page_cache_init`, writable for its `struct_size` bytes.
  */
 enum shmio_status shmio_region_cache_stat(const struct shmio_region *r,
                                           struct shmio_page_cache *out);
@@ -2169,12 +2311,23 @@ enum shmio_status shmio_tqueue_close(struct shmio_tqueue *q);
 enum shmio_status shmio_tqueue_len(const struct shmio_tqueue *q, size_t *len_out);
 
 /**
- * Reads the six knobs from /proc/sys/vm.
+ * Fills `*out` with zeros and sets its `struct_size`.
  *
  * Ownership: `out` is the caller's. Does not block. Thread-safe.
  *
  * # Safety
- * `out` must be NULL or valid for writing a `shmio_vm_knobs`.
+ * `out` must be NULL (-> `SHMIO_ERR_NULL_POINTER`) or valid for writing a `shmio_vm_knobs`.
+ */
+enum shmio_status shmio_vm_knobs_init(struct shmio_vm_knobs *out);
+
+/**
+ * Reads the six knobs from /proc/sys/vm into `*out`, filled by `shmio_vm_knobs_init`.
+ *
+ * Ownership: `out` is the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `out` must be NULL or a struct filled by `shmio_vm_knobs_init`, writable for its
+ * `struct_size` bytes.
  */
 enum shmio_status shmio_vm_knobs_get(struct shmio_vm_knobs *out);
 
@@ -2192,35 +2345,69 @@ enum shmio_status shmio_vm_knobs_get(struct shmio_vm_knobs *out);
 enum shmio_status shmio_vm_knob_set(uint32_t knob, uint64_t value, uint64_t *old_out);
 
 /**
- * The thresholds the knobs imply on this machine now.
+ * Fills `*out` with zeros and sets its `struct_size`.
  *
  * Ownership: `out` is the caller's. Does not block. Thread-safe.
  *
  * # Safety
- * `out` must be NULL or valid for writing a `shmio_vm_thresholds`.
+ * `out` must be NULL (-> `SHMIO_ERR_NULL_POINTER`) or valid for writing a `shmio_vm_thresholds`.
+ */
+enum shmio_status shmio_vm_thresholds_init(struct shmio_vm_thresholds *out);
+
+/**
+ * The thresholds the knobs imply on this machine now, into `*out`, filled by
+ * `shmio_vm_thresholds_init`.
+ *
+ * Ownership: `out` is the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `out` must be NULL or a struct filled by `shmio_vm_thresholds_init`, writable for its
+ * `struct_size` bytes.
  */
 enum shmio_status shmio_vm_thresholds_get(struct shmio_vm_thresholds *out);
 
 /**
- * System-wide Dirty and Writeback (/proc/meminfo, /proc/vmstat).
+ * Fills `*out` with zeros and sets its `struct_size`.
  *
  * Ownership: `out` is the caller's. Does not block. Thread-safe.
  *
  * # Safety
- * `out` must be NULL or valid for writing a `shmio_vm_system`.
+ * `out` must be NULL (-> `SHMIO_ERR_NULL_POINTER`) or valid for writing a `shmio_vm_system`.
+ */
+enum shmio_status shmio_vm_system_init(struct shmio_vm_system *out);
+
+/**
+ * System-wide Dirty and Writeback (/proc/meminfo, /proc/vmstat), into `*out`, filled by
+ * `shmio_vm_system_init`.
+ *
+ * Ownership: `out` is the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `out` must be NULL or a struct filled by `shmio_vm_system_init`, writable for its
+ * `struct_size` bytes.
  */
 enum shmio_status shmio_vm_system_get(struct shmio_vm_system *out);
 
 /**
+ * Fills `*out` with zeros and sets its `struct_size`.
+ *
+ * Ownership: `out` is the caller's. Does not block. Thread-safe.
+ *
+ * # Safety
+ * `out` must be NULL (-> `SHMIO_ERR_NULL_POINTER`) or valid for writing a `shmio_page_cache`.
+ */
+enum shmio_status shmio_page_cache_init(struct shmio_page_cache *out);
+
+/**
  * The page-cache state of the file at `path` (cachestat(2); `SHMIO_ERR_UNSUPPORTED` before
- * Linux 6.5).
+ * Linux 6.5) into `*out`, filled by `shmio_page_cache_init`.
  *
  * Ownership: `path` is only read during the call; `out` is the caller's. Does not block.
  * Thread-safe.
  *
  * # Safety
- * `path` must be NULL or a NUL-terminated string; `out` NULL or valid for writing a
- * `shmio_page_cache`.
+ * `path` must be NULL or a NUL-terminated string; `out` NULL or a struct filled by
+ * `shmio_page_cache_init`, writable for its `struct_size` bytes.
  */
 enum shmio_status shmio_vm_file_cache(const char *path, struct shmio_page_cache *out);
 

@@ -20,6 +20,7 @@ mod ffi;
 mod poll;
 mod queue;
 mod region;
+mod sized;
 mod status;
 mod tqueue;
 mod vm;

@@ -10,6 +10,7 @@ use crate::ffi::{
     Failure, Out, Result, boundary, boundary_value, byte_len, handle_ref, non_null, str_arg,
     timeout,
 };
+use crate::sized::{Growable, SizedOut, growable, init};
 use crate::status::shmio_status;
 
 /// Backend: the best available (epoll, level-triggered).
@@ -158,10 +159,15 @@ pub struct shmio_event {
     pub flags: u32,
 }
 
-/// A poller's counters.
+/// A poller's counters. Fill with `shmio_poller_stats_init` first (it sets `struct_size`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct shmio_poller_stats {
+    /// Size of this struct as the caller knows it; set by `shmio_poller_stats_init`.
+    /// `shmio_poller_stats_get` sets it to the number of bytes it filled in.
+    pub struct_size: u32,
+    /// Always 0 (keeps the struct free of padding).
+    pub reserved: u32,
     /// Calls of `shmio_poller_wait`.
     pub waits: u64,
     /// Events returned.
@@ -188,9 +194,13 @@ impl From<Stats> for shmio_poller_stats {
             signals: s.signals,
             stale_signals: s.stale_signals,
             max_signals_per_fd: s.max_signals_per_fd,
+            ..shmio_poller_stats::INIT
         }
     }
 }
+
+// SAFETY: `#[repr(C)]`, `struct_size: u32` first, then a `u32` and `u64`s only.
+growable!(shmio_poller_stats, 8 + 7 * 8);
 
 /// Creates a poller using `backend` (`SHMIO_BACKEND_*`). The RT-signal backends block their
 /// signal (`SIGRTMIN+2`) and SIGIO in the calling thread and direct every registered fd's
@@ -433,23 +443,38 @@ pub unsafe extern "C" fn shmio_poller_wait(
     })
 }
 
-/// The poller's counters into `*out`, as of the last call on it that ended. Any thread, any
-/// time, also during another thread's wait (see `shmio_poller`); never blocks.
+/// Fills `*out` with zeros and sets its `struct_size`.
+///
+/// Ownership: `out` is the caller's. Does not block. Thread-safe.
 ///
 /// # Safety
-/// `p` must be NULL or a live poller; `out` NULL or writable.
+/// `out` must be NULL (-> `SHMIO_ERR_NULL_POINTER`) or valid for writing a
+/// `shmio_poller_stats`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmio_poller_stats_init(out: *mut shmio_poller_stats) -> shmio_status {
+    // SAFETY: forwarded contract.
+    unsafe { init("shmio_poller_stats_init", out, shmio_poller_stats::INIT) }
+}
+
+/// The poller's counters into `*out` (filled by `shmio_poller_stats_init`), as of the last
+/// call on it that ended. Any thread, any time, also during another thread's wait (see
+/// `shmio_poller`); never blocks.
+///
+/// # Safety
+/// `p` must be NULL or a live poller; `out` NULL or a struct filled by
+/// `shmio_poller_stats_init`, writable for its `struct_size` bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmio_poller_stats_get(
     p: *const shmio_poller,
     out: *mut shmio_poller_stats,
 ) -> shmio_status {
     boundary("shmio_poller_stats_get", || {
-        let out = Out::new(out, "out")?;
+        // SAFETY: readable for its first `u32` (contract).
+        let out = unsafe { SizedOut::new(out, "out") }?;
         // SAFETY: a live handle (contract).
         let p = unsafe { handle_ref(p, "p") }?;
-        // SAFETY: writable by the contract.
         let s = *p.stats.lock().unwrap_or_else(|e| e.into_inner());
-        // SAFETY: writable by the contract.
+        // SAFETY: writable for its `struct_size` bytes (contract).
         unsafe { out.write(s.into()) };
         Ok(())
     })

@@ -6,6 +6,7 @@ use std::ffi::c_char;
 use shmio_core::vm::{self, Knob, PageCache};
 
 use crate::ffi::{Failure, Out, Result, boundary, str_arg, write_opt};
+use crate::sized::{Growable, SizedOut, growable, init};
 use crate::status::shmio_status;
 
 /// Knob: `/proc/sys/vm/dirty_background_ratio`.
@@ -21,10 +22,15 @@ pub const SHMIO_VM_DIRTY_WRITEBACK_CENTISECS: u32 = 4;
 /// Knob: `/proc/sys/vm/dirty_expire_centisecs`.
 pub const SHMIO_VM_DIRTY_EXPIRE_CENTISECS: u32 = 5;
 
-/// The six `vm.dirty_*` knobs.
+/// The six `vm.dirty_*` knobs. Fill with `shmio_vm_knobs_init` first (it sets `struct_size`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct shmio_vm_knobs {
+    /// Size of this struct as the caller knows it; set by `shmio_vm_knobs_init`. The call that
+    /// fills the struct sets it to the number of bytes it filled in.
+    pub struct_size: u32,
+    /// Always 0 (keeps the struct free of padding).
+    pub reserved: u32,
     /// `vm.dirty_background_ratio`: percent of dirtyable memory.
     pub dirty_background_ratio: u64,
     /// `vm.dirty_background_bytes` (wins over the ratio when non-zero).
@@ -39,10 +45,16 @@ pub struct shmio_vm_knobs {
     pub dirty_expire_centisecs: u64,
 }
 
-/// The thresholds the knobs imply now, in bytes.
+/// The thresholds the knobs imply now, in bytes. Fill with `shmio_vm_thresholds_init` first
+/// (it sets `struct_size`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct shmio_vm_thresholds {
+    /// Size of this struct as the caller knows it; set by `shmio_vm_thresholds_init`. The call that
+    /// fills the struct sets it to the number of bytes it filled in.
+    pub struct_size: u32,
+    /// Always 0 (keeps the struct free of padding).
+    pub reserved: u32,
     /// Memory the ratios apply to: MemFree + Active(file) + Inactive(file) of /proc/meminfo
     /// (the kernel also subtracts a small reserve that is not exported).
     pub dirtyable_bytes: u64,
@@ -56,10 +68,16 @@ pub struct shmio_vm_thresholds {
     pub kernel_dirty_bytes: u64,
 }
 
-/// System-wide dirty and writeback memory.
+/// System-wide dirty and writeback memory. Fill with `shmio_vm_system_init` first (it sets
+/// `struct_size`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct shmio_vm_system {
+    /// Size of this struct as the caller knows it; set by `shmio_vm_system_init`. The call that
+    /// fills the struct sets it to the number of bytes it filled in.
+    pub struct_size: u32,
+    /// Always 0 (keeps the struct free of padding).
+    pub reserved: u32,
     /// `Dirty:` of /proc/meminfo, in bytes.
     pub dirty_bytes: u64,
     /// `Writeback:` of /proc/meminfo, in bytes.
@@ -70,10 +88,16 @@ pub struct shmio_vm_system {
     pub nr_writeback: u64,
 }
 
-/// A file's page-cache state (cachestat(2), Linux 6.5+), in pages of `page_size` bytes.
+/// A file's page-cache state (cachestat(2), Linux 6.5+), in pages of `page_size` bytes. Fill
+/// with `shmio_page_cache_init` first (it sets `struct_size`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct shmio_page_cache {
+    /// Size of this struct as the caller knows it; set by `shmio_page_cache_init`. The call that
+    /// fills the struct sets it to the number of bytes it filled in.
+    pub struct_size: u32,
+    /// Always 0 (keeps the struct free of padding).
+    pub reserved: u32,
     /// The page size the counts are in.
     pub page_size: u64,
     /// Pages of the file in the page cache.
@@ -97,9 +121,19 @@ impl From<PageCache> for shmio_page_cache {
             writeback: c.writeback,
             evicted: c.evicted,
             recently_evicted: c.recently_evicted,
+            ..shmio_page_cache::INIT
         }
     }
 }
+
+// SAFETY: `#[repr(C)]`, `struct_size: u32` first, then a `u32` and `u64`s only.
+growable!(shmio_vm_knobs, 8 + 6 * 8);
+// SAFETY: `#[repr(C)]`, `struct_size: u32` first, then a `u32` and `u64`s only.
+growable!(shmio_vm_thresholds, 8 + 5 * 8);
+// SAFETY: `#[repr(C)]`, `struct_size: u32` first, then a `u32` and `u64`s only.
+growable!(shmio_vm_system, 8 + 4 * 8);
+// SAFETY: `#[repr(C)]`, `struct_size: u32` first, then a `u32` and `u64`s only.
+growable!(shmio_page_cache, 8 + 6 * 8);
 
 fn knob_from_c(k: u32) -> Result<Knob> {
     Knob::ALL
@@ -108,18 +142,32 @@ fn knob_from_c(k: u32) -> Result<Knob> {
         .ok_or_else(|| Failure::invalid(format!("knob {k} is not a SHMIO_VM_* value")))
 }
 
-/// Reads the six knobs from /proc/sys/vm.
+/// Fills `*out` with zeros and sets its `struct_size`.
 ///
 /// Ownership: `out` is the caller's. Does not block. Thread-safe.
 ///
 /// # Safety
-/// `out` must be NULL or valid for writing a `shmio_vm_knobs`.
+/// `out` must be NULL (-> `SHMIO_ERR_NULL_POINTER`) or valid for writing a `shmio_vm_knobs`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmio_vm_knobs_init(out: *mut shmio_vm_knobs) -> shmio_status {
+    // SAFETY: forwarded contract.
+    unsafe { init("shmio_vm_knobs_init", out, shmio_vm_knobs::INIT) }
+}
+
+/// Reads the six knobs from /proc/sys/vm into `*out`, filled by `shmio_vm_knobs_init`.
+///
+/// Ownership: `out` is the caller's. Does not block. Thread-safe.
+///
+/// # Safety
+/// `out` must be NULL or a struct filled by `shmio_vm_knobs_init`, writable for its
+/// `struct_size` bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmio_vm_knobs_get(out: *mut shmio_vm_knobs) -> shmio_status {
     boundary("shmio_vm_knobs_get", || {
-        let out = Out::new(out, "out")?;
+        // SAFETY: readable for its first `u32` (contract).
+        let out = unsafe { SizedOut::new(out, "out") }?;
         let k = vm::knobs()?;
-        // SAFETY: writable by the contract.
+        // SAFETY: writable for its `struct_size` bytes (contract).
         unsafe {
             out.write(shmio_vm_knobs {
                 dirty_background_ratio: k.dirty_background_ratio,
@@ -128,6 +176,7 @@ pub unsafe extern "C" fn shmio_vm_knobs_get(out: *mut shmio_vm_knobs) -> shmio_s
                 dirty_bytes: k.dirty_bytes,
                 dirty_writeback_centisecs: k.dirty_writeback_centisecs,
                 dirty_expire_centisecs: k.dirty_expire_centisecs,
+                ..shmio_vm_knobs::INIT
             })
         };
         Ok(())
@@ -158,18 +207,33 @@ pub unsafe extern "C" fn shmio_vm_knob_set(
     })
 }
 
-/// The thresholds the knobs imply on this machine now.
+/// Fills `*out` with zeros and sets its `struct_size`.
 ///
 /// Ownership: `out` is the caller's. Does not block. Thread-safe.
 ///
 /// # Safety
-/// `out` must be NULL or valid for writing a `shmio_vm_thresholds`.
+/// `out` must be NULL (-> `SHMIO_ERR_NULL_POINTER`) or valid for writing a `shmio_vm_thresholds`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmio_vm_thresholds_init(out: *mut shmio_vm_thresholds) -> shmio_status {
+    // SAFETY: forwarded contract.
+    unsafe { init("shmio_vm_thresholds_init", out, shmio_vm_thresholds::INIT) }
+}
+
+/// The thresholds the knobs imply on this machine now, into `*out`, filled by
+/// `shmio_vm_thresholds_init`.
+///
+/// Ownership: `out` is the caller's. Does not block. Thread-safe.
+///
+/// # Safety
+/// `out` must be NULL or a struct filled by `shmio_vm_thresholds_init`, writable for its
+/// `struct_size` bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmio_vm_thresholds_get(out: *mut shmio_vm_thresholds) -> shmio_status {
     boundary("shmio_vm_thresholds_get", || {
-        let out = Out::new(out, "out")?;
+        // SAFETY: readable for its first `u32` (contract).
+        let out = unsafe { SizedOut::new(out, "out") }?;
         let t = vm::thresholds()?;
-        // SAFETY: writable by the contract.
+        // SAFETY: writable for its `struct_size` bytes (contract).
         unsafe {
             out.write(shmio_vm_thresholds {
                 dirtyable_bytes: t.dirtyable_bytes,
@@ -177,56 +241,86 @@ pub unsafe extern "C" fn shmio_vm_thresholds_get(out: *mut shmio_vm_thresholds) 
                 dirty_bytes: t.dirty_bytes,
                 kernel_background_bytes: t.kernel_background_bytes.unwrap_or(0),
                 kernel_dirty_bytes: t.kernel_dirty_bytes.unwrap_or(0),
+                ..shmio_vm_thresholds::INIT
             })
         };
         Ok(())
     })
 }
 
-/// System-wide Dirty and Writeback (/proc/meminfo, /proc/vmstat).
+/// Fills `*out` with zeros and sets its `struct_size`.
 ///
 /// Ownership: `out` is the caller's. Does not block. Thread-safe.
 ///
 /// # Safety
-/// `out` must be NULL or valid for writing a `shmio_vm_system`.
+/// `out` must be NULL (-> `SHMIO_ERR_NULL_POINTER`) or valid for writing a `shmio_vm_system`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmio_vm_system_init(out: *mut shmio_vm_system) -> shmio_status {
+    // SAFETY: forwarded contract.
+    unsafe { init("shmio_vm_system_init", out, shmio_vm_system::INIT) }
+}
+
+/// System-wide Dirty and Writeback (/proc/meminfo, /proc/vmstat), into `*out`, filled by
+/// `shmio_vm_system_init`.
+///
+/// Ownership: `out` is the caller's. Does not block. Thread-safe.
+///
+/// # Safety
+/// `out` must be NULL or a struct filled by `shmio_vm_system_init`, writable for its
+/// `struct_size` bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmio_vm_system_get(out: *mut shmio_vm_system) -> shmio_status {
     boundary("shmio_vm_system_get", || {
-        let out = Out::new(out, "out")?;
+        // SAFETY: readable for its first `u32` (contract).
+        let out = unsafe { SizedOut::new(out, "out") }?;
         let s = vm::system()?;
-        // SAFETY: writable by the contract.
+        // SAFETY: writable for its `struct_size` bytes (contract).
         unsafe {
             out.write(shmio_vm_system {
                 dirty_bytes: s.dirty_bytes,
                 writeback_bytes: s.writeback_bytes,
                 nr_dirty: s.nr_dirty,
                 nr_writeback: s.nr_writeback,
+                ..shmio_vm_system::INIT
             })
         };
         Ok(())
     })
 }
 
+/// Fills `*out` with zeros and sets its `struct_size`.
+///
+/// Ownership: `out` is the caller's. Does not block. Thread-safe.
+///
+/// # Safety
+/// `out` must be NULL (-> `SHMIO_ERR_NULL_POINTER`) or valid for writing a `shmio_page_cache`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmio_page_cache_init(out: *mut shmio_page_cache) -> shmio_status {
+    // SAFETY: forwarded contract.
+    unsafe { init("shmio_page_cache_init", out, shmio_page_cache::INIT) }
+}
+
 /// The page-cache state of the file at `path` (cachestat(2); `SHMIO_ERR_UNSUPPORTED` before
-/// Linux 6.5).
+/// Linux 6.5) into `*out`, filled by `shmio_page_cache_init`.
 ///
 /// Ownership: `path` is only read during the call; `out` is the caller's. Does not block.
 /// Thread-safe.
 ///
 /// # Safety
-/// `path` must be NULL or a NUL-terminated string; `out` NULL or valid for writing a
-/// `shmio_page_cache`.
+/// `path` must be NULL or a NUL-terminated string; `out` NULL or a struct filled by
+/// `shmio_page_cache_init`, writable for its `struct_size` bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmio_vm_file_cache(
     path: *const c_char,
     out: *mut shmio_page_cache,
 ) -> shmio_status {
     boundary("shmio_vm_file_cache", || {
-        let out = Out::new(out, "out")?;
+        // SAFETY: readable for its first `u32` (contract).
+        let out = unsafe { SizedOut::new(out, "out") }?;
         // SAFETY: NUL-terminated by the contract, only used during the call.
         let path = unsafe { str_arg(path, "path") }?;
         let c = vm::file_cache(path)?;
-        // SAFETY: writable by the contract.
+        // SAFETY: writable for its `struct_size` bytes (contract).
         unsafe { out.write(c.into()) };
         Ok(())
     })

@@ -12,6 +12,7 @@ use super::{resume_from_c, shmio_queue_info, start_from_c};
 use crate::ffi::{
     Out, boundary, byte_len, handle_mut, handle_ref, non_null, str_arg, timeout, write_opt,
 };
+use crate::sized::SizedOut;
 use crate::status::shmio_status;
 
 /// One reader of a queue, with its own cursor (opaque). Use from one thread at a time; it may
@@ -340,13 +341,13 @@ pub unsafe extern "C" fn shmio_consumer_position(
     })
 }
 
-/// Writes the queue's geometry to `*out`.
+/// Writes the queue's geometry to `*out`, filled by `shmio_queue_info_init`.
 ///
 /// Ownership: `out` is the caller's. Does not block. One thread at a time per handle.
 ///
 /// # Safety
-/// `c` must be NULL or a live consumer handle; `out` NULL or valid for writing a
-/// `shmio_queue_info`.
+/// `c` must be NULL or a live consumer handle; `out` NULL or a struct filled by
+/// `shmio_queue_info_init`, writable for its `struct_size` bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmio_consumer_info(
     c: *const shmio_consumer,
@@ -355,8 +356,9 @@ pub unsafe extern "C" fn shmio_consumer_info(
     boundary("shmio_consumer_info", || {
         // SAFETY: a live handle, not mutated during the call (contract).
         let c = unsafe { handle_ref(c, "c") }?;
-        let out = Out::new(out, "out")?;
-        // SAFETY: writable by the contract.
+        // SAFETY: readable for its first `u32` (contract).
+        let out = unsafe { SizedOut::new(out, "out") }?;
+        // SAFETY: writable for its `struct_size` bytes (contract).
         unsafe { out.write(shmio_queue_info::from(&c.inner.info())) };
         Ok(())
     })

@@ -5,6 +5,7 @@
 use shmio_core::queue::{Policy, QueueInfo, QueueOptions, Resume, Start};
 
 use crate::ffi::{Failure, Out, Result, boundary};
+use crate::sized::{Growable, growable, init};
 use crate::status::shmio_status;
 
 // Declared in this order on purpose (rustfmt keeps it, since each stands alone): cbindgen
@@ -141,10 +142,13 @@ fn start_from_c(start: u32, seq: u64) -> Result<Start> {
     }
 }
 
-/// A queue's fixed geometry.
+/// A queue's fixed geometry. Fill with `shmio_queue_info_init` first (it sets `struct_size`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct shmio_queue_info {
+    /// Size of this struct as the caller knows it; set by `shmio_queue_info_init`. The call that
+    /// fills the struct sets it to the number of bytes it filled in.
+    pub struct_size: u32,
     /// `SHMIO_POLICY_*`.
     pub policy: u32,
     /// Slots in the ring (a power of two; may exceed the count asked for).
@@ -162,9 +166,13 @@ impl From<&QueueInfo> for shmio_queue_info {
             slot_count: i.slot_count,
             slot_size: i.slot_size,
             max_consumers: i.max_consumers,
+            ..shmio_queue_info::INIT
         }
     }
 }
+
+// SAFETY: `#[repr(C)]`, `struct_size: u32` first, then `u32`s only.
+growable!(shmio_queue_info, 5 * 4);
 
 /// The longest a blocked call sleeps before it re-checks its peer's liveness by itself (ms): a
 /// death whose kernel notice was lost (a peer overwrote the shared liveness words) is noticed
@@ -189,4 +197,16 @@ pub unsafe extern "C" fn shmio_queue_options_init(opts: *mut shmio_queue_options
         unsafe { out.write(shmio_queue_options::DEFAULT) };
         Ok(())
     })
+}
+
+/// Fills `*out` with zeros and sets its `struct_size`.
+///
+/// Ownership: `out` is the caller's. Does not block. Thread-safe.
+///
+/// # Safety
+/// `out` must be NULL (-> `SHMIO_ERR_NULL_POINTER`) or valid for writing a `shmio_queue_info`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmio_queue_info_init(out: *mut shmio_queue_info) -> shmio_status {
+    // SAFETY: forwarded contract.
+    unsafe { init("shmio_queue_info_init", out, shmio_queue_info::INIT) }
 }

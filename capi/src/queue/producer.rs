@@ -10,6 +10,7 @@ use super::{OPTIONS_SIZE, shmio_queue_info, shmio_queue_options};
 use crate::ffi::{
     Failure, Out, boundary, handle_mut, handle_ref, non_null_const, str_arg, timeout, write_opt,
 };
+use crate::sized::SizedOut;
 use crate::status::shmio_status;
 
 /// The single writer of a queue (opaque). Use from one thread at a time; it may move between
@@ -271,13 +272,13 @@ pub unsafe extern "C" fn shmio_producer_set_spin_ns(
     })
 }
 
-/// Writes the queue's geometry to `*out`.
+/// Writes the queue's geometry to `*out`, filled by `shmio_queue_info_init`.
 ///
 /// Ownership: `out` is the caller's. Does not block. One thread at a time per handle.
 ///
 /// # Safety
-/// `p` must be NULL or a live producer handle; `out` NULL or valid for writing a
-/// `shmio_queue_info`.
+/// `p` must be NULL or a live producer handle; `out` NULL or a struct filled by
+/// `shmio_queue_info_init`, writable for its `struct_size` bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmio_producer_info(
     p: *const shmio_producer,
@@ -286,8 +287,9 @@ pub unsafe extern "C" fn shmio_producer_info(
     boundary("shmio_producer_info", || {
         // SAFETY: a live handle, not mutated during the call (contract).
         let p = unsafe { handle_ref(p, "p") }?;
-        let out = Out::new(out, "out")?;
-        // SAFETY: writable by the contract.
+        // SAFETY: readable for its first `u32` (contract).
+        let out = unsafe { SizedOut::new(out, "out") }?;
+        // SAFETY: writable for its `struct_size` bytes (contract).
         unsafe { out.write(shmio_queue_info::from(&p.inner.info())) };
         Ok(())
     })

@@ -5,13 +5,20 @@ use std::ffi::c_char;
 use shmio_core::queue::{self, ProducerStatus};
 
 use super::{SHMIO_PRODUCER_ALIVE, SHMIO_PRODUCER_DEAD, SHMIO_PRODUCER_NONE, policy_to_c};
-use crate::ffi::{Failure, Out, boundary, non_null, str_arg, write_opt};
+use crate::ffi::{Out, boundary, str_arg, write_opt};
+use crate::sized::{Growable, SizedArray, SizedOut, growable, init};
 use crate::status::shmio_status;
 
-/// A snapshot of a queue's state (see `shmio_queue_stats_get`).
+/// A snapshot of a queue's state (see `shmio_queue_stats_get`). Fill with
+/// `shmio_queue_stats_init` first (it sets `struct_size`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct shmio_queue_stats {
+    /// Size of this struct as the caller knows it; set by `shmio_queue_stats_init`.
+    /// `shmio_queue_stats_get` sets it to the number of bytes it filled in.
+    pub struct_size: u32,
+    /// Always 0 (keeps the struct free of padding).
+    pub reserved: u32,
     /// Records committed so far (the next sequence number the producer writes).
     pub head: u64,
     /// Oldest sequence number still held in the ring.
@@ -34,14 +41,22 @@ pub struct shmio_queue_stats {
     pub max_consumers: u32,
 }
 
-/// One live consumer as seen in the queue file.
+/// One live consumer as seen in the queue file. An array of them is filled by
+/// `shmio_queue_stats_get`: fill its first element (or every element) with
+/// `shmio_consumer_stats_init` first; the first element's `struct_size` is the array's stride.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct shmio_consumer_stats {
+    /// Size of this struct as the caller knows it; set by `shmio_consumer_stats_init`.
+    /// `shmio_queue_stats_get` sets it, in each element it fills, to the number of bytes it
+    /// filled in.
+    pub struct_size: u32,
     /// Consumer slot index.
     pub index: u32,
     /// Its process id.
     pub pid: u32,
+    /// Always 0 (keeps the struct free of padding).
+    pub reserved: u32,
     /// Next sequence number it will read.
     pub position: u64,
     /// Committed records it has not read yet.
@@ -52,17 +67,55 @@ pub struct shmio_consumer_stats {
     pub received: u64,
 }
 
+// SAFETY: `#[repr(C)]`, `struct_size: u32` first, then `u32`s and `u64`s only.
+growable!(shmio_queue_stats, 8 + 2 * 8 + 8 * 4);
+// SAFETY: `#[repr(C)]`, `struct_size: u32` first, then `u32`s and `u64`s only.
+growable!(shmio_consumer_stats, 16 + 4 * 8);
+
+/// Fills `*out` with zeros and sets its `struct_size`.
+///
+/// Ownership: `out` is the caller's. Does not block. Thread-safe.
+///
+/// # Safety
+/// `out` must be NULL (-> `SHMIO_ERR_NULL_POINTER`) or valid for writing a `shmio_queue_stats`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmio_queue_stats_init(out: *mut shmio_queue_stats) -> shmio_status {
+    // SAFETY: forwarded contract.
+    unsafe { init("shmio_queue_stats_init", out, shmio_queue_stats::INIT) }
+}
+
+/// Fills `*out` with zeros and sets its `struct_size`. For an array, one call on its first
+/// element is enough (it sets the stride), but calling it on every element is fine too.
+///
+/// Ownership: `out` is the caller's. Does not block. Thread-safe.
+///
+/// # Safety
+/// `out` must be NULL (-> `SHMIO_ERR_NULL_POINTER`) or valid for writing a
+/// `shmio_consumer_stats`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn shmio_consumer_stats_init(out: *mut shmio_consumer_stats) -> shmio_status {
+    // SAFETY: forwarded contract.
+    unsafe { init("shmio_consumer_stats_init", out, shmio_consumer_stats::INIT) }
+}
+
 /// Opens the queue `name` without joining it and reports its state in `*out`. The first
 /// `cap` live consumers (in slot order) are written to `consumers[0..]` and `*n_out` (if not
 /// NULL) receives how many were written; `out->live_consumers` tells how many there are.
 /// `consumers` may be NULL only if `cap` is 0.
 ///
+/// `out` must be filled by `shmio_queue_stats_init`, and `consumers[0]` (when `cap` > 0) by
+/// `shmio_consumer_stats_init`: its `struct_size` is the array's stride (the caller's
+/// `sizeof(shmio_consumer_stats)`), and each element written receives the fields that fit
+/// in it. A `struct_size` below the struct's first version, or a stride that is not a
+/// multiple of the struct's alignment -> `SHMIO_ERR_INVALID_ARGUMENT`, nothing written.
+///
 /// Ownership: all buffers are the caller's. Does not block. Thread-safe.
 ///
 /// # Safety
-/// `name` must be NULL or a NUL-terminated string; `out` NULL or valid for writing a
-/// `shmio_queue_stats`; `consumers` valid for writing `cap` elements (when not NULL); `n_out`
-/// NULL or valid for writing a `size_t`.
+/// `name` must be NULL or a NUL-terminated string; `out` NULL or a struct filled by
+/// `shmio_queue_stats_init`, writable for its `struct_size` bytes; `consumers` (when not NULL
+/// and `cap` > 0) readable for its first element's `struct_size` and writable for `cap`
+/// elements of that many bytes; `n_out` NULL or valid for writing a `size_t`.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmio_queue_stats_get(
     name: *const c_char,
@@ -74,18 +127,11 @@ pub unsafe extern "C" fn shmio_queue_stats_get(
     boundary("shmio_queue_stats_get", || {
         // SAFETY: NUL-terminated by the contract, only used during the call.
         let name = unsafe { str_arg(name, "name") }?;
-        let out = Out::new(out, "out")?;
+        // SAFETY: readable for its first `u32` (contract).
+        let out = unsafe { SizedOut::new(out, "out") }?;
         let n_out = Out::optional(n_out);
-        if cap > isize::MAX as usize / size_of::<shmio_consumer_stats>() {
-            return Err(Failure::invalid(format!(
-                "`cap` = {cap} exceeds the largest array size"
-            )));
-        }
-        let consumers = if cap == 0 {
-            None
-        } else {
-            Some(non_null(consumers, "consumers")?)
-        };
+        // SAFETY: with `cap` > 0, readable for its first element's first `u32` (contract).
+        let consumers = unsafe { SizedArray::new(consumers, cap, "consumers") }?;
         let s = queue::inspect(name)?;
         let (producer_state, producer_pid) = match s.producer {
             ProducerStatus::None => (SHMIO_PRODUCER_NONE, 0),
@@ -103,10 +149,11 @@ pub unsafe extern "C" fn shmio_queue_stats_get(
             slot_count: s.info.slot_count,
             slot_size: s.info.slot_size,
             max_consumers: s.info.max_consumers,
+            ..shmio_queue_stats::INIT
         };
         let mut written = 0;
         if let Some(dst) = consumers {
-            for (i, c) in s.consumers.iter().take(cap).enumerate() {
+            for (i, c) in s.consumers.iter().take(dst.cap()).enumerate() {
                 let v = shmio_consumer_stats {
                     index: c.index,
                     pid: c.pid,
@@ -114,14 +161,16 @@ pub unsafe extern "C" fn shmio_queue_stats_get(
                     lag: c.lag,
                     lost: c.lost,
                     received: c.received,
+                    ..shmio_consumer_stats::INIT
                 };
-                // SAFETY: `dst` is writable for `cap` elements (contract) and `i < cap`; the
-                // element is written without reading or dropping the old contents.
-                unsafe { dst.as_ptr().add(i).write(v) };
+                // SAFETY: `dst` is writable for `cap` elements of its stride (contract), and
+                // `i < cap`.
+                unsafe { dst.write(i, v) };
                 written = i + 1;
             }
         }
-        // SAFETY: writable (or NULL where optional) by the contract.
+        // SAFETY: writable for its `struct_size` bytes, and `n_out` NULL or writable, by the
+        // contract.
         unsafe {
             out.write(stats);
             write_opt(n_out, written);

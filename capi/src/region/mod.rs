@@ -8,9 +8,10 @@ use std::mem::MaybeUninit;
 use shmio_core::region::{self, Region, RegionOptions};
 
 use crate::ffi::{
-    Failure, Out, Result, boundary, byte_len, handle_ref, non_null, non_null_const, read_sized,
-    str_arg, timeout, write_opt,
+    Failure, Out, Result, boundary, byte_len, handle_ref, non_null, non_null_const, str_arg,
+    timeout, write_opt,
 };
+use crate::sized::{SizedOut, read_sized};
 use crate::status::shmio_status;
 use crate::vm::shmio_page_cache;
 
@@ -548,12 +549,14 @@ pub unsafe extern "C" fn shmio_region_flush_all(r: *const shmio_region) -> shmio
 }
 
 /// The region file's page-cache state (header page included): cached, dirty, writeback pages
-/// (cachestat(2); `SHMIO_ERR_UNSUPPORTED` before Linux 6.5).
+/// (cachestat(2); `SHMIO_ERR_UNSUPPORTED` before Linux 6.5), into `*out`, filled by
+/// `shmio_page_cache_init`.
 ///
 /// Ownership: `out` is the caller's. Does not block. Thread-safe.
 ///
 /// # Safety
-/// `r` must be NULL or a live handle; `out` NULL or valid for writing a `shmio_page_cache`.
+/// `r` must be NULL or a live handle; `out` NULL or a struct filled by
+/// `shmio_page_cache_init`, writable for its `struct_size` bytes.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn shmio_region_cache_stat(
     r: *const shmio_region,
@@ -562,9 +565,10 @@ pub unsafe extern "C" fn shmio_region_cache_stat(
     boundary("shmio_region_cache_stat", || {
         // SAFETY: a live handle (contract).
         let r = unsafe { handle_ref(r, "r") }?;
-        let out = Out::new(out, "out")?;
+        // SAFETY: readable for its first `u32` (contract).
+        let out = unsafe { SizedOut::new(out, "out") }?;
         let c = r.inner.cache_stat()?;
-        // SAFETY: writable by the contract.
+        // SAFETY: writable for its `struct_size` bytes (contract).
         unsafe { out.write(c.into()) };
         Ok(())
     })

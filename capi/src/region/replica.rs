@@ -13,7 +13,8 @@ use super::{
     SHMIO_REGION_WRITER_ALIVE, SHMIO_REGION_WRITER_DEAD, SHMIO_REGION_WRITER_NONE, read_buf,
     shmio_region,
 };
-use crate::ffi::{Failure, Out, Result, boundary, handle_ref, non_null, write_opt, write_sized};
+use crate::ffi::{Failure, Out, Result, boundary, handle_ref, non_null, write_opt};
+use crate::sized::write_sized;
 use crate::status::shmio_status;
 
 /// A time the state reports as never (`heard_ms`, `staleness_ms`).

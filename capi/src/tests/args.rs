@@ -3,7 +3,7 @@
 
 use std::ptr;
 
-use super::{Name, create, open, options, queue_stats, text};
+use super::{Name, create, inited, open, options, queue_stats, text};
 use crate::ffi::last_error_string;
 use crate::status::shmio_status::*;
 use crate::*;
@@ -15,9 +15,7 @@ fn null_pointers_are_reported() {
     let mut len = 0usize;
     let mut info = shmio_queue_info {
         policy: 9,
-        slot_count: 0,
-        slot_size: 0,
-        max_consumers: 0,
+        ..inited(shmio_queue_info_init)
     };
     // SAFETY: every call gets NULL where tested and valid pointers elsewhere.
     unsafe {

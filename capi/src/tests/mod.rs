@@ -20,6 +20,7 @@ mod poll;
 mod queue;
 mod region;
 mod region_replica;
+mod sized;
 mod status;
 mod tqueue;
 mod vm;
@@ -64,6 +65,15 @@ impl Drop for Name {
 fn text(p: *const c_char) -> String {
     // SAFETY: the library returns NUL-terminated strings valid until the next call.
     unsafe { CStr::from_ptr(p) }.to_str().unwrap().to_owned()
+}
+
+/// A struct filled by its exported `_init` function, as a C caller fills it.
+fn inited<T>(init: unsafe extern "C" fn(*mut T) -> shmio_status) -> T {
+    let mut v = MaybeUninit::<T>::uninit();
+    // SAFETY: a writable struct, as `init` needs.
+    assert_eq!(unsafe { init(v.as_mut_ptr()) }, SHMIO_OK);
+    // SAFETY: `init` filled it in.
+    unsafe { v.assume_init() }
 }
 
 fn options(f: impl FnOnce(&mut shmio_queue_options)) -> shmio_queue_options {
@@ -127,18 +137,10 @@ unsafe fn recv(
 /// `shmio_queue_stats_get` of `name` with no consumer array (said to hold `n` entries) and no
 /// count: the status, and the queue's figures if it succeeded.
 fn queue_stats(name: &Name, n: usize) -> (shmio_status, Option<shmio_queue_stats>) {
-    let mut qs = MaybeUninit::<shmio_queue_stats>::uninit();
-    // SAFETY: a valid name and a writable stats struct; the NULL array and count are the
-    // call's to check against `n`.
-    let st = unsafe {
-        shmio_queue_stats_get(
-            name.ptr(),
-            qs.as_mut_ptr(),
-            ptr::null_mut(),
-            n,
-            ptr::null_mut(),
-        )
-    };
-    // SAFETY: a call that succeeded filled in the stats.
-    (st, (st == SHMIO_OK).then(|| unsafe { qs.assume_init() }))
+    let mut qs = inited(shmio_queue_stats_init);
+    // SAFETY: a valid name and a writable stats struct filled by its _init; the NULL array and
+    // count are the call's to check against `n`.
+    let st =
+        unsafe { shmio_queue_stats_get(name.ptr(), &mut qs, ptr::null_mut(), n, ptr::null_mut()) };
+    (st, (st == SHMIO_OK).then_some(qs))
 }

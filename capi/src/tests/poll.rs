@@ -3,22 +3,14 @@
 use std::ptr;
 use std::time::{Duration, Instant};
 
-use super::{exit_code, text};
+use super::{exit_code, inited, text};
 use crate::ffi::last_error_string;
 use crate::status::shmio_status::*;
 use crate::*;
 
 /// Stats to be filled in by `shmio_poller_stats_get`.
 fn no_stats() -> shmio_poller_stats {
-    shmio_poller_stats {
-        waits: 0,
-        events: 0,
-        syscalls: 0,
-        overflows: 0,
-        signals: 0,
-        stale_signals: 0,
-        max_signals_per_fd: 0,
-    }
+    inited(shmio_poller_stats_init)
 }
 
 #[test]

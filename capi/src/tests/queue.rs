@@ -5,7 +5,7 @@ use std::ffi::c_void;
 use std::ptr;
 use std::time::{Duration, Instant};
 
-use super::{Name, create, exit_code, open, options, queue_stats, recv};
+use super::{Name, create, exit_code, inited, open, options, queue_stats, recv};
 use crate::ffi::last_error_string;
 use crate::status::shmio_status::*;
 use crate::*;
@@ -63,21 +63,21 @@ fn round_trip_copy_zero_copy_and_stats() {
     let c = open(&name, SHMIO_START_OLDEST, 0);
     // SAFETY: valid handles and buffers throughout.
     unsafe {
-        let mut info = std::mem::MaybeUninit::uninit();
-        assert_eq!(shmio_producer_info(p, info.as_mut_ptr()), SHMIO_OK);
-        let info = info.assume_init();
+        let mut info = inited(shmio_queue_info_init);
+        assert_eq!(shmio_producer_info(p, &mut info), SHMIO_OK);
         assert_eq!(
             info,
             shmio_queue_info {
+                struct_size: size_of::<shmio_queue_info>() as u32,
                 policy: SHMIO_POLICY_BACKPRESSURE,
                 slot_count: 8,
                 slot_size: 64,
                 max_consumers: 4
             }
         );
-        let mut cinfo = std::mem::MaybeUninit::uninit();
-        assert_eq!(shmio_consumer_info(c, cinfo.as_mut_ptr()), SHMIO_OK);
-        assert_eq!(cinfo.assume_init(), info);
+        let mut cinfo = inited(shmio_queue_info_init);
+        assert_eq!(shmio_consumer_info(c, &mut cinfo), SHMIO_OK);
+        assert_eq!(cinfo, info);
 
         // Copy send / recv.
         let mut seq = u64::MAX;
@@ -182,22 +182,15 @@ fn round_trip_copy_zero_copy_and_stats() {
         );
 
         // Stats.
-        let mut qs = std::mem::MaybeUninit::<shmio_queue_stats>::uninit();
-        let mut cs = [std::mem::MaybeUninit::<shmio_consumer_stats>::uninit(); 2];
+        let mut qs = inited(shmio_queue_stats_init);
+        let mut cs = [inited(shmio_consumer_stats_init); 2];
         let mut n = 99usize;
         assert_eq!(
-            shmio_queue_stats_get(
-                name.ptr(),
-                qs.as_mut_ptr(),
-                cs.as_mut_ptr().cast(),
-                2,
-                &mut n
-            ),
+            shmio_queue_stats_get(name.ptr(), &mut qs, cs.as_mut_ptr(), 2, &mut n),
             SHMIO_OK
         );
-        let qs = qs.assume_init();
         assert_eq!(n, 1);
-        let cs0 = cs[0].assume_init();
+        let cs0 = cs[0];
         assert_eq!(qs.head, 10);
         assert_eq!(qs.producer_state, SHMIO_PRODUCER_ALIVE);
         assert_eq!(qs.producer_pid, std::process::id());
@@ -211,7 +204,7 @@ fn round_trip_copy_zero_copy_and_stats() {
         assert_eq!(
             shmio_queue_stats_get(
                 name.ptr(),
-                &mut std::mem::zeroed(),
+                &mut inited(shmio_queue_stats_init),
                 ptr::null_mut(),
                 0,
                 &mut n

@@ -10,9 +10,8 @@ use super::{
     bytes_arg, fd_arg, out_arg, put, shmio_splicer, shmio_zc_progress, shmio_zc_sent,
     shmio_zerocopy,
 };
-use crate::ffi::{
-    Failure, Out, Result, boundary, handle_mut, handle_ref, non_null_const, read_sized, str_arg,
-};
+use crate::ffi::{Failure, Out, Result, boundary, handle_mut, handle_ref, non_null_const, str_arg};
+use crate::sized::{init, read_sized};
 use crate::status::shmio_status;
 
 /// The longest cache key, in bytes.
@@ -65,7 +64,7 @@ impl From<Entry> for shmio_zc_entry {
 pub unsafe extern "C" fn shmio_zc_entry_init(out: *mut shmio_zc_entry) -> shmio_status {
     // SAFETY: forwarded contract.
     unsafe {
-        super::init(
+        init(
             "shmio_zc_entry_init",
             out,
             Entry { offset: 0, len: 0 }.into(),

@@ -20,8 +20,9 @@ pub use cache::*;
 
 use crate::ffi::{
     Failure, Out, Result, boundary, boundary_value, byte_len, handle_mut, handle_ref, non_null,
-    non_null_const, timeout, write_sized,
+    non_null_const, timeout,
 };
+use crate::sized::{init, write_sized};
 use crate::status::{self, shmio_status};
 
 /// Method: `sendfile(2)`.
@@ -184,19 +185,6 @@ pub(crate) unsafe fn put<T: Copy>(p: NonNull<T>, v: T, what: &'static str) -> Re
     // SAFETY: forwarded contract; every result struct here begins with `struct_size` and holds
     // integers only, without padding.
     unsafe { write_sized(p, 8, v, what) }
-}
-
-/// The body of the `_init` functions: writes `v` (zeros and the size) to `out`.
-///
-/// # Safety
-/// `out` must be NULL or valid for writing a `T`.
-pub(crate) unsafe fn init<T>(func: &'static str, out: *mut T, v: T) -> shmio_status {
-    boundary(func, || {
-        let out = Out::new(out, "out")?;
-        // SAFETY: valid for writing by the contract.
-        unsafe { out.write(v) };
-        Ok(())
-    })
 }
 
 /// Fills `*out` with zeros and sets its `struct_size`.

@@ -177,15 +177,38 @@ int main(void) {
   CHECK(shmio_consumer_recv(c, buf, sizeof buf, 0, &len, NULL), SHMIO_ERR_WOULD_BLOCK);
 
   shmio_queue_info info;
+  CHECK(shmio_queue_info_init(&info), SHMIO_OK);
   CHECK(shmio_consumer_info(c, &info), SHMIO_OK);
   if (info.slot_count != 16 || info.slot_size != 64 || info.policy != SHMIO_POLICY_BACKPRESSURE)
     return 9;
+  if (info.struct_size != sizeof info) return 9;
 
   shmio_queue_stats stats;
   shmio_consumer_stats cs[4];
   size_t n = 0;
+  CHECK(shmio_queue_stats_init(&stats), SHMIO_OK);
+  CHECK(shmio_consumer_stats_init(&cs[0]), SHMIO_OK); /* element 0 gives the stride */
   CHECK(shmio_queue_stats_get(name, &stats, cs, 4, &n), SHMIO_OK);
   if (n != 1 || stats.head != 2 || stats.producer_state != SHMIO_PRODUCER_ALIVE) return 10;
+  if (cs[0].struct_size != sizeof cs[0] || cs[0].pid != (uint32_t)getpid()) return 10;
+
+  /* Structs that may grow: an uninitialised struct_size (0 here) is refused, nothing written;
+   * a program built against a newer header (a larger struct) keeps the fields this library
+   * does not know. */
+  shmio_queue_stats zero;
+  memset(&zero, 0, sizeof zero);
+  CHECK(shmio_queue_stats_get(name, &zero, NULL, 0, NULL), SHMIO_ERR_INVALID_ARGUMENT);
+  if (zero.head != 0 || strstr(shmio_last_error_message(), "struct_size") == NULL) return 15;
+  struct {
+    shmio_queue_stats s;
+    uint64_t added[2];
+  } newer;
+  memset(&newer, 0xAA, sizeof newer);
+  newer.s.struct_size = sizeof newer;
+  CHECK(shmio_queue_stats_get(name, &newer.s, NULL, 0, NULL), SHMIO_OK);
+  if (newer.s.struct_size != sizeof newer.s || newer.s.head != 2 ||
+      newer.added[0] != UINT64_C(0xAAAAAAAAAAAAAAAA) || newer.added[1] != newer.added[0])
+    return 16;
 
   /* A child: the inherited handles answer SHMIO_ERR_FORKED and close harmlessly; the child
    * opens (and closes) a handle of its own. */
@@ -200,6 +223,7 @@ int main(void) {
     shmio_producer_close(p);
     shmio_consumer *own = NULL;
     shmio_queue_info own_info;
+    shmio_queue_info_init(&own_info);
     if (shmio_consumer_open(name, SHMIO_START_NEWEST, 0, &own) != SHMIO_OK ||
         shmio_consumer_info(own, &own_info) != SHMIO_OK || own_info.slot_count != 16)
       code |= 4;
