@@ -380,8 +380,19 @@ impl Receiver<'_> {
         }
         match msg {
             Message::Batch(b) => self.produce(producer, &b).map(|()| None),
-            Message::End(e) if e.state == State::Closed => Ok(Some(Ending::Closed)),
-            Message::End(_) => Ok(Some(Ending::Dead("the upstream producer died".into()))),
+            Message::End(e) => {
+                // The stream's last batches may have been dropped on the way (an overwrite
+                // stream is published without blocking): the end says how far it went.
+                if e.next_pos > self.stats.next_pos {
+                    self.stats.lost_between += e.next_pos - self.stats.next_pos;
+                    self.stats.next_pos = e.next_pos;
+                }
+                Ok(Some(if e.state == State::Closed {
+                    Ending::Closed
+                } else {
+                    Ending::Dead("the upstream producer died".into())
+                }))
+            }
             _ => Ok(None),
         }
     }

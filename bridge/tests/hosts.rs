@@ -328,12 +328,16 @@ fn overwrite_mode_loses_records_and_counts_every_one() {
     assert!(lost_a > 0 && lost_up > 0, "no loss to count: {a} {b}");
     assert!(lost_up <= lost_a, "{a} {b}");
     assert_eq!(produced + lost_between, published, "{a} {b}");
-    assert_eq!(num(&end, "last"), total - 1, "{end}");
     assert_eq!(
         (num(&end, "dup"), num(&end, "order"), num(&end, "torn")),
         (0, 0, 0)
     );
-    let missed = num(&end, "first") + num(&end, "gaps");
+    // What B's consumer missed: before its first record, in gaps, and after its last (the
+    // stream's last batches may be dropped between the bridges, which B's bridge counts from
+    // the end message).
+    let last = num(&end, "last");
+    assert!(last < total, "{end}");
+    let missed = num(&end, "first") + num(&end, "gaps") + (total - 1 - last);
     assert_eq!(
         missed,
         lost_a + lost_between + num(&end, "lost"),
