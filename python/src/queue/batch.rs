@@ -1,6 +1,8 @@
 //! Batches: `Producer.send_many` and `Consumer.recv_many`, one call (and at most one GIL
 //! release and one wake of the other side) for many records.
 
+use std::cell::RefCell;
+use std::mem::MaybeUninit;
 use std::time::Instant;
 
 use pyo3::prelude::*;
@@ -15,6 +17,12 @@ use super::{PyConsumer, PyProducer, lock_handle, wait_call};
 
 /// The most bytes one `recv_many` call copies out (at least one slot): bounds its buffer.
 const RECV_MANY_BYTES: usize = 4 << 20;
+
+thread_local! {
+    /// `recv_many`'s buffer, kept for the thread's next call (it grows to what the calls
+    /// needed, at most [`RECV_MANY_BYTES`] or one slot): no allocation per call.
+    static SCRATCH: RefCell<Vec<MaybeUninit<u8>>> = const { RefCell::new(Vec::new()) };
+}
 
 /// A record argument: `bytes` read in place, anything else through the buffer protocol.
 enum Record<'py> {
@@ -106,22 +114,36 @@ impl PyConsumer {
         }
         let slot = lock_handle(py, &self.state)?.peek(py)?.slot_size();
         let cap = slot.saturating_mul(max).min(RECV_MANY_BYTES.max(slot));
-        let mut buf = vec![0u8; cap];
+        // Taken out of the thread's slot while in use (a nested call, from a signal handler
+        // say, starts with an empty one).
+        let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        if buf.len() < cap {
+            buf.resize(cap, MaybeUninit::uninit());
+        }
         let mut lens = vec![0usize; max.min(1 << 16)];
         let (_g, r) = wait_call(py, &self.state, timeout, |st, t| {
-            st.open_consumer()?.recv_many(&mut buf, &mut lens, t)
+            st.open_consumer()?
+                .recv_many_uninit(&mut buf[..cap], &mut lens, t)
         })?;
         let n = match r {
             Ok(n) => n,
             Err(Error::WouldBlock | Error::Timeout) => 0,
-            Err(e) => return Err(to_py(py, e)),
+            Err(e) => {
+                SCRATCH.with(|s| *s.borrow_mut() = buf);
+                return Err(to_py(py, e));
+            }
         };
+        let total: usize = lens[..n].iter().sum();
+        // SAFETY: `recv_many_uninit` initialised the first `lens[..n].sum()` bytes of the
+        // buffer it was given (the first `cap` of `buf`, which `total` cannot exceed).
+        let got = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), total) };
         let mut at = 0;
         let out = PyList::empty(py);
         for &len in &lens[..n] {
-            out.append(PyBytes::new(py, &buf[at..at + len]))?;
+            out.append(PyBytes::new(py, &got[at..at + len]))?;
             at += len;
         }
+        SCRATCH.with(|s| *s.borrow_mut() = buf);
         Ok(out)
     }
 }
