@@ -39,8 +39,9 @@
  *   far as its struct_size goes (missing fields take their defaults). An output struct is
  *   written no further than its struct_size (a program built against an older header gets
  *   the fields it knows, and nothing past its end), and the call sets struct_size to the
- *   bytes it filled in. A struct_size below the struct's first version (for the shmio_zc_*
- *   results: below 8) -> SHMIO_ERR_INVALID_ARGUMENT, nothing written. An output array
+ *   bytes it filled in. A struct_size below the struct's first version (today's whole
+ *   struct, for every struct of this version) -> SHMIO_ERR_INVALID_ARGUMENT, nothing
+ *   written. An output array
  *   (shmio_queue_stats_get's consumers) takes its stride from its first element's
  *   struct_size: init element 0 (or all); each element written gets its own struct_size.
  *

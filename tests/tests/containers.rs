@@ -140,9 +140,8 @@ fn space_waiter_gets_every_slot(
 ) {
     let q = QueueName::new(tag);
     const COUNT: u64 = 3000;
-    let line = format!(
-        "produce {q} --policy bp --slots 4 --count {COUNT} --spin-us 0 --wait-consumers 2"
-    );
+    let line =
+        format!("produce {q} --policy bp --slots 4 --count {COUNT} --spin-us 0 --wait-consumers 2");
     let mut p = producer(&words(&line));
     p.expect_line("ready", T);
     let lines = from_oldest(&q, &["--slow-us 50", "--zero-copy --slow-us 50"]);

@@ -169,9 +169,11 @@ pub(crate) unsafe fn out_arg<T>(p: *mut T, what: &'static str) -> Result<NonNull
     let p = non_null(p, what)?;
     // SAFETY: readable for its first `u32` (contract).
     let size = unsafe { p.cast::<u32>().as_ptr().read() };
-    if size < 8 {
+    let min = std::mem::size_of::<T>();
+    if (size as usize) < min {
         return Err(Failure::invalid(format!(
-            "{what}->struct_size {size} is smaller than 8: fill the struct with its _init function"
+            "{what}->struct_size {size} is smaller than {min}: fill the struct with its _init \
+             function"
         )));
     }
     Ok(p)
@@ -183,8 +185,9 @@ pub(crate) unsafe fn out_arg<T>(p: *mut T, what: &'static str) -> Result<NonNull
 /// As for `write_sized`: writable for its `struct_size` bytes.
 pub(crate) unsafe fn put<T: Copy>(p: NonNull<T>, v: T, what: &'static str) -> Result<()> {
     // SAFETY: forwarded contract; every result struct here begins with `struct_size` and holds
-    // integers only, without padding.
-    unsafe { write_sized(p, 8, v, what) }
+    // integers only, without padding. The least size accepted is the whole struct, this
+    // first version of it: a smaller one would cut a field in two.
+    unsafe { write_sized(p, std::mem::size_of::<T>(), v, what) }
 }
 
 /// Fills `*out` with zeros and sets its `struct_size`.
