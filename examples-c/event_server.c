@@ -24,8 +24,9 @@
  *   -w  pre-forked workers (default 0: serve in this process). The parent makes the
  *       listening socket and the cache, forks WORKERS processes that each run their
  *       own poller (and open the cache themselves), and on SIGINT/SIGTERM stops them
- *       and prints the sums of their counters. (With rtsig the listener signals only
- *       the worker that registered it last: one worker accepts.)
+ *       and prints the sums of their counters. With rtsig, whose signals for a socket
+ *       go to one process (its owner, F_SETOWN), each worker but the first listens on
+ *       its own socket bound to the same port (SO_REUSEPORT), so every worker accepts.
  *
  * Prints "listening on 127.0.0.1:PORT backend NAME" once ready (then "workers
  * PID..." with -w). Replies carry "X-Worker: PID". On SIGINT or SIGTERM it prints
@@ -53,6 +54,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -466,6 +468,27 @@ static void serve(uint32_t backend, int lfd)
     shmio_zc_cache_close(cache);
 }
 
+/* With rtsig, worker `index`'s listening socket: the inherited one for the first, a socket
+ * of its own bound to the same address for the others (SO_REUSEPORT, set on `lfd` before its
+ * bind too): a socket's signals go to one owner, so workers sharing one would not all hear
+ * of connections. Other backends share `lfd`. */
+static int worker_listener(uint32_t backend, int lfd, int index)
+{
+    if (backend != SHMIO_BACKEND_RTSIG || index == 0)
+        return lfd;
+    struct sockaddr_in a;
+    socklen_t alen = sizeof a;
+    int one = 1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0 || getsockname(lfd, (struct sockaddr *)&a, &alen) != 0
+        || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0
+        || setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0
+        || bind(fd, (struct sockaddr *)&a, alen) != 0 || listen(fd, 4096) != 0)
+        fail("worker listener");
+    close(lfd);
+    return fd;
+}
+
 /* -w: forks the workers, waits for SIGINT/SIGTERM, stops them and sums their counters. */
 static void run_workers(uint32_t backend, int lfd, int nworkers)
 {
@@ -478,17 +501,21 @@ static void run_workers(uint32_t backend, int lfd, int nworkers)
     sigaddset(&block, SIGINT);
     sigaddset(&block, SIGTERM);
     sigprocmask(SIG_BLOCK, &block, &old);
+    pid_t parent = getpid();
     for (int i = 0; i < nworkers; i++) {
         if ((pids[i] = fork()) < 0)
             fail("fork");
         if (pids[i] == 0) {
+            /* A parent killed outright (SIGKILL) cannot stop its workers: they stop with it. */
+            if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != parent)
+                _exit(1);
             free(pids);  /* the parent's list: not the worker's */
             close(cp[0]);
             close(stop_pipe[0]);
             close(stop_pipe[1]);
             on_signals();  /* this worker's own stop pipe */
             sigprocmask(SIG_SETMASK, &old, NULL);
-            serve(backend, lfd);
+            serve(backend, worker_listener(backend, lfd, i));
             if (write(cp[1], &k, sizeof k) != (ssize_t)sizeof k)
                 _exit(1);
             fflush(stdout);
@@ -586,6 +613,8 @@ int main(int argc, char **argv)
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (nworkers > 1 && backend == SHMIO_BACKEND_RTSIG)
+        setsockopt(lfd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);  /* see worker_listener */
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (bind(lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(lfd, 4096) != 0)

@@ -210,11 +210,18 @@ fn splice_uses_an_existing_cache() {
 
 /// -w 3: concurrent clients are served by several workers; the exit counters are their sum.
 fn workers(method: &str) {
+    workers_on(method, "epoll")
+}
+
+/// [`workers`] on the poller backend `backend`.
+fn workers_on(method: &str, backend: &str) {
     let body: Vec<u8> = (0..1u32 << 20).map(|i| (i * 7 % 253) as u8).collect();
     let f = temp_file(&format!("workers-{method}"), &body);
     let cache = RegionName::new("zcs-w");
     let path = f.0.to_str().unwrap();
-    let (mut srv, port) = start(&["-m", method, "-f", path, "-c", &cache.0, "-w", "3"]);
+    let (mut srv, port) = start(&[
+        "-m", method, "-f", path, "-c", &cache.0, "-w", "3", "-b", backend,
+    ]);
     let pids: HashSet<u32> = srv
         .expect_line("workers ", Duration::from_secs(30))
         .split_whitespace()
@@ -250,7 +257,7 @@ fn workers(method: &str) {
         "one worker served every connection: {seen:?}"
     );
     let lines = stop(srv);
-    let l = line(&lines, "backend epoll: requests ");
+    let l = line(&lines, &format!("backend {backend}: requests "));
     let requests = 24 * rounds;
     assert!(l.contains(&format!("requests {requests},")), "{l}");
     let m = line(&lines, &format!("method {method}: bytes sent "));
@@ -276,6 +283,12 @@ fn workers_splice() {
 #[test]
 fn workers_zerocopy() {
     workers("zerocopy")
+}
+/// A socket's RT signals go to one owner: each rtsig worker listens on a socket of its own
+/// (SO_REUSEPORT), and connections reach more than one of them.
+#[test]
+fn workers_rtsig() {
+    workers_on("read", "rtsig")
 }
 
 /// A reply larger than loopback's socket buffers to a client that does not read for a while:
