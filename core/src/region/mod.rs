@@ -74,6 +74,7 @@
 mod access;
 mod claim;
 mod error;
+mod inspect;
 pub(crate) mod layout;
 mod lock;
 pub mod replica;
@@ -91,8 +92,10 @@ use memmap2::{MmapOptions, MmapRaw};
 
 pub use claim::{Writer, WriterClaim};
 pub use error::{Error, Result};
+pub use inspect::{LockState, RegionStats, inspect};
 pub use layout::{
-    DATA_OFFSET, DEFAULT_CHUNK, LAYOUT_VERSION, LOCK_WORD_OFFSET, MAX_CHUNK, MAX_SIZE, MIN_CHUNK,
+    DATA_OFFSET, DEFAULT_CHUNK, LAYOUT_VERSION, LOCK_WORD_OFFSET, MAGIC, MAX_CHUNK, MAX_SIZE,
+    MIN_CHUNK,
 };
 
 use crate::error::IoError;
