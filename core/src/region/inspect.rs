@@ -108,13 +108,13 @@ pub fn inspect(name: &str) -> Result<RegionStats> {
         )));
     }
     let word = h.lock.0.word.load(Ordering::SeqCst);
-    let tid = word & libc::FUTEX_TID_MASK as u32;
+    let tid = word & libc::FUTEX_TID_MASK;
     let lock = if tid != 0 {
         LockState::Held {
             tid,
             alive: ofd::held_elsewhere(&file, rlock::liveness_byte(tid)),
         }
-    } else if word & libc::FUTEX_OWNER_DIED as u32 != 0 {
+    } else if word & libc::FUTEX_OWNER_DIED != 0 {
         LockState::OwnerDied
     } else {
         LockState::Free
