@@ -100,8 +100,8 @@ enum Command {
     Tail {
         /// A queue name or path.
         name: String,
-        /// How each record is printed: as text (control characters escaped), as hex, or its
-        /// length only.
+        /// How each record is printed: as text (trailing NUL padding dropped, control
+        /// characters escaped), as hex, or its length only.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
         /// Stop after N records.

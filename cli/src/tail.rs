@@ -11,6 +11,12 @@ use crate::Format;
 use crate::error::CliError;
 use crate::objects::{self, Kind};
 
+/// The bytes before any trailing NUL bytes.
+fn trim_nul(rec: &[u8]) -> &[u8] {
+    let end = rec.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    &rec[..end]
+}
+
 /// A record as `format` prints it.
 fn render(format: Format, rec: &[u8], len: usize) -> String {
     match format {
@@ -19,7 +25,8 @@ fn render(format: Format, rec: &[u8], len: usize) -> String {
             let _ = write!(s, "{b:02x}");
             s
         }),
-        Format::Text => String::from_utf8_lossy(rec)
+        // Without the NUL padding that C writers leave after a string.
+        Format::Text => String::from_utf8_lossy(trim_nul(rec))
             .chars()
             .map(|c| {
                 if c == '\0' {

@@ -293,7 +293,7 @@ fn tail_prints_exactly_the_records_sent_as_text_and_hex() {
         &d,
         &["t", "--from", "oldest", "--count", "4", "--format", "len"],
     );
-    let recs: [&[u8]; 4] = [b"hello", b"tab\there", b"\x00\xff", b"last one"];
+    let recs: [&[u8]; 4] = [b"hello", b"tab\there", b"\x00\xff", b"last one\0\0"];
     for r in recs {
         tx.send(r).unwrap();
         std::thread::sleep(Duration::from_millis(20));
@@ -306,9 +306,9 @@ fn tail_prints_exactly_the_records_sent_as_text_and_hex() {
     assert_eq!(code, 0);
     assert_eq!(
         out,
-        "0 68656c6c6f\n1 7461620968657265\n2 00ff\n3 6c617374206f6e65\n"
+        "0 68656c6c6f\n1 7461620968657265\n2 00ff\n3 6c617374206f6e650000\n"
     );
-    assert_eq!(finish(len).1, "5\n8\n2\n8\n");
+    assert_eq!(finish(len).1, "5\n8\n2\n10\n");
     // From newest: only what comes after it opened.
     let newest = tail(&d, &["t", "--count", "1"]);
     std::thread::sleep(Duration::from_millis(300));
