@@ -106,8 +106,8 @@ fn region_report(o: &Object, r: &RegionStats) -> (String, Value) {
     };
     let text = format!(
         "region {} (layout v{})\n  size       {} B ({}), change tracking per {} B\n  \
-         version    {}\n  write      {write}\n  torn       {}\n  torn writes {}\n  \
-         lock       {lock}\n  writer     {}\n  replica    {}\n",
+         version    {}\n  write      {write}\n  torn       {} ({} writes found torn since \
+         creation)\n  lock       {lock}\n  writer     {}\n  replica    {}\n",
         o.path,
         o.version,
         r.size,
