@@ -38,6 +38,14 @@ fn describe(o: &Object) -> Listed {
             ],
         }
     };
+    let unreadable = |e: String| {
+        base(
+            format!("(unreadable: {e})"),
+            "-".into(),
+            "-".into(),
+            json!({ "error": e }),
+        )
+    };
     if !o.readable() {
         let note = o.version_note();
         return base(
@@ -79,12 +87,7 @@ fn describe(o: &Object) -> Listed {
                     ],
                 }
             }
-            Err(e) => base(
-                format!("(unreadable: {e})"),
-                "-".into(),
-                "-".into(),
-                json!({ "error": e.to_string() }),
-            ),
+            Err(e) => unreadable(e.to_string()),
         },
         Kind::Region => match shmio::region::inspect(&o.path) {
             Ok(r) => Listed {
@@ -98,12 +101,7 @@ fn describe(o: &Object) -> Listed {
                     human(o.disk),
                 ],
             },
-            Err(e) => base(
-                format!("(unreadable: {e})"),
-                "-".into(),
-                "-".into(),
-                json!({ "error": e.to_string() }),
-            ),
+            Err(e) => unreadable(e.to_string()),
         },
     }
 }

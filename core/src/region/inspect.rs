@@ -6,10 +6,11 @@
 //! as the file records it (the range being written, the counter left odd) rather than
 //! repaired: the next writer or reader that takes the lock repairs it.
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
-use memmap2::MmapOptions;
+use memmap2::{MmapOptions, MmapRaw};
 
 use super::layout::{self, DATA_OFFSET, Header, LAYOUT_VERSION, WRITER_BYTE};
 use super::{Error, Result, Writer, resolve};
@@ -71,14 +72,12 @@ pub struct RegionStats {
     pub created_unix_ns: u64,
 }
 
-/// Opens the region `name` (a name or a path) read-only and reports its state. Nothing is
-/// written and no lock is taken: read permission suffices.
-pub fn inspect(name: &str) -> Result<RegionStats> {
-    let path = resolve(name)?;
-    let file = shmfile::open_read_only(&path)?;
+/// Maps the header page of the region file `file` (at `path`, for messages) read-only, after
+/// checking that the file is long enough for one; returns the mapping and the file's length.
+pub(super) fn map_header(file: &File, path: &Path) -> Result<(MmapRaw, u64)> {
     let len = file
         .metadata()
-        .map_err(|e| Error::io("fstat", Some(&path), e))?
+        .map_err(|e| Error::io("fstat", Some(path), e))?
         .len();
     if len < DATA_OFFSET {
         return Err(Error::Corrupt(format!(
@@ -88,8 +87,17 @@ pub fn inspect(name: &str) -> Result<RegionStats> {
     }
     let map = MmapOptions::new()
         .len(DATA_OFFSET as usize)
-        .map_raw_read_only(&file)
-        .map_err(|e| Error::io("mmap", Some(&path), e))?;
+        .map_raw_read_only(file)
+        .map_err(|e| Error::io("mmap", Some(path), e))?;
+    Ok((map, len))
+}
+
+/// Opens the region `name` (a name or a path) read-only and reports its state. Nothing is
+/// written and no lock is taken: read permission suffices.
+pub fn inspect(name: &str) -> Result<RegionStats> {
+    let path = resolve(name)?;
+    let file = shmfile::open_read_only(&path)?;
+    let (map, len) = map_header(&file, &path)?;
     let watch = crate::sys::sigbus::protect(map.as_ptr(), map.len());
     // SAFETY: the mapping is DATA_OFFSET >= size_of::<Header>() bytes and page aligned; every
     // field of `Header` is an atomic, valid for any bit pattern, and only loaded here (the

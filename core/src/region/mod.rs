@@ -276,20 +276,7 @@ impl Region {
 
     fn open_path(path: PathBuf, opts: &RegionOptions) -> Result<Region> {
         let file = shmfile::open_existing(&path, opts.open_flags())?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io("fstat", Some(&path), e))?
-            .len();
-        if len < DATA_OFFSET {
-            return Err(Error::Corrupt(format!(
-                "{} is {len} bytes, shorter than a region header",
-                path.display()
-            )));
-        }
-        let head = MmapOptions::new()
-            .len(DATA_OFFSET as usize)
-            .map_raw(&file)
-            .map_err(|e| Error::io("mmap", Some(&path), e))?;
+        let (head, len) = inspect::map_header(&file, &path)?;
         // SAFETY: the mapping is DATA_OFFSET >= size_of::<Header>() bytes and page aligned;
         // `Config` holds only atomics, valid for any bit pattern.
         let config = unsafe { &(*(head.as_ptr() as *const Header)).config.0 };
