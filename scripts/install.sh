@@ -7,11 +7,12 @@
 #   PREFIX/lib/libshmio.a            the static library (debug info stripped)
 #   PREFIX/include/shmio.h
 #   PREFIX/lib/pkgconfig/shmio.pc    `pkg-config --cflags --libs shmio`, and `--static`
+#   PREFIX/bin/shmio                 the shmio command (debug info stripped)
 #
 #   bash scripts/install.sh PREFIX [--from DIR]
 #
-# DIR: where libshmio.so and libshmio.a were built (default: target/release, built here
-# first). Needs binutils (objcopy, strip). tests (capi/tests/c_abi.rs) install into a temporary
+# DIR: where libshmio.so, libshmio.a and the shmio command were built (default: target/release,
+# built here first). Needs binutils (objcopy, strip). tests (capi/tests/c_abi.rs) install into a temporary
 # prefix and build C programs against that copy alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,14 +22,18 @@ if [ "${2:-}" = "--from" ]; then
     from=${3:?--from needs a directory}
 fi
 if [ -z "$from" ]; then
-    cargo build --release --locked -p shmio-capi
+    cargo build --release --locked -p shmio-capi -p shmio-cli
     from=target/release
+fi
+if [ ! -x "$from/shmio" ]; then
+    echo "install.sh: no $from/shmio: build it first (cargo build -p shmio-cli)" >&2
+    exit 1
 fi
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
 major=${version%%.*}
 lib=$prefix/lib
 real=libshmio.so.$version
-mkdir -p "$lib/pkgconfig" "$lib/debug" "$prefix/include"
+mkdir -p "$lib/pkgconfig" "$lib/debug" "$prefix/include" "$prefix/bin"
 
 install -m 0755 "$from/libshmio.so" "$lib/$real"
 objcopy --only-keep-debug "$lib/$real" "$lib/debug/$real.debug"
@@ -40,6 +45,8 @@ ln -sfn "libshmio.so.$major" "$lib/libshmio.so"
 install -m 0644 "$from/libshmio.a" "$lib/libshmio.a"
 strip --strip-debug "$lib/libshmio.a"
 install -m 0644 include/shmio.h "$prefix/include/shmio.h"
+install -m 0755 "$from/shmio" "$prefix/bin/shmio"
+strip --strip-debug "$prefix/bin/shmio"
 sed -e "s|@PREFIX@|$prefix|" -e 's|@LIBDIR@|${prefix}/lib|' -e 's|@INCLUDEDIR@|${prefix}/include|' \
     -e "s|@VERSION@|$version|" -e 's|@RPATH@||' capi/shmio.pc.in | grep -v '^#' \
     > "$lib/pkgconfig/shmio.pc"

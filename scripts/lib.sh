@@ -39,7 +39,7 @@ install_wheel() {
 }
 
 # release_build: target/release for everything: the default members (libshmio.so/.a, the
-# header check, shmio.pc, the tools), then the benchmark crate and the bridge, each on its
+# header check, shmio.pc, the tools, the shmio command), then the benchmark crate and the bridge, each on its
 # own (`-p`), as their test steps build them, so neither compiles iceoryx2 or Zenoh twice.
 release_build() {
     cargo build --release --locked

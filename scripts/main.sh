@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The main job: build everything, run the producer demo with three consumers for a few
-# seconds, show what each received, run the queue benchmark in its quick mode (every peer in
-# the same run, with the targets checked), a queue bridged between two network-namespace
-# "hosts" over Zenoh beside Zenoh's own rate and a TCP stream;
+# The main job: build everything, install the library and the shmio command into a prefix,
+# run the producer demo with three consumers for a few seconds (with `shmio ls` and
+# `shmio stat` while they run), show what each received, run the queue benchmark in its quick
+# mode (every peer in the same run, with the targets checked), a queue bridged between two
+# network-namespace "hosts" over Zenoh beside Zenoh's own rate and a TCP stream;
 # then install the Python wheel into .venv and run the Python-level queue benchmark (--quick;
 # the drivers are the package bench/python/shmio_bench, not part of the wheel).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
-install_missing make:make cc:gcc ip:iproute2
+install_missing make:make cc:gcc ip:iproute2 objcopy:binutils
 python_env  # the workspace's Python extension crate needs python3 to build
 
 step "building libshmio, the tools and the benchmarks (target/release) and the C demos (examples-c/build)"
@@ -18,6 +19,10 @@ make -C examples-c
 q="shmio_demo_$$"
 out=$(mktemp -d)
 trap 'rm -rf "$out"; rm -f "/dev/shm/$q"' EXIT
+
+step "installing the C library and the shmio command into a prefix (scripts/install.sh)"
+bash scripts/install.sh "$out/prefix" --from target/release
+shmio="$out/prefix/bin/shmio"
 
 step "producer: 30 records of 'write Data : N' every 100 ms into a 10-slot queue '$q'"
 ./examples-c/build/producer -q "$q" -n 30 -i 100 -s 10 -u >"$out/producer.txt" &
@@ -34,6 +39,9 @@ for i in 1 2 3; do
     pids+=($!)
     sleep 0.5
 done
+step "shmio ls and shmio stat $q while the producer and the consumers run"
+"$shmio" ls
+"$shmio" stat "$q"
 wait "$producer"
 status=0
 for i in 1 2 3; do

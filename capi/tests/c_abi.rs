@@ -198,6 +198,18 @@ fn an_installed_copy_alone_builds_and_runs_c_programs_dynamically_and_statically
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("install-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let prefix = tmp.join("prefix");
+    // The shmio command that install.sh installs beside the library, built into the same
+    // profile directory (`cargo test -p shmio-capi` alone does not build it).
+    let profile = profile_dir();
+    let mut build = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    build
+        .args(["build", "-q", "-p", "shmio-cli"])
+        .current_dir(repo())
+        .env("CARGO_TARGET_DIR", profile.parent().unwrap());
+    if profile.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    run(&mut build);
     run(Command::new("bash")
         .arg(repo().join("scripts/install.sh"))
         .arg(&prefix)
@@ -267,5 +279,8 @@ fn an_installed_copy_alone_builds_and_runs_c_programs_dynamically_and_statically
             "{name}: {dynamic}"
         );
     }
+    // The command, installed and runnable from the prefix.
+    let out = run(Command::new(prefix.join("bin/shmio")).arg("--version"));
+    assert_eq!(out.trim(), format!("shmio {version}"));
     let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -23,8 +23,8 @@ use crate::shm::file::{self as shmfile, TmpFile};
 use crate::shm::header::{Format, Prefix};
 use crate::sys::{fork, ofd, sigbus};
 
-/// `"SHMIOQ\0\x01"` read as a little-endian u64.
-pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMIOQ\0\x01");
+/// `"SHMIOQ\0\x01"` read as a little-endian u64: the first 8 bytes of every queue file.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMIOQ\0\x01");
 /// Bumped whenever the file layout changes incompatibly. Version 2: per-consumer producer
 /// death words, per-role sleep words, the sleeper count with its epoch, liveness locks.
 /// Version 3: the wake-up handshake is asymmetric (a producer may publish with a compiler fence
@@ -364,11 +364,15 @@ pub(crate) fn consumer_byte(i: u32) -> i64 {
 }
 
 impl Shared {
-    fn map_file(file: &File, len: u64) -> Result<MmapRaw, Error> {
-        MmapOptions::new()
-            .len(len as usize)
-            .map_raw(file)
-            .map_err(|e| Error::io("mmap", None, e))
+    fn map_file(file: &File, len: u64, writable: bool) -> Result<MmapRaw, Error> {
+        let mut mo = MmapOptions::new();
+        mo.len(len as usize);
+        if writable {
+            mo.map_raw(file)
+        } else {
+            mo.map_raw_read_only(file)
+        }
+        .map_err(|e| Error::io("mmap", None, e))
     }
 
     /// Creates and initialises the queue in a file not yet visible at `path`; returns the
@@ -387,7 +391,7 @@ impl Shared {
         })?;
         let tmp = shmfile::create_tmp(path, opts.mode, layout.total_size, 0)?;
         let file = tmp.try_clone()?;
-        let map = Self::map_file(&file, layout.total_size)?;
+        let map = Self::map_file(&file, layout.total_size, true)?;
         let watch = sigbus::protect(map.as_ptr(), map.len());
         let shared = Shared {
             map,
@@ -403,7 +407,23 @@ impl Shared {
 
     /// Opens and validates an existing queue file.
     pub(crate) fn open(path: &Path) -> Result<Shared, Error> {
-        let file = shmfile::open_existing(path, 0)?;
+        Self::open_with(path, true)
+    }
+
+    /// Opens and validates an existing queue file read-only: `O_RDONLY` and a `PROT_READ`
+    /// mapping, so read permission suffices. The header is validated exactly as by
+    /// [`open`](Self::open). Such a handle must only load from the mapping (a store faults):
+    /// it serves `inspect` and the [`Observer`](super::Observer), never a role.
+    pub(crate) fn open_read_only(path: &Path) -> Result<Shared, Error> {
+        Self::open_with(path, false)
+    }
+
+    fn open_with(path: &Path, writable: bool) -> Result<Shared, Error> {
+        let file = if writable {
+            shmfile::open_existing(path, 0)?
+        } else {
+            shmfile::open_read_only(path)?
+        };
         let meta = file
             .metadata()
             .map_err(|e| Error::io("fstat", Some(path), e))?;
@@ -415,7 +435,7 @@ impl Shared {
             )));
         }
         // Map only the header first; the rest once the geometry is known to fit the file.
-        let head_map = Self::map_file(&file, std::mem::size_of::<Header>() as u64)?;
+        let head_map = Self::map_file(&file, std::mem::size_of::<Header>() as u64, false)?;
         let head_watch = sigbus::protect(head_map.as_ptr(), head_map.len());
         // SAFETY: the mapping is at least `size_of::<Header>()` bytes, page-aligned, and every
         // field of `Header` is an atomic, valid for any bit pattern.
@@ -431,7 +451,7 @@ impl Shared {
             )));
         }
         let layout = layout?;
-        let map = Self::map_file(&file, layout.total_size)?;
+        let map = Self::map_file(&file, layout.total_size, writable)?;
         let watch = sigbus::protect(map.as_ptr(), map.len());
         Ok(Shared {
             map,

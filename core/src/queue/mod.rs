@@ -47,6 +47,7 @@ mod cancel;
 mod consumer;
 mod error;
 pub(crate) mod layout;
+mod observe;
 mod producer;
 pub(crate) mod ring;
 mod wait;
@@ -58,8 +59,10 @@ pub use cancel::Canceller;
 pub use consumer::{Consumer, ReadGuard};
 pub use error::{Error, Result};
 pub use layout::{
-    LAYOUT_VERSION, MAX_CONSUMERS, MAX_SLOT_SIZE, MAX_SLOTS, OWNER_WORD_OFFSET, queue_dir, resolve,
+    LAYOUT_VERSION, MAGIC, MAX_CONSUMERS, MAX_SLOT_SIZE, MAX_SLOTS, OWNER_WORD_OFFSET, queue_dir,
+    resolve,
 };
+pub use observe::{MAX_POLL, Observed, Observer, RoleState, Roles, SlotRole, survey};
 pub use producer::{Producer, Reservation};
 pub use wait::BACKSTOP;
 
@@ -346,9 +349,10 @@ pub fn unlink(name: &str) -> Result<()> {
     )?)
 }
 
-/// Opens a queue without joining it and reports its state.
+/// Opens a queue without joining it and reports its state. The file is opened read-only
+/// (`O_RDONLY`, a read-only mapping): read permission suffices, and nothing is written.
 pub fn inspect(name: &str) -> Result<QueueStats> {
-    let shared = Shared::open(&resolve(name)?)?;
+    let shared = Shared::open_read_only(&resolve(name)?)?;
     Ok(stats_of(&shared))
 }
 

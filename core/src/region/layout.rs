@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::Error;
 
-/// `"SHMIOR\0\x01"` read as a little-endian u64.
-pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMIOR\0\x01");
+/// `"SHMIOR\0\x01"` read as a little-endian u64: the first 8 bytes of every region file.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"SHMIOR\0\x01");
 /// Bumped whenever the file layout changes incompatibly. Version 2: the writer lock is one
 /// robust futex word instead of a glibc `pthread_mutex_t`. Version 3: the change-tracking
 /// table after the data, the chunk size and incarnation in the configuration, the replica

@@ -74,6 +74,7 @@
 mod access;
 mod claim;
 mod error;
+mod inspect;
 pub(crate) mod layout;
 mod lock;
 pub mod replica;
@@ -91,8 +92,10 @@ use memmap2::{MmapOptions, MmapRaw};
 
 pub use claim::{Writer, WriterClaim};
 pub use error::{Error, Result};
+pub use inspect::{LockState, RegionStats, inspect};
 pub use layout::{
-    DATA_OFFSET, DEFAULT_CHUNK, LAYOUT_VERSION, LOCK_WORD_OFFSET, MAX_CHUNK, MAX_SIZE, MIN_CHUNK,
+    DATA_OFFSET, DEFAULT_CHUNK, LAYOUT_VERSION, LOCK_WORD_OFFSET, MAGIC, MAX_CHUNK, MAX_SIZE,
+    MIN_CHUNK,
 };
 
 use crate::error::IoError;
@@ -273,20 +276,7 @@ impl Region {
 
     fn open_path(path: PathBuf, opts: &RegionOptions) -> Result<Region> {
         let file = shmfile::open_existing(&path, opts.open_flags())?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io("fstat", Some(&path), e))?
-            .len();
-        if len < DATA_OFFSET {
-            return Err(Error::Corrupt(format!(
-                "{} is {len} bytes, shorter than a region header",
-                path.display()
-            )));
-        }
-        let head = MmapOptions::new()
-            .len(DATA_OFFSET as usize)
-            .map_raw(&file)
-            .map_err(|e| Error::io("mmap", Some(&path), e))?;
+        let (head, len) = inspect::map_header(&file, &path)?;
         // SAFETY: the mapping is DATA_OFFSET >= size_of::<Header>() bytes and page aligned;
         // `Config` holds only atomics, valid for any bit pattern.
         let config = unsafe { &(*(head.as_ptr() as *const Header)).config.0 };

@@ -496,9 +496,19 @@ pub(crate) fn random_u64() -> u64 {
 
 /// Opens an existing regular file read-write with `extra_flags` added.
 pub(crate) fn open_existing(path: &Path, extra_flags: libc::c_int) -> Result<File, FileError> {
+    open_regular(path, libc::O_RDWR | extra_flags)
+}
+
+/// Opens an existing regular file read-only (`O_RDONLY`): for inspecting and observing, which
+/// need read permission only.
+pub(crate) fn open_read_only(path: &Path) -> Result<File, FileError> {
+    open_regular(path, libc::O_RDONLY)
+}
+
+fn open_regular(path: &Path, flags: libc::c_int) -> Result<File, FileError> {
     let c = cpath(path)?;
-    let file = open(&c, libc::O_RDWR | libc::O_CLOEXEC | extra_flags, 0)
-        .map_err(|e| FileError::io("open", Some(path), e))?;
+    let file =
+        open(&c, flags | libc::O_CLOEXEC, 0).map_err(|e| FileError::io("open", Some(path), e))?;
     let meta = file
         .metadata()
         .map_err(|e| FileError::io("fstat", Some(path), e))?;

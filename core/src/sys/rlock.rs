@@ -71,7 +71,7 @@ use super::{fork, ofd};
 /// beyond any file's end, so the advisory locks touch no data.
 pub(crate) const LIVENESS_BASE: i64 = 1 << 41;
 
-fn liveness_byte(tid: u32) -> i64 {
+pub(crate) fn liveness_byte(tid: u32) -> i64 {
     LIVENESS_BASE + i64::from(tid & FUTEX_TID_MASK)
 }
 
