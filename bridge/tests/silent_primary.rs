@@ -36,6 +36,14 @@ fn a_snapshot_query_nobody_answers_is_given_up_and_the_replica_stays_responsive(
         ..NetOptions::default()
     };
     let name = format!("silent-{}", std::process::id());
+    // The replica's region, removed also when the test fails.
+    struct Unlink(String);
+    impl Drop for Unlink {
+        fn drop(&mut self) {
+            let _ = shmio::region::unlink(&self.0);
+        }
+    }
+    let _unlink = Unlink(name.clone());
     let primary = primary_net.open().unwrap();
     // Queries are kept, unanswered: dropping one would end it (an empty answer).
     let held = Arc::new(Mutex::new(Vec::new()));

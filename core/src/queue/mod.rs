@@ -403,3 +403,19 @@ pub(crate) fn stats_of(shared: &Shared) -> QueueStats {
         consumers,
     }
 }
+
+/// Unit tests' helpers.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// Removes the queue file `.0` (by path, whatever it holds) when dropped, also when the
+    /// test fails.
+    pub(crate) struct Cleanup(pub(crate) String);
+
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            if let Ok(path) = super::resolve(&self.0) {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+}

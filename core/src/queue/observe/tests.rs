@@ -8,12 +8,7 @@ fn name(tag: &str) -> String {
     format!("shmio-unit-observe-{tag}-{}", std::process::id())
 }
 
-struct Cleanup(String);
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(resolve(&self.0).unwrap());
-    }
-}
+use crate::queue::testing::Cleanup;
 
 #[test]
 fn sees_every_record_from_oldest_and_only_new_ones_from_newest() {

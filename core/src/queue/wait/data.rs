@@ -253,6 +253,7 @@ const IDLE_ENOUGH: Duration = Duration::from_millis(2);
 mod tests {
     use std::time::Duration;
 
+    use crate::queue::testing::Cleanup;
     use crate::queue::{Consumer, Policy, Producer, QueueOptions, Start};
     use crate::sys::membarrier::CALLS;
 
@@ -262,6 +263,7 @@ mod tests {
     #[test]
     fn only_a_sleep_outlasting_the_first_slice_pays_the_heavy_barrier() {
         let name = format!("shmio-unit-light-sleep-{}", std::process::id());
+        let _cleanup = Cleanup(name.clone());
         let opts = QueueOptions::new()
             .slots(8)
             .slot_size(8)
@@ -300,6 +302,5 @@ mod tests {
             "a 20 ms sleep never issued the heavy barrier"
         );
         drop(sender.join().unwrap());
-        crate::queue::unlink(&name).unwrap();
     }
 }

@@ -203,6 +203,7 @@ pub(crate) fn wake_producer(shared: &Shared, light: bool) {
 mod tests {
     use std::time::Duration;
 
+    use crate::queue::testing::Cleanup;
     use crate::queue::{Consumer, Policy, Producer, QueueOptions, Start};
     use crate::sys::membarrier::CALLS;
 
@@ -213,6 +214,7 @@ mod tests {
     #[test]
     fn only_a_space_wait_outlasting_the_first_slice_pays_the_heavy_barrier() {
         let name = format!("shmio-unit-light-space-{}", std::process::id());
+        let _cleanup = Cleanup(name.clone());
         let opts = QueueOptions::new()
             .slots(2)
             .slot_size(8)
@@ -246,6 +248,5 @@ mod tests {
             "a 20 ms wait for space never issued the heavy barrier"
         );
         drop(reader.join().unwrap());
-        crate::queue::unlink(&name).unwrap();
     }
 }
