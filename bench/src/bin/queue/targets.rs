@@ -20,6 +20,22 @@ pub fn targets(out: &Out, run: &Settings) {
         None => println!("  [n/a] {what}: not measured in this run"),
     };
     let ratio = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
+    // System `a` against `b` in one case, more is better.
+    let versus = |what: String, (a, b): (&str, &str), pattern: &'static str, size, goal| {
+        line(
+            what,
+            ratio(out.get(a, pattern, size), out.get(b, pattern, size)),
+            goal,
+            false,
+        )
+    };
+    // The better of shmio's back-pressure calls (the lower figure for round trips).
+    let shmio_best = |pattern: &'static str, size, lower: bool| {
+        ["shmio-bp", "shmio-bp-zerocopy"]
+            .iter()
+            .filter_map(|s| out.get(s, pattern, size))
+            .reduce(if lower { f64::min } else { f64::max })
+    };
     let bp64 = out.get("shmio-bp", "1to1", 64);
     for (peer, goal) in [("iceoryx2", 5.0), ("pipe", 10.0), ("fcntl-lock-shm", 100.0)] {
         line(
@@ -67,14 +83,12 @@ pub fn targets(out: &Out, run: &Settings) {
     // Zero copy never slower than copying.
     for &size in sizes {
         for pattern in ["1to1", "1to4"] {
-            line(
+            versus(
                 format!("{size} B {pattern} throughput, zero-copy read vs copying recv"),
-                ratio(
-                    out.get("shmio-bp-zerocopy", pattern, size),
-                    out.get("shmio-bp", pattern, size),
-                ),
+                ("shmio-bp-zerocopy", "shmio-bp"),
+                pattern,
+                size,
                 1.0,
-                false,
             );
         }
     }
@@ -87,14 +101,12 @@ pub fn targets(out: &Out, run: &Settings) {
                 (pattern, ""),
                 (load_pattern(pattern), ", beside a CPU-bound process"),
             ] {
-                line(
+                versus(
                     format!("{size} B {pattern} received, shmio-overwrite vs shmio-bp{how}"),
-                    ratio(
-                        out.get("shmio-overwrite", p, size),
-                        out.get("shmio-bp", p, size),
-                    ),
+                    ("shmio-overwrite", "shmio-bp"),
+                    p,
+                    size,
                     0.5,
-                    false,
                 );
             }
         }
@@ -103,10 +115,7 @@ pub fn targets(out: &Out, run: &Settings) {
     for depth in [16, 256, 1024] {
         for pattern in ["1to1", "1to4"] {
             let p = deep_pattern(pattern, depth);
-            let best = ["shmio-bp", "shmio-bp-zerocopy"]
-                .iter()
-                .filter_map(|s| out.get(s, p, DEEP_SIZE))
-                .reduce(f64::max);
+            let best = shmio_best(p, DEEP_SIZE, false);
             line(
                 format!(
                     "{} KiB {pattern} throughput with {depth} buffered, shmio vs iceoryx2",
@@ -119,15 +128,12 @@ pub fn targets(out: &Out, run: &Settings) {
         }
     }
     // Ahead of iceoryx2 everywhere: the better of shmio's back-pressure calls (iceoryx2 also
-    // reads in place), at every size and pattern measured.
+    // reads in place, `shmio_best`), at every size and pattern measured.
     for &size in sizes {
         for pattern in ["1to1", "1to4", "rtt-spin", "rtt-block"] {
             // Throughput: more is better; round trips: shorter is.
             let rtt = pattern.starts_with("rtt");
-            let best = ["shmio-bp", "shmio-bp-zerocopy"]
-                .iter()
-                .filter_map(|s| out.get(s, pattern, size))
-                .reduce(if rtt { f64::min } else { f64::max });
+            let best = shmio_best(pattern, size, rtt);
             let what = if rtt {
                 format!("{size} B {pattern} p50, shmio vs iceoryx2 (lower is better)")
             } else {
