@@ -21,8 +21,8 @@ has one reader per descriptor.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from ._errors import Closed, Timeout
 
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from ._shmio import Consumer, Producer, Region
 
 __all__ = ["arecv", "aiter_records", "asend", "await_changed"]
+
+_T = TypeVar("_T")
 
 # The polls' backoff (seconds): first and longest pause.
 _FIRST_PAUSE = 50e-6
@@ -114,42 +116,41 @@ async def aiter_records(consumer: Consumer) -> AsyncIterator[bytes]:
         yield rec
 
 
-async def asend(producer: Producer, data: Buffer, timeout: float | None = None) -> int:
-    """Sends a record; in a full back-pressure queue waits for space without blocking the loop
-    (see the module); returns its sequence number. :class:`Timeout` after ``timeout`` seconds
-    (None: no limit)."""
-    seq = producer.try_send(data)
-    if seq is not None:
-        return seq
+async def _poll(attempt: Callable[[], _T | None], timeout: float | None) -> _T:
+    """``attempt()`` until it returns something other than None, pausing between tries with the
+    backoff of the module; :class:`Timeout` after ``timeout`` seconds (None: no limit)."""
+    got = attempt()
+    if got is not None:
+        return got
     loop = asyncio.get_running_loop()
     deadline = _deadline(loop, timeout)
     pause = _FIRST_PAUSE
     while True:
         left = _left(loop, deadline)
         await asyncio.sleep(pause if left is None else min(pause, left))
-        seq = producer.try_send(data)
-        if seq is not None:
-            return seq
+        got = attempt()
+        if got is not None:
+            return got
         pause = min(pause * 2, _LONGEST_PAUSE)
+
+
+async def asend(producer: Producer, data: Buffer, timeout: float | None = None) -> int:
+    """Sends a record; in a full back-pressure queue waits for space without blocking the loop
+    (see the module); returns its sequence number. :class:`Timeout` after ``timeout`` seconds
+    (None: no limit)."""
+    return await _poll(lambda: producer.try_send(data), timeout)
 
 
 async def await_changed(region: Region, seen: int, timeout: float | None = None) -> int:
     """Waits until the region's version differs from ``seen`` without blocking the loop (see
     the module); returns the new version. :class:`Timeout` after ``timeout`` seconds (None:
     no limit)."""
-    v = region.version
-    if v != seen:
-        return v
-    loop = asyncio.get_running_loop()
-    deadline = _deadline(loop, timeout)
-    pause = _FIRST_PAUSE
-    while True:
-        left = _left(loop, deadline)
-        await asyncio.sleep(pause if left is None else min(pause, left))
+
+    def changed() -> int | None:
         v = region.version
-        if v != seen:
-            return v
-        pause = min(pause * 2, _LONGEST_PAUSE)
+        return v if v != seen else None
+
+    return await _poll(changed, timeout)
 
 
 async def _arecv(self: Consumer, timeout: float | None = None) -> bytes:
