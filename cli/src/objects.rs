@@ -144,21 +144,8 @@ pub fn locate(name: &str) -> Result<Object, CliError> {
     }
 }
 
-/// `n` bytes in the largest binary unit that leaves at least 1.
-pub fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+/// `n` bytes in the largest binary unit (the library's own formatting).
+pub use shmio::human_bytes as human;
 
 pub fn policy(p: Policy) -> &'static str {
     match p {

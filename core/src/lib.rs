@@ -51,6 +51,7 @@ pub(crate) mod sync;
 #[cfg(not(loom))]
 pub(crate) mod sys;
 #[cfg(not(loom))]
+pub use shm::file::human_bytes;
 pub mod tqueue;
 #[cfg(not(loom))]
 pub mod vm;

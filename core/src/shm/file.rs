@@ -73,13 +73,14 @@ pub(crate) fn no_space_message(path: &Path, needed: u64, available: u64) -> Stri
         "no space for {}: it needs {needed} bytes ({}), its file system has {available} \
          bytes ({}) available",
         path.display(),
-        human(needed),
-        human(available)
+        human_bytes(needed),
+        human_bytes(available)
     )
 }
 
-/// `n` bytes in the largest binary unit that leaves at least 1, with one decimal.
-fn human(n: u64) -> String {
+/// `n` bytes in the largest binary unit that leaves at least 1, with one decimal (`4.0 MiB`;
+/// plain bytes below 1 KiB: `512 B`), as shmio's messages and the `shmio` command print sizes.
+pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;
