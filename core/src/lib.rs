@@ -52,6 +52,7 @@ pub(crate) mod sync;
 pub(crate) mod sys;
 #[cfg(not(loom))]
 pub use shm::file::human_bytes;
+#[cfg(not(loom))]
 pub mod tqueue;
 #[cfg(not(loom))]
 pub mod vm;
